@@ -1,0 +1,352 @@
+"""Typed configuration: frozen dataclasses, the only module that reads YAML.
+
+The dataclass defaults are the reference configuration (the paper's HarmonicGAN-histogram);
+a YAML file in ``configs/`` lists only what it changes. :func:`load_config` rejects unknown
+keys, wrong types and out-of-range values with the key's dotted name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+import yaml
+
+from mrtrans.errors import MrtransError
+from mrtrans.resources import resource_dir
+
+
+class Modality(str, enum.Enum):
+    """MRI sequences of BraTS. Aliases of the file names are resolved in data_prep.discovery."""
+
+    flair = "flair"
+    t1 = "t1"
+    t1ce = "t1ce"
+    t2 = "t2"
+
+
+class GanMode(str, enum.Enum):
+    """Adversarial objective; the paper uses least squares (Mao et al. 2017)."""
+
+    lsgan = "lsgan"
+    vanilla = "vanilla"
+
+
+class SmoothFeatures(str, enum.Enum):
+    """Patch features of the smoothness term (paper Sec. 3.3)."""
+
+    histogram = "histogram"
+    vgg = "vgg"
+
+
+class IntensityRange(str, enum.Enum):
+    """Range that prepare-brats scales brain intensities to; background is the low end."""
+
+    minus_one_one = "-1,1"
+    zero_one = "0,1"
+
+
+def _range(lo: float | None = None, hi: float | None = None) -> dict[str, Any]:
+    return {"min": lo, "max": hi}
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """ResNet generator of Johnson et al. (2016) as used by CycleGAN."""
+
+    in_channels: int = field(default=1, metadata=_range(1))
+    out_channels: int = field(default=1, metadata=_range(1))
+    base_channels: int = field(default=64, metadata=_range(1))
+    num_res_blocks: int = field(default=9, metadata=_range(1))
+    num_downsampling: int = field(default=2, metadata=_range(1, 4))
+
+
+@dataclass(frozen=True)
+class DiscriminatorConfig:
+    """70x70 PatchGAN (Isola et al. 2017) for num_layers = 3."""
+
+    in_channels: int = field(default=1, metadata=_range(1))
+    base_channels: int = field(default=64, metadata=_range(1))
+    num_layers: int = field(default=3, metadata=_range(1, 6))
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Loss weights; Eq. 9 of the paper. CycleGAN is lambda_smooth = 0."""
+
+    gan_mode: GanMode = GanMode.lsgan
+    lambda_gan: float = field(default=1.0, metadata=_range(0.0))
+    lambda_cycle: float = field(default=10.0, metadata=_range(0.0))
+    lambda_identity: float = field(default=0.0, metadata=_range(0.0))
+    lambda_smooth: float = field(default=1.0, metadata=_range(0.0))
+    smooth_features: SmoothFeatures = SmoothFeatures.histogram
+    patch_size: int = field(default=8, metadata=_range(1))
+    histogram_bins: int = field(default=16, metadata=_range(2))
+    # Affinity w_ij = exp(-L1(f_i, f_j) / sigma^2) on features that sum to 1 per patch, so the
+    # L1 distance lies in [0, 2]. sigma = 0.5 gives w = 1 for equal patches, e^-4 ~ 0.02 for
+    # patches that share half their histogram mass, e^-8 for disjoint ones (docs/training.md).
+    sigma: float = field(default=0.5, metadata=_range(1e-6))
+    vgg_weights: str | None = None
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Adam and the CycleGAN schedule: constant, then linear decay to zero."""
+
+    lr: float = field(default=2e-4, metadata=_range(0.0))
+    beta1: float = field(default=0.5, metadata=_range(0.0, 1.0))
+    beta2: float = field(default=0.999, metadata=_range(0.0, 1.0))
+    epochs_constant: int = field(default=100, metadata=_range(0))
+    epochs_decay: int = field(default=100, metadata=_range(0))
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """How training reads a prepared dataset."""
+
+    image_size: int = field(default=256, metadata=_range(16))
+    batch_size: int = field(default=1, metadata=_range(1))
+    pool_size: int = field(default=50, metadata=_range(0))
+    max_train_slices: int | None = field(default=None, metadata=_range(1))
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything about one run that is not the model."""
+
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True
+    channels_last: bool = True
+    epochs: int | None = field(default=None, metadata=_range(1))
+    max_steps: int | None = field(default=None, metadata=_range(1))
+    log_every: int = field(default=50, metadata=_range(1))
+    sample_every: int = field(default=500, metadata=_range(1))
+    checkpoint_every: int = field(default=1000, metadata=_range(1))
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A whole training run: ``mrtrans train``."""
+
+    generator: GeneratorConfig = GeneratorConfig()
+    discriminator: DiscriminatorConfig = DiscriminatorConfig()
+    loss: LossConfig = LossConfig()
+    optim: OptimConfig = OptimConfig()
+    data: DataConfig = DataConfig()
+    run: RunConfig = RunConfig()
+
+
+@dataclass(frozen=True)
+class PrepareConfig:
+    """``mrtrans prepare-brats``: the paper's protocol (Cohen et al. 2018) by default.
+
+    ``train_slices`` is per domain (source and target each get that many, half tumor);
+    ``test_slices`` are paired slices (both modalities and seg of the same slice).
+    """
+
+    modalities: tuple[Modality, Modality] = (Modality.flair, Modality.t1)
+    train_slices: int = field(default=1400, metadata=_range(2))
+    test_slices: int = field(default=300, metadata=_range(2))
+    test_fraction: float = field(default=0.2, metadata=_range(0.0, 1.0))
+    min_tumor_pixels: int = field(default=100, metadata=_range(1))
+    min_brain_fraction: float = field(default=0.2, metadata=_range(0.0, 1.0))
+    image_size: int = field(default=256, metadata=_range(16))
+    intensity_range: IntensityRange = IntensityRange.minus_one_one
+    lower_percentile: float = field(default=0.5, metadata=_range(0.0, 100.0))
+    upper_percentile: float = field(default=99.5, metadata=_range(0.0, 100.0))
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """``mrtrans synth-brats``: synthetic BraTS-like subjects."""
+
+    subjects: int = field(default=4, metadata=_range(1))
+    shape: tuple[int, int, int] = (240, 240, 155)
+    tumor_fraction: float = field(default=0.67, metadata=_range(0.0, 1.0))
+    seed: int = 0
+
+
+C = TypeVar("C")
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against the annotation ``tp`` and convert YAML scalars/lists to it."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        return _coerce(value, args[0], key)
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",")]
+        if not isinstance(value, (list, tuple)) or len(value) != len(args):
+            raise MrtransError(f"config key '{key}': expected a list of {len(args)} values, got {value!r}")
+        return tuple(_coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        try:
+            return tp(value.value if isinstance(value, enum.Enum) else str(value))
+        except ValueError:
+            choices = ", ".join(m.value for m in tp)
+            raise MrtransError(f"config key '{key}': {value!r} is not one of: {choices}") from None
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+            return value.lower() in ("true", "yes", "1")
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif tp is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+    raise MrtransError(f"config key '{key}': expected {_type_name(tp)}, got {value!r}")
+
+
+def from_dict(cls: type[C], data: dict[str, Any] | None, prefix: str = "") -> C:
+    """Build dataclass ``cls`` from a nested dict, validating every key and value."""
+    data = data or {}
+    if not isinstance(data, dict):
+        raise MrtransError(f"config key '{prefix.rstrip('.') or '<root>'}': expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        known = ", ".join(fields)
+        raise MrtransError(f"config key '{prefix}{unknown[0]}': unknown key (known here: {known})")
+    kwargs: dict[str, Any] = {}
+    for name, value in data.items():
+        key, tp = f"{prefix}{name}", hints[name]
+        if dataclasses.is_dataclass(tp):
+            kwargs[name] = from_dict(tp, value, prefix=f"{key}.")
+            continue
+        value = _coerce(value, tp, key)
+        lo, hi = fields[name].metadata.get("min"), fields[name].metadata.get("max")
+        if value is not None and lo is not None and value < lo:
+            raise MrtransError(f"config key '{key}': {value!r} is below the minimum {lo}")
+        if value is not None and hi is not None and value > hi:
+            raise MrtransError(f"config key '{key}': {value!r} is above the maximum {hi}")
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """Plain dict of a config (enums as their values, tuples as lists), for YAML and checkpoints."""
+
+    def plain(v: Any) -> Any:
+        if isinstance(v, enum.Enum):
+            return v.value
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return v
+
+    return plain(dataclasses.asdict(cfg))
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    node = tree
+    *parents, leaf = dotted.split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise MrtransError(f"config key '{dotted}': '{part}' is not a section")
+    node[leaf] = value
+
+
+def resolve_config_path(path_or_preset: str | Path) -> Path:
+    """A YAML path, or the name of a file in ``configs/`` (``cyclegan``, ``harmonicgan_hist``...)."""
+    path = Path(path_or_preset)
+    if path.suffix in (".yaml", ".yml") and path.exists():
+        return path
+    preset = resource_dir("configs") / f"{path_or_preset}.yaml"
+    if preset.exists():
+        return preset
+    names = ", ".join(sorted(p.stem for p in resource_dir("configs").glob("*.yaml")))
+    raise MrtransError(f"{path_or_preset}: no such config file or preset (presets: {names})")
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """Read one config file as a mapping."""
+    try:
+        tree = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise MrtransError(f"{path}: invalid YAML ({exc})") from exc
+    if not isinstance(tree, dict):
+        raise MrtransError(f"{path}: a config file must be a mapping of keys to values")
+    return tree
+
+
+def load_config(
+    cls: type[C],
+    files: str | Path | Sequence[str | Path] | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> C:
+    """Load ``cls`` from defaults, then YAML files or presets in order, then dotted overrides.
+
+    Args:
+        cls: the config dataclass (``TrainConfig``, ``PrepareConfig``...).
+        files: YAML paths or preset names from ``configs/``, later ones win; None for defaults.
+        overrides: ``{"optim.lr": 1e-4, "run.max_steps": 10}``; None values are ignored, so CLI
+            options that were not given leave the files' values alone.
+
+    Raises:
+        MrtransError: unreadable YAML, unknown key, wrong type or out-of-range value.
+    """
+    if files is None:
+        files = []
+    elif isinstance(files, (str, Path)):
+        files = [files]
+    tree: dict[str, Any] = {}
+    for item in files:
+        tree = _merge(tree, read_yaml(resolve_config_path(item)))
+    for dotted, value in (overrides or {}).items():
+        if value is not None:
+            _set_dotted(tree, dotted, value)
+    return from_dict(cls, tree)
+
+
+def save_config(cfg: Any, path: str | Path) -> Path:
+    """Write the resolved config as YAML (atomically)."""
+    from mrtrans.io import atomic_path
+
+    with atomic_path(path) as tmp:
+        tmp.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    return Path(path)

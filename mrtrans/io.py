@@ -1,0 +1,170 @@
+"""NIfTI read/write that keeps geometry, and atomic writes for files and folders.
+
+Every output of mrtrans goes through :func:`atomic_path` or :func:`atomic_dir`: data is written
+next to its destination under a hidden temporary name and renamed into place only when complete,
+so a crash or Ctrl-C never leaves a half-written file or dataset behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from mrtrans.errors import MrtransError
+
+NIFTI_SUFFIXES = (".nii.gz", ".nii")
+
+
+def nifti_suffix(path: str | Path) -> str | None:
+    """Return ``.nii.gz`` or ``.nii`` for a NIfTI path, else None."""
+    name = Path(path).name.lower()
+    return next((s for s in NIFTI_SUFFIXES if name.endswith(s)), None)
+
+
+def strip_nifti_suffix(path: str | Path) -> str:
+    """File name without its NIfTI suffix: ``a/b_flair.nii.gz`` -> ``b_flair``."""
+    name = Path(path).name
+    suffix = nifti_suffix(name)
+    return name[: -len(suffix)] if suffix else name
+
+
+@contextlib.contextmanager
+def atomic_path(final: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``final``; rename it onto ``final`` if the block succeeds.
+
+    The temporary name keeps the final suffix (e.g. ``.nii.gz``) so writers that choose their
+    format by extension behave the same.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    suffix = nifti_suffix(final) or final.suffix
+    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=f".tmp{suffix}", dir=final.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, final)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_dir(final: str | Path, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary folder beside ``final``; move it onto ``final`` if the block succeeds.
+
+    Raises:
+        MrtransError: ``final`` exists and is not empty, and ``overwrite`` is False.
+    """
+    final = Path(final)
+    if final.exists() and any(final.iterdir()) and not overwrite:
+        raise MrtransError(f"{final}: output folder exists and is not empty; choose another path or pass --overwrite")
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    try:
+        yield tmp
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def load_nifti(path: str | Path) -> nib.Nifti1Image:
+    """Open a NIfTI file and read its data, turning every failure into one clear error.
+
+    Raises:
+        MrtransError: the file is missing, not NIfTI, or truncated/corrupt.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MrtransError(f"{path}: file not found")
+    if nifti_suffix(path) is None:
+        raise MrtransError(f"{path}: not a NIfTI file (expected .nii or .nii.gz)")
+    try:
+        img = nib.load(str(path))
+        img.get_fdata(dtype=np.float32)  # force decompression now, so truncation is caught here
+    except Exception as exc:  # nibabel/gzip/zlib raise many types for a bad file
+        raise MrtransError(f"{path}: cannot read NIfTI ({type(exc).__name__}: {exc}); re-export or re-download it") from exc
+    return img
+
+
+def read_volume(path: str | Path) -> tuple[np.ndarray, nib.Nifti1Image]:
+    """Read a 3D volume as float32 and check it is usable.
+
+    Returns:
+        ``(data, image)``: data of shape (X, Y, Z) in the file's voxel order, and the image whose
+        affine and header describe it.
+
+    Raises:
+        MrtransError: unreadable, not 3D (a 4D file with one volume is accepted), NaN/Inf, or empty.
+    """
+    img = load_nifti(path)
+    data = np.asanyarray(img.dataobj).astype(np.float32, copy=False)
+    if data.ndim == 4 and data.shape[3] == 1:
+        data = data[..., 0]
+    if data.ndim != 3:
+        raise MrtransError(f"{path}: expected a 3D volume, got shape {data.shape}; pass one 3D image per file")
+    if not np.isfinite(data).all():
+        raise MrtransError(f"{path}: contains NaN or Inf values; fix the file (e.g. replace them by 0)")
+    if not np.any(data):
+        raise MrtransError(f"{path}: volume is empty (all zeros)")
+    return data, img
+
+
+def write_nifti(
+    data: np.ndarray,
+    path: str | Path,
+    reference: nib.Nifti1Image | None = None,
+    affine: np.ndarray | None = None,
+    dtype: np.dtype | type | None = None,
+    description: str | None = None,
+) -> Path:
+    """Write ``data`` as NIfTI atomically, keeping the reference's geometry and header.
+
+    With a ``reference`` image the output gets its header (pixdim, units, qform and sform with
+    their codes, intent); only the data type, scaling and the optional description change.
+
+    Args:
+        data: array with the reference's shape (or any 3D array with ``affine``).
+        path: destination ``.nii`` or ``.nii.gz``.
+        reference: image whose geometry the output takes.
+        affine: used when there is no reference (codes set to 1, scanner).
+        dtype: on-disk type; defaults to ``data.dtype``.
+        description: the header's ``descrip`` field (80 characters at most).
+
+    Returns:
+        The written path.
+    """
+    path = Path(path)
+    if nifti_suffix(path) is None:
+        raise MrtransError(f"{path}: output must end in .nii or .nii.gz")
+    dtype = np.dtype(dtype or data.dtype)
+    if reference is not None:
+        header = reference.header.copy()
+        img = nib.Nifti1Image(data.astype(dtype, copy=False), None, header=header)
+        # Keep both transforms and their codes exactly as the input had them.
+        qform, qcode = reference.get_qform(coded=True)
+        sform, scode = reference.get_sform(coded=True)
+        img.set_qform(qform if qform is not None else reference.affine, int(qcode))
+        img.set_sform(sform if sform is not None else reference.affine, int(scode))
+    else:
+        if affine is None:
+            raise MrtransError("write_nifti needs a reference image or an affine")
+        img = nib.Nifti1Image(data.astype(dtype, copy=False), affine)
+        img.set_qform(affine, 1)
+        img.set_sform(affine, 1)
+    img.set_data_dtype(dtype)
+    img.header.set_slope_inter(1.0, 0.0)  # the data are stored as given, never rescaled
+    if description is not None:
+        img.header["descrip"] = description.encode("ascii", "replace")[:79]
+    with atomic_path(path) as tmp:
+        nib.save(img, str(tmp))
+    return path

@@ -1,0 +1,84 @@
+import pytest
+import yaml
+
+from mrtrans.config import (
+    GanMode,
+    PrepareConfig,
+    SmoothFeatures,
+    TrainConfig,
+    load_config,
+    resolve_config_path,
+    save_config,
+    to_dict,
+)
+from mrtrans.errors import MrtransError
+
+
+def test_defaults_are_the_paper_settings():
+    cfg = TrainConfig()
+    assert cfg.loss.gan_mode is GanMode.lsgan
+    assert (cfg.loss.lambda_cycle, cfg.loss.lambda_smooth, cfg.loss.lambda_gan) == (10.0, 1.0, 1.0)
+    assert (cfg.loss.patch_size, cfg.loss.histogram_bins) == (8, 16)
+    assert (cfg.optim.lr, cfg.optim.beta1) == (2e-4, 0.5)
+    assert (cfg.optim.epochs_constant, cfg.optim.epochs_decay) == (100, 100)
+    assert (cfg.data.image_size, cfg.data.pool_size) == (256, 50)
+    assert cfg.generator.num_res_blocks == 9
+    p = PrepareConfig()
+    assert (p.train_slices, p.test_slices) == (1400, 300)
+
+
+def test_presets_load_and_differ_where_they_should():
+    cyc = load_config(TrainConfig, "cyclegan")
+    hist = load_config(TrainConfig, "harmonicgan_hist")
+    vgg = load_config(TrainConfig, "harmonicgan_vgg")
+    assert cyc.loss.lambda_smooth == 0.0 and hist.loss.lambda_smooth == 1.0
+    assert vgg.loss.smooth_features is SmoothFeatures.vgg
+    assert cyc.generator == hist.generator == vgg.generator
+
+
+def test_files_layer_and_overrides_win(tmp_path):
+    cfg = load_config(TrainConfig, ["cyclegan", "cpu_small"], {"optim.lr": "1e-3", "run.max_steps": 5})
+    assert cfg.loss.lambda_smooth == 0.0 and cfg.data.image_size == 64
+    assert cfg.optim.lr == 1e-3 and cfg.run.max_steps == 5
+    assert load_config(TrainConfig, "cyclegan", {"optim.lr": None}).optim.lr == 2e-4
+
+
+@pytest.mark.parametrize(
+    "content, key",
+    [
+        ({"loss": {"lambda_smoth": 1.0}}, "loss.lambda_smoth"),
+        ({"optim": {"lr": "fast"}}, "optim.lr"),
+        ({"optim": {"lr": -1.0}}, "optim.lr"),
+        ({"optim": {"beta1": 1.5}}, "optim.beta1"),
+        ({"loss": {"gan_mode": "wgan"}}, "loss.gan_mode"),
+        ({"generator": {"num_res_blocks": 2.5}}, "generator.num_res_blocks"),
+        ({"run": {"amp": "maybe"}}, "run.amp"),
+        ({"nonsense": 1}, "nonsense"),
+        ({"loss": 3}, "loss"),
+    ],
+)
+def test_bad_values_name_the_key(tmp_path, content, key):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(content))
+    with pytest.raises(MrtransError) as info:
+        load_config(TrainConfig, path)
+    assert f"'{key}'" in str(info.value)
+
+
+def test_unknown_preset_lists_the_known_ones():
+    with pytest.raises(MrtransError, match="cyclegan"):
+        resolve_config_path("no_such_preset")
+
+
+def test_invalid_yaml_names_the_file(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("loss: [unclosed")
+    with pytest.raises(MrtransError, match="broken.yaml"):
+        load_config(TrainConfig, path)
+
+
+def test_resolved_config_round_trips(tmp_path):
+    cfg = load_config(TrainConfig, "harmonicgan_vgg", {"run.seed": 3})
+    save_config(cfg, tmp_path / "config.yaml")
+    assert load_config(TrainConfig, tmp_path / "config.yaml") == cfg
+    assert to_dict(cfg)["loss"]["smooth_features"] == "vgg"
