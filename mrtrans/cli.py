@@ -86,7 +86,7 @@ def synth_brats(
     shape: Annotated[str, typer.Option("--shape", help="Volume shape X,Y,Z in 1 mm voxels.")] = "240,240,155",
     tumor_fraction: Annotated[
         float, typer.Option("--tumor-fraction", min=0.0, max=1.0, help="Share of subjects with a tumor.")
-    ] = 0.67,
+    ] = 0.75,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
 ) -> None:
     """Write synthetic BraTS-like subjects (FLAIR, T1, T1ce, T2, seg) for trying the pipeline."""
@@ -102,3 +102,51 @@ def synth_brats(
     with tqdm(total=cfg.subjects, desc="synth-brats", unit="subject") as bar:
         ids = write_synthetic_brats(out, cfg, overwrite=overwrite, progress=bar.update)
     typer.echo(f"wrote {len(ids)} subjects to {out}")
+
+
+@command("prepare-brats")
+def prepare_brats(
+    root: Annotated[Path, typer.Argument(help="Dataset root: BraTS 2018-2021, BraTS 2023+ or MSD Task01 layout.")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder for the prepared slice set.")],
+    config: Annotated[
+        str, typer.Option("--config", help="Recipe YAML or a name in data_prep/ (default: the paper's protocol).")
+    ] = "paper_protocol",
+    modalities: Annotated[
+        str | None, typer.Option("--modalities", help="Source,target modalities, e.g. flair,t1.")
+    ] = None,
+    train_slices: Annotated[int | None, typer.Option("--train-slices", help="Training slices per domain (half tumor).")] = None,
+    test_slices: Annotated[int | None, typer.Option("--test-slices", help="Paired test slices (half tumor).")] = None,
+    test_fraction: Annotated[float | None, typer.Option("--test-fraction", help="Share of patients held out for test.")] = None,
+    min_tumor_pixels: Annotated[int | None, typer.Option("--min-tumor-pixels", help="Tumor slice: at least this many seg>0 pixels.")] = None,
+    min_brain_fraction: Annotated[
+        float | None, typer.Option("--min-brain-fraction", help="Healthy slice: no tumor and at least this share of brain.")
+    ] = None,
+    image_size: Annotated[int | None, typer.Option("--image-size", help="In-plane size after crop/pad.")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Seed of the patient split and the slice draw.")] = None,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Subjects processed in parallel.")] = 1,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
+) -> None:
+    """Turn BraTS volumes into balanced healthy/tumor 2D slice sets, split by patient."""
+    from tqdm import tqdm
+
+    from mrtrans.config import PrepareConfig, load_config
+    from mrtrans.data_prep.prepare import prepare_brats as run_prepare
+
+    overrides = {
+        "modalities": modalities, "train_slices": train_slices, "test_slices": test_slices,
+        "test_fraction": test_fraction, "min_tumor_pixels": min_tumor_pixels,
+        "min_brain_fraction": min_brain_fraction, "image_size": image_size, "seed": seed,
+    }  # fmt: skip
+    cfg = load_config(PrepareConfig, config, overrides, folder="data_prep")
+    bar = tqdm(desc="prepare-brats", unit="subject", total=0)
+
+    def on_start(report, n):  # type: ignore[no-untyped-def]
+        tqdm.write(report.summary())
+        bar.reset(total=n)
+
+    with bar:
+        summary = run_prepare(root, out, cfg, workers=workers, overwrite=overwrite, progress=bar.update, on_start=on_start)
+    for sid, reason in summary.skipped:
+        typer.echo(f"skipped {sid}: {reason}")
+    counts = ", ".join(f"{k}={v}" for k, v in summary.counts.items())
+    typer.echo(f"wrote {summary.out} ({counts})")

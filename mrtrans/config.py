@@ -170,7 +170,7 @@ class SynthConfig:
 
     subjects: int = field(default=4, metadata=_range(1))
     shape: tuple[int, int, int] = (240, 240, 155)
-    tumor_fraction: float = field(default=0.67, metadata=_range(0.0, 1.0))
+    tumor_fraction: float = field(default=0.75, metadata=_range(0.0, 1.0))
     seed: int = 0
 
 
@@ -281,16 +281,16 @@ def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
     node[leaf] = value
 
 
-def resolve_config_path(path_or_preset: str | Path) -> Path:
-    """A YAML path, or the name of a file in ``configs/`` (``cyclegan``, ``harmonicgan_hist``...)."""
+def resolve_config_path(path_or_preset: str | Path, folder: str = "configs") -> Path:
+    """A YAML path, or the name of a file in ``folder`` (``configs``: ``cyclegan``...; ``data_prep``)."""
     path = Path(path_or_preset)
     if path.suffix in (".yaml", ".yml") and path.exists():
         return path
-    preset = resource_dir("configs") / f"{path_or_preset}.yaml"
+    preset = resource_dir(folder) / f"{path_or_preset}.yaml"
     if preset.exists():
         return preset
-    names = ", ".join(sorted(p.stem for p in resource_dir("configs").glob("*.yaml")))
-    raise MrtransError(f"{path_or_preset}: no such config file or preset (presets: {names})")
+    names = ", ".join(sorted(p.stem for p in resource_dir(folder).glob("*.yaml")))
+    raise MrtransError(f"{path_or_preset}: no such config file or preset in {folder}/ (presets: {names})")
 
 
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -318,14 +318,16 @@ def load_config(
     cls: type[C],
     files: str | Path | Sequence[str | Path] | None = None,
     overrides: dict[str, Any] | None = None,
+    folder: str = "configs",
 ) -> C:
     """Load ``cls`` from defaults, then YAML files or presets in order, then dotted overrides.
 
     Args:
         cls: the config dataclass (``TrainConfig``, ``PrepareConfig``...).
-        files: YAML paths or preset names from ``configs/``, later ones win; None for defaults.
+        files: YAML paths or preset names from ``folder``, later ones win; None for defaults.
         overrides: ``{"optim.lr": 1e-4, "run.max_steps": 10}``; None values are ignored, so CLI
             options that were not given leave the files' values alone.
+        folder: where preset names are looked up (``configs``, ``data_prep``, ``evaluation``).
 
     Raises:
         MrtransError: unreadable YAML, unknown key, wrong type or out-of-range value.
@@ -336,7 +338,7 @@ def load_config(
         files = [files]
     tree: dict[str, Any] = {}
     for item in files:
-        tree = _merge(tree, read_yaml(resolve_config_path(item)))
+        tree = _merge(tree, read_yaml(resolve_config_path(item, folder)))
     for dotted, value in (overrides or {}).items():
         if value is not None:
             _set_dotted(tree, dotted, value)

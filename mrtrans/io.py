@@ -67,6 +67,9 @@ def atomic_dir(final: str | Path, overwrite: bool = False) -> Iterator[Path]:
         raise MrtransError(f"{final}: output folder exists and is not empty; choose another path or pass --overwrite")
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the result is an ordinary folder
     try:
         yield tmp
         if final.exists():

@@ -106,10 +106,10 @@ def synth_subject(
             c = rng.uniform(-0.55, 0.55, size=3) * axes
             if abs(c[0]) > 0.06 and np.sqrt(((c / axes) ** 2).sum()) < 0.6:
                 break
-        radius = rng.uniform(0.03, 0.055)
-        d = np.sqrt((x - c[0]) ** 2 + (y - c[1]) ** 2 + (z - c[2]) ** 2) / radius
+        radius = rng.uniform(0.04, 0.065) * nx  # core radius in voxels (1 mm): 10-16 mm at 240
+        d = np.sqrt(((x - c[0]) * nx) ** 2 + ((y - c[1]) * ny) ** 2 + ((z - c[2]) * nz) ** 2) / radius
         d = d * (1 + 0.18 * _smooth_field(rng, shape, 8))
-        edema_extent = rng.uniform(1.5, 2.0)
+        edema_extent = rng.uniform(1.6, 2.2)
         tissue[brain & (d < edema_extent) & np.isin(tissue, (WM, GM))] = EDEMA
         tissue[brain & (d < 1.0)] = ENHANCING
         tissue[brain & (d < rng.uniform(0.45, 0.65))] = NECROSIS

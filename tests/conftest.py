@@ -15,10 +15,24 @@ REAL_SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "
 
 @pytest.fixture(scope="session")
 def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Six small synthetic subjects (four with a tumor), BraTS 2020 layout. Read-only for tests."""
+    """Eight small synthetic subjects (six with a tumor), BraTS 2020 layout. Read-only for tests."""
     root = tmp_path_factory.mktemp("synth") / "brats"
-    write_synthetic_brats(root, SynthConfig(subjects=6, shape=SMALL_SHAPE, tumor_fraction=0.67, seed=7))
+    write_synthetic_brats(root, SynthConfig(subjects=8, shape=SMALL_SHAPE, tumor_fraction=0.75, seed=7))
     return root
+
+
+SMALL_PREPARE = dict(train_slices=16, test_slices=12, image_size=64, min_tumor_pixels=10, min_brain_fraction=0.15, seed=0)
+
+
+@pytest.fixture(scope="session")
+def prepared(synth_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """synth_root prepared at 64x64 (16 training slices per domain, 12 paired test slices)."""
+    from mrtrans.config import PrepareConfig
+    from mrtrans.data_prep.prepare import prepare_brats
+
+    out = tmp_path_factory.mktemp("prepared") / "flair_t1"
+    prepare_brats(synth_root, out, PrepareConfig(**SMALL_PREPARE))
+    return out
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,7 @@ def _digest(root):
 
 def test_layout_dtypes_and_affine(synth_root):
     subjects = sorted(p.name for p in synth_root.iterdir())
-    assert len(subjects) == 6
+    assert len(subjects) == 8
     for sid in subjects:
         names = sorted(p.name for p in (synth_root / sid).iterdir())
         assert names == sorted(f"{sid}_{m}.nii.gz" for m in ("flair", "t1", "t1ce", "t2", "seg"))
@@ -43,7 +43,7 @@ def test_labels_are_brats_labels_and_some_subjects_are_healthy(synth_root):
         if labels != {0}:
             assert labels == {0, 1, 2, 4}
             tumor += 1
-    assert tumor == 4  # round(0.67 * 6)
+    assert tumor == 6  # round(0.75 * 8)
 
 
 def test_same_seed_same_bytes_other_seed_differs(tmp_path):

@@ -1,0 +1,336 @@
+"""``mrtrans prepare-brats``: BraTS volumes -> balanced healthy/tumor 2D slice sets.
+
+The paper's protocol (Cohen et al. 2018, HarmonicGAN Sec. 4.1): axial slices, half healthy and half
+tumor, unpaired for training and paired for testing, split by patient.
+
+1. Each subject runs through the MONAI pipeline (:mod:`.transforms`) in a worker; its eligible slices
+   go to a scratch file, and a one-line reason is kept for any subject that fails.
+2. The subjects that worked are split by patient, seeded: ``test``, then ``train`` into two disjoint
+   halves; source training slices come from half A only, target training slices from half B only.
+   Splitting after processing means a broken subject never unbalances the halves.
+3. Slices are drawn, seeded, 50/50 tumor/healthy per set, and gathered into the output.
+
+Output (written to a temporary folder, moved into place at the end)::
+
+    OUT/train/<source>.npy, <source>_seg.npy    (N, S, S) float16 / uint8, patients of half A
+    OUT/train/<target>.npy, <target>_seg.npy    patients of half B
+    OUT/test/<source>.npy, <target>.npy          (M, S, S) float16, the same slices (paired)
+    OUT/test/seg.npy, brain.npy                  (M, S, S) uint8 BraTS labels / brain mask
+    OUT/manifest.csv, prepare.json, contact_sheet.png
+
+Images are in [-1, 1] (or [0, 1]) with background at the low end; arrays are indexed
+``[slice, x, y]`` in RAS voxel order (x: right-left axis, y: posterior-anterior axis).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import platform
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mrtrans import __version__
+from mrtrans.config import IntensityRange, PrepareConfig, to_dict
+from mrtrans.data_prep.discovery import SEG, DiscoveryReport, Subject, discover_subjects
+from mrtrans.errors import MrtransError
+from mrtrans.io import atomic_dir
+
+TRAIN_A, TRAIN_B, TEST = "train_a", "train_b", "test"
+HEALTHY, TUMOR = "healthy", "tumor"
+
+
+def intensity_bounds(kind: IntensityRange) -> tuple[float, float]:
+    """(background/low, high) of the prepared intensity range."""
+    return (-1.0, 1.0) if kind is IntensityRange.minus_one_one else (0.0, 1.0)
+
+
+def split_patients(ids: list[str], test_fraction: float, seed: int) -> dict[str, str]:
+    """Assign every patient to ``train_a``, ``train_b`` or ``test``, seeded.
+
+    Raises:
+        MrtransError: fewer than three patients (one per group is the minimum).
+    """
+    if len(ids) < 3:
+        raise MrtransError(f"need at least 3 usable subjects (test, train half A, train half B), found {len(ids)}")
+    order = [ids[i] for i in np.random.default_rng(seed).permutation(len(ids))]
+    n_test = min(max(1, round(test_fraction * len(ids))), len(ids) - 2)
+    train = order[n_test:]
+    n_a = (len(train) + 1) // 2
+    roles = {sid: TEST for sid in order[:n_test]}
+    roles |= {sid: TRAIN_A for sid in train[:n_a]}
+    roles |= {sid: TRAIN_B for sid in train[n_a:]}
+    return roles
+
+
+@dataclass
+class SubjectResult:
+    """What a worker returns: per-slice stats of eligible slices and the scratch file, or a reason."""
+
+    subject_id: str
+    rows: list[dict] = field(default_factory=list)
+    scratch: str | None = None
+    input_hash: str = ""
+    error: str | None = None
+
+
+def _hash_files(paths: list[Path]) -> str:
+    h = hashlib.sha256()
+    for path in sorted(set(paths)):
+        h.update(path.name.encode())
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 22):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def _error_text(exc: BaseException) -> str:
+    """The innermost message: MONAI wraps transform errors in RuntimeError('applying transform ...')."""
+    while exc.__cause__ is not None and isinstance(exc, RuntimeError) and not isinstance(exc, MrtransError):
+        exc = exc.__cause__
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text if isinstance(exc, MrtransError) else f"{type(exc).__name__}: {text}"
+
+
+def process_subject(subject: Subject, cfg: PrepareConfig, scratch_dir: str) -> SubjectResult:
+    """Run one subject through the pipeline and keep its eligible slices (a worker's job).
+
+    Keeps both modalities, the seg and the brain mask of every eligible slice; the patient's role
+    is decided later. Failures become ``result.error``; the run goes on.
+    """
+    import torch
+
+    from mrtrans.data_prep.transforms import BRAIN, subject_data, subject_pipeline
+
+    torch.set_num_threads(1)
+    source, target = (m.value for m in cfg.modalities)
+    result = SubjectResult(subject.subject_id)
+    b_min, b_max = intensity_bounds(cfg.intensity_range)
+    try:
+        data = subject_data(subject, [source, target])
+        result.input_hash = _hash_files([subject.files[k] for k in (source, target, SEG)])
+        pipeline = subject_pipeline(
+            subject, [source, target], cfg.image_size, cfg.lower_percentile, cfg.upper_percentile, b_min, b_max
+        )
+        out = pipeline(data)
+    except (MrtransError, RuntimeError, OSError, ValueError, EOFError, IndexError) as exc:
+        result.error = _error_text(exc)
+        return result
+
+    seg = out[SEG][0].numpy().astype(np.uint8)  # (S, S, Z)
+    brain = out[BRAIN][0].numpy().astype(bool)
+    tumor_px = (seg > 0).sum(axis=(0, 1))
+    brain_px = brain.sum(axis=(0, 1))
+    area = seg.shape[0] * seg.shape[1]
+    is_tumor = tumor_px >= cfg.min_tumor_pixels
+    is_healthy = (tumor_px == 0) & (brain_px >= cfg.min_brain_fraction * area)
+    z_keep = np.flatnonzero(is_tumor | is_healthy)
+    arrays = {m: out[m][0].numpy()[:, :, z_keep].transpose(2, 0, 1).astype(np.float16) for m in (source, target)}
+    arrays[SEG] = seg[:, :, z_keep].transpose(2, 0, 1)
+    arrays[BRAIN] = brain[:, :, z_keep].transpose(2, 0, 1).astype(np.uint8)
+    scratch = Path(scratch_dir) / f"{subject.subject_id}.npz"
+    np.savez(scratch, **arrays)
+    result.scratch = str(scratch)
+    files = {m: str(subject.files[m]) for m in (source, target, SEG)}
+    for row, z in enumerate(z_keep):
+        result.rows.append(
+            {
+                "subject": subject.subject_id,
+                "slice_index": int(z),
+                "label": TUMOR if is_tumor[z] else HEALTHY,
+                "tumor_pixels": int(tumor_px[z]),
+                "brain_pixels": int(brain_px[z]),
+                "scratch_row": row,
+                "files": files,
+            }
+        )
+    return result
+
+
+def _draw(candidates: pd.DataFrame, n: int, rng: np.random.Generator, what: str) -> tuple[pd.DataFrame, str | None]:
+    """n/2 tumor and n/2 healthy rows, drawn without replacement; or the shortage as text."""
+    half = n // 2
+    parts, short = [], []
+    for label in (TUMOR, HEALTHY):
+        pool = candidates[candidates["label"] == label]
+        if len(pool) < half:
+            short.append(f"{len(pool)} {label}")
+            continue
+        parts.append(pool.iloc[np.sort(rng.choice(len(pool), size=half, replace=False))])
+    if short:
+        return candidates.iloc[:0], f"{what}: asked {half} tumor + {half} healthy, only {' and '.join(short)} available"
+    return pd.concat(parts).sort_values(["subject", "slice_index"]), None
+
+
+def select_slices(rows: pd.DataFrame, cfg: PrepareConfig) -> dict[str, pd.DataFrame]:
+    """Draw the three balanced sets: source training, target training, paired test.
+
+    Raises:
+        MrtransError: too few eligible slices; the message says how many could be made.
+    """
+    rng = np.random.default_rng(cfg.seed)
+    source, target = (m.value for m in cfg.modalities)
+    wanted = {source: (TRAIN_A, cfg.train_slices), target: (TRAIN_B, cfg.train_slices), TEST: (TEST, cfg.test_slices)}
+    chosen, problems = {}, []
+    for name, (role, n) in wanted.items():
+        what = f"training slices of {name}" if name != TEST else "paired test slices"
+        chosen[name], problem = _draw(rows[rows["role"] == role], n, rng, what)
+        if problem:
+            problems.append(problem)
+    if problems:
+        raise MrtransError(
+            "too few eligible slices: " + "; ".join(problems)
+            + ". Lower --train-slices/--test-slices, relax --min-tumor-pixels/--min-brain-fraction, or add subjects"
+        )
+    return chosen
+
+
+def _gather(selected: pd.DataFrame, keys: list[str], scratch: dict[str, str]) -> dict[str, np.ndarray]:
+    """Stack the selected slices from the scratch files, in the order of ``selected``."""
+    out: dict[str, list[np.ndarray]] = {k: [] for k in keys}
+    for sid, group in selected.groupby("subject", sort=False):
+        with np.load(scratch[sid]) as arrays:
+            for key in keys:
+                out[key].append(arrays[key][group["scratch_row"].to_numpy()])
+    return {k: np.concatenate(v) for k, v in out.items()}
+
+
+@dataclass
+class PrepareSummary:
+    out: Path
+    counts: dict[str, int]
+    skipped: list[tuple[str, str]]
+    report: DiscoveryReport
+
+
+def prepare_brats(
+    root: str | Path,
+    out: str | Path,
+    cfg: PrepareConfig,
+    workers: int = 1,
+    overwrite: bool = False,
+    progress: Callable[[int], None] | None = None,
+    on_start: Callable[[DiscoveryReport, int], None] | None = None,
+) -> PrepareSummary:
+    """Discover, process, select and write a prepared slice set (see module docstring).
+
+    Args:
+        root: dataset root in any supported layout.
+        out: output folder; appears only when complete.
+        cfg: the protocol.
+        workers: processes for the per-subject pipeline (1: in this process).
+        overwrite: replace an existing ``out``.
+        progress: called with 1 after each subject.
+        on_start: called with the discovery report and the number of subjects to process.
+
+    Raises:
+        MrtransError: nothing found, fewer than 3 usable subjects, or too few slices.
+    """
+    if cfg.train_slices % 2 or cfg.test_slices % 2:
+        raise MrtransError(f"train_slices ({cfg.train_slices}) and test_slices ({cfg.test_slices}) must be even (half tumor, half healthy)")
+    source, target = (m.value for m in cfg.modalities)
+    if source == target:
+        raise MrtransError(f"modalities must differ, got {source} twice")
+    report = discover_subjects(root)
+    skipped = list(report.skipped)
+    usable = []
+    for subject in report.subjects:
+        missing = [m for m in (source, target) if m not in subject.files]
+        if missing:
+            skipped.append((subject.subject_id, f"missing modality {', '.join(missing)}"))
+        else:
+            usable.append(subject)
+    if on_start:
+        on_start(report, len(usable))
+
+    out = Path(out)
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        scratch_dir = tmp / "_scratch"
+        scratch_dir.mkdir()
+        results: list[SubjectResult] = []
+        jobs = [(s, cfg, str(scratch_dir)) for s in usable]
+        if workers <= 1:
+            for job in jobs:
+                results.append(process_subject(*job))
+                progress and progress(1)
+        else:
+            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+                for result in pool.map(process_subject, *zip(*jobs)):
+                    results.append(result)
+                    progress and progress(1)
+        skipped += [(r.subject_id, r.error) for r in results if r.error]
+        good = [r for r in results if not r.error]
+        if len(good) < 3:
+            reasons = "; ".join(f"{s}: {w}" for s, w in skipped[:5])
+            raise MrtransError(f"{root}: {len(good)} usable subjects, need at least 3 (test, train half A, train half B); skipped: {reasons}")
+        roles = split_patients([r.subject_id for r in good], cfg.test_fraction, cfg.seed)
+        rows = pd.DataFrame([row for r in good for row in r.rows])
+        rows["role"] = rows["subject"].map(roles)
+        chosen = select_slices(rows, cfg)
+        scratch = {r.subject_id: r.scratch for r in good}
+
+        (tmp / "train").mkdir()
+        (tmp / "test").mkdir()
+        manifest = []
+        for modality in (source, target):
+            arrays = _gather(chosen[modality], [modality, SEG], scratch)
+            np.save(tmp / "train" / f"{modality}.npy", arrays[modality])
+            np.save(tmp / "train" / f"{modality}_seg.npy", arrays[SEG])
+            files = chosen[modality]["files"].map(lambda f, m=modality: f"{f[m]};{f[SEG]}")
+            manifest.append(chosen[modality].assign(split="train", domain=modality, source_files=files))
+        test = _gather(chosen[TEST], [source, target, SEG, "brain"], scratch)
+        for key, array in test.items():
+            np.save(tmp / "test" / f"{key}.npy", array)
+        files = chosen[TEST]["files"].map(lambda f: ";".join(f[k] for k in (source, target, SEG)))
+        manifest.append(chosen[TEST].assign(split="test", domain="paired", source_files=files))
+        manifest_df = pd.concat(manifest)
+        manifest_df["array_index"] = manifest_df.groupby(["split", "domain"]).cumcount()
+        columns = ["subject", "split", "domain", "slice_index", "label", "tumor_pixels", "brain_pixels", "array_index", "source_files"]
+        manifest_df[columns].to_csv(tmp / "manifest.csv", index=False)
+
+        counts = {
+            f"{split}_{domain}_{label}": int(n)
+            for (split, domain, label), n in manifest_df.groupby(["split", "domain", "label"]).size().items()
+        }
+        h = hashlib.sha256("".join(sorted(r.input_hash for r in good)).encode())
+        b_min, b_max = intensity_bounds(cfg.intensity_range)
+        meta = {
+            "mrtrans_version": __version__,
+            "python": platform.python_version(),
+            "root": str(Path(root).resolve()),
+            "config": to_dict(cfg),
+            "normalization": {
+                "method": "brain percentile clip, linear scale",
+                "lower_percentile": cfg.lower_percentile,
+                "upper_percentile": cfg.upper_percentile,
+                "range": [b_min, b_max],
+                "background": b_min,
+                "image_size": cfg.image_size,
+                "orientation": "RAS",
+                "array_order": "[slice, x, y]",
+                "dtype": "float16",
+            },
+            "modalities": {"source": source, "target": target},
+            "counts": counts,
+            "subjects": {
+                "found": len(report.subjects),
+                "used": sorted(r.subject_id for r in good),
+                "roles": roles,
+                "skipped": [{"subject": s, "reason": w} for s, w in skipped],
+            },
+            "input_sha256": h.hexdigest(),
+        }
+        (tmp / "prepare.json").write_text(json.dumps(meta, indent=2))
+        from mrtrans.data_prep.contact_sheet import write_contact_sheet
+
+        write_contact_sheet(tmp, manifest_df, source, target, b_min, b_max)
+        for path in scratch_dir.iterdir():
+            path.unlink()
+        scratch_dir.rmdir()
+    return PrepareSummary(out, counts, skipped, report)

@@ -1,0 +1,193 @@
+"""The per-subject MONAI pipeline of prepare-brats (dictionary transforms).
+
+load -> channel first -> (MSD: pick channels) -> check one grid, 3D, finite, non-empty ->
+reorient to RAS -> brain mask from non-zero voxels -> robust percentile normalisation inside the
+brain -> crop/pad in-plane to ``image_size`` -> (axial slicing happens in prepare).
+
+The custom steps follow MONAI's split: an array transform (``BrainPercentileScale``) and its
+dictionary wrapper (``BrainPercentileScaled``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping, Sequence
+import zlib
+from typing import Any
+
+import numpy as np
+import torch
+from monai.config import KeysCollection
+from monai.transforms import (
+    Compose,
+    LoadImage,
+    MapTransform,
+    Orientationd,
+    ResizeWithPadOrCropd,
+    Transform,
+)
+
+from mrtrans.data_prep.discovery import SEG, Subject
+from mrtrans.errors import MrtransError
+
+BRAIN = "brain"
+
+
+class LoadVolumesd(MapTransform):
+    """MONAI's ``LoadImage`` (channel first) per key, with errors that name the file.
+
+    A file shared by several keys (the MSD 4D image) is read once.
+    """
+
+    def __init__(self, keys: KeysCollection) -> None:
+        super().__init__(keys)
+        self.loader = LoadImage(image_only=True, ensure_channel_first=True, reader="NibabelReader")
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        loaded: dict[str, Any] = {}
+        for key in self.key_iterator(d):
+            path = str(d[key])
+            if path not in loaded:
+                try:
+                    loaded[path] = self.loader(path)
+                except (OSError, EOFError, ValueError, RuntimeError, zlib.error) as exc:
+                    raise MrtransError(f"{path}: cannot read ({type(exc).__name__}: {exc}); re-export or re-download it") from exc
+            d[key] = loaded[path]
+        return d
+
+
+class BrainPercentileScale(Transform):
+    """Clip an image to percentiles of its brain voxels and scale them linearly to [b_min, b_max].
+
+    Voxels outside the brain are set to ``b_min``, so background is the same fixed value in every
+    volume whatever the scanner's range.
+    """
+
+    def __init__(self, lower: float = 0.5, upper: float = 99.5, b_min: float = -1.0, b_max: float = 1.0) -> None:
+        if not 0 <= lower < upper <= 100:
+            raise ValueError(f"percentiles must satisfy 0 <= lower < upper <= 100, got {lower}, {upper}")
+        self.lower, self.upper, self.b_min, self.b_max = lower, upper, b_min, b_max
+
+    def __call__(self, img: torch.Tensor, brain: torch.Tensor) -> torch.Tensor:
+        """Args: img (C, X, Y, Z); brain (1, X, Y, Z) boolean. Returns a float32 tensor like img."""
+        brain = brain.bool()
+        values = img[brain.expand_as(img)].float()
+        lo, hi = torch.quantile(values[: 2**24], torch.tensor([self.lower, self.upper]) / 100).tolist()
+        scale = (self.b_max - self.b_min) / max(hi - lo, 1e-6)
+        out = (img.float().clamp(lo, hi) - lo) * scale + self.b_min
+        return torch.where(brain.expand_as(out), out, torch.full_like(out, self.b_min))
+
+
+class BrainPercentileScaled(MapTransform):
+    """Dictionary wrapper of :class:`BrainPercentileScale`; the brain mask is ``data[mask_key]``."""
+
+    def __init__(self, keys: KeysCollection, mask_key: str = BRAIN, **kwargs: Any) -> None:
+        super().__init__(keys)
+        self.mask_key = mask_key
+        self.scaler = BrainPercentileScale(**kwargs)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = self.scaler(d[key], d[self.mask_key])
+        return d
+
+
+class BrainMaskd(MapTransform):
+    """Add ``data[BRAIN]``: voxels that are non-zero in any of ``keys`` (skull-stripped inputs)."""
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        mask = None
+        for key in self.key_iterator(d):
+            nz = d[key] != 0
+            mask = nz if mask is None else mask | nz
+        d[BRAIN] = mask.to(torch.uint8)
+        d[BRAIN].meta = dict(d[self.keys[0]].meta) if hasattr(d[self.keys[0]], "meta") else {}
+        return d
+
+
+class SelectChanneld(MapTransform):
+    """Replace each key's multi-channel image by one channel (the MSD 4D images)."""
+
+    def __init__(self, channels: Mapping[str, int], allow_missing_keys: bool = True) -> None:
+        super().__init__(list(channels), allow_missing_keys)
+        self.channels = dict(channels)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            img = d[key]
+            if img.shape[0] <= self.channels[key]:
+                raise MrtransError(f"{_path(img)}: expected a 4D image with channel {self.channels[key]} ({key}), got shape {tuple(img.shape)}")
+            d[key] = img[self.channels[key] : self.channels[key] + 1]
+        return d
+
+
+def _path(img: Any) -> str:
+    meta = getattr(img, "meta", {}) or {}
+    return str(meta.get("filename_or_obj", "<image>"))
+
+
+class CheckVolumesd(MapTransform):
+    """Refuse a subject whose volumes are not usable together.
+
+    Each image must be one 3D channel, finite, not empty, and every key must share one grid
+    (shape and affine). Raises :class:`MrtransError` naming the file.
+    """
+
+    def __init__(self, keys: KeysCollection, atol: float = 1e-3) -> None:
+        super().__init__(keys)
+        self.atol = atol
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        ref_key = self.keys[0]
+        for key in self.key_iterator(d):
+            img = d[key]
+            if img.ndim != 4 or img.shape[0] != 1:
+                raise MrtransError(f"{_path(img)}: expected a 3D volume, got shape {tuple(img.shape[1:]) if img.shape[0] == 1 else tuple(img.shape)} (4D file where 3D is expected?)")
+            if not torch.isfinite(img).all():
+                raise MrtransError(f"{_path(img)}: contains NaN or Inf values")
+            if key != SEG and not bool((img != 0).any()):
+                raise MrtransError(f"{_path(img)}: volume is empty (all zeros)")
+            ref = d[ref_key]
+            if img.shape[1:] != ref.shape[1:] or not np.allclose(np.asarray(img.affine), np.asarray(ref.affine), atol=self.atol):
+                raise MrtransError(
+                    f"{_path(img)}: grid {tuple(img.shape[1:])} does not match {_path(ref)} {tuple(ref.shape[1:])} "
+                    f"(shape or affine differ); resample the subject's images onto one grid"
+                )
+        return d
+
+
+def subject_pipeline(
+    subject: Subject,
+    modalities: Sequence[str],
+    image_size: int,
+    lower: float,
+    upper: float,
+    b_min: float,
+    b_max: float,
+) -> Compose:
+    """The MONAI pipeline for one subject; call it on :func:`subject_data`."""
+    keys = [*modalities, SEG]
+    steps: list[Any] = [LoadVolumesd(keys=keys)]
+    if subject.channels:
+        steps.append(SelectChanneld({m: subject.channels[m] for m in modalities}))
+    steps += [
+        CheckVolumesd(keys=keys),
+        Orientationd(keys=keys, axcodes="RAS", labels=None),
+        BrainMaskd(keys=list(modalities)),
+        BrainPercentileScaled(keys=list(modalities), lower=lower, upper=upper, b_min=b_min, b_max=b_max),
+        ResizeWithPadOrCropd(keys=list(modalities), spatial_size=(image_size, image_size, -1), mode="constant", value=b_min),
+        ResizeWithPadOrCropd(keys=[SEG, BRAIN], spatial_size=(image_size, image_size, -1), mode="constant", value=0),
+    ]
+    return Compose(steps, map_items=False)
+
+
+def subject_data(subject: Subject, modalities: Sequence[str]) -> dict[str, str]:
+    """The input dict of :func:`subject_pipeline`: key -> file path."""
+    missing = [m for m in modalities if m not in subject.files]
+    if missing:
+        raise MrtransError(f"{subject.subject_id}: missing modality {', '.join(missing)} (found: {', '.join(subject.modalities()) or 'none'})")
+    return {k: str(subject.files[k]) for k in [*modalities, SEG]}

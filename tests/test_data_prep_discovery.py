@@ -1,0 +1,77 @@
+import shutil
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from mrtrans.data_prep.discovery import Layout, discover_subjects
+from mrtrans.errors import MrtransError
+
+BRATS23 = {"flair": "t2f", "t1": "t1n", "t1ce": "t1c", "t2": "t2w", "seg": "seg"}
+
+
+def to_brats2023(src, dst):
+    """Copy a BraTS 2020-layout tree into the 2023+ naming (<ID>-t2f.nii.gz ...)."""
+    for folder in sorted(p for p in src.iterdir() if p.is_dir()):
+        sid = folder.name.replace("SynthBraTS", "BraTS-GLI")
+        (dst / sid).mkdir(parents=True)
+        for key, alias in BRATS23.items():
+            shutil.copy(folder / f"{folder.name}_{key}.nii.gz", dst / sid / f"{sid}-{alias}.nii.gz")
+    return dst
+
+
+def to_msd(src, dst):
+    """Write an MSD Task01_BrainTumour tree: 4D imagesTr (FLAIR, T1w, t1gd, T2w) and labelsTr."""
+    (dst / "Task01_BrainTumour" / "imagesTr").mkdir(parents=True)
+    (dst / "Task01_BrainTumour" / "labelsTr").mkdir(parents=True)
+    for i, folder in enumerate(sorted(p for p in src.iterdir() if p.is_dir())):
+        sid = f"BRATS_{i + 1:03d}"
+        imgs = [nib.load(folder / f"{folder.name}_{m}.nii.gz") for m in ("flair", "t1", "t1ce", "t2")]
+        stacked = np.stack([np.asanyarray(im.dataobj) for im in imgs], axis=-1)
+        nib.save(nib.Nifti1Image(stacked, imgs[0].affine), dst / "Task01_BrainTumour" / "imagesTr" / f"{sid}.nii.gz")
+        shutil.copy(folder / f"{folder.name}_seg.nii.gz", dst / "Task01_BrainTumour" / "labelsTr" / f"{sid}.nii.gz")
+    return dst / "Task01_BrainTumour"
+
+
+def test_brats2020_layout_nested_under_hgg_lgg(synth_root, tmp_path):
+    subjects = sorted(p for p in synth_root.iterdir() if p.is_dir())
+    for i, folder in enumerate(subjects):
+        dest = tmp_path / "MICCAI_BraTS2020_TrainingData" / ("HGG" if i % 2 else "LGG") / folder.name
+        shutil.copytree(folder, dest)
+    report = discover_subjects(tmp_path)
+    assert len(report.subjects) == len(subjects)
+    assert {s.layout for s in report.subjects} == {Layout.brats2020}
+    assert set(report.subjects[0].files) == {"flair", "t1", "t1ce", "t2", "seg"}
+
+
+def test_brats2023_aliases(synth_root, tmp_path):
+    report = discover_subjects(to_brats2023(synth_root, tmp_path))
+    assert {s.layout for s in report.subjects} == {Layout.brats2023}
+    s = report.subjects[0]
+    assert s.files["flair"].name.endswith("-t2f.nii.gz") and s.files["t1"].name.endswith("-t1n.nii.gz")
+
+
+def test_msd_layout_channels(synth_root, tmp_path):
+    report = discover_subjects(to_msd(synth_root, tmp_path))
+    assert len(report.subjects) == 8
+    s = report.subjects[0]
+    assert s.layout is Layout.msd and s.channels == {"flair": 0, "t1": 1, "t1ce": 2, "t2": 3}
+    assert s.files["seg"].parent.name == "labelsTr"
+
+
+def test_missing_seg_is_reported_not_fatal(synth_root, tmp_path):
+    root = shutil.copytree(synth_root, tmp_path / "d")
+    victim = sorted(root.iterdir())[0]
+    (victim / f"{victim.name}_seg.nii.gz").unlink()
+    report = discover_subjects(root)
+    assert victim.name not in [s.subject_id for s in report.subjects]
+    assert report.skipped == [(victim.name, "no segmentation file (<ID>_seg.nii.gz or <ID>-seg.nii.gz)")]
+    assert "skipped" in report.summary()
+
+
+def test_nothing_found_is_a_clear_error(tmp_path):
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(MrtransError, match="no BraTS subjects found"):
+        discover_subjects(tmp_path)
+    with pytest.raises(MrtransError, match="not a folder"):
+        discover_subjects(tmp_path / "nope")
