@@ -150,3 +150,45 @@ def prepare_brats(
         typer.echo(f"skipped {sid}: {reason}")
     counts = ", ".join(f"{k}={v}" for k, v in summary.counts.items())
     typer.echo(f"wrote {summary.out} ({counts})")
+
+
+@command("train")
+def train(
+    direction: Annotated[str, typer.Argument(help="flair2t1 or t12flair (any <source>2<target> of the prepared pair).")],
+    data: Annotated[Path, typer.Option("--data", help="Folder written by prepare-brats.")],
+    out: Annotated[Path, typer.Option("--out", help="Run folder (config, checkpoints, losses, samples).")],
+    config: Annotated[
+        list[str] | None,
+        typer.Option("--config", help="Method config: harmonicgan_hist (default), cyclegan, harmonicgan_vgg, or a YAML path."),
+    ] = None,
+    preset: Annotated[
+        list[str] | None, typer.Option("--preset", help="Extra config layered on top, e.g. cpu_small.")
+    ] = None,
+    epochs: Annotated[
+        int | None, typer.Option("--epochs", min=1, help="Total epochs, split half constant lr, half linear decay (paper: 200).")
+    ] = None,
+    max_steps: Annotated[int | None, typer.Option("--max-steps", min=1, help="Stop after this many steps.")] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", min=1, help="Slices per step and process.")] = None,
+    lr: Annotated[float | None, typer.Option("--lr", help="Adam learning rate (paper: 2e-4).")] = None,
+    lambda_smooth: Annotated[float | None, typer.Option("--lambda-smooth", help="Weight of the smoothness term (0 = CycleGAN).")] = None,
+    device: Annotated[str | None, typer.Option("--device", help="auto (CUDA if present), cpu, cuda, cuda:N.")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Seed of weights, data order and pools.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in OUT from its last checkpoint.")] = False,
+) -> None:
+    """Train HarmonicGAN (or CycleGAN) on a prepared slice set. Multi-GPU: torchrun --nproc_per_node=N -m mrtrans train ..."""
+    from mrtrans.config import TrainConfig, load_config
+    from mrtrans.data.slices import Direction
+    from mrtrans.training.loop import train as run_train
+
+    files: list[str] = [*(config or ["harmonicgan_hist"]), *(preset or [])]
+    if resume and not config and (out / "config.yaml").is_file():
+        files = [str(out / "config.yaml")]  # a resumed run keeps its own resolved config
+    overrides = {
+        "optim.epochs_constant": None if epochs is None else epochs - epochs // 2,
+        "optim.epochs_decay": None if epochs is None else epochs // 2,
+        "run.max_steps": max_steps, "data.batch_size": batch_size, "optim.lr": lr,
+        "loss.lambda_smooth": lambda_smooth, "run.device": device, "run.seed": seed,
+    }  # fmt: skip
+    cfg = load_config(TrainConfig, files, overrides)
+    checkpoint = run_train(data, out, Direction.parse(direction), cfg, resume=resume)
+    typer.echo(f"checkpoint: {checkpoint}")

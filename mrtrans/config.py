@@ -110,7 +110,8 @@ class OptimConfig:
 class DataConfig:
     """How training reads a prepared dataset."""
 
-    image_size: int = field(default=256, metadata=_range(16))
+    # None: train at the size the slices were prepared at (prepare-brats' default is the paper's 256).
+    image_size: int | None = field(default=None, metadata=_range(16))
     batch_size: int = field(default=1, metadata=_range(1))
     pool_size: int = field(default=50, metadata=_range(0))
     max_train_slices: int | None = field(default=None, metadata=_range(1))

@@ -21,7 +21,7 @@ def test_defaults_are_the_paper_settings():
     assert (cfg.loss.patch_size, cfg.loss.histogram_bins) == (8, 16)
     assert (cfg.optim.lr, cfg.optim.beta1) == (2e-4, 0.5)
     assert (cfg.optim.epochs_constant, cfg.optim.epochs_decay) == (100, 100)
-    assert (cfg.data.image_size, cfg.data.pool_size) == (256, 50)
+    assert (cfg.data.image_size, cfg.data.pool_size) == (None, 50)  # None: as prepared (256 by default)
     assert cfg.generator.num_res_blocks == 9
     p = PrepareConfig()
     assert (p.train_slices, p.test_slices) == (1400, 300)
@@ -38,7 +38,7 @@ def test_presets_load_and_differ_where_they_should():
 
 def test_files_layer_and_overrides_win(tmp_path):
     cfg = load_config(TrainConfig, ["cyclegan", "cpu_small"], {"optim.lr": "1e-3", "run.max_steps": 5})
-    assert cfg.loss.lambda_smooth == 0.0 and cfg.data.image_size == 64
+    assert cfg.loss.lambda_smooth == 0.0 and cfg.generator.base_channels == 16
     assert cfg.optim.lr == 1e-3 and cfg.run.max_steps == 5
     assert load_config(TrainConfig, "cyclegan", {"optim.lr": None}).optim.lr == 2e-4
 

@@ -1,0 +1,101 @@
+"""Read a folder written by ``mrtrans prepare-brats``: the one reader of prepared slice sets.
+
+Arrays are memory-mapped, so opening a prepared set costs nothing and training reads only the
+slices of each batch.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from mrtrans.errors import MrtransError
+
+
+@dataclass(frozen=True)
+class Direction:
+    """A translation direction such as FLAIR -> T1 (``flair2t1``)."""
+
+    source: str
+    target: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.source}2{self.target}"
+
+    def reversed(self) -> "Direction":
+        return Direction(self.target, self.source)
+
+    @classmethod
+    def parse(cls, text: str) -> "Direction":
+        """``flair2t1`` -> Direction("flair", "t1"); modality names may contain digits (``t12flair``)."""
+        from mrtrans.config import Modality
+
+        names = [m.value for m in Modality]
+        for a in names:
+            for b in names:
+                if a != b and text.lower() == f"{a}2{b}":
+                    return cls(a, b)
+        raise MrtransError(
+            f"unknown direction {text!r}; use <source>2<target> with modalities {', '.join(names)} (e.g. flair2t1, t12flair)"
+        )
+
+
+class PreparedSlices:
+    """A prepared slice set on disk.
+
+    Args:
+        folder: output folder of prepare-brats.
+
+    Raises:
+        MrtransError: not a prepared folder, or files missing.
+    """
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+        meta_path = self.folder / "prepare.json"
+        if not meta_path.is_file():
+            raise MrtransError(f"{self.folder}: not a prepared dataset (no prepare.json); run `mrtrans prepare-brats` first")
+        self.meta: dict[str, Any] = json.loads(meta_path.read_text())
+        self.modalities = (self.meta["modalities"]["source"], self.meta["modalities"]["target"])
+        self.normalization: dict[str, Any] = self.meta["normalization"]
+        self.image_size = int(self.normalization["image_size"])
+
+    def _load(self, relative: str) -> np.ndarray:
+        path = self.folder / relative
+        if not path.is_file():
+            raise MrtransError(f"{path}: missing from the prepared dataset; prepare it again")
+        return np.load(path, mmap_mode="r")
+
+    def check_direction(self, direction: Direction) -> None:
+        if {direction.source, direction.target} != set(self.modalities):
+            raise MrtransError(
+                f"{self.folder}: prepared for {'/'.join(self.modalities)}, cannot serve {direction.name}; "
+                f"prepare with --modalities {direction.source},{direction.target}"
+            )
+
+    def train(self, modality: str) -> np.ndarray:
+        """(N, S, S) float16 training slices of one domain (unpaired)."""
+        return self._load(f"train/{modality}.npy")
+
+    def train_seg(self, modality: str) -> np.ndarray:
+        """(N, S, S) uint8 seg of the training slices of ``modality``."""
+        return self._load(f"train/{modality}_seg.npy")
+
+    def test(self, key: str) -> np.ndarray:
+        """(M, S, S) paired test arrays: a modality, ``seg`` or ``brain``."""
+        return self._load(f"test/{key}.npy")
+
+    def manifest(self) -> pd.DataFrame:
+        return pd.read_csv(self.folder / "manifest.csv")
+
+
+def to_tensor(slices: np.ndarray) -> torch.Tensor:
+    """(B, S, S) float16 array -> (B, 1, S, S) float32 tensor."""
+    return torch.from_numpy(np.ascontiguousarray(slices, dtype=np.float32)).unsqueeze(1)

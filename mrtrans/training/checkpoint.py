@@ -1,0 +1,69 @@
+"""Checkpoints: plain tensors and plain values only, written atomically, loaded with weights_only.
+
+A checkpoint carries everything needed to use it without the flags of the run: direction, model
+kind, the resolved config (so the generators can be rebuilt), the normalisation prepare-brats
+used, versions and git commit. Training checkpoints also carry optimisers, schedulers, pools, RNG
+states and the step, so a resumed run continues exactly.
+
+Loading uses ``torch.load(weights_only=True)``: a file whose pickle asks to build any object
+other than tensors and plain containers (i.e. a file that could run code) is refused.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mrtrans.errors import MrtransError
+from mrtrans.io import atomic_path
+
+FORMAT = "mrtrans-checkpoint"
+FORMAT_VERSION = 1
+
+
+def save_checkpoint(payload: dict[str, Any], path: str | Path) -> Path:
+    """Write ``payload`` (plus format fields) atomically with ``torch.save``."""
+    payload = {"format": FORMAT, "format_version": FORMAT_VERSION, **payload}
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return Path(path)
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint file, or a run folder (its ``checkpoints/last.pt``)."""
+    path = Path(path)
+    if path.is_dir():
+        candidate = path / "checkpoints" / "last.pt"
+        if not candidate.is_file():
+            raise MrtransError(f"{path}: run folder has no checkpoints/last.pt; train first or pass a checkpoint file")
+        return candidate
+    if not path.is_file():
+        raise MrtransError(f"{path}: checkpoint or run folder not found")
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint safely.
+
+    Raises:
+        MrtransError: unreadable, refused (a pickle payload beyond plain tensors), or not an mrtrans
+            checkpoint.
+    """
+    path = resolve_checkpoint(path)
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise MrtransError(
+            f"{path}: refused to load: the file contains objects other than tensors and plain values "
+            f"(it could run code). Only load checkpoints written by mrtrans from a source you trust"
+        ) from exc
+    except Exception as exc:  # a corrupt file fails in many ways (struct, zip, EOF...); always re-raised
+        raise MrtransError(f"{path}: cannot read checkpoint ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise MrtransError(f"{path}: not an mrtrans checkpoint (no '{FORMAT}' format field)")
+    if payload.get("format_version", 0) > FORMAT_VERSION:
+        raise MrtransError(f"{path}: written by a newer mrtrans (format {payload['format_version']}); upgrade mrtrans")
+    return payload

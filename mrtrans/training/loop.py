@@ -1,0 +1,396 @@
+"""The training loop of ``mrtrans train``: CycleGAN/HarmonicGAN on a prepared slice set.
+
+* Data: unpaired. Epoch ``e`` visits ``max(N_source, N_target)`` positions; position ``p`` pairs
+  source slice ``perm_s[p % N_s]`` with target slice ``perm_t[p % N_t]`` for permutations seeded by
+  ``(seed, e)``. Nothing else is random in a step, so (epoch, step in epoch) plus the pools' states
+  fully determine what comes next: that is what makes ``--resume`` exact.
+* Schedule (CycleGAN): Adam, lr constant for ``epochs_constant`` epochs, then linear decay to zero over
+  ``epochs_decay`` epochs; the schedulers step at epoch ends.
+* Device: CUDA when present (bf16 autocast if ``run.amp``, channels_last if ``run.channels_last``),
+  else CPU in fp32. Under ``torchrun`` each process takes every ``world_size``-th position and the
+  generators and discriminators are wrapped in DistributedDataParallel; rank 0 writes the files.
+* Outputs in the run folder: ``config.yaml`` (resolved), ``run.json`` (provenance), ``losses.csv``,
+  ``samples/step_*.png``, ``checkpoints/last.pt``, TensorBoard events if tensorboard is installed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import datetime
+import json
+import math
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+from mrtrans.config import SmoothFeatures, TrainConfig, save_config, to_dict
+from mrtrans.data.slices import Direction, PreparedSlices, to_tensor
+from mrtrans.errors import MrtransError
+from mrtrans.io import atomic_path
+from mrtrans.provenance import git_commit, versions
+from mrtrans.training.checkpoint import load_checkpoint, save_checkpoint
+from mrtrans.training.pool import ImagePool
+from mrtrans.training.step import (
+    Discriminators,
+    Generators,
+    build_discriminator,
+    build_generator,
+    discriminator_losses,
+    generator_losses,
+    patch_features,
+)
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """``auto`` -> CUDA (this process's GPU) when present, else CPU; or an explicit torch device."""
+    if name == "auto":
+        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise MrtransError(f"--device {name!r}: not a device (use auto, cpu, cuda or cuda:N)") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise MrtransError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
+    return device
+
+
+def init_distributed() -> tuple[int, int, int]:
+    """(rank, world_size, local_rank); starts the process group under torchrun (NCCL on GPU, gloo on CPU)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    return rank, world, int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def lr_factor(epoch: int, epochs_constant: int, epochs_decay: int) -> float:
+    """CycleGAN's schedule: 1 for the first epochs_constant epochs, then linear down towards 0."""
+    return 1.0 - max(0, epoch + 1 - epochs_constant) / float(epochs_decay + 1)
+
+
+def epoch_orders(n_source: int, n_target: int, seed: int, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The seeded permutations of both domains for one epoch."""
+    g = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    return torch.randperm(n_source, generator=g), torch.randperm(n_target, generator=g)
+
+
+def _sample_grid(path: Path, rows: list[tuple[str, list[torch.Tensor]]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(rows), 3, figsize=(7.5, 2.6 * len(rows)), squeeze=False)
+    for r, (name, images) in enumerate(rows):
+        for c, (title, img) in enumerate(zip(("source", "translated", "reconstructed"), images)):
+            axes[r, c].imshow(np.rot90(img[0, 0].float().cpu().numpy()), cmap="gray", vmin=-1, vmax=1)
+            axes[r, c].set_title(f"{name}: {title}", fontsize=8)
+            axes[r, c].axis("off")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=72, format="png")
+    plt.close(fig)
+
+
+class _LossLog:
+    """losses.csv (and TensorBoard when installed); on resume, rows after the checkpoint are dropped."""
+
+    def __init__(self, path: Path, resume_step: int | None) -> None:
+        self.path = path
+        self.fields: list[str] | None = None
+        if resume_step is not None and path.exists():
+            with path.open() as f:
+                rows = [r for r in csv.DictReader(f) if int(r["step"]) <= resume_step]
+            if rows:
+                self.fields = list(rows[0])
+                with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
+                    writer = csv.DictWriter(f, self.fields)
+                    writer.writeheader()
+                    writer.writerows(rows)
+        elif path.exists():
+            path.unlink()
+        self.tb = None
+        with contextlib.suppress(ImportError):
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(path.parent / "tensorboard"))
+
+    def write(self, row: dict[str, float]) -> None:
+        new = self.fields is None
+        if new:
+            self.fields = list(row)
+        with self.path.open("a", newline="") as f:
+            writer = csv.DictWriter(f, self.fields)
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+        if self.tb is not None:
+            for key, value in row.items():
+                if key not in ("step", "epoch"):
+                    self.tb.add_scalar(key, value, int(row["step"]))
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+def train(
+    data: str | Path,
+    out: str | Path,
+    direction: Direction,
+    cfg: TrainConfig,
+    resume: bool = False,
+    show_progress: bool = True,
+    on_step: Callable[[int, dict[str, float]], None] | None = None,
+) -> Path:
+    """Train both generators of ``direction`` and write the run folder ``out``.
+
+    Args:
+        data: folder written by prepare-brats.
+        out: run folder; must be new unless ``resume``.
+        direction: source -> target (the model also learns target -> source).
+        cfg: the resolved configuration.
+        resume: continue from ``out/checkpoints/last.pt``.
+        show_progress: progress bar on rank 0.
+        on_step: called after every step with (global step, losses) -- for callers that watch a run.
+
+    Returns:
+        The path of the last checkpoint.
+
+    Raises:
+        MrtransError: unusable data, an existing run folder without --resume, missing VGG weights...
+    """
+    rank, world, local_rank = init_distributed()
+    device = resolve_device(cfg.run.device, local_rank)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    dataset = PreparedSlices(data)
+    dataset.check_direction(direction)
+    if cfg.data.image_size is not None and dataset.image_size != cfg.data.image_size:
+        raise MrtransError(
+            f"{dataset.folder}: slices are {dataset.image_size}x{dataset.image_size} but data.image_size is "
+            f"{cfg.data.image_size}; prepare with --image-size {cfg.data.image_size} or set data.image_size"
+        )
+    source = dataset.train(direction.source)[: cfg.data.max_train_slices]
+    target = dataset.train(direction.target)[: cfg.data.max_train_slices]
+
+    out = Path(out)
+    ckpt_path = out / "checkpoints" / "last.pt"
+    if resume and not ckpt_path.is_file():
+        raise MrtransError(f"{out}: nothing to resume (no checkpoints/last.pt)")
+    if not resume and out.exists() and any(out.iterdir()):
+        raise MrtransError(f"{out}: run folder exists; pass --resume to continue it or choose another --out")
+
+    torch.manual_seed(cfg.run.seed)  # the same initial weights on every rank
+    generators = Generators(build_generator(cfg.generator), build_generator(cfg.generator)).to(device)
+    discriminators = Discriminators(build_discriminator(cfg.discriminator), build_discriminator(cfg.discriminator)).to(device)
+    use_cuda_tricks = device.type == "cuda"
+    memory_format = torch.channels_last if (use_cuda_tricks and cfg.run.channels_last) else torch.contiguous_format
+    generators.to(memory_format=memory_format)
+    discriminators.to(memory_format=memory_format)
+
+    features = None
+    if cfg.loss.lambda_smooth > 0:
+        vgg = None
+        if cfg.loss.smooth_features is SmoothFeatures.vgg:
+            from mrtrans.networks.vgg import load_vgg16_relu43
+
+            vgg = load_vgg16_relu43(cfg.loss.vgg_weights).to(device=device, memory_format=memory_format)
+        features = patch_features(cfg.loss, vgg)
+
+    o = cfg.optim
+    opt_g = torch.optim.Adam(generators.parameters(), lr=o.lr, betas=(o.beta1, o.beta2))
+    opt_d = torch.optim.Adam(discriminators.parameters(), lr=o.lr, betas=(o.beta1, o.beta2))
+
+    def factor(epoch: int) -> float:
+        return lr_factor(epoch, o.epochs_constant, o.epochs_decay)
+
+    sched_g = torch.optim.lr_scheduler.LambdaLR(opt_g, factor)
+    sched_d = torch.optim.lr_scheduler.LambdaLR(opt_d, factor)
+    pool_s = ImagePool(cfg.data.pool_size, seed=cfg.run.seed * 1000 + 2 * rank)
+    pool_t = ImagePool(cfg.data.pool_size, seed=cfg.run.seed * 1000 + 2 * rank + 1)
+    state = {"epoch": 0, "step_in_epoch": 0, "global_step": 0}
+
+    if resume:
+        ckpt = load_checkpoint(ckpt_path, map_location=device)
+        if ckpt["direction"] != {"source": direction.source, "target": direction.target}:
+            raise MrtransError(f"{ckpt_path}: run is {ckpt['direction']['source']}2{ckpt['direction']['target']}, not {direction.name}")
+        generators.gen_s2t.load_state_dict(ckpt["models"]["gen_s2t"])
+        generators.gen_t2s.load_state_dict(ckpt["models"]["gen_t2s"])
+        discriminators.disc_s.load_state_dict(ckpt["models"]["disc_s"])
+        discriminators.disc_t.load_state_dict(ckpt["models"]["disc_t"])
+        opt_g.load_state_dict(ckpt["optimizers"]["gen"])
+        opt_d.load_state_dict(ckpt["optimizers"]["disc"])
+        sched_g.load_state_dict(ckpt["schedulers"]["gen"])
+        sched_d.load_state_dict(ckpt["schedulers"]["disc"])
+        if world == 1:  # pools are per process; a multi-process resume starts them anew
+            pool_s.load_state_dict(ckpt["pools"]["source"], device)
+            pool_t.load_state_dict(ckpt["pools"]["target"], device)
+        torch.set_rng_state(ckpt["rng"]["torch"].cpu())
+        state = dict(ckpt["state"])
+
+    gens = DistributedDataParallel(generators) if world > 1 else generators
+    discs = DistributedDataParallel(discriminators) if world > 1 else discriminators
+
+    batch = cfg.data.batch_size
+    steps_per_epoch = max(1, math.ceil(max(len(source), len(target)) / (batch * world)))
+    total_epochs = o.epochs_constant + o.epochs_decay
+    total_steps = total_epochs * steps_per_epoch
+    if cfg.run.max_steps is not None:
+        total_steps = min(total_steps, cfg.run.max_steps)
+    autocast = torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=use_cuda_tricks and cfg.run.amp)
+    identity = cfg.loss.lambda_identity > 0
+    mode = cfg.loss.gan_mode.value
+    kind = "cyclegan" if cfg.loss.lambda_smooth == 0 else f"harmonicgan-{cfg.loss.smooth_features.value}"
+
+    log = None
+    if rank == 0:
+        (out / "samples").mkdir(parents=True, exist_ok=True)
+        (out / "checkpoints").mkdir(exist_ok=True)
+        save_config(cfg, out / "config.yaml")
+        run_json = out / "run.json"
+        info = json.loads(run_json.read_text()) if resume and run_json.exists() else {}
+        stamp = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        info.setdefault("started", stamp)
+        if resume:
+            info.setdefault("resumed", []).append({"at": stamp, "step": state["global_step"]})
+        info |= {
+            "kind": kind,
+            "direction": direction.name,
+            "data": str(Path(data).resolve()),
+            "command": sys.argv,
+            "seed": cfg.run.seed,
+            "device": str(device),
+            "world_size": world,
+            "steps_per_epoch": steps_per_epoch,
+            "total_steps": total_steps,
+            "versions": versions(),
+            "git_commit": git_commit(),
+        }
+        with atomic_path(run_json) as tmp:
+            tmp.write_text(json.dumps(info, indent=2))
+        log = _LossLog(out / "losses.csv", state["global_step"] if resume else None)
+
+    def checkpoint() -> Path:
+        payload = {
+            "kind": kind,
+            "direction": {"source": direction.source, "target": direction.target},
+            "config": to_dict(cfg),
+            "normalization": dataset.normalization,
+            "models": {
+                "gen_s2t": generators.gen_s2t.state_dict(),
+                "gen_t2s": generators.gen_t2s.state_dict(),
+                "disc_s": discriminators.disc_s.state_dict(),
+                "disc_t": discriminators.disc_t.state_dict(),
+            },
+            "optimizers": {"gen": opt_g.state_dict(), "disc": opt_d.state_dict()},
+            "schedulers": {"gen": sched_g.state_dict(), "disc": sched_d.state_dict()},
+            "pools": {"source": pool_s.state_dict(), "target": pool_t.state_dict()},
+            "rng": {"torch": torch.get_rng_state()},
+            "state": dict(state),
+            "versions": versions(),
+            "git_commit": git_commit(),
+            "world_size": world,
+        }
+        return save_checkpoint(payload, ckpt_path)
+
+    from tqdm import tqdm
+
+    bar = tqdm(total=total_steps, initial=state["global_step"], desc=f"train {kind} {direction.name}",
+               unit="step", disable=rank != 0 or not show_progress, dynamic_ncols=True)  # fmt: skip
+    fixed = (to_tensor(source[:1]).to(device), to_tensor(target[:1]).to(device))
+    last = ckpt_path
+    try:
+        while state["global_step"] < total_steps:
+            order_s, order_t = epoch_orders(len(source), len(target), cfg.run.seed, state["epoch"])
+            positions = [(state["step_in_epoch"] * world + rank) * batch + k for k in range(batch)]
+            idx_s = np.sort(order_s[[p % len(source) for p in positions]].numpy())
+            idx_t = np.sort(order_t[[p % len(target) for p in positions]].numpy())
+            real_s = to_tensor(source[idx_s]).to(device, memory_format=memory_format, non_blocking=True)
+            real_t = to_tensor(target[idx_t]).to(device, memory_format=memory_format, non_blocking=True)
+
+            # Generators G and F (Eq. 9), discriminators frozen.
+            discriminators.requires_grad_(False)
+            with autocast:
+                fakes = gens(real_s, real_t, identity)
+                g = generator_losses(fakes, real_s, real_t, discriminators.disc_s, discriminators.disc_t, cfg.loss, features)
+            opt_g.zero_grad(set_to_none=True)
+            g["total_g"].backward()
+            opt_g.step()
+            # Discriminators D_X and D_Y on real images and fakes from the history pools.
+            discriminators.requires_grad_(True)
+            fake_s, fake_t = pool_s.query(fakes["fake_s"]), pool_t.query(fakes["fake_t"])
+            with autocast:
+                d = discriminator_losses(discs(real_s, fake_s, real_t, fake_t), mode)
+            opt_d.zero_grad(set_to_none=True)
+            d["total_d"].backward()
+            opt_d.step()
+
+            state["global_step"] += 1
+            state["step_in_epoch"] += 1
+            if state["step_in_epoch"] == steps_per_epoch:
+                state["epoch"] += 1
+                state["step_in_epoch"] = 0
+                sched_g.step()
+                sched_d.step()
+            step = state["global_step"]
+            bar.update(1)
+            if on_step is not None or step % cfg.run.log_every == 0 or step == total_steps:
+                values = {k: float(v.detach()) for k, v in {**g, **d}.items()}
+                if on_step is not None:
+                    on_step(step, values)
+                if rank == 0 and (step % cfg.run.log_every == 0 or step == total_steps):
+                    log.write({"step": step, "epoch": state["epoch"], "lr": opt_g.param_groups[0]["lr"], **values})
+                    bar.set_postfix(G=f"{values['total_g']:.3f}", D=f"{values['total_d']:.3f}", cyc=f"{values['cycle_s']:.3f}")
+            if rank == 0 and (step % cfg.run.sample_every == 0 or step == total_steps):
+                with torch.no_grad():
+                    generators.eval()
+                    fs = generators.gen_s2t(fixed[0])
+                    ft = generators.gen_t2s(fixed[1])
+                    rows = [(direction.name, [fixed[0], fs, generators.gen_t2s(fs)]),
+                            (direction.reversed().name, [fixed[1], ft, generators.gen_s2t(ft)])]  # fmt: skip
+                    generators.train()
+                _sample_grid(out / "samples" / f"step_{step:07d}.png", rows)
+            if rank == 0 and (step % cfg.run.checkpoint_every == 0 or step == total_steps):
+                last = checkpoint()
+        if world > 1:
+            _check_replicas(generators)
+    finally:
+        bar.close()
+        if log is not None:
+            log.close()
+        if world > 1 and dist.is_initialized():
+            dist.barrier()
+            dist.destroy_process_group()
+    return last
+
+
+def _check_replicas(model: torch.nn.Module) -> None:
+    """Under DDP every rank must end with the same weights; fail loudly if not."""
+    flat = torch.cat([p.detach().float().flatten() for p in model.parameters()])
+    stats = torch.stack([flat.sum(), flat.abs().sum()]).cpu()
+    gathered = [torch.zeros_like(stats) for _ in range(dist.get_world_size())]
+    dist.all_gather(gathered, stats)
+    if not all(torch.allclose(gathered[0], s, rtol=1e-6, atol=1e-6) for s in gathered):
+        raise RuntimeError(f"DDP replicas diverged: {[s.tolist() for s in gathered]}")
+
+
+def load_generators(checkpoint: dict[str, Any], device: torch.device | str = "cpu") -> tuple[torch.nn.Module, torch.nn.Module]:
+    """Rebuild (gen_s2t, gen_t2s) from a checkpoint alone, in eval mode."""
+    from mrtrans.config import TrainConfig, from_dict
+
+    cfg = from_dict(TrainConfig, checkpoint["config"])
+    gens = []
+    for name in ("gen_s2t", "gen_t2s"):
+        gen = build_generator(cfg.generator)
+        gen.load_state_dict(checkpoint["models"][name])
+        gens.append(gen.to(device).eval())
+    return gens[0], gens[1]

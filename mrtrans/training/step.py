@@ -1,0 +1,122 @@
+"""One HarmonicGAN training step. CycleGAN is the same step with lambda_smooth = 0.
+
+Names: domains are ``source`` (s) and ``target`` (t). In the paper's notation (Sec. 3) for X = source,
+Y = target: ``gen_s2t`` = G, ``gen_t2s`` = F, ``disc_t`` = D_Y, ``disc_s`` = D_X.
+
+    L_HarmonicGAN = lambda_gan (L_GAN(G, D_Y) + L_GAN(F, D_X))         Eq. 1-3, least squares
+                  + lambda_cycle (||F(G(x)) - x||_1 + ||G(F(y)) - y||_1)  Eq. 4
+                  + lambda_smooth (L_smooth(G, X, Y) + L_smooth(F, Y, X))  Eq. 6-8
+                  [+ lambda_identity * lambda_cycle (||G(y) - y||_1 + ||F(x) - x||_1)]
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from mrtrans.config import DiscriminatorConfig, GeneratorConfig, LossConfig, SmoothFeatures
+from mrtrans.losses.adversarial import gan_loss
+from mrtrans.losses.cycle import cycle_loss, identity_loss
+from mrtrans.losses.smoothness import cnn_patch_features, histogram_features, smoothness_loss
+from mrtrans.networks.discriminators import PatchGAN
+from mrtrans.networks.generators import ResnetGenerator
+
+Tensors = dict[str, torch.Tensor]
+
+
+def build_generator(cfg: GeneratorConfig) -> ResnetGenerator:
+    return ResnetGenerator(cfg.in_channels, cfg.out_channels, cfg.base_channels, cfg.num_res_blocks, cfg.num_downsampling)
+
+
+def build_discriminator(cfg: DiscriminatorConfig) -> PatchGAN:
+    return PatchGAN(cfg.in_channels, cfg.base_channels, cfg.num_layers)
+
+
+class Generators(nn.Module):
+    """Both generators behind one forward, so that one DDP wrapper sees one forward per backward."""
+
+    def __init__(self, gen_s2t: nn.Module, gen_t2s: nn.Module) -> None:
+        super().__init__()
+        self.gen_s2t, self.gen_t2s = gen_s2t, gen_t2s
+
+    def forward(self, real_s: torch.Tensor, real_t: torch.Tensor, identity: bool = False) -> Tensors:
+        """Translations and reconstructions of both domains, (B, 1, H, W) each."""
+        fake_t = self.gen_s2t(real_s)  # G(x)
+        fake_s = self.gen_t2s(real_t)  # F(y)
+        out = {"fake_t": fake_t, "rec_s": self.gen_t2s(fake_t), "fake_s": fake_s, "rec_t": self.gen_s2t(fake_s)}
+        if identity:
+            out["idt_t"] = self.gen_s2t(real_t)
+            out["idt_s"] = self.gen_t2s(real_s)
+        return out
+
+
+class Discriminators(nn.Module):
+    """Both discriminators behind one forward (real and pooled fake of each domain)."""
+
+    def __init__(self, disc_s: nn.Module, disc_t: nn.Module) -> None:
+        super().__init__()
+        self.disc_s, self.disc_t = disc_s, disc_t
+
+    def forward(self, real_s: torch.Tensor, fake_s: torch.Tensor, real_t: torch.Tensor, fake_t: torch.Tensor) -> Tensors:
+        return {
+            "real_s": self.disc_s(real_s),
+            "fake_s": self.disc_s(fake_s),
+            "real_t": self.disc_t(real_t),
+            "fake_t": self.disc_t(fake_t),
+        }
+
+
+def patch_features(cfg: LossConfig, vgg: nn.Module | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The feature function of the smoothness graph chosen by ``cfg.smooth_features``."""
+    if cfg.smooth_features is SmoothFeatures.histogram:
+        return functools.partial(histogram_features, patch_size=cfg.patch_size, bins=cfg.histogram_bins)
+    if vgg is None:
+        raise ValueError("VGG features need the VGG network")
+
+    def vgg_features(x: torch.Tensor) -> torch.Tensor:
+        return cnn_patch_features(vgg(x), tuple(x.shape[-2:]), cfg.patch_size)
+
+    return vgg_features
+
+
+def generator_losses(
+    out: Tensors,
+    real_s: torch.Tensor,
+    real_t: torch.Tensor,
+    disc_s: nn.Module,
+    disc_t: nn.Module,
+    cfg: LossConfig,
+    features: Callable[[torch.Tensor], torch.Tensor] | None,
+) -> Tensors:
+    """Losses of G and F for one batch; ``total`` is what is back-propagated."""
+    mode = cfg.gan_mode.value
+    losses = {
+        "gan_s2t": gan_loss(disc_t(out["fake_t"]), True, mode),  # Eq. 3, G fools D_Y
+        "gan_t2s": gan_loss(disc_s(out["fake_s"]), True, mode),
+        "cycle_s": cycle_loss(out["rec_s"], real_s),  # Eq. 4
+        "cycle_t": cycle_loss(out["rec_t"], real_t),
+    }
+    total = cfg.lambda_gan * (losses["gan_s2t"] + losses["gan_t2s"])
+    total = total + cfg.lambda_cycle * (losses["cycle_s"] + losses["cycle_t"])
+    if cfg.lambda_identity > 0:
+        losses["identity_t"] = identity_loss(out["idt_t"], real_t)
+        losses["identity_s"] = identity_loss(out["idt_s"], real_s)
+        total = total + cfg.lambda_identity * cfg.lambda_cycle * (losses["identity_t"] + losses["identity_s"])
+    if cfg.lambda_smooth > 0:
+        if features is None:
+            raise ValueError("lambda_smooth > 0 needs a feature function")
+        losses["smooth_s2t"] = smoothness_loss(real_s, out["fake_t"], out["rec_s"], features, cfg.sigma)  # Eq. 6
+        losses["smooth_t2s"] = smoothness_loss(real_t, out["fake_s"], out["rec_t"], features, cfg.sigma)  # Eq. 7
+        total = total + cfg.lambda_smooth * (losses["smooth_s2t"] + losses["smooth_t2s"])  # Eq. 8-9
+    losses["total_g"] = total
+    return losses
+
+
+def discriminator_losses(pred: Tensors, mode: str) -> Tensors:
+    """Least-squares losses of D_X and D_Y on real and pooled fake images (halved, as in CycleGAN)."""
+    d_s = 0.5 * (gan_loss(pred["real_s"], True, mode) + gan_loss(pred["fake_s"], False, mode))
+    d_t = 0.5 * (gan_loss(pred["real_t"], True, mode) + gan_loss(pred["fake_t"], False, mode))
+    return {"disc_s": d_s, "disc_t": d_t, "total_d": d_s + d_t}

@@ -1,0 +1,123 @@
+import pytest
+import torch
+
+from mrtrans.losses.adversarial import gan_loss
+from mrtrans.losses.cycle import cycle_loss
+from mrtrans.losses.smoothness import (
+    cnn_patch_features,
+    histogram_features,
+    patch_affinity,
+    patchify,
+    smoothness_loss,
+    soft_histogram,
+)
+
+
+def test_lsgan_targets():
+    assert gan_loss(torch.ones(2, 1, 4, 4), True) == 0
+    assert gan_loss(torch.zeros(2, 1, 4, 4), True) == 1
+    assert gan_loss(torch.zeros(2, 1, 4, 4), False) == 0
+    assert torch.isclose(gan_loss(torch.full((1, 1, 2, 2), 0.5), False), torch.tensor(0.25))
+
+
+def test_cycle_loss_is_mean_l1():
+    a = torch.zeros(1, 1, 4, 4)
+    assert cycle_loss(a, a) == 0
+    assert cycle_loss(a + 0.5, a) == 0.5
+
+
+def test_patchify_order_and_shape():
+    x = torch.arange(16.0).view(1, 1, 4, 4)
+    p = patchify(x, 2)
+    assert p.shape == (1, 4, 4)
+    assert p[0, 0].tolist() == [0, 1, 4, 5] and p[0, 1].tolist() == [2, 3, 6, 7]
+    with pytest.raises(ValueError, match="divisible"):
+        patchify(torch.zeros(1, 1, 5, 4), 2)
+
+
+def test_soft_histogram_sums_to_pixel_count_per_patch():
+    torch.manual_seed(0)
+    x = torch.rand(2, 1, 32, 32) * 2.4 - 1.2  # also values beyond [-1, 1]
+    h = soft_histogram(x, patch_size=8, bins=16)
+    assert h.shape == (2, 16, 16)
+    assert torch.allclose(h.sum(-1), torch.full((2, 16), 64.0), atol=1e-4)
+    assert (h >= 0).all()
+
+
+def test_soft_histogram_votes_like_eq_11():
+    width = 255 / 16
+    centre3 = (3 + 0.5) * width  # value exactly at the centre of bin 3 -> one full vote
+    x = torch.full((1, 1, 8, 8), centre3 / 255 * 2 - 1)
+    assert torch.allclose(soft_histogram(x)[0, 0], torch.eye(16)[3] * 64, atol=1e-3)
+    halfway = (centre3 + width / 2) / 255 * 2 - 1  # halfway between centres 3 and 4 -> half votes
+    h = soft_histogram(torch.full((1, 1, 8, 8), halfway))[0, 0]
+    assert torch.allclose(h[3], torch.tensor(32.0), atol=1e-3) and torch.allclose(h[4], torch.tensor(32.0), atol=1e-3)
+
+
+def test_soft_histogram_is_differentiable_gradcheck():
+    torch.manual_seed(0)
+    x = (torch.rand(1, 1, 4, 4, dtype=torch.float64) * 1.8 - 0.9).requires_grad_()
+    assert torch.autograd.gradcheck(lambda t: soft_histogram(t, patch_size=2, bins=4), (x,), eps=1e-6, atol=1e-5)
+
+
+def test_affinity_is_symmetric_with_unit_diagonal():
+    torch.manual_seed(0)
+    f = histogram_features(torch.rand(2, 1, 32, 32) * 2 - 1)
+    w = patch_affinity(f, sigma=0.5)
+    assert w.shape == (2, 16, 16)
+    assert torch.allclose(w, w.transpose(1, 2))
+    assert torch.allclose(torch.diagonal(w, dim1=1, dim2=2), torch.ones(2, 16))
+    assert (w > 0).all() and (w <= 1).all()
+
+
+def _hist(x):
+    return histogram_features(x, patch_size=8, bins=16)
+
+
+def test_smoothness_is_zero_for_a_constant_translation():
+    torch.manual_seed(0)
+    source = torch.rand(1, 1, 32, 32) * 2 - 1
+    const = torch.full_like(source, 0.3)
+    assert smoothness_loss(source, const, const, _hist, sigma=0.5) == 0
+
+
+def test_smoothness_grows_when_similar_patches_are_translated_differently():
+    source = torch.full((1, 1, 32, 32), -0.2)  # every patch alike: all affinities are 1
+    consistent = torch.full_like(source, 0.5)
+    inconsistent = consistent.clone()
+    inconsistent[..., :16, :8] = -0.9  # four patches become a "tumor" that was not there
+    worse = inconsistent.clone()
+    worse[..., 16:, 8:16] = -0.9
+    l0 = smoothness_loss(source, consistent, consistent, _hist, 0.5)
+    l1 = smoothness_loss(source, inconsistent, consistent, _hist, 0.5)
+    l2 = smoothness_loss(source, worse, consistent, _hist, 0.5)
+    assert l0 == 0 < l1 < l2
+
+
+def test_dissimilar_source_patches_may_differ_after_translation():
+    # Patches that differ in the source have near-zero affinity, so differing translations cost little.
+    source = torch.full((1, 1, 16, 16), -1.0)
+    source[..., :, 8:] = 1.0
+    translated = -source
+    similar_source = torch.zeros_like(source)
+    assert smoothness_loss(source, translated, translated, _hist, 0.5) < 0.05 * smoothness_loss(
+        similar_source, translated, translated, _hist, 0.5
+    )
+
+
+def test_smoothness_gradient_reaches_the_translation():
+    torch.manual_seed(0)
+    source = torch.rand(1, 1, 32, 32) * 2 - 1
+    fake = (torch.rand(1, 1, 32, 32) * 2 - 1).requires_grad_()
+    rec = (torch.rand(1, 1, 32, 32) * 2 - 1).requires_grad_()
+    smoothness_loss(source, fake, rec, _hist, 0.5).backward()
+    assert fake.grad.abs().sum() > 0 and rec.grad.abs().sum() > 0
+
+
+def test_cnn_patch_features_are_normalised_per_patch():
+    fmap = torch.rand(2, 32, 4, 4)
+    f = cnn_patch_features(fmap, (32, 32), patch_size=8)
+    assert f.shape == (2, 16, 32)
+    assert torch.allclose(f.sum(-1), torch.ones(2, 16))
+    pooled = cnn_patch_features(torch.rand(1, 8, 8, 8), (32, 32), patch_size=16)  # coarser patches: pooled map
+    assert pooled.shape == (1, 4, 8)

@@ -1,0 +1,203 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from typer.testing import CliRunner
+
+from mrtrans.cli import app
+from mrtrans.config import TrainConfig, load_config
+from mrtrans.data.slices import Direction
+from mrtrans.errors import MrtransError
+from mrtrans.training.checkpoint import load_checkpoint, save_checkpoint
+from mrtrans.training.loop import lr_factor, train
+from mrtrans.training.pool import ImagePool
+
+TINY = {
+    "generator": {"base_channels": 8, "num_res_blocks": 2},
+    "discriminator": {"base_channels": 8, "num_layers": 2},
+    "data": {"pool_size": 4},
+    "optim": {"epochs_constant": 50, "epochs_decay": 50},
+    "run": {"log_every": 1, "sample_every": 1000, "checkpoint_every": 1000},
+}
+
+
+@pytest.fixture
+def tiny_yaml(tmp_path):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(TINY))
+    return path
+
+
+def tiny_config(tiny_yaml, method="harmonicgan_hist", **overrides):
+    return load_config(TrainConfig, [method, tiny_yaml], overrides)
+
+
+def test_pool_state_round_trip_gives_the_same_future():
+    torch.manual_seed(0)
+    pool = ImagePool(3, seed=1)
+    for _ in range(5):
+        pool.query(torch.randn(2, 1, 4, 4))
+    state = pool.state_dict()
+    copy = ImagePool(0)
+    copy.load_state_dict(state)
+    batch = torch.randn(4, 1, 4, 4)
+    assert torch.equal(pool.query(batch), copy.query(batch))
+    assert torch.equal(ImagePool(0).query(batch), batch)
+
+
+def test_lr_schedule_constant_then_linear_to_zero():
+    factors = [lr_factor(e, 100, 100) for e in range(200)]
+    assert factors[:100] == [1.0] * 100
+    assert factors[100] == pytest.approx(1 - 1 / 101) and factors[-1] == pytest.approx(1 / 101)
+    assert all(a > b for a, b in zip(factors[99:], factors[100:]))
+
+
+class Evil:
+    """Unpickling this object would create a file: a stand-in for code execution."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_checkpoint_with_a_pickle_payload_is_refused(tmp_path):
+    marker = tmp_path / "pwned"
+    torch.save({"format": "mrtrans-checkpoint", "models": {}, "payload": Evil(str(marker))}, tmp_path / "evil.pt")
+    with pytest.raises(MrtransError, match="refused"):
+        load_checkpoint(tmp_path / "evil.pt")
+    assert not marker.exists()
+
+
+def test_checkpoint_round_trip_and_foreign_files(tmp_path):
+    save_checkpoint({"models": {"w": torch.ones(2)}, "step": 3}, tmp_path / "c.pt")
+    payload = load_checkpoint(tmp_path / "c.pt")
+    assert payload["step"] == 3 and torch.equal(payload["models"]["w"], torch.ones(2))
+    torch.save({"weights": torch.ones(1)}, tmp_path / "other.pt")
+    with pytest.raises(MrtransError, match="not an mrtrans checkpoint"):
+        load_checkpoint(tmp_path / "other.pt")
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    with pytest.raises(MrtransError, match="cannot read"):
+        load_checkpoint(tmp_path / "junk.pt")
+    with pytest.raises(MrtransError, match="no checkpoints/last.pt"):
+        load_checkpoint(tmp_path)
+
+
+def test_run_folder_holds_config_checkpoint_and_metadata(prepared, tmp_path, tiny_yaml):
+    cfg = tiny_config(tiny_yaml, **{"run.max_steps": 3})
+    ckpt = train(prepared, tmp_path / "run", Direction.parse("flair2t1"), cfg, show_progress=False)
+    payload = load_checkpoint(ckpt)
+    assert payload["direction"] == {"source": "flair", "target": "t1"}
+    assert payload["kind"] == "harmonicgan-histogram"
+    assert payload["normalization"]["range"] == [-1.0, 1.0]
+    assert payload["state"]["global_step"] == 3
+    assert load_config(TrainConfig, tmp_path / "run" / "config.yaml") == cfg
+    info = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert info["versions"]["torch"] and info["seed"] == 0
+    assert len((tmp_path / "run" / "losses.csv").read_text().splitlines()) == 4
+    assert list((tmp_path / "run" / "samples").glob("step_*.png"))
+    with pytest.raises(MrtransError, match="--resume"):
+        train(prepared, tmp_path / "run", Direction.parse("flair2t1"), cfg, show_progress=False)
+
+
+def test_tiny_model_lowers_its_cycle_loss(prepared, tmp_path, tiny_yaml):
+    cfg = tiny_config(tiny_yaml, **{"run.max_steps": 300, "run.log_every": 50})
+    cycle = []
+    train(prepared, tmp_path / "run", Direction.parse("flair2t1"), cfg, show_progress=False,
+          on_step=lambda step, losses: cycle.append(losses["cycle_s"] + losses["cycle_t"]))  # fmt: skip
+    first, last = np.mean(cycle[:30]), np.mean(cycle[-30:])
+    assert last < 0.5 * first, (first, last)
+
+
+def _all_state(ckpt):
+    p = load_checkpoint(ckpt)
+    return p["models"], p["optimizers"], p["state"]
+
+
+def test_resume_equals_uninterrupted(prepared, tmp_path, tiny_yaml):
+    cfg = tiny_config(tiny_yaml, **{"run.max_steps": 40, "run.checkpoint_every": 15})  # 16 steps per epoch
+    direction = Direction.parse("flair2t1")
+    full = train(prepared, tmp_path / "full", direction, cfg, show_progress=False)
+
+    def kill(step, losses):
+        if step == 37:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(prepared, tmp_path / "cut", direction, cfg, show_progress=False, on_step=kill)
+    assert load_checkpoint(tmp_path / "cut")["state"]["global_step"] == 30
+    resumed = train(prepared, tmp_path / "cut", direction, cfg, resume=True, show_progress=False)
+
+    models_a, optim_a, state_a = _all_state(full)
+    models_b, optim_b, state_b = _all_state(resumed)
+    assert state_a == state_b == {"epoch": 2, "step_in_epoch": 8, "global_step": 40}
+    for name in models_a:
+        for key in models_a[name]:
+            assert torch.equal(models_a[name][key], models_b[name][key]), (name, key)
+    for name in optim_a:
+        for idx, st in optim_a[name]["state"].items():
+            assert torch.equal(st["exp_avg"], optim_b[name]["state"][idx]["exp_avg"])
+    steps = [int(line.split(",")[0]) for line in (tmp_path / "cut" / "losses.csv").read_text().splitlines()[1:]]
+    assert steps == list(range(1, 41))  # rows after the checkpoint were replaced, none doubled
+
+
+def test_reverse_direction_and_bad_direction(prepared, tmp_path, tiny_yaml):
+    cfg = tiny_config(tiny_yaml, "cyclegan", **{"run.max_steps": 2})
+    ckpt = train(prepared, tmp_path / "r", Direction.parse("t12flair"), cfg, show_progress=False)
+    assert load_checkpoint(ckpt)["kind"] == "cyclegan"
+    with pytest.raises(MrtransError, match="prepared for flair/t1"):
+        train(prepared, tmp_path / "x", Direction.parse("t22flair"), cfg, show_progress=False)
+    with pytest.raises(MrtransError, match="unknown direction"):
+        Direction.parse("flair_to_t1")
+
+
+def test_vgg_variant_trains_with_test_weights(prepared, tmp_path, tiny_yaml, monkeypatch):
+    from mrtrans.networks.vgg import VGG16Relu43
+
+    torch.save(VGG16Relu43().state_dict(), tmp_path / "vgg.pth")
+    monkeypatch.setenv("MRTRANS_VGG16_WEIGHTS", str(tmp_path / "vgg.pth"))
+    cfg = tiny_config(tiny_yaml, "harmonicgan_vgg", **{"run.max_steps": 2})
+    losses = []
+    train(prepared, tmp_path / "v", Direction.parse("flair2t1"), cfg, show_progress=False, on_step=lambda s, l: losses.append(l))
+    assert "smooth_s2t" in losses[0] and np.isfinite(losses[-1]["total_g"])
+    monkeypatch.setenv("MRTRANS_VGG16_WEIGHTS", str(tmp_path / "missing.pth"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
+    with pytest.raises(MrtransError, match="VGG-16 weights"):
+        train(prepared, tmp_path / "v2", Direction.parse("flair2t1"), cfg, show_progress=False)
+
+
+def test_cli_train_and_resume(prepared, tmp_path, tiny_yaml):
+    runner = CliRunner()
+    args = ["train", "flair2t1", "--data", str(prepared), "--out", str(tmp_path / "run"), "--config", "cyclegan",
+            "--preset", str(tiny_yaml), "--max-steps", "2", "--lr", "1e-3"]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    cfg = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert cfg["optim"]["lr"] == 1e-3 and cfg["loss"]["lambda_smooth"] == 0.0
+    again = runner.invoke(app, args)
+    assert again.exit_code == 2 and "--resume" in again.stderr
+    resumed = runner.invoke(app, ["train", "flair2t1", "--data", str(prepared), "--out", str(tmp_path / "run"), "--resume", "--max-steps", "4"])
+    assert resumed.exit_code == 0, resumed.output
+    assert load_checkpoint(tmp_path / "run")["state"]["global_step"] == 4
+    assert load_checkpoint(tmp_path / "run")["config"]["loss"]["lambda_smooth"] == 0.0  # kept its own config
+
+
+@pytest.mark.slow
+def test_distributed_two_cpu_processes_with_gloo(prepared, tmp_path, tiny_yaml):
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "mrtrans",
+           "train", "flair2t1", "--data", str(prepared), "--out", str(out), "--preset", str(tiny_yaml),
+           "--max-steps", "6", "--device", "cpu"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=Path(__file__).parents[1])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    info = json.loads((out / "run.json").read_text())
+    assert info["world_size"] == 2 and info["steps_per_epoch"] == 8  # 16 slices / (batch 1 x 2 processes)
+    assert load_checkpoint(out)["state"]["global_step"] == 6
