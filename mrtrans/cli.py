@@ -192,3 +192,34 @@ def train(
     cfg = load_config(TrainConfig, files, overrides)
     checkpoint = run_train(data, out, Direction.parse(direction), cfg, resume=resume)
     typer.echo(f"checkpoint: {checkpoint}")
+
+
+@command("translate")
+def translate(
+    inputs: Annotated[str, typer.Argument(help="A NIfTI file, a folder of them, or a quoted glob ('scans/*_flair.nii.gz').")],
+    model: Annotated[Path, typer.Option("--model", help="Run folder of `mrtrans train`, or a checkpoint file.")],
+    out: Annotated[Path, typer.Option("--out", help="Output .nii.gz for one input, else a folder (names follow the inputs).")],
+    direction: Annotated[
+        str | None, typer.Option("--direction", help="flair2t1 or t12flair; default: the model's own direction.")
+    ] = None,
+    mask: Annotated[Path | None, typer.Option("--mask", help="Brain mask on the input's grid (default: non-zero voxels).")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Slices per forward pass.")] = 16,
+    device: Annotated[str, typer.Option("--device", help="auto (CUDA if present), cpu, cuda, cuda:N.")] = "auto",
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")] = False,
+) -> None:
+    """Translate whole volumes; outputs keep the input's grid (shape, affine, qform/sform, header)."""
+    from tqdm import tqdm
+
+    from mrtrans.inference.translate import expand_inputs, load_translator, translate_files
+
+    files = expand_inputs(inputs)
+    translator = load_translator(model, direction, device, batch_size)
+    with tqdm(total=len(files), desc=f"translate {translator.direction.name}", unit="volume", disable=len(files) == 1) as bar:
+        report = translate_files(files, out, translator, mask=mask, overwrite=overwrite, progress=bar.update)
+    for path in report.written:
+        typer.echo(f"wrote {path}")
+    for _, reason in report.failed:
+        typer.echo(f"failed: {reason}", err=True)
+    if report.failed:
+        typer.echo(f"error: {len(report.failed)} of {len(files)} volumes failed (listed above)", err=True)
+        raise typer.Exit(2)

@@ -101,9 +101,9 @@ def smoothness_loss(
         sigma: affinity bandwidth.
     """
     with torch.autocast(device_type=source.device.type, enabled=False):  # distances need fp32
-        f_src = features(source.float())
+        with torch.no_grad():  # the source graph only gives weights: no autograd bookkeeping
+            w_src = patch_affinity(features(source.float()), sigma)
         f_fake = features(translated.float())
         f_rec = features(reconstructed.float())
-        w_src = patch_affinity(f_src.detach(), sigma)
         w_fake = patch_affinity(f_fake.detach(), sigma)
         return smoothness_penalty(w_src, f_fake) + smoothness_penalty(w_fake, f_rec)

@@ -43,8 +43,7 @@ from mrtrans.training.step import (
     Generators,
     build_discriminator,
     build_generator,
-    discriminator_losses,
-    generator_losses,
+    optimisation_step,
     patch_features,
 )
 
@@ -247,8 +246,6 @@ def train(
     if cfg.run.max_steps is not None:
         total_steps = min(total_steps, cfg.run.max_steps)
     autocast = torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=use_cuda_tricks and cfg.run.amp)
-    identity = cfg.loss.lambda_identity > 0
-    mode = cfg.loss.gan_mode.value
     kind = "cyclegan" if cfg.loss.lambda_smooth == 0 else f"harmonicgan-{cfg.loss.smooth_features.value}"
 
     log = None
@@ -317,23 +314,9 @@ def train(
             real_s = to_tensor(source[idx_s]).to(device, memory_format=memory_format, non_blocking=True)
             real_t = to_tensor(target[idx_t]).to(device, memory_format=memory_format, non_blocking=True)
 
-            # Generators G and F (Eq. 9), discriminators frozen.
-            discriminators.requires_grad_(False)
-            with autocast:
-                fakes = gens(real_s, real_t, identity)
-                g = generator_losses(fakes, real_s, real_t, discriminators.disc_s, discriminators.disc_t, cfg.loss, features)
-            opt_g.zero_grad(set_to_none=True)
-            g["total_g"].backward()
-            opt_g.step()
-            # Discriminators D_X and D_Y on real images and fakes from the history pools.
-            discriminators.requires_grad_(True)
-            fake_s, fake_t = pool_s.query(fakes["fake_s"]), pool_t.query(fakes["fake_t"])
-            with autocast:
-                d = discriminator_losses(discs(real_s, fake_s, real_t, fake_t), mode)
-            opt_d.zero_grad(set_to_none=True)
-            d["total_d"].backward()
-            opt_d.step()
-
+            g, d = optimisation_step(
+                gens, discs, generators, discriminators, opt_g, opt_d, pool_s, pool_t, real_s, real_t, cfg.loss, features, autocast
+            )
             state["global_step"] += 1
             state["step_in_epoch"] += 1
             if state["step_in_epoch"] == steps_per_epoch:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -23,6 +24,9 @@ from mrtrans.losses.cycle import cycle_loss, identity_loss
 from mrtrans.losses.smoothness import cnn_patch_features, histogram_features, smoothness_loss
 from mrtrans.networks.discriminators import PatchGAN
 from mrtrans.networks.generators import ResnetGenerator
+
+if TYPE_CHECKING:
+    from mrtrans.training.pool import ImagePool
 
 Tensors = dict[str, torch.Tensor]
 
@@ -120,3 +124,44 @@ def discriminator_losses(pred: Tensors, mode: str) -> Tensors:
     d_s = 0.5 * (gan_loss(pred["real_s"], True, mode) + gan_loss(pred["fake_s"], False, mode))
     d_t = 0.5 * (gan_loss(pred["real_t"], True, mode) + gan_loss(pred["fake_t"], False, mode))
     return {"disc_s": d_s, "disc_t": d_t, "total_d": d_s + d_t}
+
+
+def optimisation_step(
+    gens: nn.Module,
+    discs: nn.Module,
+    generators: Generators,
+    discriminators: Discriminators,
+    opt_g: torch.optim.Optimizer,
+    opt_d: torch.optim.Optimizer,
+    pool_s: "ImagePool",
+    pool_t: "ImagePool",
+    real_s: torch.Tensor,
+    real_t: torch.Tensor,
+    cfg: LossConfig,
+    features: Callable[[torch.Tensor], torch.Tensor] | None,
+    autocast: torch.autocast,
+) -> tuple[Tensors, Tensors]:
+    """One update of G and F, then of D_X and D_Y (CycleGAN's order).
+
+    ``gens``/``discs`` are what is called (the DDP wrappers under torchrun, else the modules
+    themselves); ``generators``/``discriminators`` are the plain modules. Returns the generator and
+    discriminator losses.
+    """
+    # Generators G and F (Eq. 9), discriminators frozen; they are called unwrapped so that DDP
+    # sees exactly one forward and one backward per wrapper and step.
+    discriminators.requires_grad_(False)
+    with autocast:
+        fakes = gens(real_s, real_t, cfg.lambda_identity > 0)
+        g = generator_losses(fakes, real_s, real_t, discriminators.disc_s, discriminators.disc_t, cfg, features)
+    opt_g.zero_grad(set_to_none=True)
+    g["total_g"].backward()
+    opt_g.step()
+    # Discriminators D_X and D_Y on real images and fakes from the history pools.
+    discriminators.requires_grad_(True)
+    fake_s, fake_t = pool_s.query(fakes["fake_s"]), pool_t.query(fakes["fake_t"])
+    with autocast:
+        d = discriminator_losses(discs(real_s, fake_s, real_t, fake_t), cfg.gan_mode.value)
+    opt_d.zero_grad(set_to_none=True)
+    d["total_d"].backward()
+    opt_d.step()
+    return g, d

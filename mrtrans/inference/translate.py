@@ -1,0 +1,210 @@
+"""``mrtrans translate``: a whole NIfTI volume through a trained generator, geometry kept.
+
+For each volume: reorient to RAS (a lossless permutation/flip of voxels, as prepare-brats did), take
+the brain mask (non-zero voxels, or ``--mask``), normalise with the checkpoint's own recipe
+(brain percentiles -> the training range, background at the low end), centre-pad/crop in-plane to
+the training size (MONAI ``ResizeWithPadOrCrop``, inverted afterwards), translate the axial slices
+that contain brain in batches, undo crop/pad and reorientation, and zero everything outside the brain.
+
+Output: float32 in [0, 1], the generator's [-1, 1] range mapped linearly (0 also outside the brain),
+on the input's exact grid: shape, affine, qform/sform and codes, pixdim and units of the input
+header, with a ``descrip`` saying it is derived. The values are the normalised intensities of the
+target sequence (as in training: brain 0.5th-99.5th percentiles -> 0..1), not scanner units.
+"""
+
+from __future__ import annotations
+
+import glob
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from monai.data import MetaTensor
+from monai.transforms import ResizeWithPadOrCrop
+from nibabel import orientations
+
+from mrtrans.data.slices import Direction
+from mrtrans.data_prep.transforms import BrainPercentileScale
+from mrtrans.errors import MrtransError
+from mrtrans.io import nifti_suffix, read_volume, write_nifti
+from mrtrans.training.checkpoint import load_checkpoint
+from mrtrans.training.loop import load_generators, resolve_device
+
+MODEL_KINDS = ("cyclegan", "harmonicgan-histogram", "harmonicgan-vgg")
+
+
+@dataclass
+class Translator:
+    """A generator ready to translate volumes, with the preprocessing its checkpoint records."""
+
+    generator: torch.nn.Module
+    direction: Direction
+    kind: str
+    normalization: dict[str, Any]
+    device: torch.device
+    batch_size: int = 16
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        lo, hi = self.normalization["range"]
+        return float(lo), float(hi)
+
+    def description(self, source_name: str) -> str:
+        return f"mrtrans {self.direction.name} {self.kind} from {source_name}"
+
+
+def load_translator(
+    model: str | Path, direction: str | None = None, device: str = "auto", batch_size: int = 16
+) -> Translator:
+    """Load a run folder or checkpoint and pick the generator for ``direction``.
+
+    A FLAIR->T1 model asked for T1->FLAIR uses its other generator (both are trained).
+
+    Raises:
+        MrtransError: not a translation checkpoint, or a direction the model does not know.
+    """
+    ckpt = load_checkpoint(model)
+    if ckpt.get("kind") not in MODEL_KINDS or "direction" not in ckpt or "models" not in ckpt:
+        raise MrtransError(f"{model}: not a translation model checkpoint (kind {ckpt.get('kind')!r}); pass a run of `mrtrans train`")
+    trained = Direction(ckpt["direction"]["source"], ckpt["direction"]["target"])
+    wanted = Direction.parse(direction) if direction else trained
+    dev = resolve_device(device)
+    gen_s2t, gen_t2s = load_generators(ckpt, dev)
+    if wanted == trained:
+        generator = gen_s2t
+    elif wanted == trained.reversed():
+        generator = gen_t2s
+    else:
+        raise MrtransError(
+            f"{model}: model translates {trained.source}<->{trained.target}; it cannot do {wanted.name}"
+        )
+    return Translator(generator, wanted, ckpt["kind"], ckpt["normalization"], dev, batch_size)
+
+
+def _to_ras(affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Orientation transforms (to RAS, back to the input) for nibabel's apply_orientation."""
+    current = orientations.io_orientation(affine)
+    ras = orientations.axcodes2ornt(("R", "A", "S"))
+    return orientations.ornt_transform(current, ras), orientations.ornt_transform(ras, current)
+
+
+@torch.no_grad()
+def translate_array(
+    data: np.ndarray, affine: np.ndarray, translator: Translator, brain: np.ndarray | None = None
+) -> np.ndarray:
+    """Translate one volume given as an array on its own grid.
+
+    Args:
+        data: (X, Y, Z) intensities in the file's voxel order.
+        affine: the voxel-to-world affine (orientation only is used).
+        translator: from :func:`load_translator`.
+        brain: optional (X, Y, Z) mask; default: non-zero voxels.
+
+    Returns:
+        (X, Y, Z) float32 in [0, 1], zero outside the brain.
+    """
+    to_ras, from_ras = _to_ras(affine)
+    brain = (data != 0) if brain is None else brain.astype(bool)
+    vol = np.ascontiguousarray(orientations.apply_orientation(data, to_ras), dtype=np.float32)
+    mask = np.ascontiguousarray(orientations.apply_orientation(brain, to_ras))
+    norm = translator.normalization
+    b_min, b_max = translator.bounds
+    scaled = BrainPercentileScale(norm["lower_percentile"], norm["upper_percentile"], b_min, b_max)(
+        torch.from_numpy(vol[None]), torch.from_numpy(mask[None])
+    )
+    size = int(norm["image_size"])
+    fit = ResizeWithPadOrCrop(spatial_size=(size, size, -1), mode="constant", value=b_min)
+    fitted = fit(MetaTensor(scaled))  # (1, S, S, Z), records the pad/crop for the inverse
+    mask_fit = ResizeWithPadOrCrop(spatial_size=(size, size, -1), mode="constant", value=0)(MetaTensor(torch.from_numpy(mask[None]).float()))
+    if int(mask_fit.sum()) != int(mask.sum()):
+        raise MrtransError(
+            f"brain extends beyond the {size}x{size} in-plane field the model was trained on; "
+            "resample the volume to the training resolution (1 mm for BraTS) or crop it around the brain"
+        )
+    slices = fitted.as_tensor()[0].permute(2, 0, 1).unsqueeze(1)  # (Z, 1, S, S)
+    has_brain = mask_fit.as_tensor()[0].sum(dim=(0, 1)) > 0
+    out = torch.full_like(slices, b_min)
+    todo = has_brain.nonzero().flatten()
+    gen, dev = translator.generator, translator.device
+    amp = torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=dev.type == "cuda")
+    for start in range(0, len(todo), translator.batch_size):
+        idx = todo[start : start + translator.batch_size]
+        with amp:
+            out[idx] = gen(slices[idx].to(dev)).float().cpu()
+    result = MetaTensor(out[:, 0].permute(1, 2, 0).unsqueeze(0), applied_operations=fitted.applied_operations)
+    restored = fit.inverse(result).as_tensor()[0].numpy()  # (X', Y', Z) in RAS
+    restored = (restored - b_min) / (b_max - b_min)
+    restored = np.clip(restored, 0.0, 1.0, out=restored)
+    restored[~mask] = 0.0
+    return np.ascontiguousarray(orientations.apply_orientation(restored, from_ras), dtype=np.float32)
+
+
+def expand_inputs(text: str | Path) -> list[Path]:
+    """One file, every NIfTI in a folder, or a glob pattern -> sorted NIfTI paths."""
+    path = Path(text)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.is_file() and nifti_suffix(p))
+    elif path.exists():
+        files = [path]
+    else:
+        files = sorted(Path(p) for p in glob.glob(str(text)) if Path(p).is_file())
+    if not files:
+        raise MrtransError(f"{text}: no input found (give a NIfTI file, a folder of them, or a quoted glob)")
+    return files
+
+
+def output_paths(inputs: list[Path], output: Path) -> list[Path]:
+    """Where each input's translation goes: OUTPUT itself for one input file, else OUTPUT/<input name>."""
+    if len(inputs) == 1 and not output.is_dir() and nifti_suffix(output):
+        return [output]
+    if output.exists() and not output.is_dir():
+        raise MrtransError(f"{output}: several inputs need an output folder, and this is a file")
+    return [output / p.name for p in inputs]
+
+
+@dataclass
+class TranslateReport:
+    written: list[Path] = field(default_factory=list)
+    failed: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def translate_files(
+    inputs: list[Path],
+    output: Path,
+    translator: Translator,
+    mask: Path | None = None,
+    overwrite: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> TranslateReport:
+    """Translate every input; a bad file is reported and the others still get done.
+
+    Raises:
+        MrtransError: ``--mask`` with several inputs (the rest goes into the report).
+    """
+    if mask is not None and len(inputs) != 1:
+        raise MrtransError(f"{mask}: --mask goes with one input volume, got {len(inputs)} inputs")
+    report = TranslateReport()
+    for src, dst in zip(inputs, output_paths(inputs, output)):
+        try:
+            if src.resolve() == dst.resolve():
+                raise MrtransError(f"{dst}: output path is the input; choose another --out")
+            if dst.exists() and not overwrite:
+                raise MrtransError(f"{dst}: exists; pass --overwrite to replace it")
+            data, img = read_volume(src)
+            brain = None
+            if mask is not None:
+                brain, mask_img = read_volume(mask)
+                if brain.shape != data.shape or not np.allclose(mask_img.affine, img.affine, atol=1e-3):
+                    raise MrtransError(f"{mask}: mask grid does not match {src}")
+            translated = translate_array(data, img.affine, translator, brain)
+            write_nifti(translated, dst, reference=img, dtype=np.float32, description=translator.description(src.name))
+            report.written.append(dst)
+        except MrtransError as exc:
+            text = str(exc)
+            report.failed.append((src, text if str(src) in text or str(dst) in text else f"{src}: {text}"))
+        if progress:
+            progress(1)
+    return report

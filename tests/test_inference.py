@@ -1,0 +1,192 @@
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from mrtrans.cli import app
+from mrtrans.config import TrainConfig, load_config, to_dict
+from mrtrans.config import Modality
+from mrtrans.errors import MrtransError
+from mrtrans.inference.translate import expand_inputs, load_translator, translate_array, translate_files
+from mrtrans.synth import synth_subject
+from mrtrans.training.checkpoint import save_checkpoint
+from mrtrans.training.step import build_generator
+
+runner = CliRunner()
+
+
+def make_checkpoint(path, image_size=64, kind="harmonicgan-histogram"):
+    """A checkpoint as `mrtrans train` writes it, with a tiny untrained generator pair."""
+    cfg = load_config(TrainConfig, None, {"generator.base_channels": 4, "generator.num_res_blocks": 1})
+    torch.manual_seed(0)
+    models = {name: build_generator(cfg.generator).state_dict() for name in ("gen_s2t", "gen_t2s")}
+    normalization = {"lower_percentile": 0.5, "upper_percentile": 99.5, "range": [-1.0, 1.0], "image_size": image_size}
+    payload = {"kind": kind, "direction": {"source": "flair", "target": "t1"}, "config": to_dict(cfg),
+               "normalization": normalization, "models": models}  # fmt: skip
+    return save_checkpoint(payload, path)
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    return make_checkpoint(tmp_path_factory.mktemp("model") / "last.pt")
+
+
+@pytest.fixture(scope="module")
+def translator(ckpt):
+    return load_translator(ckpt, device="cpu", batch_size=4)
+
+
+def flair_volume(shape=(45, 57, 11), seed=0):
+    images, _ = synth_subject(shape, seed=seed, index=0, with_tumor=True)
+    return images[Modality.flair].astype(np.float32)
+
+
+def save(path, data, affine, qcode=1, scode=1):
+    img = nib.Nifti1Image(data, affine)
+    img.set_qform(affine, qcode)
+    img.set_sform(affine, scode)
+    img.header.set_xyzt_units("mm")
+    nib.save(img, path)
+    return path
+
+
+def oblique(shape):
+    a = np.deg2rad(20)
+    rot = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
+    aff = np.eye(4)
+    aff[:3, :3] = rot @ np.diag([1.0, 1.0, 1.2])
+    aff[:3, 3] = [-20, 30, 5]
+    return aff
+
+
+LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
+@pytest.mark.parametrize("name, affine, shape", [
+    ("ras", np.eye(4), (45, 57, 11)),
+    ("lps", LPS, (45, 57, 11)),
+    ("oblique", None, (47, 51, 9)),
+    ("odd-cropped", np.eye(4), (81, 73, 5)),
+])  # fmt: skip
+def test_output_grid_equals_input_grid(tmp_path, translator, name, affine, shape):
+    affine = oblique(shape) if affine is None else affine
+    data = np.zeros(shape, np.float32)
+    inner = flair_volume((45, 45, shape[2]))
+    ox, oy = (shape[0] - 45) // 2, (shape[1] - 45) // 2
+    data[ox : ox + 45, oy : oy + 45] = inner
+    src = save(tmp_path / f"{name}.nii.gz", data, affine, scode=2)
+    report = translate_files([src], tmp_path / "out.nii.gz", translator)
+    assert report.failed == []
+    out, ref = nib.load(tmp_path / "out.nii.gz"), nib.load(src)
+    assert out.shape == ref.shape
+    assert np.allclose(out.affine, ref.affine)
+    assert np.allclose(out.get_qform(), ref.get_qform()) and np.allclose(out.get_sform(), ref.get_sform())
+    assert (int(out.header["qform_code"]), int(out.header["sform_code"])) == (1, 2)
+    assert np.allclose(out.header.get_zooms(), ref.header.get_zooms())
+    assert out.get_data_dtype() == np.float32
+    assert b"mrtrans flair2t1" in out.header["descrip"].tobytes()
+    values = out.get_fdata()
+    assert (values[data == 0] == 0).all()  # background stays zero
+    assert values.min() >= 0 and values.max() <= 1 and values[data != 0].std() > 0
+
+
+def test_orientation_is_undone_exactly(translator):
+    ras = flair_volume()
+    out_ras = translate_array(ras, np.eye(4), translator)
+    lps = ras[::-1, ::-1, :].copy()  # the same anatomy stored in LPS voxel order
+    out_lps = translate_array(lps, LPS, translator)
+    np.testing.assert_allclose(out_lps, out_ras[::-1, ::-1, :], atol=1e-5)
+    pir = np.transpose(ras, (1, 2, 0))[:, ::-1, :].copy()  # axes permuted: voxel (j, k', i)
+    aff_pir = np.zeros((4, 4))
+    aff_pir[0, 2] = aff_pir[1, 0] = 1.0
+    aff_pir[2, 1] = -1.0
+    aff_pir[2, 3] = ras.shape[2] - 1
+    aff_pir[3, 3] = 1
+    out_pir = translate_array(pir, aff_pir, translator)
+    np.testing.assert_allclose(out_pir, np.transpose(out_ras, (1, 2, 0))[:, ::-1, :], atol=1e-5)
+
+
+def test_brain_beyond_training_field_is_refused(translator):
+    big = np.ones((90, 90, 3), np.float32)
+    with pytest.raises(MrtransError, match="beyond the 64x64"):
+        translate_array(big, np.eye(4), translator)
+
+
+def test_mask_limits_the_output(tmp_path, translator):
+    data = flair_volume()
+    src = save(tmp_path / "in.nii.gz", data, np.eye(4))
+    mask = np.zeros(data.shape, np.uint8)
+    mask[10:30, 10:30] = 1
+    mpath = save(tmp_path / "mask.nii.gz", mask, np.eye(4))
+    translate_files([src], tmp_path / "out.nii.gz", translator, mask=mpath)
+    out = nib.load(tmp_path / "out.nii.gz").get_fdata()
+    assert (out[mask == 0] == 0).all() and out[mask == 1].max() > 0
+    bad = save(tmp_path / "badmask.nii.gz", mask[:-1], np.eye(4))
+    report = translate_files([src], tmp_path / "out2.nii.gz", translator, mask=bad)
+    assert "mask grid does not match" in report.failed[0][1]
+
+
+def test_batch_with_bad_files_finishes_the_others(tmp_path, ckpt):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for i in range(2):
+        save(inputs / f"good{i}.nii.gz", flair_volume(seed=i), np.eye(4))
+    (inputs / "corrupt.nii.gz").write_bytes(b"\x1f\x8b broken")
+    save(inputs / "fourd.nii.gz", np.ones((8, 8, 8, 2), np.float32), np.eye(4))
+    save(inputs / "nan.nii.gz", np.full((8, 8, 8), np.nan, np.float32), np.eye(4))
+    save(inputs / "empty.nii.gz", np.zeros((8, 8, 8), np.float32), np.eye(4))
+    save(inputs / "flat.nii.gz", np.ones((8, 8), np.float32), np.eye(4))
+    result = runner.invoke(app, ["translate", str(inputs), "--model", str(ckpt), "--out", str(tmp_path / "out"), "--device", "cpu"])
+    assert result.exit_code == 2
+    written = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert written == ["good0.nii.gz", "good1.nii.gz"]  # nothing partial for the bad ones
+    for name, reason in [("corrupt", "cannot read"), ("fourd", "3D"), ("nan", "NaN"), ("empty", "empty"), ("flat", "3D")]:
+        assert any(f"{name}.nii.gz" in line and reason in line for line in result.stderr.splitlines()), name
+    assert "5 of 7 volumes failed" in result.stderr
+
+
+def test_overwrite_and_same_path_are_refused(tmp_path, ckpt):
+    src = save(tmp_path / "in.nii.gz", flair_volume(), np.eye(4))
+    args = ["translate", str(src), "--model", str(ckpt), "--device", "cpu", "--out"]
+    assert runner.invoke(app, args + [str(tmp_path / "o.nii.gz")]).exit_code == 0
+    again = runner.invoke(app, args + [str(tmp_path / "o.nii.gz")])
+    assert again.exit_code == 2 and "--overwrite" in again.stderr
+    assert runner.invoke(app, args + [str(tmp_path / "o.nii.gz"), "--overwrite"]).exit_code == 0
+    same = runner.invoke(app, args + [str(src), "--overwrite"])
+    assert same.exit_code == 2 and "output path is the input" in same.stderr
+
+
+def test_direction_checks(tmp_path, ckpt, translator):
+    reverse = load_translator(ckpt, "t12flair", device="cpu")
+    assert reverse.direction.name == "t12flair" and translator.direction.name == "flair2t1"
+    x = flair_volume()
+    assert not np.allclose(translate_array(x, np.eye(4), reverse), translate_array(x, np.eye(4), translator))
+    with pytest.raises(MrtransError, match="cannot do t22flair"):
+        load_translator(ckpt, "t22flair", device="cpu")
+    other = save_checkpoint({"kind": "segmenter", "models": {}}, tmp_path / "other.pt")
+    with pytest.raises(MrtransError, match="not a translation model"):
+        load_translator(other, device="cpu")
+
+
+def test_glob_and_folder_inputs(tmp_path):
+    for name in ("a_flair.nii.gz", "b_flair.nii.gz", "a_t1.nii.gz"):
+        save(tmp_path / name, np.ones((4, 4, 4), np.float32), np.eye(4))
+    assert [p.name for p in expand_inputs(str(tmp_path / "*_flair.nii.gz"))] == ["a_flair.nii.gz", "b_flair.nii.gz"]
+    assert len(expand_inputs(tmp_path)) == 3
+    with pytest.raises(MrtransError, match="no input found"):
+        expand_inputs(tmp_path / "nothing*.nii.gz")
+
+
+def test_real_sample_subjects_translate(real_sample, tmp_path):
+    ckpt = make_checkpoint(tmp_path / "m.pt", image_size=256)
+    translator = load_translator(ckpt, device="cpu", batch_size=32)
+    flairs = sorted(real_sample.glob("*/*_flair.nii.gz"))[:2]
+    report = translate_files(flairs, tmp_path / "out", translator)
+    assert report.failed == []
+    for src, dst in zip(flairs, report.written):
+        a, b = nib.load(src), nib.load(dst)
+        assert a.shape == b.shape == (240, 240, 155)
+        assert np.allclose(a.affine, b.affine)  # the sample is LPS: kept as is
+        data = np.asanyarray(a.dataobj)
+        assert (b.get_fdata()[data == 0] == 0).all()
