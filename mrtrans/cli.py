@@ -223,3 +223,43 @@ def translate(
     if report.failed:
         typer.echo(f"error: {len(report.failed)} of {len(files)} volumes failed (listed above)", err=True)
         raise typer.Exit(2)
+
+
+@command("evaluate")
+def evaluate(
+    runs: Annotated[list[Path], typer.Argument(help="Run folders of `mrtrans train` (or checkpoint files).")],
+    data: Annotated[Path, typer.Option("--data", help="Folder written by prepare-brats (its paired test slices).")],
+    out: Annotated[Path, typer.Option("--out", help="Report folder (CSV tables, table1.md/.tex, figures).")],
+    config: Annotated[str, typer.Option("--config", help="Evaluation YAML or a name in evaluation/.")] = "default",
+    audit_steps: Annotated[int | None, typer.Option("--audit-steps", min=1, help="Training steps of the tumor detector.")] = None,
+    no_audit: Annotated[bool, typer.Option("--no-audit", help="Skip the hallucination audit.")] = False,
+    cache_dir: Annotated[Path | None, typer.Option("--cache-dir", help="Where trained detectors are cached.")] = None,
+    device: Annotated[str | None, typer.Option("--device", help="auto (CUDA if present), cpu, cuda, cuda:N.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
+) -> None:
+    """Score runs on the paired test slices: MAE/MSE/PSNR/SSIM (paper and brain protocols), tumor consistency."""
+    from mrtrans.config import EvalConfig, load_config
+    from mrtrans.evaluation.evaluate import evaluate_runs
+
+    overrides = {"audit.steps": audit_steps, "audit.enabled": False if no_audit else None, "device": device}
+    cfg = load_config(EvalConfig, config, overrides, folder="evaluation")
+    report = evaluate_runs(runs, data, out, cfg, cache_dir=cache_dir, overwrite=overwrite, log=typer.echo)
+    typer.echo(f"report: {report} (table1.md, summary.csv, per_slice.csv, tumor_summary.csv, figures/)")
+
+
+@command("evaluate-volumes")
+def evaluate_volumes(
+    pred: Annotated[list[Path], typer.Option("--pred", help="Translated volume (repeat per subject).")],
+    ref: Annotated[list[Path], typer.Option("--ref", help="Real target-modality volume, same grid (repeat).")],
+    seg: Annotated[list[Path], typer.Option("--seg", help="Seg of the subject, same grid (repeat).")],
+    out: Annotated[Path, typer.Option("--out", help="Report folder.")],
+    direction: Annotated[str, typer.Option("--direction", help="Direction of the translation, e.g. flair2t1.")] = "flair2t1",
+    name: Annotated[str, typer.Option("--name", help="Name of the method in the tables.")] = "translate",
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
+) -> None:
+    """Score `mrtrans translate` outputs against reference volumes, slice by slice (no audit)."""
+    from mrtrans.data.slices import Direction
+    from mrtrans.evaluation.evaluate import evaluate_volumes as run_volumes
+
+    report = run_volumes(pred, ref, seg, out, Direction.parse(direction), name=name, overwrite=overwrite)
+    typer.echo(f"report: {report}")

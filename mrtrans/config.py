@@ -175,6 +175,32 @@ class SynthConfig:
     seed: int = 0
 
 
+@dataclass(frozen=True)
+class AuditConfig:
+    """The hallucination audit's tumor detector (MONAI BasicUNet) and its decision rule."""
+
+    enabled: bool = True
+    steps: int = field(default=600, metadata=_range(1))
+    batch_size: int = field(default=8, metadata=_range(1))
+    lr: float = field(default=1e-3, metadata=_range(0.0))
+    features: tuple[int, int, int, int, int, int] = (8, 16, 32, 64, 128, 8)
+    threshold: float = field(default=0.5, metadata=_range(0.0, 1.0))
+    # A slice "has a tumor" when the detector marks at least this many pixels; None: the
+    # min_tumor_pixels that prepare-brats used to call a slice a tumor slice.
+    min_detected_pixels: int | None = field(default=None, metadata=_range(1))
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """``mrtrans evaluate``: what to score and how."""
+
+    batch_size: int = field(default=16, metadata=_range(1))
+    figure_slices: int = field(default=3, metadata=_range(0))
+    audit: AuditConfig = AuditConfig()
+    device: str = "auto"
+
+
 C = TypeVar("C")
 
 

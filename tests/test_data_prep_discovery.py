@@ -75,3 +75,11 @@ def test_nothing_found_is_a_clear_error(tmp_path):
         discover_subjects(tmp_path)
     with pytest.raises(MrtransError, match="not a folder"):
         discover_subjects(tmp_path / "nope")
+
+
+def test_subject_of_strips_modality_suffixes():
+    from mrtrans.data_prep.discovery import subject_of
+
+    assert subject_of("a/Brats18_2013_23_1_t1ce.nii.gz") == "Brats18_2013_23_1"
+    assert subject_of("BraTS-GLI-00001-000-t2f.nii.gz") == "BraTS-GLI-00001-000"
+    assert subject_of("scan.nii") == "scan"

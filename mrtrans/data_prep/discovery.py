@@ -84,6 +84,16 @@ class DiscoveryReport:
         return "\n".join(lines)
 
 
+def subject_of(path: str | Path) -> str:
+    """Subject ID of a BraTS-named file: ``Brats18_X_1_t1.nii.gz`` / ``BraTS-GLI-0001-t1n.nii.gz`` -> the ID."""
+    name = strip_nifti_suffix(path)
+    for alias in sorted(ALIASES, key=len, reverse=True):
+        for sep in ("_", "-"):
+            if name.lower().endswith(sep + alias):
+                return name[: -len(alias) - 1]
+    return name
+
+
 def _is_visible(path: Path) -> bool:
     return not any(part.startswith((".", "__MACOSX")) for part in path.parts)
 

@@ -1,0 +1,137 @@
+"""Image metrics of the two evaluation protocols, vectorised over a stack of slices.
+
+``paper`` (HarmonicGAN / Cohen et al. 2018): whole slice, background included, intensities in
+0-255; MAE, MSE, PSNR = 10 log10(255^2 / MSE), SSIM with data range 255, Gaussian window sigma 1.5
+(11 x 11), no sample-covariance correction (Wang et al. 2004) -- scikit-image's
+``structural_similarity(..., gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+data_range=255)``, which the tests check against.
+
+``brain`` (BraTS synthesis / BraSyn style): each image clipped to its own 0.5-99.5 percentiles
+inside the brain and scaled to [0, 1]; MAE, MSE, PSNR (data range 1) over brain voxels; one SSIM map
+(data range 1) per image, averaged over a region.
+
+Regions: ``whole`` (paper) or ``brain`` (brain protocol), ``tumor`` (seg > 0) and ``healthy``
+(brain minus tumor). A region's SSIM is the mean of the SSIM map over the region's pixels that lie
+at least 5 pixels (the window radius) from the slice border, which for the whole slice is exactly
+scikit-image's cropped mean. PSNR is capped at ``PSNR_CAP`` dB (identical images).
+
+MONAI's SSIM applies the sample-covariance correction, which the paper protocol excludes, hence
+this implementation (about 30 lines, checked against scikit-image).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+PSNR_CAP = 100.0
+SSIM_SIGMA = 1.5
+SSIM_TRUNCATE = 3.5
+SSIM_RADIUS = int(SSIM_TRUNCATE * SSIM_SIGMA + 0.5)  # 5: an 11 x 11 window, as in scikit-image
+
+
+def to_paper_range(x: np.ndarray, low: float = -1.0, high: float = 1.0) -> np.ndarray:
+    """Map model-range intensities to 0-255 (float64, clipped)."""
+    return np.clip((np.asarray(x, np.float64) - low) / (high - low) * 255.0, 0.0, 255.0)
+
+
+def brain_normalize(x: np.ndarray, brain: np.ndarray, lower: float = 0.5, upper: float = 99.5) -> np.ndarray:
+    """Per image: clip to its own brain percentiles, scale to [0, 1]; 0 outside the brain.
+
+    Args:
+        x: (N, H, W) images; brain: (N, H, W) masks.
+    """
+    x = np.asarray(x, np.float64)
+    out = np.zeros_like(x)
+    for i in range(len(x)):
+        m = brain[i].astype(bool)
+        if not m.any():
+            continue
+        lo, hi = np.percentile(x[i][m], [lower, upper])
+        out[i][m] = (np.clip(x[i][m], lo, hi) - lo) / max(hi - lo, 1e-12)
+    return out
+
+
+def ssim_map(a: np.ndarray, b: np.ndarray, data_range: float) -> np.ndarray:
+    """(N, H, W) SSIM maps with a Gaussian window (sigma 1.5), population covariance."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+
+    def blur(x: np.ndarray) -> np.ndarray:
+        return ndimage.gaussian_filter(x, sigma=(0, SSIM_SIGMA, SSIM_SIGMA), truncate=SSIM_TRUNCATE, mode="reflect")
+
+    ux, uy = blur(a), blur(b)
+    vx = blur(a * a) - ux * ux
+    vy = blur(b * b) - uy * uy
+    vxy = blur(a * b) - ux * uy
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    return ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux**2 + uy**2 + c1) * (vx + vy + c2))
+
+
+def interior(shape: tuple[int, ...]) -> np.ndarray:
+    """(H, W) mask of pixels at least SSIM_RADIUS from the border."""
+    m = np.zeros(shape[-2:], bool)
+    m[SSIM_RADIUS:-SSIM_RADIUS, SSIM_RADIUS:-SSIM_RADIUS] = True
+    return m
+
+
+def _region_mean(values: np.ndarray, region: np.ndarray) -> np.ndarray:
+    count = region.sum(axis=(1, 2))
+    total = (values * region).sum(axis=(1, 2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+def psnr_from_mse(mse: np.ndarray, data_range: float) -> np.ndarray:
+    with np.errstate(divide="ignore"):
+        psnr = 10 * np.log10(data_range**2 / mse)
+    return np.where(np.isnan(mse), np.nan, np.minimum(psnr, PSNR_CAP))
+
+
+def region_metrics(
+    pred: np.ndarray, real: np.ndarray, regions: dict[str, np.ndarray], data_range: float
+) -> dict[str, dict[str, np.ndarray]]:
+    """MAE, MSE, PSNR and SSIM per slice for each region.
+
+    Args:
+        pred, real: (N, H, W) in the protocol's range.
+        regions: name -> (N, H, W) boolean mask.
+        data_range: 255 (paper) or 1 (brain).
+
+    Returns:
+        region -> metric -> (N,) values; NaN where a slice has no pixel of the region.
+    """
+    diff = np.asarray(pred, np.float64) - np.asarray(real, np.float64)
+    smap = ssim_map(pred, real, data_range)
+    inner = interior(pred.shape)
+    out = {}
+    for name, mask in regions.items():
+        mask = mask.astype(bool)
+        mse = _region_mean(diff**2, mask)
+        out[name] = {
+            "mae": _region_mean(np.abs(diff), mask),
+            "mse": mse,
+            "psnr": psnr_from_mse(mse, data_range),
+            "ssim": _region_mean(smap, mask & inner),
+        }
+    return out
+
+
+def paper_metrics(pred: np.ndarray, real: np.ndarray, brain: np.ndarray, tumor: np.ndarray) -> dict[str, dict[str, np.ndarray]]:
+    """Protocol ``paper`` on 0-255 images: regions whole, tumor, healthy."""
+    whole = np.ones(pred.shape, bool)
+    regions = {"whole": whole, "tumor": tumor, "healthy": brain.astype(bool) & ~tumor}
+    return region_metrics(pred, real, regions, 255.0)
+
+
+def brain_metrics(pred: np.ndarray, real: np.ndarray, brain: np.ndarray, tumor: np.ndarray) -> dict[str, dict[str, np.ndarray]]:
+    """Protocol ``brain`` on raw images of any range: per-image brain normalisation, regions brain, tumor, healthy."""
+    brain = brain.astype(bool)
+    p, r = brain_normalize(pred, brain), brain_normalize(real, brain)
+    return region_metrics(p, r, {"brain": brain, "tumor": tumor & brain, "healthy": brain & ~tumor}, 1.0)
+
+
+def tumor_contrast(images: np.ndarray, brain: np.ndarray, tumor: np.ndarray) -> np.ndarray:
+    """Per slice: mean intensity in the tumor / mean intensity in healthy brain (NaN without tumor)."""
+    healthy = brain.astype(bool) & ~tumor
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return _region_mean(images, tumor) / _region_mean(images, healthy)
