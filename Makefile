@@ -23,7 +23,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 demo: $(STAMP)
-	$(BIN)/mrtrans synth-brats demo/brats --subjects 8 --shape 128,128,64 --overwrite
+	$(BIN)/mrtrans demo --out demo --overwrite
 
 clean:
 	rm -rf $(VENV) demo .pytest_cache

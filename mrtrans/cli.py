@@ -263,3 +263,16 @@ def evaluate_volumes(
 
     report = run_volumes(pred, ref, seg, out, Direction.parse(direction), name=name, overwrite=overwrite)
     typer.echo(f"report: {report}")
+
+
+@command("demo")
+def demo(
+    out: Annotated[Path, typer.Option("--out", help="Folder for everything the demo makes.")] = Path("demo"),
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
+) -> None:
+    """Run the whole job on synthetic data: synth -> prepare -> train CycleGAN and HarmonicGAN -> translate -> evaluate."""
+    from mrtrans.demo import run_demo
+
+    report = run_demo(out, overwrite=overwrite, log=typer.echo)
+    typer.echo(f"\nResults: {report}/table1.md (tables), {report}/summary.csv, {report}/figures/, "
+               f"translated volume in {out}/translated/, runs in {out}/runs/")  # fmt: skip
