@@ -234,20 +234,13 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             return value
         if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
             return value.lower() in ("true", "yes", "1")
-    elif tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
+    elif tp in (int, float) and not isinstance(value, bool):
+        # An int is accepted where a float is expected, never a float where an int is.
+        if isinstance(value, int) or (tp is float and isinstance(value, float)):
+            return tp(value)
         if isinstance(value, str):
             try:
-                return int(value)
-            except ValueError:
-                pass
-    elif tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
+                return tp(value)
             except ValueError:
                 pass
     elif tp is str:

@@ -30,7 +30,7 @@ class DemoPlan:
     test_slices: int = 40
     min_tumor_pixels: int = 10
     min_brain_fraction: float = 0.15
-    epochs: int = 8
+    epochs: int = 24
     audit_steps: int = 400
     seed: int = 0
 

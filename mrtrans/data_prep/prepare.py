@@ -258,12 +258,14 @@ def prepare_brats(
         if workers <= 1:
             for job in jobs:
                 results.append(process_subject(*job))
-                progress and progress(1)
+                if progress:
+                    progress(1)
         else:
             with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
                 for result in pool.map(process_subject, *zip(*jobs)):
                     results.append(result)
-                    progress and progress(1)
+                    if progress:
+                        progress(1)
         skipped += [(r.subject_id, r.error) for r in results if r.error]
         good = [r for r in results if not r.error]
         if len(good) < 3:

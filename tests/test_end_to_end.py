@@ -1,0 +1,51 @@
+"""The whole chain: the demo with a tiny plan, and the real BraTS sample (skipped when absent)."""
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from mrtrans.cli import app
+from mrtrans.demo import DemoPlan, run_demo
+from mrtrans.errors import MrtransError
+
+runner = CliRunner()
+
+
+@pytest.mark.slow
+def test_demo_chain_with_a_tiny_plan(tmp_path):
+    plan = DemoPlan(subjects=10, shape=(64, 64, 40), train_slices=16, test_slices=8, epochs=1, audit_steps=5)
+    lines = []
+    report = run_demo(tmp_path / "demo", plan, log=lines.append)
+    assert (report / "table1.md").is_file() and (report / "summary.csv").is_file()
+    assert len(list((report / "figures").glob("*.png"))) == 4
+    summary = pd.read_csv(report / "summary.csv")
+    assert set(summary.run) == {"cyclegan", "harmonicgan_hist"}
+    translated = list((tmp_path / "demo" / "translated").glob("*.nii.gz"))
+    assert len(translated) == 1 and nib.load(translated[0]).shape == (64, 64, 40)
+    assert any("5/5 evaluate" in line for line in lines)
+    with pytest.raises(MrtransError, match="--overwrite"):
+        run_demo(tmp_path / "demo", plan)
+
+
+@pytest.mark.slow
+def test_real_sample_chain(real_sample, tmp_path):
+    """prepare -> train a few steps -> translate a whole volume -> evaluate, on real anatomy."""
+    prepared, run, report = tmp_path / "prepared", tmp_path / "run", tmp_path / "report"
+    steps = [
+        ["prepare-brats", str(real_sample), "--out", str(prepared), "--train-slices", "20", "--test-slices", "10", "--workers", "2"],
+        ["train", "flair2t1", "--data", str(prepared), "--out", str(run), "--preset", "cpu_small", "--max-steps", "3"],
+        ["evaluate", str(run), "--data", str(prepared), "--out", str(report), "--no-audit"],
+    ]
+    for args in steps:
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, (args[0], result.output)
+    flair = sorted(real_sample.glob("*/*_flair.nii.gz"))[0]
+    out = tmp_path / "t1.nii.gz"
+    result = runner.invoke(app, ["translate", str(flair), "--model", str(run), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    src, dst = nib.load(flair), nib.load(out)
+    assert dst.shape == src.shape and np.allclose(dst.affine, src.affine)
+    summary = pd.read_csv(report / "summary.csv")
+    assert (summary[(summary.protocol == "paper") & (summary.region == "whole")].n_slices == 10).all()
