@@ -191,7 +191,8 @@ def train(
     }  # fmt: skip
     cfg = load_config(TrainConfig, files, overrides)
     checkpoint = run_train(data, out, Direction.parse(direction), cfg, resume=resume)
-    typer.echo(f"checkpoint: {checkpoint}")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, one line rather than one per process
+        typer.echo(f"checkpoint: {checkpoint}")
 
 
 @command("translate")

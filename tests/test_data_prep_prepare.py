@@ -46,7 +46,7 @@ def test_no_patient_in_two_sets(prepared):
 
 def test_exact_balance_and_array_shapes(prepared):
     m = _manifest(prepared)
-    for (split, domain), group in m.groupby(["split", "domain"]):
+    for (split, _domain), group in m.groupby(["split", "domain"]):
         n = SMALL_PREPARE["train_slices"] if split == "train" else SMALL_PREPARE["test_slices"]
         assert len(group) == n
         assert (group.label == "tumor").sum() == (group.label == "healthy").sum() == n // 2

@@ -14,7 +14,7 @@ from mrtrans.config import AuditConfig, EvalConfig
 from mrtrans.data.slices import Direction, PreparedSlices
 from mrtrans.errors import MrtransError
 from mrtrans.evaluation import audit
-from mrtrans.evaluation.evaluate import evaluate_runs, evaluate_volumes, score_slices
+from mrtrans.evaluation.evaluate import evaluate_runs, score_slices
 from mrtrans.evaluation.metrics import PSNR_CAP, brain_metrics, paper_metrics, ssim_map, interior
 from mrtrans.training.checkpoint import save_checkpoint
 

@@ -39,7 +39,7 @@ def test_patchgan_output_and_70x70_receptive_field():
     disc = PatchGAN()
     assert disc(torch.randn(1, 1, 256, 256)).shape == (1, 1, 30, 30)  # as in CycleGAN at 256
     # Without normalisation (which couples all pixels) one output pixel sees exactly 70x70 inputs.
-    for name, module in list(disc.named_modules()):
+    for _name, module in list(disc.named_modules()):
         for child_name, child in list(module.named_children()):
             if isinstance(child, nn.InstanceNorm2d):
                 setattr(module, child_name, nn.Identity())

@@ -181,7 +181,7 @@ def evaluate_runs(
             net = audit.cached_detector(data.train(direction.target), data.train_seg(direction.target), cfg.audit, key, cache, device)
             real_det = audit.detect(net, arrays[direction.target], cfg.audit.threshold, device, cfg.batch_size)
             ceiling = audit.audit_slices(real_det, gt, is_tumor, min_px)
-            for label, result in scored:
+            for _, result in scored:
                 if result.consistency["direction"].iloc[0] != direction.name:
                     continue
                 det = audit.detect(net, result.pred, cfg.audit.threshold, device, cfg.batch_size)
