@@ -27,7 +27,7 @@ from mrtrans.config import Modality, TrainConfig, to_dict  # noqa: E402
 from mrtrans.inference.translate import load_translator, translate_files  # noqa: E402
 from mrtrans.io import write_nifti  # noqa: E402
 from mrtrans.synth import synth_subject  # noqa: E402
-from mrtrans.training.checkpoint import save_checkpoint  # noqa: E402
+from mrtrans.training.checkpoint import model_payload, save_checkpoint  # noqa: E402
 from mrtrans.training.step import build_generator  # noqa: E402
 
 
@@ -49,8 +49,7 @@ def main() -> None:
         torch.manual_seed(0)
         models = {n: build_generator(cfg.generator).state_dict() for n in ("gen_s2t", "gen_t2s")}
         norm = {"lower_percentile": 0.5, "upper_percentile": 99.5, "range": [-1.0, 1.0], "image_size": 256}
-        ckpt = save_checkpoint({"kind": "harmonicgan-histogram", "direction": {"source": "flair", "target": "t1"},
-                                "config": to_dict(cfg), "normalization": norm, "models": models}, tmp / "m.pt")  # fmt: skip
+        ckpt = save_checkpoint(model_payload("harmonicgan-histogram", "flair", "t1", to_dict(cfg), norm, models), tmp / "m.pt")
         translator = load_translator(ckpt, device=args.device, batch_size=args.batch_size)
         data = np.asanyarray(nib.load(src).dataobj)
         n_slices = int((data != 0).any(axis=(0, 1)).sum())

@@ -14,7 +14,7 @@ from mrtrans.config import AuditConfig, EvalConfig
 from mrtrans.data.slices import Direction, PreparedSlices
 from mrtrans.errors import MrtransError
 from mrtrans.evaluation import audit
-from mrtrans.evaluation.evaluate import evaluate_runs, score_slices
+from mrtrans.evaluation.evaluate import evaluate_runs, evaluate_volumes, score_slices
 from mrtrans.evaluation.metrics import PSNR_CAP, brain_metrics, paper_metrics, ssim_map, interior
 from mrtrans.training.checkpoint import save_checkpoint
 
@@ -213,3 +213,18 @@ def test_cli_evaluate_and_evaluate_volumes(prepared, runs, synth_root, tmp_path)
     mismatch = runner.invoke(app, ["evaluate-volumes", "--pred", str(bad), "--ref", str(t1), "--seg", str(seg), "--out", str(tmp_path / "x")])
     assert mismatch.exit_code == 2 and "does not match the reference" in mismatch.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_evaluate_volumes_accepts_a_tumor_free_seg(synth_root, runs, tmp_path):
+    sid = "SynthBraTS_002"
+    seg = synth_root / sid / f"{sid}_seg.nii.gz"
+    healthy = tmp_path / "healthy_seg.nii.gz"
+    ref = nib.load(seg)
+    nib.save(nib.Nifti1Image(np.zeros(ref.shape, np.uint8), ref.affine), healthy)
+    t1 = synth_root / sid / f"{sid}_t1.nii.gz"
+    pred = tmp_path / "pred.nii.gz"
+    assert runner.invoke(app, ["translate", str(synth_root / sid / f"{sid}_flair.nii.gz"), "--model", str(runs / "cyc"),
+                               "--out", str(pred), "--device", "cpu"]).exit_code == 0  # fmt: skip
+    out = evaluate_volumes([pred], [t1], [healthy], tmp_path / "rep", Direction.parse("flair2t1"))
+    per_slice = pd.read_csv(out / "per_slice.csv")
+    assert set(per_slice.label) == {"healthy"} and "tumor" not in set(per_slice.region)

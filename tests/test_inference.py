@@ -5,12 +5,11 @@ import torch
 from typer.testing import CliRunner
 
 from mrtrans.cli import app
-from mrtrans.config import TrainConfig, load_config, to_dict
-from mrtrans.config import Modality
+from mrtrans.config import Modality, TrainConfig, load_config, to_dict
 from mrtrans.errors import MrtransError
 from mrtrans.inference.translate import expand_inputs, load_translator, translate_array, translate_files
 from mrtrans.synth import synth_subject
-from mrtrans.training.checkpoint import save_checkpoint
+from mrtrans.training.checkpoint import model_payload, save_checkpoint
 from mrtrans.training.step import build_generator
 
 runner = CliRunner()
@@ -22,9 +21,7 @@ def make_checkpoint(path, image_size=64, kind="harmonicgan-histogram"):
     torch.manual_seed(0)
     models = {name: build_generator(cfg.generator).state_dict() for name in ("gen_s2t", "gen_t2s")}
     normalization = {"lower_percentile": 0.5, "upper_percentile": 99.5, "range": [-1.0, 1.0], "image_size": image_size}
-    payload = {"kind": kind, "direction": {"source": "flair", "target": "t1"}, "config": to_dict(cfg),
-               "normalization": normalization, "models": models}  # fmt: skip
-    return save_checkpoint(payload, path)
+    return save_checkpoint(model_payload(kind, "flair", "t1", to_dict(cfg), normalization, models), path)
 
 
 @pytest.fixture(scope="module")

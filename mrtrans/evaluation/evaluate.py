@@ -27,7 +27,7 @@ from mrtrans.errors import MrtransError
 from mrtrans.evaluation import audit
 from mrtrans.evaluation.metrics import brain_metrics, brain_normalize, paper_metrics, to_paper_range, tumor_contrast
 from mrtrans.evaluation.tables import write_tables
-from mrtrans.io import atomic_dir, read_volume
+from mrtrans.io import atomic_dir, load_nifti, read_volume
 from mrtrans.training.checkpoint import load_checkpoint
 from mrtrans.training.loop import load_generators, resolve_device
 
@@ -245,9 +245,8 @@ def evaluate_volumes(
     for pred_path, ref_path, seg_path in zip(preds, refs, segs):
         pred, pred_img = read_volume(pred_path)
         ref, ref_img = read_volume(ref_path)
-        seg, seg_img = read_volume(seg_path) if Path(seg_path).exists() else (None, None)
-        if seg is None:
-            raise MrtransError(f"{seg_path}: seg file not found")
+        seg_img = load_nifti(seg_path)  # not read_volume: a seg without tumor is all zeros, and valid
+        seg = np.asanyarray(seg_img.dataobj)
         for path, img, arr in ((pred_path, pred_img, pred), (seg_path, seg_img, seg)):
             if arr.shape != ref.shape or not np.allclose(img.affine, ref_img.affine, atol=1e-3):
                 raise MrtransError(f"{path}: grid {arr.shape} does not match the reference {ref_path} {ref.shape}")

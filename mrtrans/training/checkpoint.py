@@ -24,6 +24,22 @@ FORMAT = "mrtrans-checkpoint"
 FORMAT_VERSION = 1
 
 
+def model_payload(
+    kind: str, source: str, target: str, config: dict[str, Any], normalization: dict[str, Any], models: dict[str, Any]
+) -> dict[str, Any]:
+    """The fields ``mrtrans translate`` and ``evaluate`` need to rebuild and use a model.
+
+    Args:
+        kind: ``cyclegan``, ``harmonicgan-histogram`` or ``harmonicgan-vgg``.
+        source, target: the trained direction's modalities.
+        config: the resolved TrainConfig as a dict (``config.to_dict``).
+        normalization: prepare-brats' normalisation (percentiles, range, image_size).
+        models: state dicts, at least ``gen_s2t`` and ``gen_t2s``.
+    """
+    return {"kind": kind, "direction": {"source": source, "target": target}, "config": config,
+            "normalization": normalization, "models": models}  # fmt: skip
+
+
 def save_checkpoint(payload: dict[str, Any], path: str | Path) -> Path:
     """Write ``payload`` (plus format fields) atomically with ``torch.save``."""
     payload = {"format": FORMAT, "format_version": FORMAT_VERSION, **payload}

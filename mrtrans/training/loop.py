@@ -36,7 +36,7 @@ from mrtrans.data.slices import Direction, PreparedSlices, to_tensor
 from mrtrans.errors import MrtransError
 from mrtrans.io import atomic_path
 from mrtrans.provenance import git_commit, versions
-from mrtrans.training.checkpoint import load_checkpoint, save_checkpoint
+from mrtrans.training.checkpoint import load_checkpoint, model_payload, save_checkpoint
 from mrtrans.training.pool import ImagePool
 from mrtrans.training.step import (
     Discriminators,
@@ -277,17 +277,14 @@ def train(
         log = _LossLog(out / "losses.csv", state["global_step"] if resume else None)
 
     def checkpoint() -> Path:
+        models = {
+            "gen_s2t": generators.gen_s2t.state_dict(),
+            "gen_t2s": generators.gen_t2s.state_dict(),
+            "disc_s": discriminators.disc_s.state_dict(),
+            "disc_t": discriminators.disc_t.state_dict(),
+        }
         payload = {
-            "kind": kind,
-            "direction": {"source": direction.source, "target": direction.target},
-            "config": to_dict(cfg),
-            "normalization": dataset.normalization,
-            "models": {
-                "gen_s2t": generators.gen_s2t.state_dict(),
-                "gen_t2s": generators.gen_t2s.state_dict(),
-                "disc_s": discriminators.disc_s.state_dict(),
-                "disc_t": discriminators.disc_t.state_dict(),
-            },
+            **model_payload(kind, direction.source, direction.target, to_dict(cfg), dataset.normalization, models),
             "optimizers": {"gen": opt_g.state_dict(), "disc": opt_d.state_dict()},
             "schedulers": {"gen": sched_g.state_dict(), "disc": sched_d.state_dict()},
             "pools": {"source": pool_s.state_dict(), "target": pool_t.state_dict()},
