@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 from nibabel import orientations
 
 from mrtrans.config import EvalConfig
@@ -27,6 +26,7 @@ from mrtrans.errors import MrtransError
 from mrtrans.evaluation import audit
 from mrtrans.evaluation.metrics import brain_metrics, brain_normalize, paper_metrics, to_paper_range, tumor_contrast
 from mrtrans.evaluation.tables import write_tables
+from mrtrans.inference.translate import forward_slices, ras_orientations
 from mrtrans.io import atomic_dir, load_nifti, read_volume
 from mrtrans.training.checkpoint import load_checkpoint
 from mrtrans.training.loop import load_generators, resolve_device
@@ -76,21 +76,15 @@ def score_slices(
     for protocol, scores in (("paper", paper_metrics(pred255, real255, brain, tumor)),
                              ("brain", brain_metrics(pred, real, brain, tumor))):  # fmt: skip
         for region, values in scores.items():
-            df = slices[["subject", "slice_index", "label"]].copy()
-            df.insert(0, "region", region)
-            df.insert(0, "protocol", protocol)
+            df = _slice_frame(run, method, direction, slices)
+            df.insert(3, "protocol", protocol)
+            df.insert(4, "region", region)
             for metric in METRICS:
                 df[metric] = values[metric]
             frames.append(df.dropna(subset=["mae"]))
     per_slice = pd.concat(frames, ignore_index=True)
-    per_slice.insert(0, "direction", direction.name)
-    per_slice.insert(0, "method", method)
-    per_slice.insert(0, "run", run)
 
-    consistency = slices[["subject", "slice_index", "label"]].copy()
-    consistency.insert(0, "direction", direction.name)
-    consistency.insert(0, "method", method)
-    consistency.insert(0, "run", run)
+    consistency = _slice_frame(run, method, direction, slices)
     consistency["tumor_pixels"] = tumor.sum(axis=(1, 2))
     consistency["contrast_real"] = tumor_contrast(real255, brain, tumor)
     consistency["contrast_pred"] = tumor_contrast(pred255, brain, tumor)
@@ -98,15 +92,13 @@ def score_slices(
     return Scored(per_slice, consistency, source, pred, real, seg)
 
 
-@torch.no_grad()
-def translate_stack(generator: torch.nn.Module, images: np.ndarray, device: torch.device, batch_size: int) -> np.ndarray:
-    """(N, S, S) model-range slices -> (N, S, S) float32 translations."""
-    out = []
-    amp = torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
-    for start in range(0, len(images), batch_size):
-        with amp:
-            out.append(generator(to_tensor(images[start : start + batch_size]).to(device)).float().cpu().numpy()[:, 0])
-    return np.concatenate(out)
+def _slice_frame(run: str, method: str, direction: Direction, slices: pd.DataFrame) -> pd.DataFrame:
+    """One row per slice: run, method, direction, subject, slice_index, label."""
+    frame = slices[["subject", "slice_index", "label"]].copy()
+    frame.insert(0, "direction", direction.name)
+    frame.insert(0, "method", method)
+    frame.insert(0, "run", run)
+    return frame
 
 
 def _run_label(path: Path) -> str:
@@ -163,7 +155,7 @@ def evaluate_runs(
         for direction in directions:
             gen = gen_s2t if direction == trained else gen_t2s
             log(f"translating {len(slices)} test slices: {label} {direction.name}")
-            pred = translate_stack(gen, arrays[direction.source], device, cfg.batch_size)
+            pred = forward_slices(gen, to_tensor(arrays[direction.source]), device, cfg.batch_size)[:, 0].numpy()
             real = np.asarray(arrays[direction.target], np.float32)
             result = score_slices(label, ckpt["kind"], direction, np.asarray(arrays[direction.source], np.float32),
                                   pred, real, arrays["brain"], np.asarray(arrays["seg"]), slices, value_range)  # fmt: skip
@@ -199,10 +191,7 @@ def scored_ceiling(direction: Direction, slices: pd.DataFrame, arrays: dict, cei
     """The detector on the real target slices: the audit's ceiling, as a pseudo-run named ``real``."""
     real = np.asarray(arrays[direction.target], np.float32)
     seg = np.asarray(arrays["seg"])
-    consistency = slices[["subject", "slice_index", "label"]].copy()
-    consistency.insert(0, "direction", direction.name)
-    consistency.insert(0, "method", "real target (ceiling)")
-    consistency.insert(0, "run", "real")
+    consistency = _slice_frame("real", "real target (ceiling)", direction, slices)
     consistency["tumor_pixels"] = (seg > 0).sum(axis=(1, 2))
     contrast = tumor_contrast(to_paper_range(real, *value_range), arrays["brain"], seg > 0)
     consistency["contrast_real"] = contrast
@@ -214,8 +203,7 @@ def scored_ceiling(direction: Direction, slices: pd.DataFrame, arrays: dict, cei
 
 
 def _to_ras(data: np.ndarray, affine: np.ndarray) -> np.ndarray:
-    ornt = orientations.ornt_transform(orientations.io_orientation(affine), orientations.axcodes2ornt(("R", "A", "S")))
-    return np.ascontiguousarray(orientations.apply_orientation(data, ornt))
+    return np.ascontiguousarray(orientations.apply_orientation(data, ras_orientations(affine)[0]))
 
 
 def evaluate_volumes(

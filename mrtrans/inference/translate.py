@@ -84,11 +84,23 @@ def load_translator(
     return Translator(generator, wanted, ckpt["kind"], ckpt["normalization"], dev, batch_size)
 
 
-def _to_ras(affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def ras_orientations(affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Orientation transforms (to RAS, back to the input) for nibabel's apply_orientation."""
     current = orientations.io_orientation(affine)
     ras = orientations.axcodes2ornt(("R", "A", "S"))
     return orientations.ornt_transform(current, ras), orientations.ornt_transform(ras, current)
+
+
+@torch.no_grad()
+def forward_slices(generator: torch.nn.Module, slices: torch.Tensor, device: torch.device, batch_size: int) -> torch.Tensor:
+    """(N, 1, S, S) model-range slices -> (N, 1, S, S) float32 translations on the CPU, in batches
+    (bf16 autocast on CUDA)."""
+    amp = torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    out = torch.empty_like(slices, dtype=torch.float32)
+    for start in range(0, len(slices), batch_size):
+        with amp:
+            out[start : start + batch_size] = generator(slices[start : start + batch_size].to(device)).float().cpu()
+    return out
 
 
 @torch.no_grad()
@@ -106,7 +118,7 @@ def translate_array(
     Returns:
         (X, Y, Z) float32 in [0, 1], zero outside the brain.
     """
-    to_ras, from_ras = _to_ras(affine)
+    to_ras, from_ras = ras_orientations(affine)
     brain = (data != 0) if brain is None else brain.astype(bool)
     vol = np.ascontiguousarray(orientations.apply_orientation(data, to_ras), dtype=np.float32)
     mask = np.ascontiguousarray(orientations.apply_orientation(brain, to_ras))
@@ -127,13 +139,7 @@ def translate_array(
     slices = fitted.as_tensor()[0].permute(2, 0, 1).unsqueeze(1)  # (Z, 1, S, S)
     has_brain = mask_fit.as_tensor()[0].sum(dim=(0, 1)) > 0
     out = torch.full_like(slices, b_min)
-    todo = has_brain.nonzero().flatten()
-    gen, dev = translator.generator, translator.device
-    amp = torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=dev.type == "cuda")
-    for start in range(0, len(todo), translator.batch_size):
-        idx = todo[start : start + translator.batch_size]
-        with amp:
-            out[idx] = gen(slices[idx].to(dev)).float().cpu()
+    out[has_brain] = forward_slices(translator.generator, slices[has_brain], translator.device, translator.batch_size)
     result = MetaTensor(out[:, 0].permute(1, 2, 0).unsqueeze(0), applied_operations=fitted.applied_operations)
     restored = fit.inverse(result).as_tensor()[0].numpy()  # (X', Y', Z) in RAS
     restored = (restored - b_min) / (b_max - b_min)

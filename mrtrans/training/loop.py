@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import datetime
+import functools
 import json
 import math
 import os
@@ -75,6 +76,7 @@ def lr_factor(epoch: int, epochs_constant: int, epochs_decay: int) -> float:
     return 1.0 - max(0, epoch + 1 - epochs_constant) / float(epochs_decay + 1)
 
 
+@functools.lru_cache(maxsize=1)  # called every step, changes once per epoch
 def epoch_orders(n_source: int, n_target: int, seed: int, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The seeded permutations of both domains for one epoch."""
     g = torch.Generator().manual_seed(seed * 100_003 + epoch)
