@@ -31,7 +31,7 @@ from mrtrans.training.step import (  # noqa: E402
     build_discriminator,
     build_generator,
     optimisation_step,
-    patch_features,
+    smoothness_term,
 )
 
 
@@ -45,7 +45,7 @@ def seconds_per_iteration(cfg: TrainConfig, device: torch.device, size: int, amp
         from mrtrans.networks.vgg import load_vgg16_relu43
 
         vgg = load_vgg16_relu43(vgg_path).to(device, memory_format=fmt)
-    features = patch_features(cfg.loss, vgg) if cfg.loss.lambda_smooth > 0 else None
+    smoothness = smoothness_term(cfg.loss, vgg) if cfg.loss.lambda_smooth > 0 else None
     opt_g = torch.optim.Adam(gens.parameters(), lr=2e-4, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(discs.parameters(), lr=2e-4, betas=(0.5, 0.999))
     pools = ImagePool(50, 0), ImagePool(50, 1)
@@ -54,7 +54,7 @@ def seconds_per_iteration(cfg: TrainConfig, device: torch.device, size: int, amp
     autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda")
 
     def step() -> None:
-        optimisation_step(gens, discs, gens, discs, opt_g, opt_d, *pools, real_s, real_t, cfg.loss, features, autocast)
+        optimisation_step(gens, discs, gens, discs, opt_g, opt_d, *pools, real_s, real_t, cfg.loss, smoothness, autocast)
         if device.type == "cuda":
             torch.cuda.synchronize()
 

@@ -176,20 +176,21 @@ def train(
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in OUT from its last checkpoint.")] = False,
 ) -> None:
     """Train HarmonicGAN (or CycleGAN) on a prepared slice set. Multi-GPU: torchrun --nproc_per_node=N -m mrtrans train ..."""
-    from mrtrans.config import TrainConfig, load_config
+    from mrtrans.config import TrainConfig, load_config, load_run_config
     from mrtrans.data.slices import Direction
     from mrtrans.training.loop import train as run_train
 
     files: list[str] = [*(config or ["harmonicgan_hist"]), *(preset or [])]
-    if resume and not config and (out / "config.yaml").is_file():
-        files = [str(out / "config.yaml")]  # a resumed run keeps its own resolved config
     overrides = {
         "optim.epochs_constant": None if epochs is None else epochs - epochs // 2,
         "optim.epochs_decay": None if epochs is None else epochs // 2,
         "run.max_steps": max_steps, "data.batch_size": batch_size, "optim.lr": lr,
         "loss.lambda_smooth": lambda_smooth, "run.device": device, "run.seed": seed,
     }  # fmt: skip
-    cfg = load_config(TrainConfig, files, overrides)
+    if resume and not config and (out / "config.yaml").is_file():
+        cfg = load_run_config(out / "config.yaml", overrides)  # a resumed run keeps its own resolved config
+    else:
+        cfg = load_config(TrainConfig, files, overrides)
     checkpoint = run_train(data, out, Direction.parse(direction), cfg, resume=resume)
     if os.environ.get("RANK", "0") == "0":  # under torchrun, one line rather than one per process
         typer.echo(f"checkpoint: {checkpoint}")

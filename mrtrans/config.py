@@ -45,6 +45,14 @@ class SmoothFeatures(str, enum.Enum):
     vgg = "vgg"
 
 
+class SmoothNormalization(str, enum.Enum):
+    """How the sum of Eq. 6 is normalised (mrtrans.losses.smoothness, docs/training.md)."""
+
+    all_pairs = "all_pairs"  # mean over all patch pairs (mrtrans <= 0.1)
+    brain_pairs = "brain_pairs"  # mean over pairs of brain patches
+    brain_affinity = "brain_affinity"  # sum(w d) / sum(w) over pairs of brain patches
+
+
 class IntensityRange(str, enum.Enum):
     """Range that prepare-brats scales brain intensities to; background is the low end."""
 
@@ -86,6 +94,9 @@ class LossConfig:
     lambda_identity: float = field(default=0.0, metadata=_range(0.0))
     lambda_smooth: float = field(default=1.0, metadata=_range(0.0))
     smooth_features: SmoothFeatures = SmoothFeatures.histogram
+    smooth_normalization: SmoothNormalization = SmoothNormalization.brain_pairs
+    # A patch is a node of the brain graph when more than this share of its source pixels is brain.
+    brain_patch_fraction: float = field(default=0.5, metadata=_range(0.0, 1.0))
     patch_size: int = field(default=8, metadata=_range(1))
     histogram_bins: int = field(default=16, metadata=_range(2))
     # Affinity w_ij = exp(-L1(f_i, f_j) / sigma^2) on features that sum to 1 per patch, so the
@@ -363,6 +374,28 @@ def load_config(
         if value is not None:
             _set_dotted(tree, dotted, value)
     return from_dict(cls, tree)
+
+
+# Keys added after a run was made, with the value such a run used. A resolved config.yaml lists every
+# key of its version, so a missing key means the run predates it (mrtrans <= 0.1).
+LEGACY_TRAIN_VALUES = {"loss.smooth_normalization": SmoothNormalization.all_pairs.value}
+
+
+def load_run_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """The resolved ``config.yaml`` of an existing run, then dotted overrides.
+
+    Keys the run's mrtrans version did not have take the value that version used (``LEGACY_TRAIN_VALUES``),
+    so resuming an older run never switches its method silently.
+    """
+    tree = read_yaml(Path(path))
+    for dotted, value in LEGACY_TRAIN_VALUES.items():
+        section, leaf = dotted.split(".")
+        if isinstance(tree.get(section), dict) and leaf not in tree[section]:
+            tree[section][leaf] = value
+    for dotted, value in (overrides or {}).items():
+        if value is not None:
+            _set_dotted(tree, dotted, value)
+    return from_dict(TrainConfig, tree)
 
 
 def save_config(cfg: Any, path: str | Path) -> Path:

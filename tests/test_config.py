@@ -82,3 +82,16 @@ def test_resolved_config_round_trips(tmp_path):
     save_config(cfg, tmp_path / "config.yaml")
     assert load_config(TrainConfig, tmp_path / "config.yaml") == cfg
     assert to_dict(cfg)["loss"]["smooth_features"] == "vgg"
+
+
+def test_a_run_config_from_before_the_brain_normalisation_resumes_with_all_pairs(tmp_path):
+    from mrtrans.config import SmoothNormalization, TrainConfig, load_run_config, save_config, to_dict
+
+    tree = to_dict(TrainConfig())
+    del tree["loss"]["smooth_normalization"]  # what an mrtrans 0.1 run wrote
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(tree))
+    assert load_run_config(path).loss.smooth_normalization is SmoothNormalization.all_pairs
+    save_config(TrainConfig(), path)  # a current run keeps its own choice
+    assert load_run_config(path, {"run.max_steps": 3}).loss.smooth_normalization is SmoothNormalization.brain_pairs
+    assert load_run_config(path, {"run.max_steps": 3}).run.max_steps == 3

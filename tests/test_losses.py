@@ -1,14 +1,17 @@
 import pytest
 import torch
+import torch.nn.functional as F
 
 from mrtrans.losses.adversarial import gan_loss
 from mrtrans.losses.cycle import cycle_loss
 from mrtrans.losses.smoothness import (
     cnn_patch_features,
+    foreground_patches,
     histogram_features,
     patch_affinity,
     patchify,
     smoothness_loss,
+    smoothness_penalty,
     soft_histogram,
 )
 
@@ -121,3 +124,50 @@ def test_cnn_patch_features_are_normalised_per_patch():
     assert torch.allclose(f.sum(-1), torch.ones(2, 16))
     pooled = cnn_patch_features(torch.rand(1, 8, 8, 8), (32, 32), patch_size=16)  # coarser patches: pooled map
     assert pooled.shape == (1, 4, 8)
+
+
+def _brain_images(size=32, pad=0, seed=0):
+    """A 'brain' square with a bright 'tumor', background -1; ``pad`` more background pixels around."""
+    g = torch.Generator().manual_seed(seed)
+    source = torch.full((1, 1, size, size), -1.0)
+    source[..., 8:24, 8:24] = torch.rand(1, 1, 16, 16, generator=g) * 0.4 - 0.2
+    source[..., 8:16, 8:16] = 0.8
+    translated = source.clone()
+    translated[..., 8:16, 8:16] = -0.5  # the tumor patch translated unlike its source neighbours
+    translated[..., 16:24, 8:24] += 0.3
+    reconstructed = source + 0.05 * torch.rand(source.shape, generator=g)
+    if pad:
+        return tuple(F.pad(x, (pad, pad, pad, pad), value=-1.0) for x in (source, translated, reconstructed))
+    return source, translated, reconstructed
+
+
+@pytest.mark.parametrize("normalization", ["brain_pairs", "brain_affinity"])
+def test_brain_normalisation_does_not_change_when_background_is_added(normalization):
+    small = smoothness_loss(*_brain_images(), _hist, 0.5, normalization=normalization)
+    padded = smoothness_loss(*_brain_images(pad=48), _hist, 0.5, normalization=normalization)  # 32 -> 128 pixels
+    assert small > 0
+    assert torch.allclose(small, padded, rtol=1e-5)
+    # ...while the all-pairs mean of mrtrans <= 0.1 is diluted by the added background pairs (16 -> 256 patches).
+    legacy_small = smoothness_loss(*_brain_images(), _hist, 0.5, normalization="all_pairs")
+    legacy_padded = smoothness_loss(*_brain_images(pad=48), _hist, 0.5, normalization="all_pairs")
+    assert legacy_padded < legacy_small / 10
+
+
+def test_brain_pairs_is_the_mean_over_brain_patch_pairs_by_hand():
+    source, translated, reconstructed = _brain_images()
+    nodes = foreground_patches(source, 8, background=-1.0)
+    assert nodes.tolist() == [[False] * 5 + [True, True] + [False] * 2 + [True, True] + [False] * 5]
+    w = patch_affinity(_hist(source), 0.5)[0]
+    d = torch.cdist(_hist(translated), _hist(translated), p=1)[0]
+    idx = nodes[0].nonzero()[:, 0]
+    by_hand = (w[idx][:, idx] * d[idx][:, idx]).sum() / len(idx) ** 2
+    assert torch.allclose(smoothness_penalty(w[None], _hist(translated), nodes, "brain_pairs"), by_hand)
+    by_hand_affinity = (w[idx][:, idx] * d[idx][:, idx]).sum() / w[idx][:, idx].sum()
+    assert torch.allclose(smoothness_penalty(w[None], _hist(translated), nodes, "brain_affinity"), by_hand_affinity)
+
+
+def test_an_image_without_brain_contributes_zero_and_bad_names_fail():
+    empty = torch.full((1, 1, 16, 16), -1.0)
+    assert smoothness_loss(empty, empty + 1, empty, _hist, 0.5, normalization="brain_pairs") == 0
+    with pytest.raises(ValueError, match="normalization"):
+        smoothness_penalty(torch.ones(1, 2, 2), torch.ones(1, 2, 3), torch.ones(1, 2, dtype=torch.bool), "per_pixel")

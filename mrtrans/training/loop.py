@@ -45,7 +45,7 @@ from mrtrans.training.step import (
     build_discriminator,
     build_generator,
     optimisation_step,
-    patch_features,
+    smoothness_term,
 )
 
 
@@ -198,14 +198,14 @@ def train(
     generators.to(memory_format=memory_format)
     discriminators.to(memory_format=memory_format)
 
-    features = None
+    smoothness = None
     if cfg.loss.lambda_smooth > 0:
         vgg = None
         if cfg.loss.smooth_features is SmoothFeatures.vgg:
             from mrtrans.networks.vgg import load_vgg16_relu43
 
             vgg = load_vgg16_relu43(cfg.loss.vgg_weights).to(device=device, memory_format=memory_format)
-        features = patch_features(cfg.loss, vgg)
+        smoothness = smoothness_term(cfg.loss, vgg, tuple(dataset.normalization["range"]))
 
     o = cfg.optim
     opt_g = torch.optim.Adam(generators.parameters(), lr=o.lr, betas=(o.beta1, o.beta2))
@@ -313,9 +313,11 @@ def train(
             real_s = to_tensor(source[idx_s]).to(device, memory_format=memory_format, non_blocking=True)
             real_t = to_tensor(target[idx_t]).to(device, memory_format=memory_format, non_blocking=True)
 
+            logging_step = (state["global_step"] + 1) % cfg.run.log_every == 0 or state["global_step"] + 1 == total_steps
             g, d = optimisation_step(
-                gens, discs, generators, discriminators, opt_g, opt_d, pool_s, pool_t, real_s, real_t, cfg.loss, features, autocast
-            )
+                gens, discs, generators, discriminators, opt_g, opt_d, pool_s, pool_t, real_s, real_t, cfg.loss,
+                smoothness, autocast, measure_gradients=logging_step,
+            )  # fmt: skip
             state["global_step"] += 1
             state["step_in_epoch"] += 1
             if state["step_in_epoch"] == steps_per_epoch:

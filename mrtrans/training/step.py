@@ -7,6 +7,11 @@ Y = target: ``gen_s2t`` = G, ``gen_t2s`` = F, ``disc_t`` = D_Y, ``disc_s`` = D_X
                   + lambda_cycle (||F(G(x)) - x||_1 + ||G(F(y)) - y||_1)  Eq. 4
                   + lambda_smooth (L_smooth(G, X, Y) + L_smooth(F, Y, X))  Eq. 6-8
                   [+ lambda_identity * lambda_cycle (||G(y) - y||_1 + ||F(x) - x||_1)]
+
+At logging steps the step also measures how hard each weighted term pulls on the translations:
+the L2 norm of its gradient w.r.t. G(x) and F(y) together (``grad_adversarial``, ``grad_cycle``,
+``grad_smoothness``). The identity term has no path to the translations (it acts on G(y) and
+F(x)), so it has no such norm.
 """
 
 from __future__ import annotations
@@ -73,10 +78,12 @@ class Discriminators(nn.Module):
         }
 
 
-def patch_features(cfg: LossConfig, vgg: nn.Module | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
+def patch_features(
+    cfg: LossConfig, vgg: nn.Module | None = None, value_range: tuple[float, float] = (-1.0, 1.0)
+) -> Callable[[torch.Tensor], torch.Tensor]:
     """The feature function of the smoothness graph chosen by ``cfg.smooth_features``."""
     if cfg.smooth_features is SmoothFeatures.histogram:
-        return functools.partial(histogram_features, patch_size=cfg.patch_size, bins=cfg.histogram_bins)
+        return functools.partial(histogram_features, patch_size=cfg.patch_size, bins=cfg.histogram_bins, value_range=value_range)
     if vgg is None:
         raise ValueError("VGG features need the VGG network")
 
@@ -86,6 +93,38 @@ def patch_features(cfg: LossConfig, vgg: nn.Module | None = None) -> Callable[[t
     return vgg_features
 
 
+Smoothness = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def smoothness_term(cfg: LossConfig, vgg: nn.Module | None = None, value_range: tuple[float, float] = (-1.0, 1.0)) -> Smoothness:
+    """(x, G(x), F(G(x))) -> one direction of Eq. 6 with the configured features and normalisation.
+
+    ``value_range`` is the prepared intensity range; its low end is the background.
+    """
+    return functools.partial(
+        smoothness_loss,
+        features=patch_features(cfg, vgg, value_range),
+        sigma=cfg.sigma,
+        normalization=cfg.smooth_normalization.value,
+        patch_size=cfg.patch_size,
+        background=value_range[0],
+        min_fraction=cfg.brain_patch_fraction,
+    )
+
+
+def weighted_terms(losses: Tensors, cfg: LossConfig) -> Tensors:
+    """The terms of Eq. 9 as they enter the generators' objective (their sum is ``total_g``)."""
+    terms = {
+        "adversarial": cfg.lambda_gan * (losses["gan_s2t"] + losses["gan_t2s"]),
+        "cycle": cfg.lambda_cycle * (losses["cycle_s"] + losses["cycle_t"]),
+    }
+    if "identity_t" in losses:
+        terms["identity"] = cfg.lambda_identity * cfg.lambda_cycle * (losses["identity_t"] + losses["identity_s"])
+    if "smooth_s2t" in losses:
+        terms["smoothness"] = cfg.lambda_smooth * (losses["smooth_s2t"] + losses["smooth_t2s"])  # Eq. 8-9
+    return terms
+
+
 def generator_losses(
     out: Tensors,
     real_s: torch.Tensor,
@@ -93,9 +132,9 @@ def generator_losses(
     disc_s: nn.Module,
     disc_t: nn.Module,
     cfg: LossConfig,
-    features: Callable[[torch.Tensor], torch.Tensor] | None,
+    smoothness: Smoothness | None,
 ) -> Tensors:
-    """Losses of G and F for one batch; ``total`` is what is back-propagated."""
+    """Losses of G and F for one batch (unweighted); ``total_g`` is what is back-propagated."""
     mode = cfg.gan_mode.value
     losses = {
         "gan_s2t": gan_loss(disc_t(out["fake_t"]), True, mode),  # Eq. 3, G fools D_Y
@@ -103,20 +142,31 @@ def generator_losses(
         "cycle_s": cycle_loss(out["rec_s"], real_s),  # Eq. 4
         "cycle_t": cycle_loss(out["rec_t"], real_t),
     }
-    total = cfg.lambda_gan * (losses["gan_s2t"] + losses["gan_t2s"])
-    total = total + cfg.lambda_cycle * (losses["cycle_s"] + losses["cycle_t"])
     if cfg.lambda_identity > 0:
         losses["identity_t"] = identity_loss(out["idt_t"], real_t)
         losses["identity_s"] = identity_loss(out["idt_s"], real_s)
-        total = total + cfg.lambda_identity * cfg.lambda_cycle * (losses["identity_t"] + losses["identity_s"])
     if cfg.lambda_smooth > 0:
-        if features is None:
-            raise ValueError("lambda_smooth > 0 needs a feature function")
-        losses["smooth_s2t"] = smoothness_loss(real_s, out["fake_t"], out["rec_s"], features, cfg.sigma)  # Eq. 6
-        losses["smooth_t2s"] = smoothness_loss(real_t, out["fake_s"], out["rec_t"], features, cfg.sigma)  # Eq. 7
-        total = total + cfg.lambda_smooth * (losses["smooth_s2t"] + losses["smooth_t2s"])  # Eq. 8-9
-    losses["total_g"] = total
+        if smoothness is None:
+            raise ValueError("lambda_smooth > 0 needs a smoothness term")
+        losses["smooth_s2t"] = smoothness(real_s, out["fake_t"], out["rec_s"])  # Eq. 6
+        losses["smooth_t2s"] = smoothness(real_t, out["fake_s"], out["rec_t"])  # Eq. 7
+    losses["total_g"] = sum(weighted_terms(losses, cfg).values())
     return losses
+
+
+def gradient_norms(terms: Tensors, images: list[torch.Tensor]) -> Tensors:
+    """L2 norm of each term's gradient w.r.t. ``images`` together (the graph is kept for backward).
+
+    Returns:
+        ``grad_<term>`` -> scalar tensor; terms that do not reach the images are left out.
+    """
+    norms = {}
+    for name, term in terms.items():
+        grads = torch.autograd.grad(term, images, retain_graph=True, allow_unused=True)
+        if all(g is None for g in grads):
+            continue
+        norms[f"grad_{name}"] = torch.sqrt(sum(g.float().pow(2).sum() for g in grads if g is not None))
+    return norms
 
 
 def discriminator_losses(pred: Tensors, mode: str) -> Tensors:
@@ -138,21 +188,25 @@ def optimisation_step(
     real_s: torch.Tensor,
     real_t: torch.Tensor,
     cfg: LossConfig,
-    features: Callable[[torch.Tensor], torch.Tensor] | None,
+    smoothness: Smoothness | None,
     autocast: torch.autocast,
+    measure_gradients: bool = False,
 ) -> tuple[Tensors, Tensors]:
     """One update of G and F, then of D_X and D_Y (CycleGAN's order).
 
     ``gens``/``discs`` are what is called (the DDP wrappers under torchrun, else the modules
-    themselves); ``generators``/``discriminators`` are the plain modules. Returns the generator and
-    discriminator losses.
+    themselves); ``generators``/``discriminators`` are the plain modules. With ``measure_gradients``
+    the generator losses also hold each term's gradient norm w.r.t. the translations (a logging
+    step's extra cost: one partial backward per term). Returns the generator and discriminator losses.
     """
     # Generators G and F (Eq. 9), discriminators frozen; they are called unwrapped so that DDP
     # sees exactly one forward and one backward per wrapper and step.
     discriminators.requires_grad_(False)
     with autocast:
         fakes = gens(real_s, real_t, cfg.lambda_identity > 0)
-        g = generator_losses(fakes, real_s, real_t, discriminators.disc_s, discriminators.disc_t, cfg, features)
+        g = generator_losses(fakes, real_s, real_t, discriminators.disc_s, discriminators.disc_t, cfg, smoothness)
+    if measure_gradients:
+        g |= gradient_norms(weighted_terms(g, cfg), [fakes["fake_t"], fakes["fake_s"]])
     opt_g.zero_grad(set_to_none=True)
     g["total_g"].backward()
     opt_g.step()
