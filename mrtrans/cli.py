@@ -122,6 +122,14 @@ def prepare_brats(
         float | None, typer.Option("--min-brain-fraction", help="Healthy slice: no tumor and at least this share of brain.")
     ] = None,
     image_size: Annotated[int | None, typer.Option("--image-size", help="In-plane size after crop/pad.")] = None,
+    source_tumor_fraction: Annotated[
+        float | None, typer.Option("--source-tumor-fraction", help="Share of tumor slices in the source training set (default 0.5).")
+    ] = None,
+    target_tumor_fraction: Annotated[
+        float | None,
+        typer.Option("--target-tumor-fraction", help="Share of tumor slices in the target training set (default 0.5; "
+                     "0 or 1 make the hallucination setting of Cohen et al. 2018). The test set stays 50/50."),
+    ] = None,  # fmt: skip
     seed: Annotated[int | None, typer.Option("--seed", help="Seed of the patient split and the slice draw.")] = None,
     workers: Annotated[int, typer.Option("--workers", min=1, help="Subjects processed in parallel.")] = 1,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
@@ -136,6 +144,7 @@ def prepare_brats(
         "modalities": modalities, "train_slices": train_slices, "test_slices": test_slices,
         "test_fraction": test_fraction, "min_tumor_pixels": min_tumor_pixels,
         "min_brain_fraction": min_brain_fraction, "image_size": image_size, "seed": seed,
+        "source_tumor_fraction": source_tumor_fraction, "target_tumor_fraction": target_tumor_fraction,
     }  # fmt: skip
     cfg = load_config(PrepareConfig, config, overrides, folder="data_prep")
     bar = tqdm(desc="prepare-brats", unit="subject", total=0)

@@ -159,12 +159,16 @@ class TrainConfig:
 class PrepareConfig:
     """``mrtrans prepare-brats``: the paper's protocol (Cohen et al. 2018) by default.
 
-    ``train_slices`` is per domain (source and target each get that many, half tumor);
-    ``test_slices`` are paired slices (both modalities and seg of the same slice).
+    ``train_slices`` is per domain (source and target each get that many; by default half tumor);
+    ``test_slices`` are paired slices (both modalities and seg of the same slice), always half tumor.
+    ``source_tumor_fraction``/``target_tumor_fraction`` skew a training domain's tumor prevalence
+    (Cohen et al. 2018: a target domain without tumors teaches a translator to remove them).
     """
 
     modalities: tuple[Modality, Modality] = (Modality.flair, Modality.t1)
     train_slices: int = field(default=1400, metadata=_range(2))
+    source_tumor_fraction: float = field(default=0.5, metadata=_range(0.0, 1.0))
+    target_tumor_fraction: float = field(default=0.5, metadata=_range(0.0, 1.0))
     test_slices: int = field(default=300, metadata=_range(2))
     test_fraction: float = field(default=0.2, metadata=_range(0.0, 1.0))
     min_tumor_pixels: int = field(default=100, metadata=_range(1))

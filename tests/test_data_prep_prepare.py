@@ -194,3 +194,18 @@ def test_real_brats_sample(real_sample, tmp_path):
     assert not set(m[m.domain == "flair"].subject) & set(m[m.domain == "t1"].subject)
     flair = np.load(tmp_path / "out" / "test" / "flair.npy")
     assert flair.shape == (20, 256, 256) and flair.min() == -1.0
+
+
+def test_skewed_training_domains_keep_the_balanced_test_set(synth_root, prepared, tmp_path):
+    cfg = PrepareConfig(**{**SMALL_PREPARE, "target_tumor_fraction": 0.0, "source_tumor_fraction": 0.75})
+    prepare_brats(synth_root, tmp_path / "skewed", cfg)
+    skewed = pd.read_csv(tmp_path / "skewed" / "manifest.csv")
+    train = skewed[skewed.split == "train"]
+    assert (train[train.domain == "t1"].label == "healthy").all()  # the removal setting: no tumor in T1
+    assert (train[train.domain == "flair"].label == "tumor").sum() == 12  # 0.75 of 16
+    balanced = pd.read_csv(prepared / "manifest.csv")
+    cols = ["subject", "slice_index", "label"]
+    test_rows = [m[m.split == "test"][cols].reset_index(drop=True) for m in (skewed, balanced)]
+    assert test_rows[0].equals(test_rows[1])
+    for key in ("flair", "t1", "seg"):
+        assert np.array_equal(np.load(tmp_path / "skewed" / "test" / f"{key}.npy"), np.load(prepared / "test" / f"{key}.npy"))

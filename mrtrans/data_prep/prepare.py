@@ -153,34 +153,41 @@ def process_subject(subject: Subject, cfg: PrepareConfig, scratch_dir: str) -> S
     return result
 
 
-def _draw(candidates: pd.DataFrame, n: int, rng: np.random.Generator, what: str) -> tuple[pd.DataFrame, str | None]:
-    """n/2 tumor and n/2 healthy rows, drawn without replacement; or the shortage as text."""
-    half = n // 2
+def _draw(candidates: pd.DataFrame, n_tumor: int, n_healthy: int, rng: np.random.Generator, what: str) -> tuple[pd.DataFrame, str | None]:
+    """n_tumor tumor and n_healthy healthy rows, drawn without replacement; or the shortage as text."""
     parts, short = [], []
-    for label in (TUMOR, HEALTHY):
+    for label, n in ((TUMOR, n_tumor), (HEALTHY, n_healthy)):
         pool = candidates[candidates["label"] == label]
-        if len(pool) < half:
+        if len(pool) < n:
             short.append(f"{len(pool)} {label}")
             continue
-        parts.append(pool.iloc[np.sort(rng.choice(len(pool), size=half, replace=False))])
+        parts.append(pool.iloc[np.sort(rng.choice(len(pool), size=n, replace=False))])
     if short:
-        return candidates.iloc[:0], f"{what}: asked {half} tumor + {half} healthy, only {' and '.join(short)} available"
+        return candidates.iloc[:0], f"{what}: asked {n_tumor} tumor + {n_healthy} healthy, only {' and '.join(short)} available"
     return pd.concat(parts).sort_values(["subject", "slice_index"]), None
 
 
 def select_slices(rows: pd.DataFrame, cfg: PrepareConfig) -> dict[str, pd.DataFrame]:
-    """Draw the three balanced sets: source training, target training, paired test.
+    """Draw the three sets: source training, target training (tumor share as configured), paired test (50/50).
+
+    Each set is drawn from its own seeded stream, so the test set does not depend on the training
+    sets' tumor fractions: prepared sets that differ only in those share their test slices.
 
     Raises:
         MrtransError: too few eligible slices; the message says how many could be made.
     """
-    rng = np.random.default_rng(cfg.seed)
     source, target = (m.value for m in cfg.modalities)
-    wanted = {source: (TRAIN_A, cfg.train_slices), target: (TRAIN_B, cfg.train_slices), TEST: (TEST, cfg.test_slices)}
+    wanted = {
+        source: (TRAIN_A, cfg.train_slices, cfg.source_tumor_fraction),
+        target: (TRAIN_B, cfg.train_slices, cfg.target_tumor_fraction),
+        TEST: (TEST, cfg.test_slices, 0.5),
+    }
     chosen, problems = {}, []
-    for name, (role, n) in wanted.items():
+    for stream, (name, (role, n, fraction)) in enumerate(wanted.items()):
         what = f"training slices of {name}" if name != TEST else "paired test slices"
-        chosen[name], problem = _draw(rows[rows["role"] == role], n, rng, what)
+        n_tumor = round(n * fraction)
+        rng = np.random.default_rng([cfg.seed, stream])
+        chosen[name], problem = _draw(rows[rows["role"] == role], n_tumor, n - n_tumor, rng, what)
         if problem:
             problems.append(problem)
     if problems:
@@ -232,8 +239,8 @@ def prepare_brats(
     Raises:
         MrtransError: nothing found, fewer than 3 usable subjects, or too few slices.
     """
-    if cfg.train_slices % 2 or cfg.test_slices % 2:
-        raise MrtransError(f"train_slices ({cfg.train_slices}) and test_slices ({cfg.test_slices}) must be even (half tumor, half healthy)")
+    if cfg.test_slices % 2:
+        raise MrtransError(f"test_slices ({cfg.test_slices}) must be even (half tumor, half healthy)")
     source, target = (m.value for m in cfg.modalities)
     if source == target:
         raise MrtransError(f"modalities must differ, got {source} twice")
