@@ -48,7 +48,11 @@ def main(
     _DEBUG["on"] = debug or os.environ.get("MRTRANS_DEBUG", "") not in ("", "0")
 
 
-def command(name: str | None = None) -> Callable[[F], F]:
+benchmark_app = typer.Typer(help="Experiments that test the method's claims (mrtrans benchmark hallucination).", no_args_is_help=True)
+app.add_typer(benchmark_app, name="benchmark")
+
+
+def command(name: str | None = None, group: typer.Typer = app) -> Callable[[F], F]:
     """Register a command that turns MrtransError into one line on stderr and exit status 2."""
 
     def decorate(fn: F) -> F:
@@ -62,7 +66,7 @@ def command(name: str | None = None) -> Callable[[F], F]:
                 typer.echo(f"error: {exc}", err=True)
                 raise typer.Exit(2) from None
 
-        app.command(name)(wrapper)
+        group.command(name)(wrapper)
         return fn
 
     return decorate
@@ -287,3 +291,33 @@ def demo(
     report = run_demo(out, overwrite=overwrite, log=typer.echo)
     typer.echo(f"\nResults: {report}/table1.md (tables), {report}/summary.csv, {report}/figures/, "
                f"translated volume in {out}/translated/, runs in {out}/runs/")  # fmt: skip
+
+
+@command("hallucination", group=benchmark_app)
+def benchmark_hallucination(
+    out: Annotated[Path, typer.Option("--out", help="Benchmark folder (data, runs, report, hallucination.md); resumable.")],
+    root: Annotated[
+        Path | None, typer.Argument(help="BraTS dataset root; omitted: synthetic subjects made by the benchmark.")
+    ] = None,
+    config: Annotated[
+        str, typer.Option("--config", help="Benchmark YAML or a name in evaluation/: hallucination_cpu (default, ~30 min on 2 cores).")
+    ] = "hallucination_cpu",
+    method: Annotated[
+        list[str] | None, typer.Option("--method", help="Method config (configs/ name or YAML), repeat; the first is the reference.")
+    ] = None,
+    seeds: Annotated[int | None, typer.Option("--seeds", min=1, help="Number of seeds (0..N-1).")] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs", min=1, help="Training epochs per run.")] = None,
+    jobs: Annotated[int | None, typer.Option("--jobs", min=1, help="Training runs in parallel.")] = None,
+) -> None:
+    """Train CycleGAN and HarmonicGAN on training domains of skewed tumor prevalence; count added/removed tumors.
+
+    Cohen et al. (2018): a target domain without tumors pushes a translator to remove them, one with only
+    tumors to add them. Writes OUT/hallucination.md with mean and spread over seeds.
+    """
+    from mrtrans.benchmark import run_hallucination_benchmark
+    from mrtrans.config import HallucinationConfig, load_config
+
+    overrides = {"methods": method or None, "seeds": None if seeds is None else list(range(seeds)), "epochs": epochs, "jobs": jobs}
+    cfg = load_config(HallucinationConfig, config, overrides, folder="evaluation")
+    table = run_hallucination_benchmark(out, cfg, root=root, log=typer.echo)
+    typer.echo(f"table: {table}")

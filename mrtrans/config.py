@@ -216,6 +216,31 @@ class EvalConfig:
     device: str = "auto"
 
 
+@dataclass(frozen=True)
+class HallucinationConfig:
+    """``mrtrans benchmark hallucination``: do translators add or remove tumors when the domains disagree?
+
+    The setting of Cohen et al. (2018): the source training set keeps ``prepare.source_tumor_fraction``
+    tumor slices while the target training set has ``target_tumor_fractions`` (0: the target domain
+    has no tumors, the translator is pushed to remove them; 1: only tumors, pushed to add them). Every
+    setting shares one balanced, paired test set. Each method is trained once per setting and seed
+    and scored by ``mrtrans evaluate``. ``synth`` is used when no dataset root is given.
+    """
+
+    synth: SynthConfig = SynthConfig(subjects=40, shape=(64, 64, 48), tumor_fraction=0.9, seed=3)
+    prepare: PrepareConfig = PrepareConfig(
+        train_slices=160, test_slices=40, image_size=64, min_tumor_pixels=10, min_brain_fraction=0.15
+    )
+    target_tumor_fractions: tuple[float, ...] = (0.0, 1.0)
+    direction: str = "flair2t1"
+    methods: tuple[str, ...] = ("cyclegan", "harmonicgan_hist")  # configs/ names or YAML paths
+    train_presets: tuple[str, ...] = ("cpu_small",)
+    epochs: int = field(default=8, metadata=_range(1))
+    seeds: tuple[int, ...] = (0, 1, 2)
+    evaluation: EvalConfig = EvalConfig(audit=AuditConfig(steps=400), figure_slices=0)
+    jobs: int = field(default=2, metadata=_range(1))  # training runs in parallel (CPU threads are shared out)
+
+
 C = TypeVar("C")
 
 
@@ -235,6 +260,10 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         args = typing.get_args(tp)
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",")]
+        if len(args) == 2 and args[1] is Ellipsis:  # tuple[X, ...]: any length, at least one
+            if not isinstance(value, (list, tuple)) or not value:
+                raise MrtransError(f"config key '{key}': expected a non-empty list, got {value!r}")
+            return tuple(_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
         if not isinstance(value, (list, tuple)) or len(value) != len(args):
             raise MrtransError(f"config key '{key}': expected a list of {len(args)} values, got {value!r}")
         return tuple(_coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
@@ -279,7 +308,10 @@ def from_dict(cls: type[C], data: dict[str, Any] | None, prefix: str = "") -> C:
     for name, value in data.items():
         key, tp = f"{prefix}{name}", hints[name]
         if dataclasses.is_dataclass(tp):
-            kwargs[name] = from_dict(tp, value, prefix=f"{key}.")
+            # A nested section starts from its parent's default (which may differ from the section class's).
+            default = fields[name].default
+            base = to_dict(default) if dataclasses.is_dataclass(default) else {}
+            kwargs[name] = from_dict(tp, _merge(base, value) if isinstance(value, dict) else value, prefix=f"{key}.")
             continue
         value = _coerce(value, tp, key)
         lo, hi = fields[name].metadata.get("min"), fields[name].metadata.get("max")

@@ -1,0 +1,276 @@
+"""``mrtrans benchmark hallucination``: do translators add or remove tumors? (Cohen et al. 2018)
+
+HarmonicGAN's claim (Zhang, Pfister, Li, ICLR 2019) is that its smoothness term keeps CycleGAN from
+adding or removing tumors. Cohen et al. showed how to provoke both: train with a target domain whose
+tumor prevalence differs from the source's. With no tumor in the target training slices the
+discriminator teaches the generator that tumors do not exist (removal); with only tumors, that they
+always do (addition). This module runs that experiment end to end:
+
+1. data: synthetic BraTS-like subjects (``cfg.synth``), or the user's BraTS root;
+2. prepare: one balanced set (it trains the audit's detector and holds the test slices) and one set
+   per ``target_tumor_fractions`` entry; all share patients and test slices (``prepare-brats`` draws
+   each set from its own stream);
+3. train every method x setting x seed (``jobs`` at a time);
+4. ``mrtrans evaluate`` of every run on the shared test slices;
+5. ``hallucination.csv`` (one row per run), ``hallucination_summary.csv`` and ``hallucination.md``
+   (mean and standard deviation over seeds, beside the copy-source baseline and the real-target ceiling).
+
+The output folder is resumable: finished datasets and runs are kept and a re-run does only what is
+missing (then evaluates again). Nothing outside that folder is written.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing
+import os
+import shutil
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mrtrans.config import HallucinationConfig, TrainConfig, load_config, resolve_config_path, to_dict
+from mrtrans.errors import MrtransError
+
+MARKER = "benchmark.json"
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One training run of the benchmark."""
+
+    setting: str  # e.g. target0 (target training slices 0 % tumor)
+    method: str  # label of the method config
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.setting}-{self.method}-s{self.seed}"
+
+
+def setting_name(target_fraction: float) -> str:
+    return f"target{round(100 * target_fraction)}"
+
+
+def method_label(method: str) -> str:
+    """``cyclegan`` -> cyclegan; ``sweep/hg_l5.yaml`` -> hg_l5."""
+    return Path(method).stem
+
+
+def _train_job(data: str, run: str, direction: str, cfg_dict: dict, threads: int) -> str:
+    """Train one run into a scratch folder and move it into place when complete (a worker's job)."""
+    import torch
+
+    from mrtrans.config import from_dict
+    from mrtrans.data.slices import Direction
+    from mrtrans.training.loop import train
+
+    torch.set_num_threads(threads)
+    final = Path(run)
+    scratch = final.with_name(f".partial-{final.name}")
+    train(data, scratch, Direction.parse(direction), from_dict(TrainConfig, cfg_dict), show_progress=False)
+    scratch.rename(final)
+    return str(final)
+
+
+def _claim_output(out: Path, cfg: HallucinationConfig, root: Path | None) -> None:
+    """Create ``out`` or accept it when an earlier run of the same benchmark made it."""
+    record = {"config": to_dict(cfg), "root": str(root.resolve()) if root else None}
+    marker = out / MARKER
+    if out.exists() and any(out.iterdir()):
+        if not marker.is_file():
+            raise MrtransError(f"{out}: exists and was not made by `mrtrans benchmark hallucination`; choose another --out")
+        if json.loads(marker.read_text()) != record:
+            raise MrtransError(f"{out}: holds a benchmark with another configuration or dataset; choose another --out")
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps(record, indent=2))
+
+
+def run_hallucination_benchmark(
+    out: str | Path,
+    cfg: HallucinationConfig,
+    root: str | Path | None = None,
+    log: Callable[[str], None] = print,
+) -> Path:
+    """Run the benchmark into ``out`` (resumable) and return the path of ``hallucination.md``.
+
+    Args:
+        out: benchmark folder; a new one, or one an earlier run of the same benchmark made.
+        cfg: the benchmark (``evaluation/hallucination_cpu.yaml`` is the CPU preset).
+        root: a BraTS dataset root; None generates ``cfg.synth`` subjects.
+
+    Raises:
+        MrtransError: ``out`` belongs to something else, bad methods, or a failing stage.
+    """
+    from mrtrans.data.slices import Direction
+    from mrtrans.data_prep.prepare import prepare_brats
+    from mrtrans.evaluation.evaluate import evaluate_runs
+    from mrtrans.synth import write_synthetic_brats
+
+    out = Path(out)
+    root = Path(root) if root is not None else None
+    direction = Direction.parse(cfg.direction)
+    methods = {method_label(m): m for m in cfg.methods}
+    if len(methods) != len(cfg.methods):
+        raise MrtransError(f"two methods share a name: {', '.join(cfg.methods)}")
+    for m in [*cfg.methods, *cfg.train_presets]:
+        resolve_config_path(m)  # fail before any work on a misspelt method
+    _claim_output(out, cfg, root)
+    start = time.perf_counter()
+
+    def stage(text: str) -> None:
+        log(f"[{time.perf_counter() - start:6.0f} s] {text}")
+
+    if root is None:
+        root = out / "brats"
+        if not root.is_dir():
+            stage(f"synthetic data: {cfg.synth.subjects} subjects -> {root}")
+            write_synthetic_brats(root, cfg.synth)
+
+    fractions = {"balanced": 0.5} | {setting_name(f): f for f in cfg.target_tumor_fractions}
+    for name, fraction in fractions.items():
+        folder = out / "data" / name
+        if not folder.is_dir():
+            stage(f"prepare {name} (target training slices {fraction:.0%} tumor) -> {folder}")
+            prepare_brats(root, folder, replace(cfg.prepare, target_tumor_fraction=fraction))
+
+    specs = [RunSpec(setting_name(f), label, seed) for f in cfg.target_tumor_fractions for label in methods for seed in cfg.seeds]
+    todo = [s for s in specs if not (out / "runs" / s.name).is_dir()]
+    jobs = min(cfg.jobs, max(1, len(todo)))
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    (out / "runs").mkdir(exist_ok=True)
+    args = []
+    for spec in todo:
+        scratch = out / "runs" / f".partial-{spec.name}"
+        if scratch.exists():
+            shutil.rmtree(scratch)  # an interrupted run of this benchmark, inside the folder it made
+        train_cfg = load_config(TrainConfig, [methods[spec.method], *cfg.train_presets], {
+            "optim.epochs_constant": cfg.epochs - cfg.epochs // 2, "optim.epochs_decay": cfg.epochs // 2,
+            "run.seed": spec.seed, "run.checkpoint_every": 10**9, "run.sample_every": 10**9,
+        })  # fmt: skip
+        args.append((str(out / "data" / spec.setting), str(out / "runs" / spec.name), cfg.direction, to_dict(train_cfg), threads))
+    if todo:
+        stage(f"train {len(todo)} of {len(specs)} runs, {jobs} at a time ({threads} threads each)")
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            for i, path in enumerate(pool.map(_train_job, *zip(*args)), 1):
+                stage(f"  run {i}/{len(todo)} done: {Path(path).name}")
+
+    stage(f"evaluate {len(specs)} runs on the shared test slices -> {out / 'report'}")
+    evaluate_runs([out / "runs" / s.name for s in specs], out / "data" / "balanced", out / "report", cfg.evaluation,
+                  cache_dir=out / "cache", overwrite=True, log=lambda s: None)  # fmt: skip
+    per_run = collect(out / "report", specs, direction.name)
+    per_run.to_csv(out / "hallucination.csv", index=False)
+    summary = summarize_seeds(per_run)
+    summary.to_csv(out / "hallucination_summary.csv", index=False)
+    md = out / "hallucination.md"
+    md.write_text(markdown(summary, cfg, direction.name))
+    stage(f"done: {md}")
+    return md
+
+
+# Per run and direction: what the benchmark reports. Added/removed come from the audit of
+# `mrtrans evaluate`; contrast error is |translated - real| tumor/healthy intensity ratio.
+COLUMNS = ["removed_rate", "added_rate", "contrast_abs_error_mean", "brain_mae", "brain_ssim"]
+
+
+def collect(report: Path, specs: list[RunSpec], forward: str) -> pd.DataFrame:
+    """One row per (run, direction) from an evaluation report, plus baseline and ceiling rows."""
+    tumor = pd.read_csv(report / "tumor_summary.csv")
+    summary = pd.read_csv(report / "summary.csv")
+    brain = summary[(summary["protocol"] == "brain") & (summary["region"] == "brain")]
+    rows = []
+    by_name = {s.name: s for s in specs}
+    for _, t in tumor.iterrows():
+        spec = by_name.get(t["run"])
+        b = brain[(brain["run"] == t["run"]) & (brain["direction"] == t["direction"])]
+        row = {
+            "setting": spec.setting if spec else "all",
+            "method": spec.method if spec else t["run"],
+            "seed": spec.seed if spec else np.nan,
+            "run": t["run"],
+            "direction": t["direction"],
+            "removed_rate": t.get("removed_rate", np.nan),
+            "added_rate": t.get("added_rate", np.nan),
+            "contrast_real_mean": t["contrast_real_mean"],
+            "contrast_pred_mean": t["contrast_pred_mean"],
+            "contrast_abs_error_mean": t["contrast_abs_error_mean"],
+            "brain_mae": float(b["mae_mean"].iloc[0]) if len(b) else np.nan,
+            "brain_ssim": float(b["ssim_mean"].iloc[0]) if len(b) else np.nan,
+        }
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    df["forward"] = df["direction"] == forward
+    return df
+
+
+def summarize_seeds(per_run: pd.DataFrame) -> pd.DataFrame:
+    """Mean, standard deviation (ddof 1) and count over seeds per setting, method and direction."""
+    g = per_run.groupby(["setting", "method", "direction"], sort=False)
+    out = g[COLUMNS + ["contrast_pred_mean", "contrast_real_mean"]].agg(["mean", "std"])
+    out.columns = [f"{c}_{s}" for c, s in out.columns]
+    out["n_seeds"] = g["seed"].count()
+    return out.reset_index()
+
+
+def _cell(mean: float, std: float, pct: bool) -> str:
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "–"
+    if pct:
+        return f"{mean:.0%}" + ("" if math.isnan(std) else f" ± {std:.0%}")
+    return f"{mean:.3f}" + ("" if math.isnan(std) else f" ± {std:.3f}")
+
+
+def claim_check(summary: pd.DataFrame, setting: str, direction: str, column: str, reference: str, method: str) -> str:
+    """Does ``method`` have a lower ``column`` than ``reference`` by more than the two spreads together?"""
+    sel = summary[(summary["setting"] == setting) & (summary["direction"] == direction)].set_index("method")
+    if reference not in sel.index or method not in sel.index:
+        return "–"
+    a, b = sel.loc[method], sel.loc[reference]
+    diff = b[f"{column}_mean"] - a[f"{column}_mean"]
+    spread = np.nansum([a[f"{column}_std"], b[f"{column}_std"]])
+    verdict = "yes" if diff > spread else "no"
+    return f"{verdict} ({method} {a[f'{column}_mean']:.0%} vs {reference} {b[f'{column}_mean']:.0%}; spreads sum {spread:.0%})"
+
+
+def markdown(summary: pd.DataFrame, cfg: HallucinationConfig, forward: str) -> str:
+    methods = [method_label(m) for m in cfg.methods]
+    lines = [
+        "# Hallucination benchmark",
+        "",
+        f"Setting of Cohen et al. (2018): source training slices {cfg.prepare.source_tumor_fraction:.0%} tumor, target "
+        f"training slices {', '.join(f'{f:.0%}' for f in cfg.target_tumor_fractions)} tumor "
+        f"({', '.join(setting_name(f) for f in cfg.target_tumor_fractions)}); one balanced paired test set "
+        f"({cfg.prepare.test_slices} slices). Methods {', '.join(methods)}; seeds {', '.join(map(str, cfg.seeds))}; "
+        f"{cfg.epochs} epochs of {cfg.prepare.train_slices} slices. Cells: mean ± standard deviation over seeds. "
+        "Removed: tumor test slices on which the target-modality detector finds no tumor; added: healthy test "
+        "slices on which it finds one. `copy-source` scores the source slice itself; `real` is the detector on "
+        "the real target slices (the audit's ceiling).",
+        "",
+        "| Setting | Method | Direction | Removed ↓ | Added ↓ | Tumor contrast (real) | Abs. contrast error ↓ | Brain MAE ↓ | Brain SSIM ↑ |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for _, r in summary.iterrows():
+        contrast = f"{r['contrast_pred_mean_mean']:.2f} ({r['contrast_real_mean_mean']:.2f})"
+        lines.append(
+            f"| {r['setting']} | {r['method']} | {r['direction']} | {_cell(r['removed_rate_mean'], r['removed_rate_std'], True)} | "
+            f"{_cell(r['added_rate_mean'], r['added_rate_std'], True)} | {contrast} | "
+            f"{_cell(r['contrast_abs_error_mean_mean'], r['contrast_abs_error_mean_std'], False)} | "
+            f"{_cell(r['brain_mae_mean'], r['brain_mae_std'], False)} | {_cell(r['brain_ssim_mean'], r['brain_ssim_std'], False)} |"
+        )
+    if len(methods) >= 2:
+        ref = methods[0]
+        lines += ["", f"Does each method remove and add fewer tumors than `{ref}` ({forward}) by more than the sum of "
+                  "the two standard deviations over seeds?", ""]  # fmt: skip
+        for m in methods[1:]:
+            for f in cfg.target_tumor_fractions:
+                column = "removed_rate" if f < 0.5 else "added_rate"
+                lines.append(f"- {m}, {setting_name(f)} ({column.split('_')[0]}): "
+                             f"{claim_check(summary, setting_name(f), forward, column, ref, m)}")  # fmt: skip
+    return "\n".join(lines) + "\n"
