@@ -175,35 +175,30 @@ def run_hallucination_benchmark(
     return md
 
 
-# Per run and direction: what the benchmark reports. Added/removed come from the audit of
-# `mrtrans evaluate`; contrast error is |translated - real| tumor/healthy intensity ratio.
-COLUMNS = ["removed_rate", "added_rate", "contrast_abs_error_mean", "brain_mae", "brain_ssim"]
+# Per run and direction: what the benchmark reports, from the per-lesion audit of `mrtrans evaluate`:
+# removed = share of reference lesions no detected lesion overlaps; added = share of healthy test slices
+# with a detected lesion outside every tumor label (and added lesions per slice); contrast error =
+# |translated - real| tumor/healthy intensity ratio; brain MAE/SSIM on the shared normalisation.
+COLUMNS = ["removed_rate", "healthy_with_added_rate", "added_per_slice", "contrast_abs_error_mean", "brain_mae", "brain_ssim"]
 
 
 def collect(report: Path, specs: list[RunSpec], forward: str) -> pd.DataFrame:
-    """One row per (run, direction) from an evaluation report, plus baseline and ceiling rows."""
+    """One row per (run, direction) from an evaluation report, with the copy-source, ceiling and sanity rows."""
     tumor = pd.read_csv(report / "tumor_summary.csv")
     summary = pd.read_csv(report / "summary.csv")
-    brain = summary[(summary["protocol"] == "brain") & (summary["region"] == "brain")]
-    rows = []
+    brain = summary[(summary["protocol"] == "brain_shared") & (summary["region"] == "brain")]
     by_name = {s.name: s for s in specs}
+    rows = []
     for _, t in tumor.iterrows():
         spec = by_name.get(t["run"])
         b = brain[(brain["run"] == t["run"]) & (brain["direction"] == t["direction"])]
-        row = {
-            "setting": spec.setting if spec else "all",
-            "method": spec.method if spec else t["run"],
-            "seed": spec.seed if spec else np.nan,
-            "run": t["run"],
-            "direction": t["direction"],
-            "removed_rate": t.get("removed_rate", np.nan),
-            "added_rate": t.get("added_rate", np.nan),
-            "contrast_real_mean": t["contrast_real_mean"],
-            "contrast_pred_mean": t["contrast_pred_mean"],
-            "contrast_abs_error_mean": t["contrast_abs_error_mean"],
-            "brain_mae": float(b["mae_mean"].iloc[0]) if len(b) else np.nan,
-            "brain_ssim": float(b["ssim_mean"].iloc[0]) if len(b) else np.nan,
-        }
+        row = {"setting": spec.setting if spec else "all", "method": spec.method if spec else t["run"],
+               "seed": spec.seed if spec else np.nan, "run": t["run"], "direction": t["direction"]}  # fmt: skip
+        for column in ("removed_rate", "healthy_with_added_rate", "added_per_slice", "contrast_real_mean",
+                       "contrast_pred_mean", "contrast_abs_error_mean"):  # fmt: skip
+            row[column] = t.get(column, np.nan)
+        row["brain_mae"] = float(b["mae_mean"].iloc[0]) if len(b) else np.nan
+        row["brain_ssim"] = float(b["ssim_mean"].iloc[0]) if len(b) else np.nan
         rows.append(row)
     df = pd.DataFrame(rows)
     df["forward"] = df["direction"] == forward
@@ -236,7 +231,7 @@ def claim_check(summary: pd.DataFrame, setting: str, direction: str, column: str
     diff = b[f"{column}_mean"] - a[f"{column}_mean"]
     spread = np.nansum([a[f"{column}_std"], b[f"{column}_std"]])
     verdict = "yes" if diff > spread else "no"
-    return f"{verdict} ({method} {a[f'{column}_mean']:.0%} vs {reference} {b[f'{column}_mean']:.0%}; spreads sum {spread:.0%})"
+    return f"{verdict} ({method} {a[f'{column}_mean']:.0%} vs {reference} {b[f'{column}_mean']:.0%}; standard deviations sum {spread:.0%})"
 
 
 def markdown(summary: pd.DataFrame, cfg: HallucinationConfig, forward: str) -> str:
@@ -249,18 +244,21 @@ def markdown(summary: pd.DataFrame, cfg: HallucinationConfig, forward: str) -> s
         f"({', '.join(setting_name(f) for f in cfg.target_tumor_fractions)}); one balanced paired test set "
         f"({cfg.prepare.test_slices} slices). Methods {', '.join(methods)}; seeds {', '.join(map(str, cfg.seeds))}; "
         f"{cfg.epochs} epochs of {cfg.prepare.train_slices} slices. Cells: mean ± standard deviation over seeds. "
-        "Removed: tumor test slices on which the target-modality detector finds no tumor; added: healthy test "
-        "slices on which it finds one. `copy-source` scores the source slice itself; `real` is the detector on "
-        "the real target slices (the audit's ceiling).",
+        "Per-lesion audit of `mrtrans evaluate` (docs/evaluation.md): removed = share of reference tumor lesions "
+        "that the target-sequence detector does not find; added = share of healthy test slices with a detected "
+        "lesion outside every tumor label. Brain MAE/SSIM: protocol brain_shared. `copy-source` scores the source "
+        "slice itself (no model); `real` is the detector on the real target slices (the audit's ceiling); the "
+        "sanity rows show whether the detector sees inpainted-away and pasted-in tumors at all.",
         "",
-        "| Setting | Method | Direction | Removed ↓ | Added ↓ | Tumor contrast (real) | Abs. contrast error ↓ | Brain MAE ↓ | Brain SSIM ↑ |",
+        "| Setting | Method | Direction | Removed lesions ↓ | Healthy slices with added lesion ↓ | Tumor contrast (real) | "
+        "Abs. contrast error ↓ | Brain MAE ↓ | Brain SSIM ↑ |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for _, r in summary.iterrows():
         contrast = f"{r['contrast_pred_mean_mean']:.2f} ({r['contrast_real_mean_mean']:.2f})"
         lines.append(
             f"| {r['setting']} | {r['method']} | {r['direction']} | {_cell(r['removed_rate_mean'], r['removed_rate_std'], True)} | "
-            f"{_cell(r['added_rate_mean'], r['added_rate_std'], True)} | {contrast} | "
+            f"{_cell(r['healthy_with_added_rate_mean'], r['healthy_with_added_rate_std'], True)} | {contrast} | "
             f"{_cell(r['contrast_abs_error_mean_mean'], r['contrast_abs_error_mean_std'], False)} | "
             f"{_cell(r['brain_mae_mean'], r['brain_mae_std'], False)} | {_cell(r['brain_ssim_mean'], r['brain_ssim_std'], False)} |"
         )
@@ -270,7 +268,8 @@ def markdown(summary: pd.DataFrame, cfg: HallucinationConfig, forward: str) -> s
                   "the two standard deviations over seeds?", ""]  # fmt: skip
         for m in methods[1:]:
             for f in cfg.target_tumor_fractions:
-                column = "removed_rate" if f < 0.5 else "added_rate"
-                lines.append(f"- {m}, {setting_name(f)} ({column.split('_')[0]}): "
+                column = "removed_rate" if f < 0.5 else "healthy_with_added_rate"
+                what = "removed" if column == "removed_rate" else "added"
+                lines.append(f"- {m}, {setting_name(f)} ({what}): "
                              f"{claim_check(summary, setting_name(f), forward, column, ref, m)}")  # fmt: skip
     return "\n".join(lines) + "\n"

@@ -250,15 +250,22 @@ def evaluate(
     no_audit: Annotated[bool, typer.Option("--no-audit", help="Skip the hallucination audit.")] = False,
     cache_dir: Annotated[Path | None, typer.Option("--cache-dir", help="Where trained detectors are cached.")] = None,
     device: Annotated[str | None, typer.Option("--device", help="auto (CUDA if present), cpu, cuda, cuda:N.")] = None,
+    precision: Annotated[
+        str | None, typer.Option("--precision", help="fp32 (default) or bf16 (autocast, CUDA only) for the generators.")
+    ] = None,
+    reference: Annotated[
+        str | None, typer.Option("--reference", help="Run (folder name) the others are compared with; default the first CycleGAN run.")
+    ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
 ) -> None:
-    """Score runs on the paired test slices: MAE/MSE/PSNR/SSIM (paper and brain protocols), tumor consistency."""
+    """Score runs on the paired test slices beside the copy-source baseline: MAE/MSE/PSNR/SSIM with patient-bootstrap
+    CIs (brain_shared, brain and paper protocols), paired comparisons, seeds, per-lesion tumor audit."""
     from mrtrans.config import EvalConfig, load_config
     from mrtrans.evaluation.evaluate import evaluate_runs
 
-    overrides = {"audit.steps": audit_steps, "audit.enabled": False if no_audit else None, "device": device}
+    overrides = {"audit.steps": audit_steps, "audit.enabled": False if no_audit else None, "device": device, "precision": precision}
     cfg = load_config(EvalConfig, config, overrides, folder="evaluation")
-    report = evaluate_runs(runs, data, out, cfg, cache_dir=cache_dir, overwrite=overwrite, log=typer.echo)
+    report = evaluate_runs(runs, data, out, cfg, cache_dir=cache_dir, overwrite=overwrite, log=typer.echo, reference=reference)
     typer.echo(f"report: {report} (table1.md, summary.csv, per_slice.csv, tumor_summary.csv, figures/)")
 
 
@@ -270,13 +277,19 @@ def evaluate_volumes(
     out: Annotated[Path, typer.Option("--out", help="Report folder.")],
     direction: Annotated[str, typer.Option("--direction", help="Direction of the translation, e.g. flair2t1.")] = "flair2t1",
     name: Annotated[str, typer.Option("--name", help="Name of the method in the tables.")] = "translate",
+    rules: Annotated[
+        str, typer.Option("--rules", help="Slice rules: a prepare recipe YAML or name in data_prep/ (default: paper_protocol).")
+    ] = "paper_protocol",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
 ) -> None:
-    """Score `mrtrans translate` outputs against reference volumes, slice by slice (no audit)."""
+    """Score `mrtrans translate` outputs ([0, 1]) against reference volumes, paired by subject ID: the slices
+    prepare-brats' rules keep, plus through-plane consistency and coronal/sagittal SSIM (no audit)."""
+    from mrtrans.config import PrepareConfig, load_config
     from mrtrans.data.slices import Direction
     from mrtrans.evaluation.evaluate import evaluate_volumes as run_volumes
 
-    report = run_volumes(pred, ref, seg, out, Direction.parse(direction), name=name, overwrite=overwrite)
+    prep = load_config(PrepareConfig, rules, folder="data_prep")
+    report = run_volumes(pred, ref, seg, out, Direction.parse(direction), name=name, rules=prep, overwrite=overwrite)
     typer.echo(f"report: {report}")
 
 

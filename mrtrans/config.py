@@ -53,6 +53,21 @@ class SmoothNormalization(str, enum.Enum):
     brain_affinity = "brain_affinity"  # sum(w d) / sum(w) over pairs of brain patches
 
 
+class TumorRegion(str, enum.Enum):
+    """Tumor region the audit's detector learns (per target sequence for ``auto``)."""
+
+    auto = "auto"
+    whole = "whole"
+    core = "core"
+
+
+class Precision(str, enum.Enum):
+    """Numeric precision of the generators at evaluation (bf16 autocast only on CUDA)."""
+
+    fp32 = "fp32"
+    bf16 = "bf16"
+
+
 class IntensityRange(str, enum.Enum):
     """Range that prepare-brats scales brain intensities to; background is the low end."""
 
@@ -200,9 +215,12 @@ class AuditConfig:
     lr: float = field(default=1e-3, metadata=_range(0.0))
     features: tuple[int, int, int, int, int, int] = (8, 16, 32, 64, 128, 8)
     threshold: float = field(default=0.5, metadata=_range(0.0, 1.0))
-    # A slice "has a tumor" when the detector marks at least this many pixels; None: the
-    # min_tumor_pixels that prepare-brats used to call a slice a tumor slice.
-    min_detected_pixels: int | None = field(default=None, metadata=_range(1))
+    # Smallest lesion (2D connected component) counted, of the detector's output and of the
+    # reference; None: half the min_tumor_pixels that prepare-brats used for a tumor slice.
+    min_lesion_pixels: int | None = field(default=None, metadata=_range(1))
+    # The tumor region the detector learns: auto (core without edema for T1/T1ce, whole tumor for
+    # FLAIR/T2), whole or core (mrtrans.evaluation.audit.region_labels).
+    region: TumorRegion = TumorRegion.auto
     seed: int = 0
 
 
@@ -214,6 +232,12 @@ class EvalConfig:
     figure_slices: int = field(default=3, metadata=_range(0))
     audit: AuditConfig = AuditConfig()
     device: str = "auto"
+    # Generators run in fp32 unless asked otherwise; bf16 autocast applies on CUDA only.
+    precision: Precision = Precision.fp32
+    # Confidence intervals: percentile bootstrap over patients (mrtrans.evaluation.statistics).
+    bootstrap_resamples: int = field(default=2000, metadata=_range(100))
+    bootstrap_seed: int = 0
+    confidence: float = field(default=0.95, metadata=_range(0.5, 0.999))
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ def test_benchmark_trains_every_method_setting_and_seed_and_writes_its_table(ben
     trained = summary[summary["setting"] != "all"]
     assert (trained["n_seeds"] == 2).all() and len(trained) == 2 * 2 * 2  # settings x methods x directions
     assert trained["removed_rate_mean"].between(0, 1).all() and trained["brain_mae_mean"].notna().all()
+    assert {"copy-source", "real", "sanity-inpainted"} <= set(summary["method"])  # baseline, ceiling, sanity
     md = (bench / "hallucination.md").read_text()
     assert "| target0 | cyclegan | flair2t1 |" in md and "harmonicgan_hist, target0 (removed):" in md
     # The skewed sets really are skewed, and all share the balanced set's test slices.

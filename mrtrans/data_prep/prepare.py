@@ -326,6 +326,8 @@ def prepare_brats(
                 "dtype": "float16",
             },
             "modalities": {"source": source, "target": target},
+            # seg label conventions of the used subjects (which labels are the tumor core)
+            "layouts": sorted({s.layout.value for s in usable if s.subject_id in roles}),
             "counts": counts,
             "subjects": {
                 "found": len(report.subjects),

@@ -1,11 +1,22 @@
 """Hallucination audit in the spirit of Cohen et al. (2018): does a translation add or remove tumor?
 
 A small tumor segmentation network (MONAI BasicUNet, 2D) is trained on the *real* training slices
-of the target modality with their seg (tumor = seg > 0), seeded, and cached by a key of its
-inputs. It is then run on translated test slices and on the real target test slices (the ceiling).
-Per slice: Dice against the ground-truth seg (tumor slices), ``removed`` (a tumor slice where the
-detector finds no tumor) and ``added`` (a healthy slice where it finds one). A slice "has a tumor"
-when at least ``min_detected_pixels`` pixels are detected.
+of the target modality with their seg, seeded, and cached by a key of its inputs. What it learns to
+segment is the tumor region that sequence shows (:func:`region_labels`): the whole tumor (edema
+included) on FLAIR and T2, the tumor core without edema on T1 and T1ce, where edema is barely visible.
+
+Lesions are 2D connected components (8-connected) of at least ``min_lesion_pixels`` pixels, of the
+detector's output and of the reference region. Per slice:
+
+* ``removed_lesions``: reference lesions that no detected lesion overlaps;
+* ``added_lesions``: detected lesions that overlap no tumor at all (any seg label), so a detection
+  on edema is not called an addition;
+* Dice of the detection against the reference region (slices with a reference lesion).
+
+A tumor moved within a slice counts once as removed and once as added. The detector on the real
+target slices gives the ceiling; two sanity rows show it can see what it must: the real target with
+its tumors inpainted (expect ~100 % removed) and healthy real slices with a real tumor pasted in
+(expect ~100 % of them with an added lesion).
 """
 
 from __future__ import annotations
@@ -18,6 +29,8 @@ import numpy as np
 import torch
 from monai.losses import DiceCELoss
 from monai.networks.nets import BasicUNet
+
+from scipy import ndimage
 
 from mrtrans.config import AuditConfig, to_dict
 from mrtrans.data.slices import to_tensor
@@ -33,8 +46,42 @@ def detector_key(cfg: AuditConfig, data_hash: str, modality: str, image_size: in
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+# Tumor-core labels (no edema) per seg convention; the whole tumor is every label > 0.
+CORE_LABELS = {"brats2018-2021": (1, 4), "brats2023+": (1, 3), "msd-task01": (2, 3)}
+CORE_SEQUENCES = ("t1", "t1ce")  # sequences on which edema is barely visible
+
+
+def region_labels(modality: str, region: str, layouts: list[str] | None) -> tuple[int, ...] | None:
+    """BraTS labels of the detector's region for ``modality`` (None: every label > 0).
+
+    Args:
+        region: ``whole``, ``core`` or ``auto`` (core for T1/T1ce, whole otherwise).
+        layouts: seg conventions of the prepared subjects (prepare.json); None for sets prepared by
+            mrtrans <= 0.1, which are taken as BraTS (labels 1 and 4, and 3 of BraTS 2023+).
+
+    Raises:
+        ValueError: the subjects mix seg conventions whose core labels differ.
+    """
+    if region == "auto":
+        region = "core" if modality in CORE_SEQUENCES else "whole"
+    if region == "whole":
+        return None
+    if not layouts:
+        return (1, 3, 4)  # 2018-21 have no label 3, 2023+ no label 4: the core of either
+    cores = {CORE_LABELS[layout] for layout in layouts}
+    if len(cores) > 1:
+        raise ValueError(f"subjects of several seg conventions ({', '.join(layouts)}): the tumor core is ambiguous")
+    return cores.pop()
+
+
+def region_mask(seg: np.ndarray, labels: tuple[int, ...] | None) -> np.ndarray:
+    """Boolean mask of ``labels`` in ``seg`` (every label > 0 when ``labels`` is None)."""
+    seg = np.asarray(seg)
+    return seg > 0 if labels is None else np.isin(seg, labels)
+
+
 def train_detector(images: np.ndarray, seg: np.ndarray, cfg: AuditConfig, device: torch.device) -> BasicUNet:
-    """Train on (N, S, S) images in [-1, 1] and their seg; random flips, Dice + BCE, Adam."""
+    """Train on (N, S, S) images in [-1, 1] and their region masks (or seg: > 0); random flips, Dice + BCE, Adam."""
     g = torch.Generator().manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     net = build_detector(cfg).to(device)
@@ -80,22 +127,80 @@ def detect(net: torch.nn.Module, images: np.ndarray, threshold: float, device: t
     return np.concatenate(out) if out else np.zeros((0,) + images.shape[1:], bool)
 
 
-def audit_slices(detected: np.ndarray, tumor: np.ndarray, is_tumor_slice: np.ndarray, min_pixels: int) -> dict[str, np.ndarray]:
-    """Per slice: detected pixels, Dice (tumor slices), detected flag, removed, added.
+_EIGHT = np.ones((3, 3), bool)
+
+
+def lesions(mask: np.ndarray, min_pixels: int) -> tuple[np.ndarray, int]:
+    """Connected components (8-connected) of one (S, S) mask with at least ``min_pixels`` pixels.
+
+    Returns:
+        (labels, count): labels 1..count on the kept lesions, 0 elsewhere.
+    """
+    labels, n = ndimage.label(mask, structure=_EIGHT)
+    if n == 0:
+        return labels, 0
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)
+    keep = sizes >= min_pixels
+    keep[0] = False
+    relabel = np.zeros(n + 1, np.int32)
+    relabel[keep] = np.arange(1, keep.sum() + 1)
+    return relabel[labels], int(keep.sum())
+
+
+def audit_lesions(detected: np.ndarray, reference: np.ndarray, any_tumor: np.ndarray, min_pixels: int) -> dict[str, np.ndarray]:
+    """Per slice: reference/detected/removed/added lesion counts and Dice (module docstring).
 
     Args:
-        detected: (N, S, S) detector masks; tumor: (N, S, S) ground truth; is_tumor_slice: (N,) labels.
+        detected: (N, S, S) detector masks.
+        reference: (N, S, S) the detector's region of the ground truth.
+        any_tumor: (N, S, S) every tumor label (an addition is a detection outside all of them).
+        min_pixels: smallest lesion.
     """
-    n_det = detected.sum(axis=(1, 2))
-    has = n_det >= min_pixels
-    inter = (detected & tumor).sum(axis=(1, 2))
-    denom = n_det + tumor.sum(axis=(1, 2))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        dice = np.where(is_tumor_slice, 2 * inter / np.maximum(denom, 1), np.nan)
-    return {
-        "detected_pixels": n_det,
-        "dice": dice,
-        "tumor_detected": has.astype(float),
-        "removed": np.where(is_tumor_slice, ~has, np.nan).astype(float),
-        "added": np.where(~is_tumor_slice, has, np.nan).astype(float),
-    }
+    n = len(detected)
+    out = {k: np.zeros(n) for k in ("reference_lesions", "detected_lesions", "removed_lesions", "added_lesions")}
+    out["dice"] = np.full(n, np.nan)
+    for i in range(n):
+        ref_lab, n_ref = lesions(reference[i], min_pixels)
+        det_lab, n_det = lesions(detected[i], min_pixels)
+        det_mask = det_lab > 0
+        found = np.unique(ref_lab[det_mask])
+        out["reference_lesions"][i] = n_ref
+        out["detected_lesions"][i] = n_det
+        out["removed_lesions"][i] = n_ref - np.count_nonzero(found)
+        hits = np.unique(det_lab[any_tumor[i].astype(bool)])
+        out["added_lesions"][i] = n_det - np.count_nonzero(hits)
+        if n_ref:
+            inter = (det_mask & reference[i]).sum()
+            out["dice"][i] = 2 * inter / max(det_mask.sum() + reference[i].sum(), 1)
+    return out
+
+
+def inpaint_tumors(images: np.ndarray, seg: np.ndarray, brain: np.ndarray) -> np.ndarray:
+    """Sanity input: every tumor (dilated by 2 pixels, inside the brain) filled from the surrounding healthy
+    tissue by biharmonic inpainting (scikit-image), so the lesion is gone and the anatomy stays."""
+    from skimage.restoration import inpaint_biharmonic
+
+    out = np.array(images, np.float32)
+    for i in range(len(out)):
+        lesion = ndimage.binary_dilation(seg[i] > 0, iterations=2) & (brain[i] > 0)
+        if lesion.any():
+            out[i] = inpaint_biharmonic(out[i].astype(np.float64), lesion).astype(np.float32)
+    return out
+
+
+def paste_tumors(images: np.ndarray, seg: np.ndarray, brain: np.ndarray, healthy: np.ndarray, donors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sanity input: into each healthy slice, a real tumor (its pixels, at its own place) from a donor tumor slice.
+
+    Donors are taken in turn; the pasted tumor is cut to the receiving slice's brain.
+
+    Returns:
+        (images, pasted seg): the slices with tumors pasted in, and the pasted labels (0 elsewhere).
+    """
+    out = np.array(images, np.float32)
+    pasted = np.zeros(np.shape(seg), np.uint8)
+    for k, i in enumerate(np.flatnonzero(healthy)):
+        d = donors[k % len(donors)]
+        lesion = (seg[d] > 0) & (brain[i] > 0)
+        out[i][lesion] = images[d][lesion]
+        pasted[i][lesion] = seg[d][lesion]
+    return out, pasted

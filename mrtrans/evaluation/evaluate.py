@@ -1,30 +1,42 @@
 """``mrtrans evaluate``: score runs on the paired test slices, or translated volumes against references.
 
 Slice mode: each run's generators translate the prepared paired test slices in both directions;
-every translation is scored with both protocols (:mod:`.metrics`) per region, plus tumor-region
-consistency (tumor contrast and the hallucination audit, :mod:`.audit`). Volume mode scores
-``mrtrans translate`` outputs against reference volumes and their seg, slice by slice.
+every translation is scored with the three protocols (:mod:`.metrics`) per region, plus tumor-region
+consistency (tumor contrast and the per-lesion hallucination audit, :mod:`.audit`). Every report
+also scores the trivial baseline ``copy-source`` (the source slice as the prediction) with the same
+code, and the audit's ceiling (``real``) and sanity rows. Volume mode scores ``mrtrans translate``
+outputs against reference volumes and their seg, on the slices prepare-brats' rules keep, and adds
+through-plane measures that no axial-slice metric sees.
 
 Everything lands in the report folder at once (temporary folder, moved into place at the end).
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from nibabel import orientations
 
-from mrtrans.config import EvalConfig
+from mrtrans.config import EvalConfig, PrepareConfig, Precision
 from mrtrans.data.slices import Direction, PreparedSlices, to_tensor
 from mrtrans.data_prep.discovery import subject_of
 from mrtrans.errors import MrtransError
 from mrtrans.evaluation import audit
-from mrtrans.evaluation.metrics import brain_metrics, brain_normalize, paper_metrics, to_paper_range, tumor_contrast
+from mrtrans.evaluation.metrics import (
+    brain_metrics,
+    brain_normalize,
+    brain_shared_metrics,
+    paper_metrics,
+    through_plane_metrics,
+    to_paper_range,
+    tumor_contrast,
+)
+from mrtrans.evaluation.scored import Scored, slice_frame
 from mrtrans.evaluation.tables import write_tables
 from mrtrans.inference.translate import forward_slices, ras_orientations
 from mrtrans.io import atomic_dir, load_nifti, read_volume
@@ -32,18 +44,7 @@ from mrtrans.training.checkpoint import load_checkpoint
 from mrtrans.training.loop import load_generators, resolve_device
 
 METRICS = ["mae", "mse", "psnr", "ssim"]
-
-
-@dataclass
-class Scored:
-    """Per-slice scores of one (run, direction), and what the figures need."""
-
-    per_slice: pd.DataFrame
-    consistency: pd.DataFrame
-    source: np.ndarray
-    pred: np.ndarray
-    real: np.ndarray
-    seg: np.ndarray
+COPY_SOURCE = "copy-source"
 
 
 def score_slices(
@@ -73,10 +74,12 @@ def score_slices(
     tumor = seg > 0
     pred255, real255 = to_paper_range(pred, *value_range), to_paper_range(real, *value_range)
     frames = []
-    for protocol, scores in (("paper", paper_metrics(pred255, real255, brain, tumor)),
-                             ("brain", brain_metrics(pred, real, brain, tumor))):  # fmt: skip
+    protocols = (("brain_shared", brain_shared_metrics(pred, real, brain, tumor, value_range)),
+                 ("brain", brain_metrics(pred, real, brain, tumor)),
+                 ("paper", paper_metrics(pred255, real255, brain, tumor)))  # fmt: skip
+    for protocol, scores in protocols:
         for region, values in scores.items():
-            df = _slice_frame(run, method, direction, slices)
+            df = slice_frame(run, method, direction, slices)
             df.insert(3, "protocol", protocol)
             df.insert(4, "region", region)
             for metric in METRICS:
@@ -84,21 +87,12 @@ def score_slices(
             frames.append(df.dropna(subset=["mae"]))
     per_slice = pd.concat(frames, ignore_index=True)
 
-    consistency = _slice_frame(run, method, direction, slices)
+    consistency = slice_frame(run, method, direction, slices)
     consistency["tumor_pixels"] = tumor.sum(axis=(1, 2))
     consistency["contrast_real"] = tumor_contrast(real255, brain, tumor)
     consistency["contrast_pred"] = tumor_contrast(pred255, brain, tumor)
     consistency["contrast_error"] = consistency["contrast_pred"] - consistency["contrast_real"]
     return Scored(per_slice, consistency, source, pred, real, seg)
-
-
-def _slice_frame(run: str, method: str, direction: Direction, slices: pd.DataFrame) -> pd.DataFrame:
-    """One row per slice: run, method, direction, subject, slice_index, label."""
-    frame = slices[["subject", "slice_index", "label"]].copy()
-    frame.insert(0, "direction", direction.name)
-    frame.insert(0, "method", method)
-    frame.insert(0, "run", run)
-    return frame
 
 
 def _run_label(path: Path) -> str:
@@ -111,6 +105,22 @@ def default_cache_dir() -> Path:
     return Path(base) / "mrtrans" / "audit"
 
 
+def seed_groups(labels: list[str], checkpoints: list[dict]) -> dict[str, str]:
+    """Run label -> group name; runs whose configs differ only in the seed (and logging) form a group."""
+    keys = []
+    for ckpt in checkpoints:
+        cfg = json.loads(json.dumps(ckpt.get("config", {})))
+        for key in ("seed", "log_every", "sample_every", "checkpoint_every", "device", "max_steps"):
+            cfg.get("run", {}).pop(key, None)
+        keys.append(json.dumps([ckpt.get("kind"), ckpt.get("direction"), cfg], sort_keys=True))
+    groups: dict[str, str] = {}
+    first: dict[str, str] = {}
+    for label, ckpt, key in zip(labels, checkpoints, keys):
+        first.setdefault(key, label)
+        groups[label] = f"{ckpt.get('kind', 'model')} [{first[key]}]"
+    return groups
+
+
 def evaluate_runs(
     runs: list[Path],
     data_dir: Path,
@@ -119,12 +129,17 @@ def evaluate_runs(
     cache_dir: Path | None = None,
     overwrite: bool = False,
     log: Callable[[str], None] = print,
+    reference: str | None = None,
 ) -> Path:
     """Translate the paired test slices with every run, both directions, and write the report.
 
+    Args:
+        reference: label (folder name) of the run every other run is compared with; default the
+            first CycleGAN run, else the first run.
+
     Raises:
         MrtransError: missing test arrays or seg, an empty test set, a run for other modalities,
-            duplicate run names.
+            duplicate run names, an unknown reference, a detector training set without tumor.
     """
     data = PreparedSlices(data_dir)
     source_mod, target_mod = data.modalities
@@ -136,74 +151,157 @@ def evaluate_runs(
     value_range = tuple(data.normalization["range"])
     device = resolve_device(cfg.device)
     labels = [_run_label(r) for r in runs]
-    if len(set(labels)) != len(labels):
-        raise MrtransError(f"two runs share a name ({', '.join(labels)}); give each run folder its own name")
+    if len(set(labels)) != len(labels) or {COPY_SOURCE, "real"} & set(labels):
+        raise MrtransError(f"run names must be unique and not 'copy-source' or 'real' ({', '.join(labels)}); rename the run folders")
+    if reference is not None and reference not in labels:
+        raise MrtransError(f"--reference {reference}: not one of the runs ({', '.join(labels)})")
 
     checkpoints = []
     for run in runs:
-        ckpt = load_checkpoint(run, map_location=device)
+        ckpt = load_checkpoint(run, map_location="cpu")
         pair = {ckpt["direction"]["source"], ckpt["direction"]["target"]} if "direction" in ckpt else set()
         if pair != {source_mod, target_mod}:
             raise MrtransError(f"{run}: model translates {'/'.join(sorted(pair)) or '?'}, the test set is {source_mod}/{target_mod}")
         checkpoints.append(ckpt)
+    if reference is None and labels:
+        reference = next((lab for lab, c in zip(labels, checkpoints) if c.get("kind") == "cyclegan"), labels[0])
 
     directions = [Direction(source_mod, target_mod), Direction(target_mod, source_mod)]
+    brain, seg = np.asarray(arrays["brain"]), np.asarray(arrays["seg"])
     scored: list[tuple[str, Scored]] = []
+
+    def score(label: str, method: str, direction: Direction, pred: np.ndarray) -> None:
+        src = np.asarray(arrays[direction.source], np.float32)
+        real = np.asarray(arrays[direction.target], np.float32)
+        scored.append((label, score_slices(label, method, direction, src, pred, real, brain, seg, slices, value_range)))
+
+    for direction in directions:  # the trivial baseline: no model at all
+        score(COPY_SOURCE, COPY_SOURCE, direction, np.asarray(arrays[direction.source], np.float32))
+    bf16 = cfg.precision is Precision.bf16
     for label, ckpt in zip(labels, checkpoints):
         gen_s2t, gen_t2s = load_generators(ckpt, device)
         trained = Direction(ckpt["direction"]["source"], ckpt["direction"]["target"])
         for direction in directions:
             gen = gen_s2t if direction == trained else gen_t2s
             log(f"translating {len(slices)} test slices: {label} {direction.name}")
-            pred = forward_slices(gen, to_tensor(arrays[direction.source]), device, cfg.batch_size)[:, 0].numpy()
-            real = np.asarray(arrays[direction.target], np.float32)
-            result = score_slices(label, ckpt["kind"], direction, np.asarray(arrays[direction.source], np.float32),
-                                  pred, real, arrays["brain"], np.asarray(arrays["seg"]), slices, value_range)  # fmt: skip
-            scored.append((label, result))
+            pred = forward_slices(gen, to_tensor(arrays[direction.source]), device, cfg.batch_size, bf16=bf16)[:, 0].numpy()
+            score(label, ckpt["kind"], direction, pred)
 
     if cfg.audit.enabled:
-        min_px = cfg.audit.min_detected_pixels or int(data.meta["config"]["min_tumor_pixels"])
+        min_px = cfg.audit.min_lesion_pixels or max(1, int(data.meta["config"]["min_tumor_pixels"]) // 2)
         cache = cache_dir or default_cache_dir()
         cache.mkdir(parents=True, exist_ok=True)
-        is_tumor = (slices["label"] == "tumor").to_numpy()
-        gt = np.asarray(arrays["seg"]) > 0
         for direction in directions:
-            key = audit.detector_key(cfg.audit, data.meta["input_sha256"], direction.target, data.image_size)
-            log(f"tumor detector for {direction.target} (cache {cache / f'detector_{key}.pt'})")
-            net = audit.cached_detector(data.train(direction.target), data.train_seg(direction.target), cfg.audit, key, cache, device)
-            real_det = audit.detect(net, arrays[direction.target], cfg.audit.threshold, device, cfg.batch_size)
-            ceiling = audit.audit_slices(real_det, gt, is_tumor, min_px)
-            for _, result in scored:
-                if result.consistency["direction"].iloc[0] != direction.name:
-                    continue
-                det = audit.detect(net, result.pred, cfg.audit.threshold, device, cfg.batch_size)
-                for key_, values in audit.audit_slices(det, gt, is_tumor, min_px).items():
-                    result.consistency[key_] = values
-            real_rows = scored_ceiling(direction, slices, arrays, ceiling, value_range)
-            scored.append(("real", real_rows))
+            scored += _audit_direction(direction, data, arrays, slices, scored, cfg, min_px, cache, device, value_range, log)
 
     with atomic_dir(out, overwrite=overwrite) as tmp:
-        write_tables(tmp, scored, directions, cfg)
+        write_tables(tmp, scored, directions, cfg, groups=seed_groups(labels, checkpoints), reference=reference)
     return out
 
 
-def scored_ceiling(direction: Direction, slices: pd.DataFrame, arrays: dict, ceiling: dict, value_range: tuple) -> Scored:
-    """The detector on the real target slices: the audit's ceiling, as a pseudo-run named ``real``."""
+def _audit_direction(direction: Direction, data: PreparedSlices, arrays: dict, slices: pd.DataFrame, scored: list,
+                     cfg: EvalConfig, min_px: int, cache: Path, device, value_range: tuple, log: Callable[[str], None]) -> list:  # fmt: skip
+    """Run the lesion audit of every translation into ``direction.target``; return the ceiling and sanity rows."""
+    try:
+        labels = audit.region_labels(direction.target, cfg.audit.region.value, data.meta.get("layouts"))
+    except ValueError as exc:
+        raise MrtransError(f"{data.folder}: {exc}; set audit.region: whole") from None
+    train_masks = audit.region_mask(data.train_seg(direction.target), labels)
+    has = train_masks.any(axis=(1, 2))
+    if has.all() or not has.any():
+        raise MrtransError(
+            f"{data.folder}: the {direction.target} training slices are {'all' if has.all() else 'without'} tumor, so no "
+            f"detector can be trained for the audit; evaluate against a set prepared with --target-tumor-fraction 0.5 "
+            f"(same --seed: same test slices), or pass --no-audit"
+        )
+    key = audit.detector_key(cfg.audit, data.meta["input_sha256"], f"{direction.target}:{labels}", data.image_size)
+    log(f"tumor detector for {direction.target} (cache {cache / f'detector_{key}.pt'})")
+    net = audit.cached_detector(data.train(direction.target), train_masks.astype(np.uint8), cfg.audit, key, cache, device)
+    seg, brain = np.asarray(arrays["seg"]), np.asarray(arrays["brain"])
+    reference, any_tumor = audit.region_mask(seg, labels), seg > 0
+
+    def lesion_columns(images: np.ndarray, ref: np.ndarray = reference, tumor: np.ndarray = any_tumor) -> dict:
+        detected = audit.detect(net, images, cfg.audit.threshold, device, cfg.batch_size)
+        return audit.audit_lesions(detected, ref, tumor, min_px)
+
+    for _, result in scored:
+        if result.consistency["direction"].iloc[0] == direction.name:
+            for column, values in lesion_columns(result.pred).items():
+                result.consistency[column] = values
     real = np.asarray(arrays[direction.target], np.float32)
-    seg = np.asarray(arrays["seg"])
-    consistency = _slice_frame("real", "real target (ceiling)", direction, slices)
-    consistency["tumor_pixels"] = (seg > 0).sum(axis=(1, 2))
-    contrast = tumor_contrast(to_paper_range(real, *value_range), arrays["brain"], seg > 0)
-    consistency["contrast_real"] = contrast
-    consistency["contrast_pred"] = contrast
-    consistency["contrast_error"] = 0.0 * contrast
-    for key, values in ceiling.items():
-        consistency[key] = values
-    return Scored(pd.DataFrame(columns=["run"]), consistency, real, real, real, seg)
+    is_tumor = (slices["label"] == "tumor").to_numpy()
+    donors = np.flatnonzero(reference.any(axis=(1, 2)))
+    rows = [("real", "real target (ceiling)", real)]
+    rows.append(("sanity-inpainted", "real target, tumors inpainted (expect ~100% removed)", audit.inpaint_tumors(real, seg, brain)))
+    if len(donors) and (~is_tumor).any():
+        pasted, _ = audit.paste_tumors(real, seg, brain, ~is_tumor, donors)
+        rows.append(("sanity-pasted", "healthy real slices with a real tumor pasted in (expect ~100% added)", pasted))
+    out = []
+    for name, method, images in rows:
+        consistency = slice_frame(name, method, direction, slices)
+        consistency["tumor_pixels"] = any_tumor.sum(axis=(1, 2))
+        contrast = tumor_contrast(to_paper_range(real, *value_range), brain, any_tumor)
+        consistency["contrast_real"] = contrast
+        consistency["contrast_pred"] = contrast if name == "real" else np.nan
+        consistency["contrast_error"] = consistency["contrast_pred"] - contrast
+        for column, values in lesion_columns(images).items():
+            consistency[column] = values
+        out.append((name, Scored(pd.DataFrame(columns=["run"]), consistency, real, images, real, seg)))
+    return out
 
 
 def _to_ras(data: np.ndarray, affine: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(orientations.apply_orientation(data, ras_orientations(affine)[0]))
+
+
+RANGE_TOLERANCE = 0.01  # translate writes [0, 1]; resampling by other tools may overshoot a little
+
+
+def keep_slices(seg: np.ndarray, brain: np.ndarray, rules: PrepareConfig) -> tuple[np.ndarray, np.ndarray]:
+    """prepare-brats' slice rules on a (X, Y, Z) volume: (kept axial slice indices, tumor flags).
+
+    A tumor slice has at least ``min_tumor_pixels`` tumor pixels; a healthy slice none and a brain
+    of at least ``min_brain_fraction`` of the slice area.
+    """
+    tumor_px = (seg > 0).sum(axis=(0, 1))
+    brain_px = brain.sum(axis=(0, 1))
+    is_tumor = tumor_px >= rules.min_tumor_pixels
+    healthy = (tumor_px == 0) & (brain_px >= rules.min_brain_fraction * seg.shape[0] * seg.shape[1])
+    keep = np.flatnonzero(is_tumor | healthy)
+    return keep, is_tumor[keep]
+
+
+def _subject_for(path: Path, known: set[str]) -> str:
+    """The subject a file belongs to: its BraTS ID, or the longest known ID its name starts with
+    (``BraTS20_001_t1_from_flair.nii.gz`` -> ``BraTS20_001``)."""
+    sid = subject_of(path)
+    if sid in known:
+        return sid
+    name = Path(path).name
+    matches = [k for k in known if name.startswith((k + "_", k + "-", k + "."))]
+    return max(matches, key=len) if matches else sid
+
+
+def _pair_by_subject(preds: list[Path], refs: list[Path], segs: list[Path]) -> list[tuple[str, Path, Path, Path]]:
+    """(subject, pred, ref, seg) triples matched by subject ID; a mismatch names the files."""
+    if not (len(preds) == len(refs) == len(segs)) or not preds:
+        raise MrtransError(f"give as many --pred as --ref and --seg volumes (got {len(preds)}, {len(refs)}, {len(segs)})")
+    ref_ids = {subject_of(p): p for p in refs}
+    if len(ref_ids) != len(refs):
+        raise MrtransError(f"two --ref volumes have the same subject ID ({', '.join(map(str, refs))})")
+    found: dict[str, dict[str, Path]] = {}
+    for kind, paths in (("pred", preds), ("seg", segs)):
+        seen: dict[str, Path] = {}
+        for path in paths:
+            sid = _subject_for(path, set(ref_ids))
+            if sid not in ref_ids:
+                raise MrtransError(f"{path}: no --ref volume of subject {sid}; name each --{kind} after its subject "
+                                   f"(<ID>_..., as `mrtrans translate` does for folders) and give its reference")  # fmt: skip
+            if sid in seen:
+                raise MrtransError(f"{path}: subject {sid} given twice as --{kind} (also {seen[sid]})")
+            seen[sid] = path
+        found[kind] = seen  # as many as refs, no repeats, all known: one per subject
+    return [(sid, found["pred"][sid], ref_ids[sid], found["seg"][sid]) for sid in sorted(ref_ids)]
 
 
 def evaluate_volumes(
@@ -214,23 +312,24 @@ def evaluate_volumes(
     direction: Direction,
     name: str = "translate",
     cfg: EvalConfig | None = None,
+    rules: PrepareConfig | None = None,
     overwrite: bool = False,
 ) -> Path:
     """Score translated volumes (``mrtrans translate`` outputs, [0, 1]) against reference volumes.
 
-    Each triple (pred, ref, seg) is one subject; metrics are per axial slice containing brain
-    (reference non-zero). For the ``paper`` protocol the reference is normalised like prepare-brats
-    (brain 0.5-99.5 percentiles to [0, 1], background 0) and both are mapped to 0-255; the
-    ``brain`` protocol normalises each slice itself. No hallucination audit in this mode.
+    Triples are paired by subject ID. Axial slices are kept by prepare-brats' rules (``rules``,
+    default the paper protocol); the reference is normalised as prepare-brats does (brain 0.5-99.5
+    percentiles to [0, 1], background 0). The tables say ``mode: volumes`` so they are never mixed
+    with slice-mode tables. ``through_plane.csv`` adds what axial slices cannot show: the error of
+    slice-to-slice differences and SSIM on coronal and sagittal planes. No hallucination audit here.
 
     Raises:
-        MrtransError: counts differ, or a triple's grids differ.
+        MrtransError: counts or subjects differ, a grid differs, or a prediction is not in [0, 1].
     """
     cfg = cfg or EvalConfig()
-    if not (len(preds) == len(refs) == len(segs)) or not preds:
-        raise MrtransError(f"give as many --pred as --ref and --seg volumes (got {len(preds)}, {len(refs)}, {len(segs)})")
-    parts = []
-    for pred_path, ref_path, seg_path in zip(preds, refs, segs):
+    rules = rules or PrepareConfig()
+    parts, planes, volumes = [], [], []
+    for subject, pred_path, ref_path, seg_path in _pair_by_subject(preds, refs, segs):
         pred, pred_img = read_volume(pred_path)
         ref, ref_img = read_volume(ref_path)
         seg_img = load_nifti(seg_path)  # not read_volume: a seg without tumor is all zeros, and valid
@@ -238,23 +337,37 @@ def evaluate_volumes(
         for path, img, arr in ((pred_path, pred_img, pred), (seg_path, seg_img, seg)):
             if arr.shape != ref.shape or not np.allclose(img.affine, ref_img.affine, atol=1e-3):
                 raise MrtransError(f"{path}: grid {arr.shape} does not match the reference {ref_path} {ref.shape}")
+        lo, hi = float(np.min(pred)), float(np.max(pred))
+        if lo < -RANGE_TOLERANCE or hi > 1 + RANGE_TOLERANCE:
+            raise MrtransError(f"{pred_path}: values span [{lo:.4g}, {hi:.4g}], not [0, 1]; score `mrtrans translate` "
+                               f"outputs (they are in [0, 1]), or rescale the prediction first")  # fmt: skip
         pred, ref, seg = (_to_ras(a, ref_img.affine) for a in (pred, ref, seg))
         brain = ref != 0
-        keep = brain.any(axis=(0, 1))
-        stack = [a[:, :, keep].transpose(2, 0, 1) for a in (pred, ref, seg, brain)]
         # The reference as prepare-brats would normalise it: whole-volume brain percentiles -> [0, 1].
         ref_norm = brain_normalize(ref.reshape(1, -1, 1), brain.reshape(1, -1, 1))[0].reshape(ref.shape)
-        ref_norm = ref_norm[:, :, keep].transpose(2, 0, 1)
-        subject = subject_of(ref_path)
-        slices = pd.DataFrame({"subject": subject, "slice_index": np.flatnonzero(keep),
-                               "label": np.where((stack[2] > 0).any(axis=(1, 2)), "tumor", "healthy")})  # fmt: skip
-        parts.append(score_slices(name, name, direction, stack[1], stack[0] * 2 - 1, ref_norm * 2 - 1,
-                                  stack[3], stack[2].astype(np.uint8), slices, (-1.0, 1.0)))  # fmt: skip
+        pred01 = np.where(brain, np.clip(pred, 0, 1), 0.0)
+        planes.append({"subject": subject, **through_plane_metrics(pred01, ref_norm, brain)})
+        volumes.append((subject, pred01, ref_norm, seg))
+        keep, is_tumor = keep_slices(seg, brain, rules)
+        if len(keep) == 0:
+            continue
+        stack = [a[:, :, keep].transpose(2, 0, 1) for a in (pred01, ref_norm, seg, brain, ref)]
+        frame = pd.DataFrame({"subject": subject, "slice_index": keep, "label": np.where(is_tumor, "tumor", "healthy")})
+        parts.append(score_slices(name, name, direction, stack[4], stack[0] * 2 - 1, stack[1] * 2 - 1,
+                                  stack[3], stack[2].astype(np.uint8), frame, (-1.0, 1.0)))  # fmt: skip
+    if not parts:
+        raise MrtransError("no slice of any volume passes the slice rules (tumor or enough brain); check --seg and the volumes")
     merged = Scored(
         pd.concat([p.per_slice for p in parts], ignore_index=True),
         pd.concat([p.consistency for p in parts], ignore_index=True),
         parts[0].source, parts[0].pred, parts[0].real, parts[0].seg,
     )
     with atomic_dir(out, overwrite=overwrite) as tmp:
-        write_tables(tmp, [(name, merged)], [direction], cfg, figures=False)
+        write_tables(tmp, [(name, merged)], [direction], cfg, figures=False, mode="volumes")
+        through = pd.DataFrame(planes)
+        through.insert(0, "run", name)
+        through.to_csv(tmp / "through_plane.csv", index=False)
+        from mrtrans.evaluation.figures import write_volume_figures
+
+        write_volume_figures(tmp / "figures", name, volumes)
     return out

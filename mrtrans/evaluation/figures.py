@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
-
 import numpy as np
 
-if TYPE_CHECKING:
-    from mrtrans.evaluation.evaluate import Scored
+from mrtrans.evaluation.scored import Scored
 
 
 def pick_slices(mae: np.ndarray, count: int) -> list[tuple[str, int]]:
@@ -18,16 +15,49 @@ def pick_slices(mae: np.ndarray, count: int) -> list[tuple[str, int]]:
     return [(name, int(i)) for name, i in picks[:count]]
 
 
-def write_figures(folder: Path, scored: list[tuple[str, "Scored"]], count: int) -> None:
+def _pyplot():  # type: ignore[no-untyped-def]
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def write_volume_figures(folder: Path, name: str, volumes: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]) -> None:
+    """Per subject: the coronal and the sagittal plane through the brain's centre, translation above reference.
+
+    Args:
+        volumes: (subject, pred, reference, seg), (X, Y, Z) RAS arrays in [0, 1].
+    """
+    plt = _pyplot()
+    folder.mkdir(exist_ok=True)
+    for subject, pred, ref, seg in volumes:
+        centre = [int(np.mean(np.flatnonzero(ref.any(axis=tuple(a for a in range(3) if a != k))))) if ref.any() else 0
+                  for k in range(3)]  # fmt: skip
+        cuts = {"coronal": lambda v: v[:, centre[1], :], "sagittal": lambda v: v[centre[0], :, :]}
+        fig, axes = plt.subplots(2, 2, figsize=(6, 6), squeeze=False)
+        for col, (plane, cut) in enumerate(cuts.items()):
+            for row, (title, vol) in enumerate((("translation", pred), ("reference", ref))):
+                ax = axes[row, col]
+                ax.imshow(np.rot90(cut(vol)), cmap="gray", vmin=0, vmax=1, aspect="auto")
+                if (cut(seg) > 0).any():
+                    ax.contour(np.rot90(cut(seg) > 0), levels=[0.5], colors="red", linewidths=0.6)
+                ax.set_title(f"{plane}: {title}", fontsize=8)
+                ax.axis("off")
+        fig.suptitle(f"{name} {subject} (slice-to-slice flicker shows as stripes)", fontsize=8)
+        fig.tight_layout()
+        fig.savefig(folder / f"{name}_{subject}_planes.png", dpi=80)
+        plt.close(fig)
+
+
+def write_figures(folder: Path, scored: list[tuple[str, Scored]], count: int) -> None:
+    plt = _pyplot()
+
     folder.mkdir(exist_ok=True)
     for label, s in scored:
-        if not len(s.per_slice):
-            continue  # the audit's ceiling rows have no translation to show
+        if not len(s.per_slice) or label == "copy-source":
+            continue  # the audit's ceiling and sanity rows have no translation to show, nor the baseline
         whole = s.per_slice[(s.per_slice["protocol"] == "paper") & (s.per_slice["region"] == "whole")]
         picks = pick_slices(whole["mae"].to_numpy(), count)
         direction = whole["direction"].iloc[0]

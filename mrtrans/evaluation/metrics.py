@@ -10,6 +10,10 @@ data_range=255)``, which the tests check against.
 inside the brain and scaled to [0, 1]; MAE, MSE, PSNR (data range 1) over brain voxels; one SSIM map
 (data range 1) per image, averaged over a region.
 
+``brain_shared``: the same regions and metrics as ``brain``, on the shared prepare-brats
+normalisation (model range mapped linearly to [0, 1], no per-image rescaling), so a global intensity
+or contrast error counts too. It leads the report (docs/evaluation.md says why).
+
 Regions: ``whole`` (paper) or ``brain`` (brain protocol), ``tumor`` (seg > 0) and ``healthy``
 (brain minus tumor). A region's SSIM is the mean of the SSIM map over the region's pixels that lie
 at least 5 pixels (the window radius) from the slice border, which for the whole slice is exactly
@@ -130,8 +134,39 @@ def brain_metrics(pred: np.ndarray, real: np.ndarray, brain: np.ndarray, tumor: 
     return region_metrics(p, r, {"brain": brain, "tumor": tumor & brain, "healthy": brain & ~tumor}, 1.0)
 
 
+def brain_shared_metrics(
+    pred: np.ndarray, real: np.ndarray, brain: np.ndarray, tumor: np.ndarray, value_range: tuple[float, float]
+) -> dict[str, dict[str, np.ndarray]]:
+    """Protocol ``brain_shared``: model range -> [0, 1] for both images alike, 0 outside the brain; regions brain, tumor, healthy."""
+    lo, hi = value_range
+    brain = brain.astype(bool)
+    p, r = (np.where(brain, np.clip((np.asarray(x, np.float64) - lo) / (hi - lo), 0.0, 1.0), 0.0) for x in (pred, real))
+    return region_metrics(p, r, {"brain": brain, "tumor": tumor & brain, "healthy": brain & ~tumor}, 1.0)
+
+
 def tumor_contrast(images: np.ndarray, brain: np.ndarray, tumor: np.ndarray) -> np.ndarray:
     """Per slice: mean intensity in the tumor / mean intensity in healthy brain (NaN without tumor)."""
     healthy = brain.astype(bool) & ~tumor
     with np.errstate(invalid="ignore", divide="ignore"):
         return _region_mean(images, tumor) / _region_mean(images, healthy)
+
+
+def through_plane_metrics(pred: np.ndarray, real: np.ndarray, brain: np.ndarray) -> dict[str, float]:
+    """What a slice-wise translator can get wrong across slices, on (X, Y, Z) volumes in [0, 1] (RAS).
+
+    * ``through_plane_mae``: mean |(pred[z+1] - pred[z]) - (real[z+1] - real[z])| over voxels that
+      are brain in both slices -- 0 when the volume changes from slice to slice as the reference
+      does, however large the in-plane error; flicker between slices raises it.
+    * ``ssim_coronal`` / ``ssim_sagittal``: SSIM (data range 1) on every coronal (y) / sagittal (x)
+      plane of the reassembled volume, averaged over brain pixels.
+    """
+    both = brain[:, :, 1:] & brain[:, :, :-1]
+    dz = np.diff(np.asarray(pred, np.float64), axis=2) - np.diff(np.asarray(real, np.float64), axis=2)
+    through = float(np.abs(dz)[both].mean()) if both.any() else np.nan
+    out = {"through_plane_mae": through}
+    for name, axis in (("ssim_coronal", 1), ("ssim_sagittal", 0)):
+        p, r, m = (np.moveaxis(a, axis, 0) for a in (pred, real, brain))  # planes first
+        smap = ssim_map(p, r, 1.0)
+        region = m.astype(bool) & interior(p.shape)
+        out[name] = float(smap[region].mean()) if region.any() else np.nan
+    return out

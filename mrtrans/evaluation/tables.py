@@ -1,46 +1,53 @@
-"""Report tables: per slice, per subject, summary, tumor consistency, and Table 1 as Markdown and LaTeX.
+"""Report tables: per slice, per subject, summary with patient-bootstrap CIs, paired comparisons,
+spread over seeds, tumor consistency; Markdown and LaTeX.
 
-Column names, units and definitions are in docs/evaluation.md; ``metrics.json`` in every report
-repeats them next to the numbers.
+The report leads with what separates models from doing nothing (protocol ``brain_shared`` and the
+tumor region), then the per-image-rescaled ``brain`` protocol, then the paper's whole-slice protocol
+for comparability; the paper's own published numbers stand in a separate table. Column names, units
+and definitions are in docs/evaluation.md; ``metrics.json`` in every report repeats them.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from mrtrans.config import EvalConfig, to_dict
 from mrtrans.data.slices import Direction
+from mrtrans.evaluation.scored import Scored
+from mrtrans.evaluation.statistics import bootstrap_ratio, paired_difference
 from mrtrans.provenance import git_commit, versions
 from mrtrans.resources import resource_dir
-
-if TYPE_CHECKING:
-    from mrtrans.evaluation.evaluate import Scored
 
 METRICS = ["mae", "mse", "psnr", "ssim"]
 KEYS = ["run", "method", "direction", "protocol", "region"]
 DISPLAY = {"flair": "Flair", "t1": "T1", "t1ce": "T1ce", "t2": "T2"}
 ARROWS = {"mae": "↓", "mse": "↓", "psnr": "↑", "ssim": "↑"}
-PAPER_METHODS = {"CycleGAN": "cyclegan", "HarmonicGAN-histogram": "harmonicgan-histogram", "HarmonicGAN-VGG": "harmonicgan-vgg"}
+PAPER_METHODS = ["CycleGAN", "DiscoGAN", "DistanceGAN", "UNIT", "HarmonicGAN-histogram", "HarmonicGAN-VGG"]
+PSEUDO_RUNS = ("real", "sanity-inpainted", "sanity-pasted")
 
 DEFINITIONS = {
     "protocols": {
-        "paper": "whole 256x256 slice incl. background, intensities mapped to 0-255; PSNR = 10 log10(255^2/MSE); "
-        "SSIM data_range 255, Gaussian window sigma 1.5 (11x11), population covariance",
-        "brain": "each image clipped to its own 0.5-99.5 brain percentiles, scaled to [0, 1]; metrics inside the region; "
-        "PSNR data range 1; one SSIM map per image averaged over the region",
+        "brain_shared": "inside the brain mask, both images on the shared prepare-brats normalisation (model range -> "
+        "[0, 1], no per-image rescaling): intensity and structure errors count; PSNR data range 1",
+        "brain": "each image clipped to its own 0.5-99.5 brain percentiles and scaled to [0, 1] (structure, not "
+        "intensity); metrics inside the region; PSNR data range 1",
+        "paper": "the paper's protocol: whole 256x256 slice incl. background, intensities mapped to 0-255; "
+        "PSNR = 10 log10(255^2/MSE); SSIM data_range 255, Gaussian window sigma 1.5 (11x11), population covariance",
     },
-    "regions": {"whole": "all pixels (paper)", "brain": "brain mask (brain)", "tumor": "seg > 0",
-                "healthy": "brain minus tumor"},  # fmt: skip
+    "regions": {"whole": "all pixels (paper)", "brain": "brain mask", "tumor": "seg > 0", "healthy": "brain minus tumor"},
     "ssim_region": "mean of the SSIM map over region pixels at least 5 px from the slice border",
     "psnr_cap_db": 100.0,
+    "ci": "percentile bootstrap over patients (resample subjects with replacement, recompute the mean over their slices)",
+    "paired": "per-patient mean of run minus reference; bootstrap CI over patients; Wilcoxon signed-rank p (scipy)",
     "contrast": "mean tumor intensity / mean healthy-brain intensity on the 0-255 images",
-    "audit": "BasicUNet trained on real target training slices; removed = tumor slice with < min_detected_pixels "
-    "detected; added = healthy slice with >= min_detected_pixels detected; dice on tumor slices",
+    "audit": "BasicUNet trained on real target training slices for the sequence's tumor region (core without edema "
+    "for T1/T1ce, whole tumor for FLAIR/T2); lesions = 8-connected components >= min_lesion_pixels; removed = "
+    "reference lesions no detected lesion overlaps; added = detected lesions overlapping no tumor label",
+    "copy-source": "the source slice itself scored as the translation: the trivial baseline",
 }
 
 
@@ -49,37 +56,99 @@ def direction_label(name: str) -> str:
     return f"{DISPLAY.get(d.source, d.source)} → {DISPLAY.get(d.target, d.target)}"
 
 
-def summarize(per_slice: pd.DataFrame) -> pd.DataFrame:
-    """Mean and std over slices per run, direction, protocol and region (std with ddof=1)."""
-    g = per_slice.groupby(KEYS, sort=False)[METRICS]
-    out = g.agg(["mean", "std"])
-    out.columns = [f"{m}_{s}" for m, s in out.columns]
-    out["n_slices"] = g.size()
-    return out.reset_index()
+def _per_subject_sums(df: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray]:
+    valid = df[df[column].notna()]
+    g = valid.groupby("subject", sort=True)[column]
+    return g.sum().to_numpy(), g.count().to_numpy(np.float64)
 
 
-def tumor_summary(consistency: pd.DataFrame) -> pd.DataFrame:
+def summarize(per_slice: pd.DataFrame, cfg: EvalConfig) -> pd.DataFrame:
+    """Mean over slices, std over slices (ddof 1) and the patient-bootstrap CI of the mean, per KEYS group."""
     rows = []
+    for keys, df in per_slice.groupby(KEYS, sort=False):
+        row = dict(zip(KEYS, keys))
+        for m in METRICS:
+            mean, low, high = bootstrap_ratio(*_per_subject_sums(df, m), cfg.bootstrap_resamples, cfg.bootstrap_seed, cfg.confidence)
+            row |= {f"{m}_mean": mean, f"{m}_std": df[m].std(), f"{m}_ci_low": low, f"{m}_ci_high": high}
+        row |= {"n_slices": len(df), "n_subjects": df["subject"].nunique()}
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def tumor_summary(consistency: pd.DataFrame, cfg: EvalConfig) -> pd.DataFrame:
+    """Per run and direction: tumor contrast, and (with the audit) lesion removal/addition rates with CIs."""
+    rows = []
+    boot = (cfg.bootstrap_resamples, cfg.bootstrap_seed, cfg.confidence)
     for (run, method, direction), df in consistency.groupby(["run", "method", "direction"], sort=False):
         tumor, healthy = df[df["label"] == "tumor"], df[df["label"] == "healthy"]
         row = {"run": run, "method": method, "direction": direction,
                "n_tumor_slices": len(tumor), "n_healthy_slices": len(healthy),
                "contrast_real_mean": tumor["contrast_real"].mean(), "contrast_pred_mean": tumor["contrast_pred"].mean(),
                "contrast_abs_error_mean": tumor["contrast_error"].abs().mean()}  # fmt: skip
-        if "dice" in df:
-            row |= {"dice_mean": tumor["dice"].mean(), "dice_std": tumor["dice"].std(),
-                    "removed_rate": tumor["removed"].mean(), "added_rate": healthy["added"].mean()}  # fmt: skip
+        if "removed_lesions" in df:
+            g = df.groupby("subject", sort=True)
+            with_added = (df["added_lesions"] > 0).where(df["label"] == "healthy")
+            rates = {
+                "removed_rate": (g["removed_lesions"].sum(), g["reference_lesions"].sum()),
+                "added_per_slice": (g["added_lesions"].sum(), g.size().astype(float)),
+                "healthy_with_added_rate": (with_added.groupby(df["subject"]).sum(), with_added.groupby(df["subject"]).count()),
+            }
+            row |= {"dice_mean": df["dice"].mean(), "reference_lesions": int(df["reference_lesions"].sum()),
+                    "removed_lesions": int(df["removed_lesions"].sum()), "added_lesions": int(df["added_lesions"].sum())}  # fmt: skip
+            for name, (num, den) in rates.items():
+                est, low, high = bootstrap_ratio(num.to_numpy(np.float64), den.to_numpy(np.float64), *boot)
+                row |= {name: est, f"{name}_ci_low": low, f"{name}_ci_high": high}
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def _fmt(value: float, metric: str) -> str:
+def paired_table(per_slice: pd.DataFrame, reference: str | None, cfg: EvalConfig) -> pd.DataFrame:
+    """Every run (and copy-source) against ``reference``: per-patient differences of each metric."""
+    if reference is None or reference not in set(per_slice["run"]):
+        return pd.DataFrame()
+    subj = per_slice.groupby([*KEYS, "subject"], sort=False)[METRICS].mean().reset_index()
+    ref = subj[subj["run"] == reference].drop(columns=["run", "method"])
+    rows = []
+    for (run, method), df in subj[subj["run"] != reference].groupby(["run", "method"], sort=False):
+        merged = df.merge(ref, on=["direction", "protocol", "region", "subject"], suffixes=("", "_ref"))
+        for (direction, protocol, region), m in merged.groupby(["direction", "protocol", "region"], sort=False):
+            for metric in METRICS:
+                stats = paired_difference(m[metric].to_numpy(), m[f"{metric}_ref"].to_numpy(),
+                                          cfg.bootstrap_resamples, cfg.bootstrap_seed, cfg.confidence)  # fmt: skip
+                rows.append({"run": run, "method": method, "reference": reference, "direction": direction,
+                             "protocol": protocol, "region": region, "metric": metric, **stats})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def seed_table(summary: pd.DataFrame, groups: dict[str, str]) -> pd.DataFrame:
+    """Runs that differ only in their seed: mean and standard deviation (ddof 1) of the run means."""
+    sizes = pd.Series(groups).value_counts()
+    multi = {run: g for run, g in groups.items() if sizes[g] > 1}
+    if not multi:
+        return pd.DataFrame()
+    sel = summary[summary["run"].isin(multi)].assign(group=lambda d: d["run"].map(multi))
+    g = sel.groupby(["group", "direction", "protocol", "region"], sort=False)
+    out = g[[f"{m}_mean" for m in METRICS]].agg(["mean", "std"])
+    out.columns = [f"{c.removesuffix('_mean')}_{s}_over_seeds" for c, s in out.columns]
+    out["n_seeds"] = g.size()
+    out["runs"] = g["run"].agg(lambda r: " ".join(r))
+    return out.reset_index()
+
+
+def _num(value: float, metric: str) -> str:
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return "–"
-    return f"{value:.3f}" if metric == "ssim" else f"{value:.2f}"
+    return f"{value:.3f}" if metric in ("ssim", "mae", "mse") and abs(value) < 10 else f"{value:.2f}"
 
 
-def _table_rows(summary: pd.DataFrame, protocol: str, region: str, directions: list[str]) -> list[tuple[str, list[str]]]:
+def _ci_cell(row: pd.Series, metric: str) -> str:
+    mean = row[f"{metric}_mean"]
+    if pd.isna(row.get(f"{metric}_ci_low")):
+        return _num(mean, metric)
+    return f"{_num(mean, metric)} [{_num(row[f'{metric}_ci_low'], metric)}, {_num(row[f'{metric}_ci_high'], metric)}]"
+
+
+def _table_rows(summary: pd.DataFrame, protocol: str, region: str, directions: list[str], ci: bool = True) -> list[tuple[str, list[str]]]:
     rows = []
     sel = summary[(summary["protocol"] == protocol) & (summary["region"] == region)]
     for (run, method), df in sel.groupby(["run", "method"], sort=False):
@@ -87,8 +156,11 @@ def _table_rows(summary: pd.DataFrame, protocol: str, region: str, directions: l
         for d in directions:
             r = df[df["direction"] == d]
             for m in METRICS:
-                cells.append(_fmt(float(r[f"{m}_mean"].iloc[0]), m) if len(r) else "–")
-        rows.append((f"{run} ({method})", cells))
+                if not len(r):
+                    cells.append("–")
+                else:
+                    cells.append(_ci_cell(r.iloc[0], m) if ci else _num(float(r[f"{m}_mean"].iloc[0]), m))
+        rows.append((run if run == method else f"{run} ({method})", cells))
     return rows
 
 
@@ -99,14 +171,15 @@ def _paper_rows(directions: list[str]) -> list[tuple[str, list[str]]]:
         cells = []
         for d in directions:
             r = ref[(ref["method"] == label) & (ref["direction"] == d)]
-            cells += [_fmt(float(r[m].iloc[0]), m) if len(r) else "–" for m in METRICS]
-        rows.append((f"{label} (reported in the paper, real BRATS)", cells))
+            cells += [_num(float(r[m].iloc[0]), m) if len(r) else "–" for m in METRICS]
+        rows.append((label, cells))
     return rows
 
 
-def markdown_table(title: str, directions: list[str], rows: list[tuple[str, list[str]]]) -> str:
+def markdown_table(title: str, directions: list[str], rows: list[tuple[str, list[str]]], note: str = "") -> str:
     head = ["Method"] + [f"{direction_label(d)} {m.upper()} {ARROWS[m]}" for d in directions for m in METRICS]
-    lines = [f"### {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines = [f"### {title}", ""] + ([note, ""] if note else [])
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join([name, *cells]) + " |" for name, cells in rows]
     return "\n".join(lines) + "\n"
 
@@ -126,52 +199,143 @@ def latex_table(title: str, directions: list[str], rows: list[tuple[str, list[st
     )
 
 
+def _rate(row: pd.Series, name: str, pct: bool = True) -> str:
+    if name not in row or pd.isna(row.get(name)):
+        return "–"
+    fmt = (lambda v: f"{v:.0%}") if pct else (lambda v: f"{v:.2f}")
+    ci = "" if pd.isna(row.get(f"{name}_ci_low")) else f" [{fmt(row[f'{name}_ci_low'])}, {fmt(row[f'{name}_ci_high'])}]"
+    return fmt(row[name]) + ci
+
+
 def consistency_markdown(summary: pd.DataFrame) -> str:
-    lines = ["### Tumor-region consistency (hallucination audit and tumor contrast)", "",
-             "| Run | Direction | Dice ↑ | Removed ↓ | Added ↓ | Contrast real | Contrast translated | Abs. contrast error ↓ |",
-             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = ["### Tumor-region consistency: per-lesion hallucination audit and tumor contrast", "",
+             "Removed: share of reference lesions no detected lesion overlaps. Added: detected lesions outside every "
+             "tumor label, per slice, and the share of healthy slices with one. `real` is the detector on the real "
+             "target (the ceiling); the sanity rows must come out near 100%.", "",
+             "| Run | Direction | Lesions | Removed ↓ | Added per slice ↓ | Healthy slices with added ↓ | Dice ↑ | "
+             "Contrast real | Contrast translated | Abs. contrast error ↓ |",
+             "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for _, r in summary.iterrows():
-        dice = f"{r['dice_mean']:.3f}" if "dice_mean" in r and not pd.isna(r.get("dice_mean")) else "–"
-        removed = f"{r['removed_rate']:.1%}" if "removed_rate" in r and not pd.isna(r.get("removed_rate")) else "–"
-        added = f"{r['added_rate']:.1%}" if "added_rate" in r and not pd.isna(r.get("added_rate")) else "–"
-        lines.append(f"| {r['run']} ({r['method']}) | {direction_label(r['direction'])} | {dice} | {removed} | {added} | "
-                     f"{r['contrast_real_mean']:.3f} | {r['contrast_pred_mean']:.3f} | {r['contrast_abs_error_mean']:.3f} |")  # fmt: skip
+        dice = "–" if pd.isna(r.get("dice_mean")) else f"{r['dice_mean']:.3f}"
+        lesions = "–" if pd.isna(r.get("reference_lesions")) else f"{int(r['reference_lesions'])}"
+        name = r["run"] if r["run"] == r["method"] else f"{r['run']} ({r['method']})"
+        pred = "–" if pd.isna(r["contrast_pred_mean"]) else f"{r['contrast_pred_mean']:.3f}"
+        err = "–" if pd.isna(r["contrast_abs_error_mean"]) else f"{r['contrast_abs_error_mean']:.3f}"
+        lines.append(f"| {name} | {direction_label(r['direction'])} | {lesions} | {_rate(r, 'removed_rate')} | "
+                     f"{_rate(r, 'added_per_slice', pct=False)} | {_rate(r, 'healthy_with_added_rate')} | {dice} | "
+                     f"{r['contrast_real_mean']:.3f} | {pred} | {err} |")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
-def write_tables(folder: Path, scored: list[tuple[str, "Scored"]], directions: list[Direction], cfg: EvalConfig, figures: bool = True) -> None:
-    """Write every table (and figures) of a report into ``folder``."""
+def paired_markdown(paired: pd.DataFrame) -> str:
+    if paired.empty:
+        return ""
+    reference = paired["reference"].iloc[0]
+    lines = [f"### Paired comparison with `{reference}` (protocol brain_shared, per patient)", "",
+             "Mean per-patient difference run - reference [bootstrap CI over patients], Wilcoxon signed-rank p. "
+             "Negative MAE and positive SSIM differences favour the run.", "",
+             "| Run | Direction | Region | n patients | MAE diff | p | SSIM diff | p |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    sel = paired[(paired["protocol"] == "brain_shared") & paired["region"].isin(["brain", "tumor"])]
+    for (run, direction, region), df in sel.groupby(["run", "direction", "region"], sort=False):
+        m = df.set_index("metric")
+        cells = []
+        for metric in ("mae", "ssim"):
+            r = m.loc[metric]
+            cells += [f"{r['mean_difference']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]",
+                      "–" if pd.isna(r["p_wilcoxon"]) else f"{r['p_wilcoxon']:.3g}"]  # fmt: skip
+        lines.append(f"| {run} | {direction_label(direction)} | {region} | {int(m.loc['mae', 'n_patients'])} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def seeds_markdown(seeds: pd.DataFrame) -> str:
+    if seeds.empty:
+        return ""
+    lines = ["### Across seeds (protocol brain_shared, brain region)", "",
+             "Runs whose configurations differ only in the seed: mean ± standard deviation of the run means.", "",
+             "| Group | Direction | Seeds | MAE ↓ | SSIM ↑ |", "|---|---|---|---|---|"]  # fmt: skip
+    sel = seeds[(seeds["protocol"] == "brain_shared") & (seeds["region"] == "brain")]
+    for _, r in sel.iterrows():
+        lines.append(f"| {r['group']} | {direction_label(r['direction'])} | {r['n_seeds']} ({r['runs']}) | "
+                     f"{r['mae_mean_over_seeds']:.3f} ± {r['mae_std_over_seeds']:.3f} | "
+                     f"{r['ssim_mean_over_seeds']:.3f} ± {r['ssim_std_over_seeds']:.3f} |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def write_tables(
+    folder: Path,
+    scored: list[tuple[str, Scored]],
+    directions: list[Direction],
+    cfg: EvalConfig,
+    figures: bool = True,
+    groups: dict[str, str] | None = None,
+    reference: str | None = None,
+    mode: str = "slices",
+) -> None:
+    """Write every table (and figures) of a report into ``folder``.
+
+    Args:
+        groups: run label -> seed group (runs that differ only in the seed).
+        reference: run every other run is compared with (paired.csv).
+        mode: ``slices`` (prepared test slices) or ``volumes`` (evaluate-volumes); written into every table.
+    """
     per_slice = pd.concat([s.per_slice for _, s in scored if len(s.per_slice)], ignore_index=True)
     consistency = pd.concat([s.consistency for _, s in scored], ignore_index=True)
+    per_slice.insert(0, "mode", mode)
     per_slice.to_csv(folder / "per_slice.csv", index=False)
     per_subject = per_slice.groupby([*KEYS, "subject"], sort=False)[METRICS].mean()
     per_subject["n_slices"] = per_slice.groupby([*KEYS, "subject"], sort=False).size()
     per_subject.reset_index().to_csv(folder / "per_subject.csv", index=False)
-    summary = summarize(per_slice)
+    summary = summarize(per_slice, cfg)
+    summary.insert(0, "mode", mode)
     summary.to_csv(folder / "summary.csv", index=False)
     consistency.to_csv(folder / "tumor_consistency.csv", index=False)
-    t_summary = tumor_summary(consistency)
+    t_summary = tumor_summary(consistency, cfg)
     t_summary.to_csv(folder / "tumor_summary.csv", index=False)
+    paired = paired_table(per_slice, reference, cfg)
+    if not paired.empty:
+        paired.to_csv(folder / "paired.csv", index=False)
+    seeds = seed_table(summary, groups or {})
+    if not seeds.empty:
+        seeds.to_csv(folder / "seeds.csv", index=False)
 
     names = [d.name for d in directions]
-    tables = [
-        ("Table 1, protocol paper (whole slice, 0-255), mean over test slices", _table_rows(summary, "paper", "whole", names)),
-        ("Protocol brain (inside the brain, per-image [0, 1])", _table_rows(summary, "brain", "brain", names)),
-        ("Protocol brain, tumor region", _table_rows(summary, "brain", "tumor", names)),
-        ("Protocol brain, healthy brain", _table_rows(summary, "brain", "healthy", names)),
-    ]
-    paper_rows = _paper_rows(names) if set(names) <= {"flair2t1", "t12flair"} else []
-    md = ["# Evaluation report", ""]
-    for i, (title, rows) in enumerate(tables):
-        md.append(markdown_table(title, names, rows + (paper_rows if i == 0 else [])))
+    n_subjects = per_slice["subject"].nunique()
+    lead = per_slice[(per_slice["protocol"] == "brain_shared") & (per_slice["region"] == "brain")]
+    n_slices = lead.groupby(["run", "direction"]).size().max() if mode == "slices" else None
+    level = f"{cfg.confidence:.0%}"
+    md = ["# Evaluation report", "",
+          f"Mode: **{mode}** ({'prepared paired test slices' if mode == 'slices' else 'evaluate-volumes on translated volumes'}; "
+          f"tables of the two modes are not comparable). {n_subjects} patients"
+          + (f", {n_slices} slices per run and direction" if n_slices else "")
+          + f". Cells: mean over slices [{level} CI, bootstrap over patients, {cfg.bootstrap_resamples} resamples]. "
+          "`copy-source` is the source slice itself scored as the translation: a model must beat it.", ""]  # fmt: skip
+    md.append(markdown_table("Brain, shared normalisation (protocol brain_shared): intensity and structure", names,
+                             _table_rows(summary, "brain_shared", "brain", names)))  # fmt: skip
+    md.append(markdown_table("Tumor region (protocol brain_shared)", names, _table_rows(summary, "brain_shared", "tumor", names)))
     md.append(consistency_markdown(t_summary))
-    md.append("Definitions: docs/evaluation.md and metrics.json. Paper rows are the numbers reported by "
-              "Zhang et al. (ICLR 2019) on real BRATS, for orientation only.\n")  # fmt: skip
-    (folder / "table1.md").write_text("\n".join(md))
-    (folder / "table1.tex").write_text(latex_table(tables[0][0], names, tables[0][1] + paper_rows))
-    meta = {"definitions": DEFINITIONS, "config": to_dict(cfg), "versions": versions(), "git_commit": git_commit(),
+    md.append(paired_markdown(paired))
+    md.append(seeds_markdown(seeds))
+    md.append(markdown_table("Brain, per-image rescaling (protocol brain): structure only", names,
+                             _table_rows(summary, "brain", "brain", names),
+                             "Each image is rescaled by its own brain percentiles, so a global intensity error is hidden."))  # fmt: skip
+    md.append(markdown_table("Healthy brain (protocol brain_shared)", names, _table_rows(summary, "brain_shared", "healthy", names)))
+    paper_title = "The paper's protocol (whole slice incl. background, 0-255), for comparability"
+    md.append(markdown_table(paper_title, names, _table_rows(summary, "paper", "whole", names),
+                             "Background dominates whole-slice numbers: compare with the copy-source row."))  # fmt: skip
+    if set(names) <= {"flair2t1", "t12flair"}:
+        md.append(markdown_table("Numbers reported in the paper (Zhang et al., ICLR 2019, Table 1) - not our data", names,
+                                 _paper_rows(names),
+                                 "Published on the authors' BRATS 2015 slices at their scale and slice rules; not a comparison "
+                                 "on the same data, and not reproduced here."))  # fmt: skip
+    md.append("Definitions: docs/evaluation.md and metrics.json.\n")
+    (folder / "table1.md").write_text("\n".join(m for m in md if m))
+    (folder / "table1.tex").write_text(latex_table(paper_title, names, _table_rows(summary, "paper", "whole", names, ci=False)))
+    (folder / "brain.tex").write_text(latex_table("Brain, shared normalisation (protocol brain_shared)", names,
+                                                  _table_rows(summary, "brain_shared", "brain", names)))  # fmt: skip
+    meta = {"mode": mode, "definitions": DEFINITIONS, "config": to_dict(cfg), "reference": reference, "groups": groups or {},
+            "versions": versions(), "git_commit": git_commit(),
             "columns": {"per_slice.csv": list(per_slice.columns), "summary.csv": list(summary.columns),
-                        "tumor_consistency.csv": list(consistency.columns)}}  # fmt: skip
+                        "tumor_consistency.csv": list(consistency.columns), "tumor_summary.csv": list(t_summary.columns)}}  # fmt: skip
     (folder / "metrics.json").write_text(json.dumps(meta, indent=2))
     if figures and cfg.figure_slices > 0:
         from mrtrans.evaluation.figures import write_figures

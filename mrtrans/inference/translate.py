@@ -92,10 +92,12 @@ def ras_orientations(affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 @torch.no_grad()
-def forward_slices(generator: torch.nn.Module, slices: torch.Tensor, device: torch.device, batch_size: int) -> torch.Tensor:
+def forward_slices(
+    generator: torch.nn.Module, slices: torch.Tensor, device: torch.device, batch_size: int, bf16: bool = True
+) -> torch.Tensor:
     """(N, 1, S, S) model-range slices -> (N, 1, S, S) float32 translations on the CPU, in batches
-    (bf16 autocast on CUDA)."""
-    amp = torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    (bf16 autocast on CUDA when ``bf16``; CPU always fp32)."""
+    amp = torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=bf16 and device.type == "cuda")
     out = torch.empty_like(slices, dtype=torch.float32)
     for start in range(0, len(slices), batch_size):
         with amp:

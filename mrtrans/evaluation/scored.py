@@ -1,0 +1,31 @@
+"""What scoring one (run, direction) produces; shared by the scorer, the tables and the figures."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from mrtrans.data.slices import Direction
+
+
+@dataclass
+class Scored:
+    """Per-slice scores of one (run, direction), and what the figures need."""
+
+    per_slice: pd.DataFrame
+    consistency: pd.DataFrame
+    source: np.ndarray
+    pred: np.ndarray
+    real: np.ndarray
+    seg: np.ndarray
+
+
+def slice_frame(run: str, method: str, direction: Direction, slices: pd.DataFrame) -> pd.DataFrame:
+    """One row per slice: run, method, direction, subject, slice_index, label."""
+    frame = slices[["subject", "slice_index", "label"]].copy().reset_index(drop=True)
+    frame.insert(0, "direction", direction.name)
+    frame.insert(0, "method", method)
+    frame.insert(0, "run", run)
+    return frame
