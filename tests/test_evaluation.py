@@ -10,7 +10,7 @@ from skimage.metrics import mean_squared_error, peak_signal_noise_ratio, structu
 from typer.testing import CliRunner
 
 from mrtrans.cli import app
-from mrtrans.config import AuditConfig, EvalConfig
+from mrtrans.config import AuditConfig, EvalConfig, Precision
 from mrtrans.data.slices import Direction, PreparedSlices
 from mrtrans.errors import MrtransError
 from mrtrans.evaluation import audit
@@ -350,3 +350,36 @@ def ndimage_smooth(x):
     from scipy import ndimage
 
     return ndimage.gaussian_filter(x, 2)
+
+
+def test_runs_differing_only_in_seed_form_a_group():
+    from mrtrans.config import TrainConfig, to_dict
+    from mrtrans.evaluation.evaluate import seed_groups
+
+    def ckpt(seed, lam=1.0):
+        cfg = to_dict(TrainConfig())
+        cfg["run"]["seed"], cfg["loss"]["lambda_smooth"] = seed, lam
+        return {"kind": "harmonicgan-histogram", "direction": {"source": "flair", "target": "t1"}, "config": cfg}
+
+    groups = seed_groups(["a", "b", "c"], [ckpt(0), ckpt(1), ckpt(0, lam=5.0)])
+    assert groups["a"] == groups["b"] != groups["c"]
+
+
+def test_generators_run_in_fp32_unless_bf16_is_asked(prepared, runs, tmp_path, monkeypatch):
+    from mrtrans.evaluation import evaluate as evaluate_module
+
+    seen = []
+    real_forward = evaluate_module.forward_slices
+
+    def spy(*args, bf16=True, **kwargs):
+        seen.append(bf16)
+        return real_forward(*args, bf16=bf16, **kwargs)
+
+    monkeypatch.setattr(evaluate_module, "forward_slices", spy)
+    cfg = EvalConfig(audit=AuditConfig(enabled=False), figure_slices=0)
+    evaluate_runs([runs / "cyc"], prepared, tmp_path / "a", cfg, log=lambda s: None)
+    assert seen and not any(seen)
+    seen.clear()
+    evaluate_runs([runs / "cyc"], prepared, tmp_path / "b", EvalConfig(audit=AuditConfig(enabled=False), figure_slices=0,
+                                                                        precision=Precision.bf16), log=lambda s: None)  # fmt: skip
+    assert seen and all(seen)

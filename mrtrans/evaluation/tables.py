@@ -308,7 +308,10 @@ def write_tables(
           f"tables of the two modes are not comparable). {n_subjects} patients"
           + (f", {n_slices} slices per run and direction" if n_slices else "")
           + f". Cells: mean over slices [{level} CI, bootstrap over patients, {cfg.bootstrap_resamples} resamples]. "
-          "`copy-source` is the source slice itself scored as the translation: a model must beat it.", ""]  # fmt: skip
+          "`copy-source` is the source slice itself scored as the translation: a model must beat it."]  # fmt: skip
+    if n_subjects < 5:
+        md.append(f"**Only {n_subjects} test patients: intervals that resample so few patients are unreliable; "
+                  "prepare with more subjects (or a larger --test-fraction) before drawing conclusions.**")  # fmt: skip
     md.append(markdown_table("Brain, shared normalisation (protocol brain_shared): intensity and structure", names,
                              _table_rows(summary, "brain_shared", "brain", names)))  # fmt: skip
     md.append(markdown_table("Tumor region (protocol brain_shared)", names, _table_rows(summary, "brain_shared", "tumor", names)))
@@ -328,7 +331,7 @@ def write_tables(
                                  "Published on the authors' BRATS 2015 slices at their scale and slice rules; not a comparison "
                                  "on the same data, and not reproduced here."))  # fmt: skip
     md.append("Definitions: docs/evaluation.md and metrics.json.\n")
-    (folder / "table1.md").write_text("\n".join(m for m in md if m))
+    (folder / "table1.md").write_text("\n\n".join(m.strip("\n") for m in md if m.strip()) + "\n")
     (folder / "table1.tex").write_text(latex_table(paper_title, names, _table_rows(summary, "paper", "whole", names, ci=False)))
     (folder / "brain.tex").write_text(latex_table("Brain, shared normalisation (protocol brain_shared)", names,
                                                   _table_rows(summary, "brain_shared", "brain", names)))  # fmt: skip
