@@ -250,12 +250,14 @@ def markdown(summary: pd.DataFrame, cfg: HallucinationConfig, forward: str) -> s
         "slice itself (no model); `real` is the detector on the real target slices (the audit's ceiling); the "
         "sanity rows show whether the detector sees inpainted-away and pasted-in tumors at all.",
         "",
-        "| Setting | Method | Direction | Removed lesions ↓ | Healthy slices with added lesion ↓ | Tumor contrast (real) | "
+        "| Setting | Method | Direction | Removed lesions ↓ | Healthy slices with added lesion ↓ | Tumor contrast: translated (real) | "
         "Abs. contrast error ↓ | Brain MAE ↓ | Brain SSIM ↑ |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for _, r in summary.iterrows():
-        contrast = f"{r['contrast_pred_mean_mean']:.2f} ({r['contrast_real_mean_mean']:.2f})"
+    trained_first = summary.assign(_all=summary["setting"] == "all").sort_values("_all", kind="stable")
+    for _, r in trained_first.iterrows():
+        pred = r["contrast_pred_mean_mean"]
+        contrast = ("–" if pd.isna(pred) else f"{pred:.2f}") + f" ({r['contrast_real_mean_mean']:.2f})"
         lines.append(
             f"| {r['setting']} | {r['method']} | {r['direction']} | {_cell(r['removed_rate_mean'], r['removed_rate_std'], True)} | "
             f"{_cell(r['healthy_with_added_rate_mean'], r['healthy_with_added_rate_std'], True)} | {contrast} | "
