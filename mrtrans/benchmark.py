@@ -79,18 +79,26 @@ def _train_job(data: str, run: str, direction: str, cfg_dict: dict, threads: int
     return str(final)
 
 
+# What a re-run may change without invalidating finished data and runs: evaluation is always redone.
+NOT_BINDING = ("evaluation", "jobs")
+
+
 def _claim_output(out: Path, cfg: HallucinationConfig, root: Path | None) -> None:
-    """Create ``out`` or accept it when an earlier run of the same benchmark made it."""
+    """Create ``out``, or accept it when an earlier run of the same benchmark (same data and runs) made it."""
     record = {"config": to_dict(cfg), "root": str(root.resolve()) if root else None}
     marker = out / MARKER
+
+    def binding(rec: dict) -> dict:
+        return {"root": rec.get("root"), **{k: v for k, v in rec.get("config", {}).items() if k not in NOT_BINDING}}
+
     if out.exists() and any(out.iterdir()):
         if not marker.is_file():
             raise MrtransError(f"{out}: exists and was not made by `mrtrans benchmark hallucination`; choose another --out")
-        if json.loads(marker.read_text()) != record:
-            raise MrtransError(f"{out}: holds a benchmark with another configuration or dataset; choose another --out")
-        return
-    out.mkdir(parents=True, exist_ok=True)
-    marker.write_text(json.dumps(record, indent=2))
+        if binding(json.loads(marker.read_text())) != binding(record):
+            raise MrtransError(f"{out}: holds a benchmark with other data, methods, seeds or training; choose another --out")
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps(record, indent=2))  # the evaluation settings of the latest run
 
 
 def run_hallucination_benchmark(

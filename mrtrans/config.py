@@ -107,7 +107,8 @@ class LossConfig:
     lambda_gan: float = field(default=1.0, metadata=_range(0.0))
     lambda_cycle: float = field(default=10.0, metadata=_range(0.0))
     lambda_identity: float = field(default=0.0, metadata=_range(0.0))
-    lambda_smooth: float = field(default=1.0, metadata=_range(0.0))
+    # 5 with brain_pairs: chosen on a validation set with the hallucination benchmark (docs/training.md).
+    lambda_smooth: float = field(default=5.0, metadata=_range(0.0))
     smooth_features: SmoothFeatures = SmoothFeatures.histogram
     smooth_normalization: SmoothNormalization = SmoothNormalization.brain_pairs
     # A patch is a node of the brain graph when more than this share of its source pixels is brain.

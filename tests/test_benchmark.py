@@ -52,7 +52,7 @@ def test_a_rerun_reuses_finished_runs_and_foreign_folders_are_refused(bench, tmp
     marker = json.loads((bench / "benchmark.json").read_text())
     assert marker["config"]["seeds"] == [0, 1]
     result = runner.invoke(app, ["benchmark", "hallucination", "--out", str(bench), "--config", "hallucination_tiny", "--seeds", "3"])
-    assert result.exit_code == 2 and "another configuration" in result.output
+    assert result.exit_code == 2 and "other data, methods, seeds or training" in result.output
 
 
 def test_claim_check_needs_a_gap_larger_than_both_spreads():
