@@ -5,7 +5,7 @@ subjects (``--synth-seed``, default 11) that the benchmark's own test data (synt
 sees, for CycleGAN and HarmonicGAN-histogram variants; the default is chosen from this table and
 then reported on the test data (docs/training.md). Usage:
 
-    python benchmarks/sweep_smoothness.py --out sweep            # ~40 min on 2 CPU cores
+    python benchmarks/sweep_smoothness.py --out sweep            # ~50 min on 2 CPU cores
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--synth-seed", type=int, default=11, help="validation subjects (the benchmark's test data use 3)")
+    parser.add_argument("--subjects", type=int, default=40, help="validation subjects (the sweep of docs/training.md used 40)")
     parser.add_argument("--seeds", type=int, default=2)
     args = parser.parse_args()
     methods_dir = args.out.with_name(args.out.name + "_methods")
@@ -42,7 +43,7 @@ def main() -> None:
         methods.append(str(path))
     cfg = load_config(HallucinationConfig, "hallucination_cpu", {"methods": methods, "seeds": list(range(args.seeds))},
                       folder="evaluation")  # fmt: skip
-    cfg = dataclasses.replace(cfg, synth=dataclasses.replace(cfg.synth, seed=args.synth_seed))
+    cfg = dataclasses.replace(cfg, synth=dataclasses.replace(cfg.synth, seed=args.synth_seed, subjects=args.subjects))
     table = run_hallucination_benchmark(args.out, cfg)
     print(table.read_text())
 

@@ -252,7 +252,7 @@ class HallucinationConfig:
     and scored by ``mrtrans evaluate``. ``synth`` is used when no dataset root is given.
     """
 
-    synth: SynthConfig = SynthConfig(subjects=40, shape=(64, 64, 48), tumor_fraction=0.9, seed=3)
+    synth: SynthConfig = SynthConfig(subjects=48, shape=(64, 64, 48), tumor_fraction=0.9, seed=3)
     prepare: PrepareConfig = PrepareConfig(
         train_slices=160, test_slices=40, image_size=64, min_tumor_pixels=10, min_brain_fraction=0.15
     )
