@@ -363,6 +363,8 @@ def test_runs_differing_only_in_seed_form_a_group():
 
     groups = seed_groups(["a", "b", "c"], [ckpt(0), ckpt(1), ckpt(0, lam=5.0)])
     assert groups["a"] == groups["b"] != groups["c"]
+    other_data = seed_groups(["a", "b"], [ckpt(0), ckpt(1)], ["/data/target0", "/data/target100"])
+    assert other_data["a"] != other_data["b"]  # the same method on other training data is not a seed
 
 
 def test_generators_run_in_fp32_unless_bf16_is_asked(prepared, runs, tmp_path, monkeypatch):

@@ -13,6 +13,7 @@ Everything lands in the report folder at once (temporary folder, moved into plac
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from collections.abc import Callable
@@ -105,14 +106,25 @@ def default_cache_dir() -> Path:
     return Path(base) / "mrtrans" / "audit"
 
 
-def seed_groups(labels: list[str], checkpoints: list[dict]) -> dict[str, str]:
-    """Run label -> group name; runs whose configs differ only in the seed (and logging) form a group."""
+def _run_data(run: Path) -> str | None:
+    """The training data a run folder records in run.json (None for a bare checkpoint file)."""
+    folder = Path(run).parent.parent if Path(run).is_file() else Path(run)
+    info = folder / "run.json"
+    try:
+        return json.loads(info.read_text()).get("data") if info.is_file() else None
+    except (OSError, ValueError):
+        return None
+
+
+def seed_groups(labels: list[str], checkpoints: list[dict], data: list[str | None] | None = None) -> dict[str, str]:
+    """Run label -> group name; runs on the same data whose configs differ only in the seed (and
+    logging or device settings) form a group."""
     keys = []
-    for ckpt in checkpoints:
-        cfg = json.loads(json.dumps(ckpt.get("config", {})))
+    for ckpt, source in zip(checkpoints, data or [None] * len(checkpoints)):
+        cfg = copy.deepcopy(ckpt.get("config", {}))
         for key in ("seed", "log_every", "sample_every", "checkpoint_every", "device", "max_steps"):
             cfg.get("run", {}).pop(key, None)
-        keys.append(json.dumps([ckpt.get("kind"), ckpt.get("direction"), cfg], sort_keys=True))
+        keys.append(json.dumps([ckpt.get("kind"), ckpt.get("direction"), source, cfg], sort_keys=True))
     groups: dict[str, str] = {}
     first: dict[str, str] = {}
     for label, ckpt, key in zip(labels, checkpoints, keys):
@@ -195,7 +207,8 @@ def evaluate_runs(
             scored += _audit_direction(direction, data, arrays, slices, scored, cfg, min_px, cache, device, value_range, log)
 
     with atomic_dir(out, overwrite=overwrite) as tmp:
-        write_tables(tmp, scored, directions, cfg, groups=seed_groups(labels, checkpoints), reference=reference)
+        groups = seed_groups(labels, checkpoints, [_run_data(r) for r in runs])
+        write_tables(tmp, scored, directions, cfg, groups=groups, reference=reference)
     return out
 
 
