@@ -129,7 +129,8 @@ class _LossLog:
         if new:
             self.fields = list(row)
         with self.path.open("a", newline="") as f:
-            writer = csv.DictWriter(f, self.fields)
+            # A run resumed from an older mrtrans keeps its file's columns (newer ones are dropped).
+            writer = csv.DictWriter(f, self.fields, extrasaction="ignore")
             if new:
                 writer.writeheader()
             writer.writerow(row)
