@@ -245,6 +245,10 @@ def test_evaluate_writes_paper_layout_tables(prepared, runs, tmp_path):
     tumor = pd.read_csv(out / "tumor_summary.csv")
     assert {"real", "sanity-inpainted", "sanity-pasted", "copy-source"} <= set(tumor.run)
     assert {"dice_mean", "removed_rate", "removed_rate_ci_low", "added_per_slice", "healthy_with_added_rate"} <= set(tumor.columns)
+    per_patient = pd.read_csv(out / "tumor_per_subject.csv")
+    cyc = tumor[(tumor.run == "cyc") & (tumor.direction == "flair2t1")].iloc[0]
+    mine = per_patient[(per_patient.run == "cyc") & (per_patient.direction == "flair2t1")]
+    assert mine.reference_lesions.sum() == cyc.reference_lesions and mine.removed_lesions.sum() == cyc.removed_lesions
     assert len(list((out / "figures").glob("*.png"))) == 4
     assert "definitions" in json.loads((out / "metrics.json").read_text())
     assert list((tmp_path / "cache").glob("detector_*.pt"))  # the detector is cached

@@ -291,6 +291,11 @@ def write_tables(
     consistency.to_csv(folder / "tumor_consistency.csv", index=False)
     t_summary = tumor_summary(consistency, cfg)
     t_summary.to_csv(folder / "tumor_summary.csv", index=False)
+    if "removed_lesions" in consistency:
+        lesion_cols = ["reference_lesions", "removed_lesions", "detected_lesions", "added_lesions"]
+        per_patient = consistency.groupby(["run", "method", "direction", "subject"], sort=False)[lesion_cols].sum()
+        per_patient["n_slices"] = consistency.groupby(["run", "method", "direction", "subject"], sort=False).size()
+        per_patient.reset_index().to_csv(folder / "tumor_per_subject.csv", index=False)
     paired = paired_table(per_slice, reference, cfg)
     if not paired.empty:
         paired.to_csv(folder / "paired.csv", index=False)
