@@ -21,7 +21,9 @@ def test_demo_chain_with_a_tiny_plan(tmp_path):
     assert (report / "table1.md").is_file() and (report / "summary.csv").is_file()
     assert len(list((report / "figures").glob("*.png"))) == 4
     summary = pd.read_csv(report / "summary.csv")
-    assert set(summary.run) == {"cyclegan", "harmonicgan_hist"}
+    assert set(summary.run) == {"copy-source", "cyclegan", "harmonicgan_hist"}  # the baseline beside the runs
+    report_text = (report / "table1.md").read_text()
+    assert "| copy-source |" in report_text and "Paired comparison with `cyclegan`" in report_text
     translated = list((tmp_path / "demo" / "translated").glob("*.nii.gz"))
     assert len(translated) == 1 and nib.load(translated[0]).shape == (64, 64, 40)
     assert any("5/5 evaluate" in line for line in lines)
