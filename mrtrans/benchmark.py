@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mrtrans.config import HallucinationConfig, TrainConfig, load_config, resolve_config_path, to_dict
+from mrtrans.config import HallucinationConfig, TrainConfig, epoch_schedule, load_config, resolve_config_path, to_dict
 from mrtrans.errors import MrtransError
 
 MARKER = "benchmark.json"
@@ -160,8 +160,7 @@ def run_hallucination_benchmark(
         if scratch.exists():
             shutil.rmtree(scratch)  # an interrupted run of this benchmark, inside the folder it made
         train_cfg = load_config(TrainConfig, [methods[spec.method], *cfg.train_presets], {
-            "optim.epochs_constant": cfg.epochs - cfg.epochs // 2, "optim.epochs_decay": cfg.epochs // 2,
-            "run.seed": spec.seed, "run.checkpoint_every": 10**9, "run.sample_every": 10**9,
+            **epoch_schedule(cfg.epochs), "run.seed": spec.seed, "run.checkpoint_every": 10**9, "run.sample_every": 10**9,
         })  # fmt: skip
         args.append((str(out / "data" / spec.setting), str(out / "runs" / spec.name), cfg.direction, to_dict(train_cfg), threads))
     if todo:
@@ -173,7 +172,7 @@ def run_hallucination_benchmark(
     stage(f"evaluate {len(specs)} runs on the shared test slices -> {out / 'report'}")
     evaluate_runs([out / "runs" / s.name for s in specs], out / "data" / "balanced", out / "report", cfg.evaluation,
                   cache_dir=out / "cache", overwrite=True, log=lambda s: None)  # fmt: skip
-    per_run = collect(out / "report", specs, direction.name)
+    per_run = collect(out / "report", specs)
     per_run.to_csv(out / "hallucination.csv", index=False)
     summary = summarize_seeds(per_run)
     summary.to_csv(out / "hallucination_summary.csv", index=False)
@@ -187,10 +186,12 @@ def run_hallucination_benchmark(
 # removed = share of reference lesions no detected lesion overlaps; added = share of healthy test slices
 # with a detected lesion outside every tumor label (and added lesions per slice); contrast error =
 # |translated - real| tumor/healthy intensity ratio; brain MAE/SSIM on the shared normalisation.
-COLUMNS = ["removed_rate", "healthy_with_added_rate", "added_per_slice", "contrast_abs_error_mean", "brain_mae", "brain_ssim"]
+TUMOR_COLUMNS = ["removed_rate", "healthy_with_added_rate", "added_per_slice", "contrast_abs_error_mean",
+                 "contrast_pred_mean", "contrast_real_mean"]  # fmt: skip
+COLUMNS = TUMOR_COLUMNS + ["brain_mae", "brain_ssim"]
 
 
-def collect(report: Path, specs: list[RunSpec], forward: str) -> pd.DataFrame:
+def collect(report: Path, specs: list[RunSpec]) -> pd.DataFrame:
     """One row per (run, direction) from an evaluation report, with the copy-source, ceiling and sanity rows."""
     tumor = pd.read_csv(report / "tumor_summary.csv")
     summary = pd.read_csv(report / "summary.csv")
@@ -202,21 +203,18 @@ def collect(report: Path, specs: list[RunSpec], forward: str) -> pd.DataFrame:
         b = brain[(brain["run"] == t["run"]) & (brain["direction"] == t["direction"])]
         row = {"setting": spec.setting if spec else "all", "method": spec.method if spec else t["run"],
                "seed": spec.seed if spec else np.nan, "run": t["run"], "direction": t["direction"]}  # fmt: skip
-        for column in ("removed_rate", "healthy_with_added_rate", "added_per_slice", "contrast_real_mean",
-                       "contrast_pred_mean", "contrast_abs_error_mean"):  # fmt: skip
+        for column in TUMOR_COLUMNS:
             row[column] = t.get(column, np.nan)
         row["brain_mae"] = float(b["mae_mean"].iloc[0]) if len(b) else np.nan
         row["brain_ssim"] = float(b["ssim_mean"].iloc[0]) if len(b) else np.nan
         rows.append(row)
-    df = pd.DataFrame(rows)
-    df["forward"] = df["direction"] == forward
-    return df
+    return pd.DataFrame(rows)
 
 
 def summarize_seeds(per_run: pd.DataFrame) -> pd.DataFrame:
     """Mean, standard deviation (ddof 1) and count over seeds per setting, method and direction."""
     g = per_run.groupby(["setting", "method", "direction"], sort=False)
-    out = g[COLUMNS + ["contrast_pred_mean", "contrast_real_mean"]].agg(["mean", "std"])
+    out = g[COLUMNS].agg(["mean", "std"])
     out.columns = [f"{c}_{s}" for c, s in out.columns]
     out["n_seeds"] = g["seed"].count()
     return out.reset_index()

@@ -189,14 +189,13 @@ def train(
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in OUT from its last checkpoint.")] = False,
 ) -> None:
     """Train HarmonicGAN (or CycleGAN) on a prepared slice set. Multi-GPU: torchrun --nproc_per_node=N -m mrtrans train ..."""
-    from mrtrans.config import TrainConfig, load_config, load_run_config
+    from mrtrans.config import TrainConfig, epoch_schedule, load_config, load_run_config
     from mrtrans.data.slices import Direction
     from mrtrans.training.loop import train as run_train
 
     files: list[str] = [*(config or ["harmonicgan_hist"]), *(preset or [])]
     overrides = {
-        "optim.epochs_constant": None if epochs is None else epochs - epochs // 2,
-        "optim.epochs_decay": None if epochs is None else epochs // 2,
+        **epoch_schedule(epochs),
         "run.max_steps": max_steps, "data.batch_size": batch_size, "optim.lr": lr,
         "loss.lambda_smooth": lambda_smooth, "run.device": device, "run.seed": seed,
     }  # fmt: skip

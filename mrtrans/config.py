@@ -459,6 +459,13 @@ def load_run_config(path: str | Path, overrides: dict[str, Any] | None = None) -
     return from_dict(TrainConfig, tree)
 
 
+def epoch_schedule(epochs: int | None) -> dict[str, int | None]:
+    """Overrides for ``epochs`` in all: half at constant lr, half in linear decay (the paper: 100 + 100)."""
+    if epochs is None:
+        return {"optim.epochs_constant": None, "optim.epochs_decay": None}
+    return {"optim.epochs_constant": epochs - epochs // 2, "optim.epochs_decay": epochs // 2}
+
+
 def save_config(cfg: Any, path: str | Path) -> Path:
     """Write the resolved config as YAML (atomically)."""
     from mrtrans.io import atomic_path

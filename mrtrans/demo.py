@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from mrtrans.config import EvalConfig, PrepareConfig, SynthConfig, TrainConfig, load_config
+from mrtrans.config import EvalConfig, PrepareConfig, SynthConfig, TrainConfig, epoch_schedule, load_config
 from mrtrans.errors import MrtransError
 
 
@@ -74,7 +74,7 @@ def run_demo(out: Path, plan: DemoPlan = DemoPlan(), overwrite: bool = False, lo
     for method in ("cyclegan", "harmonicgan_hist"):
         run = out / "runs" / method
         cfg = load_config(TrainConfig, [method, "cpu_small"], {
-            "optim.epochs_constant": plan.epochs - plan.epochs // 2, "optim.epochs_decay": plan.epochs // 2,
+            **epoch_schedule(plan.epochs),
             "run.seed": plan.seed, "run.log_every": 20, "run.sample_every": 500, "run.checkpoint_every": 500,
         })  # fmt: skip
         stage(f"3/5 train {method} flair2t1 ({plan.epochs} epochs) -> {run}")

@@ -38,13 +38,12 @@ from mrtrans.evaluation.metrics import (
     tumor_contrast,
 )
 from mrtrans.evaluation.scored import Scored, slice_frame
-from mrtrans.evaluation.tables import write_tables
+from mrtrans.evaluation.tables import METRICS, write_tables
 from mrtrans.inference.translate import forward_slices, ras_orientations
 from mrtrans.io import atomic_dir, load_nifti, read_volume
 from mrtrans.training.checkpoint import load_checkpoint
 from mrtrans.training.loop import load_generators, resolve_device
 
-METRICS = ["mae", "mse", "psnr", "ssim"]
 COPY_SOURCE = "copy-source"
 
 

@@ -328,11 +328,11 @@ def train(
                 sched_d.step()
             step = state["global_step"]
             bar.update(1)
-            if on_step is not None or step % cfg.run.log_every == 0 or step == total_steps:
+            if on_step is not None or logging_step:
                 values = {k: float(v.detach()) for k, v in {**g, **d}.items()}
                 if on_step is not None:
                     on_step(step, values)
-                if rank == 0 and (step % cfg.run.log_every == 0 or step == total_steps):
+                if rank == 0 and logging_step:
                     log.write({"step": step, "epoch": state["epoch"], "lr": opt_g.param_groups[0]["lr"], **values})
                     bar.set_postfix(G=f"{values['total_g']:.3f}", D=f"{values['total_d']:.3f}", cyc=f"{values['cycle_s']:.3f}")
             if rank == 0 and (step % cfg.run.sample_every == 0 or step == total_steps):
