@@ -37,6 +37,7 @@ import pandas as pd
 
 from mrtrans.config import HallucinationConfig, TrainConfig, epoch_schedule, load_config, resolve_config_path, to_dict
 from mrtrans.errors import MrtransError
+from mrtrans.outputs import marker_kind
 
 MARKER = "benchmark.json"
 
@@ -170,6 +171,8 @@ def run_hallucination_benchmark(
                 stage(f"  run {i}/{len(todo)} done: {Path(path).name}")
 
     stage(f"evaluate {len(specs)} runs on the shared test slices -> {out / 'report'}")
+    if (out / "report").is_dir() and marker_kind(out / "report") is None:
+        shutil.rmtree(out / "report")  # an unmarked report of mrtrans <= 0.2, inside the folder this benchmark made
     evaluate_runs([out / "runs" / s.name for s in specs], out / "data" / "balanced", out / "report", cfg.evaluation,
                   cache_dir=out / "cache", overwrite=True, log=lambda s: None)  # fmt: skip
     per_run = collect(out / "report", specs)

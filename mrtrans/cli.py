@@ -1,7 +1,8 @@
 """The ``mrtrans`` command line: parse, load config, call one function. No logic lives here.
 
 Error convention: a known bad input raises :class:`mrtrans.errors.MrtransError`; the command prints
-``error: <message>`` on one line to stderr and exits with status 2. ``mrtrans --debug ...`` (or
+``error: <message>`` on one line to stderr and exits with status 2. Operating-system errors (an
+unwritable output, a full disk, a path under a file) are printed the same way, with the file. ``mrtrans --debug ...`` (or
 ``MRTRANS_DEBUG=1``) shows the traceback instead. Heavy modules are imported inside commands so
 that ``--help`` is instant.
 """
@@ -17,7 +18,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from mrtrans import __version__
-from mrtrans.errors import MrtransError
+from mrtrans.errors import MrtransError, describe_os_error
 
 app = typer.Typer(
     name="mrtrans",
@@ -60,10 +61,11 @@ def command(name: str | None = None, group: typer.Typer = app) -> Callable[[F], 
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             try:
                 return fn(*args, **kwargs)
-            except MrtransError as exc:
+            except (MrtransError, OSError) as exc:
                 if _DEBUG["on"]:
                     raise
-                typer.echo(f"error: {exc}", err=True)
+                text = describe_os_error(exc) if isinstance(exc, OSError) else str(exc)
+                typer.echo(f"error: {text}", err=True)
                 raise typer.Exit(2) from None
 
         group.command(name)(wrapper)
@@ -232,6 +234,8 @@ def translate(
         report = translate_files(files, out, translator, mask=mask, overwrite=overwrite, progress=bar.update)
     for path in report.written:
         typer.echo(f"wrote {path}")
+    for path in report.kept:
+        typer.echo(f"kept {path} (written by an earlier translate; --overwrite redoes it)")
     for _, reason in report.failed:
         typer.echo(f"failed: {reason}", err=True)
     if report.failed:

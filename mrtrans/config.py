@@ -7,8 +7,11 @@ keys, wrong types and out-of-range values with the key's dotted name.
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import dataclasses
 import enum
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -132,6 +135,11 @@ class OptimConfig:
     epochs_constant: int = field(default=100, metadata=_range(0))
     epochs_decay: int = field(default=100, metadata=_range(0))
 
+    def __post_init__(self) -> None:
+        if self.epochs_constant + self.epochs_decay == 0:
+            raise MrtransError("config keys 'optim.epochs_constant' and 'optim.epochs_decay' are both 0, so the run "
+                               "would train no step; give at least one epoch (e.g. --epochs 1)")  # fmt: skip
+
 
 @dataclass(frozen=True)
 class DataConfig:
@@ -194,6 +202,14 @@ class PrepareConfig:
     lower_percentile: float = field(default=0.5, metadata=_range(0.0, 100.0))
     upper_percentile: float = field(default=99.5, metadata=_range(0.0, 100.0))
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.image_size % 4:
+            raise MrtransError(f"config key 'image_size': {self.image_size} is not a multiple of 4; the generators halve "
+                               f"the size twice and double it back, so use e.g. {self.image_size // 4 * 4 or 16} or {self.image_size // 4 * 4 + 4}")  # fmt: skip
+        if not self.lower_percentile < self.upper_percentile:
+            raise MrtransError(f"config keys 'lower_percentile' ({self.lower_percentile}) and 'upper_percentile' "
+                               f"({self.upper_percentile}): the lower must be below the upper")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -305,13 +321,16 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             return value.lower() in ("true", "yes", "1")
     elif tp in (int, float) and not isinstance(value, bool):
         # An int is accepted where a float is expected, never a float where an int is.
+        number = None
         if isinstance(value, int) or (tp is float and isinstance(value, float)):
-            return tp(value)
-        if isinstance(value, str):
-            try:
-                return tp(value)
-            except ValueError:
-                pass
+            number = tp(value)
+        elif isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                number = tp(value)
+        if number is not None:
+            if not math.isfinite(number):
+                raise MrtransError(f"config key '{key}': {value!r} is not a finite number")
+            return number
     elif tp is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
@@ -448,7 +467,12 @@ def load_run_config(path: str | Path, overrides: dict[str, Any] | None = None) -
     Keys the run's mrtrans version did not have take the value that version used (``LEGACY_TRAIN_VALUES``),
     so resuming an older run never switches its method silently.
     """
-    tree = read_yaml(Path(path))
+    return run_config_from_tree(read_yaml(Path(path)), overrides)
+
+
+def run_config_from_tree(tree: dict[str, Any], overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """:func:`load_run_config` for a config already read (e.g. the one a checkpoint carries)."""
+    tree = copy.deepcopy(tree)
     for dotted, value in LEGACY_TRAIN_VALUES.items():
         section, leaf = dotted.split(".")
         if isinstance(tree.get(section), dict) and leaf not in tree[section]:
@@ -457,6 +481,29 @@ def load_run_config(path: str | Path, overrides: dict[str, Any] | None = None) -
         if value is not None:
             _set_dotted(tree, dotted, value)
     return from_dict(TrainConfig, tree)
+
+
+# What a resumed run may change: where and how fast it runs, how often it writes, how long it lasts.
+# Everything else (method, losses, architecture, data handling, optimiser, seed) must match the run.
+RESUME_MAY_CHANGE = ("run.device", "run.amp", "run.channels_last", "run.max_steps", "run.log_every",
+                     "run.sample_every", "run.checkpoint_every", "optim.epochs_constant", "optim.epochs_decay")  # fmt: skip
+
+
+def flat_dict(cfg: Any) -> dict[str, Any]:
+    """``{"loss.lambda_smooth": 5.0, ...}``: a config as dotted keys and plain values."""
+
+    def walk(node: Any, prefix: str) -> dict[str, Any]:
+        if isinstance(node, dict):
+            return {k: v for key, value in node.items() for k, v in walk(value, f"{prefix}{key}.").items()}
+        return {prefix.rstrip("."): node}
+
+    return walk(to_dict(cfg), "")
+
+
+def resume_differences(run: TrainConfig, asked: TrainConfig) -> list[str]:
+    """``key: run value -> asked value`` for every key a resume may not change."""
+    a, b = flat_dict(run), flat_dict(asked)
+    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if k not in RESUME_MAY_CHANGE and a.get(k) != b.get(k)]
 
 
 def epoch_schedule(epochs: int | None) -> dict[str, int | None]:

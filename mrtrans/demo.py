@@ -16,6 +16,7 @@ from pathlib import Path
 
 from mrtrans.config import EvalConfig, PrepareConfig, SynthConfig, TrainConfig, epoch_schedule, load_config
 from mrtrans.errors import MrtransError
+from mrtrans.outputs import MARKER, OutputKind, check_output, output_lock, write_marker
 
 
 @dataclass(frozen=True)
@@ -35,12 +36,41 @@ class DemoPlan:
     seed: int = 0
 
 
+DEMO_ENTRIES = {"brats", "prepared", "runs", "translated", "report", "cache"}
+
+
+def _legacy_demo_folder(out: Path) -> bool:
+    """An unmarked folder that holds exactly what an older demo wrote (and nothing else)."""
+    if not out.is_dir() or (out / MARKER).exists():
+        return False
+    names = {p.name for p in out.iterdir()}
+    return bool(names) and names <= DEMO_ENTRIES and (out / "prepared" / "prepare.json").is_file()
+
+
 def run_demo(out: Path, plan: DemoPlan = DemoPlan(), overwrite: bool = False, log: Callable[[str], None] = print) -> Path:
     """Run every stage into ``out`` and return the report folder.
 
     Raises:
-        MrtransError: ``out`` exists and is not empty (without ``overwrite``).
+        MrtransError: ``out`` exists and is not empty (without ``overwrite``), or is not a demo folder.
     """
+    out = Path(out)
+    with output_lock(out):
+        _claim(out, overwrite)
+        return _stages(out, plan, log)
+
+
+def _claim(out: Path, overwrite: bool) -> None:
+    """Make ``out`` an empty, marked demo folder (replacing an earlier demo only with ``overwrite``)."""
+    if _legacy_demo_folder(out):
+        write_marker(out, OutputKind.demo)  # made by the demo of mrtrans <= 0.2, before folders were marked
+    check_output(out, OutputKind.demo, overwrite)
+    if out.is_dir() and any(out.iterdir()):
+        shutil.rmtree(out)  # a demo folder (its marker says so): everything in it was made by the demo
+    out.mkdir(parents=True)
+    write_marker(out, OutputKind.demo)
+
+
+def _stages(out: Path, plan: DemoPlan, log: Callable[[str], None]) -> Path:
     from mrtrans.data.slices import Direction
     from mrtrans.data_prep.prepare import prepare_brats
     from mrtrans.evaluation.evaluate import evaluate_runs
@@ -48,12 +78,6 @@ def run_demo(out: Path, plan: DemoPlan = DemoPlan(), overwrite: bool = False, lo
     from mrtrans.synth import write_synthetic_brats
     from mrtrans.training.loop import train
 
-    out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise MrtransError(f"{out}: exists and is not empty; pass --overwrite or choose another --out")
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
     start = time.perf_counter()
 
     def stage(text: str) -> None:
@@ -81,7 +105,7 @@ def run_demo(out: Path, plan: DemoPlan = DemoPlan(), overwrite: bool = False, lo
         train(out / "prepared", run, direction, cfg)
         runs.append(run)
 
-    subject = sorted((out / "brats").iterdir())[0]
+    subject = sorted(p for p in (out / "brats").iterdir() if p.is_dir())[0]
     flair = subject / f"{subject.name}_flair.nii.gz"
     translated = out / "translated" / f"{subject.name}_t1_from_flair.nii.gz"
     stage(f"4/5 translate {flair.name} with harmonicgan_hist -> {translated}")

@@ -1,15 +1,15 @@
-"""NIfTI read/write that keeps geometry, and atomic writes for files and folders.
+"""NIfTI read/write that keeps geometry, and atomic writes of files.
 
-Every output of mrtrans goes through :func:`atomic_path` or :func:`atomic_dir`: data is written
-next to its destination under a hidden temporary name and renamed into place only when complete,
-so a crash or Ctrl-C never leaves a half-written file or dataset behind.
+Every output file of mrtrans goes through :func:`atomic_path` (folders: :func:`mrtrans.outputs.atomic_dir`):
+data is written next to its destination under a hidden temporary name and renamed into place only
+when complete, so a crash or Ctrl-C never leaves a half-written file or dataset behind. Files get
+the usual permissions (0666 less the umask), as any other output.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +18,7 @@ import nibabel as nib
 import numpy as np
 
 from mrtrans.errors import MrtransError
+from mrtrans.outputs import umask
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 
@@ -50,34 +51,10 @@ def atomic_path(final: str | Path) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, 0o666 & ~umask())  # mkstemp makes it private (0600)
         os.replace(tmp_path, final)
     finally:
         tmp_path.unlink(missing_ok=True)
-
-
-@contextlib.contextmanager
-def atomic_dir(final: str | Path, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temporary folder beside ``final``; move it onto ``final`` if the block succeeds.
-
-    Raises:
-        MrtransError: ``final`` exists and is not empty, and ``overwrite`` is False.
-    """
-    final = Path(final)
-    if final.exists() and any(final.iterdir()) and not overwrite:
-        raise MrtransError(f"{final}: output folder exists and is not empty; choose another path or pass --overwrite")
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the result is an ordinary folder
-    try:
-        yield tmp
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def load_nifti(path: str | Path) -> nib.Nifti1Image:

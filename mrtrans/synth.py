@@ -30,7 +30,8 @@ import torch.nn.functional as F
 from scipy import ndimage
 
 from mrtrans.config import Modality, SynthConfig
-from mrtrans.io import atomic_dir, write_nifti
+from mrtrans.io import write_nifti
+from mrtrans.outputs import OutputKind, atomic_dir
 
 # Tissue classes used internally.
 BACKGROUND, CSF, GM, WM, EDEMA, ENHANCING, NECROSIS = range(7)
@@ -161,7 +162,7 @@ def write_synthetic_brats(
     affine = np.eye(4)
     affine[:3, 3] = -(np.asarray(cfg.shape) - 1) / 2  # RAS, 1 mm, origin at the volume center
     ids = []
-    with atomic_dir(out, overwrite=overwrite) as tmp:
+    with atomic_dir(out, OutputKind.synth, overwrite=overwrite) as tmp:
         for i in range(cfg.subjects):
             images, seg = synth_subject(cfg.shape, cfg.seed, i, i in tumor_idx)
             sid = subject_id(i)

@@ -61,7 +61,7 @@ def test_msd_layout_channels(synth_root, tmp_path):
 
 def test_missing_seg_is_reported_not_fatal(synth_root, tmp_path):
     root = shutil.copytree(synth_root, tmp_path / "d")
-    victim = sorted(root.iterdir())[0]
+    victim = sorted(p for p in root.iterdir() if p.is_dir())[0]
     (victim / f"{victim.name}_seg.nii.gz").unlink()
     report = discover_subjects(root)
     assert victim.name not in [s.subject_id for s in report.subjects]

@@ -143,15 +143,60 @@ def test_batch_with_bad_files_finishes_the_others(tmp_path, ckpt):
     assert "5 of 7 volumes failed" in result.stderr
 
 
-def test_overwrite_and_same_path_are_refused(tmp_path, ckpt):
+def test_existing_outputs_are_kept_or_redone_and_foreign_files_never_replaced(tmp_path, ckpt):
     src = save(tmp_path / "in.nii.gz", flair_volume(), np.eye(4))
     args = ["translate", str(src), "--model", str(ckpt), "--device", "cpu", "--out"]
-    assert runner.invoke(app, args + [str(tmp_path / "o.nii.gz")]).exit_code == 0
-    again = runner.invoke(app, args + [str(tmp_path / "o.nii.gz")])
-    assert again.exit_code == 2 and "--overwrite" in again.stderr
-    assert runner.invoke(app, args + [str(tmp_path / "o.nii.gz"), "--overwrite"]).exit_code == 0
+    out = tmp_path / "o.nii.gz"
+    assert runner.invoke(app, args + [str(out)]).exit_code == 0
+    stamp = out.stat().st_mtime_ns
+    again = runner.invoke(app, args + [str(out)])
+    assert again.exit_code == 0 and "kept" in again.stdout and out.stat().st_mtime_ns == stamp
+    assert runner.invoke(app, args + [str(out), "--overwrite"]).exit_code == 0 and out.stat().st_mtime_ns != stamp
     same = runner.invoke(app, args + [str(src), "--overwrite"])
-    assert same.exit_code == 2 and "output path is the input" in same.stderr
+    assert same.exit_code == 2 and "is an input of this command" in same.stderr
+    foreign = save(tmp_path / "mine.nii.gz", np.ones((4, 4, 4), np.float32), np.eye(4))
+    before = foreign.read_bytes()
+    refused = runner.invoke(app, args + [str(foreign), "--overwrite"])
+    assert refused.exit_code == 2 and "not written by `mrtrans translate`" in refused.stderr
+    assert foreign.read_bytes() == before
+
+
+def test_batch_rerun_after_interruption_keeps_finished_volumes(tmp_path, ckpt, translator):
+    inputs = [save(tmp_path / f"s{i}_flair.nii.gz", flair_volume(seed=i), np.eye(4)) for i in range(3)]
+    calls = []
+
+    def stop_after_first(n):
+        calls.append(n)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        translate_files(inputs, tmp_path / "out", translator, progress=stop_after_first)
+    result = runner.invoke(app, ["translate", str(tmp_path / "*_flair.nii.gz"), "--model", str(ckpt), "--device", "cpu",
+                                 "--out", str(tmp_path / "out")])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "failed" not in result.output
+    assert "kept" in result.stdout and result.stdout.count("wrote") == 2
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [p.name for p in inputs]
+
+
+def test_full_disk_fails_that_volume_and_the_batch_goes_on(tmp_path, translator, monkeypatch):
+    import errno
+
+    import mrtrans.inference.translate as module
+
+    inputs = [save(tmp_path / f"s{i}_flair.nii.gz", flair_volume(seed=i), np.eye(4)) for i in range(2)]
+    real_write = module.write_nifti
+
+    def full_once(data, path, **kwargs):
+        if path.name.startswith("s0"):
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real_write(data, path, **kwargs)
+
+    monkeypatch.setattr(module, "write_nifti", full_once)
+    report = translate_files(inputs, tmp_path / "out", translator)
+    assert [p.name for p in report.written] == ["s1_flair.nii.gz"]
+    assert len(report.failed) == 1 and "s0_flair.nii.gz: No space left on device (disk full" in report.failed[0][1]
 
 
 def test_direction_checks(tmp_path, ckpt, translator):

@@ -1,11 +1,13 @@
 import gzip
+import os
+import stat
 
 import nibabel as nib
 import numpy as np
 import pytest
 
 from mrtrans.errors import MrtransError
-from mrtrans.io import atomic_dir, atomic_path, read_volume, write_nifti
+from mrtrans.io import atomic_path, read_volume, write_nifti
 
 
 def _oblique_image(dtype=np.int16, shape=(9, 11, 7)):
@@ -64,18 +66,14 @@ def test_atomic_write_keeps_old_file_until_success(tmp_path):
     assert target.read_text() == "new"
 
 
-def test_atomic_dir_moves_into_place_only_on_success(tmp_path):
-    with pytest.raises(RuntimeError):
-        with atomic_dir(tmp_path / "out") as tmp:
-            (tmp / "a.txt").write_text("1")
-            raise RuntimeError
-    assert list(tmp_path.iterdir()) == []
-    with atomic_dir(tmp_path / "out") as tmp:
-        (tmp / "a.txt").write_text("1")
-    assert (tmp_path / "out" / "a.txt").read_text() == "1"
-    with pytest.raises(MrtransError, match="not empty"):
-        with atomic_dir(tmp_path / "out"):
-            pass
+def test_atomic_write_gives_files_the_usual_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        with atomic_path(tmp_path / "x.txt") as tmp:
+            tmp.write_text("x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "x.txt").stat().st_mode) == 0o644  # mkstemp alone gives 0600
 
 
 @pytest.mark.parametrize(

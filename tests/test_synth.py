@@ -19,7 +19,7 @@ def _digest(root):
 
 
 def test_layout_dtypes_and_affine(synth_root):
-    subjects = sorted(p.name for p in synth_root.iterdir())
+    subjects = sorted(p.name for p in synth_root.iterdir() if p.is_dir())
     assert len(subjects) == 8
     for sid in subjects:
         names = sorted(p.name for p in (synth_root / sid).iterdir())

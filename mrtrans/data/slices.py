@@ -62,16 +62,31 @@ class PreparedSlices:
         meta_path = self.folder / "prepare.json"
         if not meta_path.is_file():
             raise MrtransError(f"{self.folder}: not a prepared dataset (no prepare.json); run `mrtrans prepare-brats` first")
-        self.meta: dict[str, Any] = json.loads(meta_path.read_text())
-        self.modalities = (self.meta["modalities"]["source"], self.meta["modalities"]["target"])
-        self.normalization: dict[str, Any] = self.meta["normalization"]
-        self.image_size = int(self.normalization["image_size"])
+        try:
+            self.meta: dict[str, Any] = json.loads(meta_path.read_text())
+            self.modalities = (str(self.meta["modalities"]["source"]), str(self.meta["modalities"]["target"]))
+            self.normalization: dict[str, Any] = self.meta["normalization"]
+            self.image_size = int(self.normalization["image_size"])
+            lo, hi = (float(v) for v in self.normalization["range"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise MrtransError(
+                f"{meta_path}: broken ({type(exc).__name__}: {exc}); this file is written by prepare-brats, prepare the dataset again"
+            ) from None
+        if self.image_size < 16 or not lo < hi:
+            raise MrtransError(f"{meta_path}: image_size {self.image_size} or range [{lo}, {hi}] is invalid; prepare the dataset again")
 
     def _load(self, relative: str) -> np.ndarray:
         path = self.folder / relative
         if not path.is_file():
             raise MrtransError(f"{path}: missing from the prepared dataset; prepare it again")
-        return np.load(path, mmap_mode="r")
+        try:
+            array = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:  # truncated, pickled (object) or not .npy at all
+            raise MrtransError(f"{path}: cannot read ({type(exc).__name__}: {exc}); prepare the dataset again") from None
+        size = self.image_size
+        if array.ndim != 3 or array.shape[1:] != (size, size):
+            raise MrtransError(f"{path}: shape {array.shape}, expected (N, {size}, {size}); prepare the dataset again")
+        return array
 
     def check_direction(self, direction: Direction) -> None:
         if {direction.source, direction.target} != set(self.modalities):
@@ -93,7 +108,15 @@ class PreparedSlices:
         return self._load(f"test/{key}.npy")
 
     def manifest(self) -> pd.DataFrame:
-        return pd.read_csv(self.folder / "manifest.csv")
+        path = self.folder / "manifest.csv"
+        try:
+            frame = pd.read_csv(path)
+        except (OSError, ValueError) as exc:  # missing, empty or garbled (pandas' errors are ValueErrors)
+            raise MrtransError(f"{path}: cannot read ({type(exc).__name__}: {exc}); prepare the dataset again") from None
+        missing = {"subject", "split", "slice_index", "label", "array_index"} - set(frame.columns)
+        if missing:
+            raise MrtransError(f"{path}: columns {', '.join(sorted(missing))} missing; prepare the dataset again")
+        return frame
 
 
 def to_tensor(slices: np.ndarray) -> torch.Tensor:

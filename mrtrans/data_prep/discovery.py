@@ -12,6 +12,7 @@ File-name aliases are resolved here and nowhere else.
 from __future__ import annotations
 
 import enum
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -107,6 +108,28 @@ def _split_name(name: str, subject_id: str) -> str | None:
     return None
 
 
+def _walk(root: Path, report: DiscoveryReport) -> dict[Path, list[Path]]:
+    """Every visible folder under ``root`` -> its NIfTI files. Linked folders are followed (split
+    folders are often built of links into one data store), each real folder once, so a link loop
+    ends; a folder that cannot be read is reported as skipped rather than silently missing."""
+    found: dict[Path, list[Path]] = {}
+    seen: set[tuple[int, int]] = set()
+
+    def unreadable(exc: OSError) -> None:
+        report.skipped.append((str(exc.filename), f"cannot read this folder ({exc.strerror}); fix its permissions"))
+
+    for top, dirs, files in os.walk(root, onerror=unreadable, followlinks=True):
+        here = Path(top)
+        st = here.stat()
+        if (st.st_dev, st.st_ino) in seen:
+            dirs[:] = []
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        dirs[:] = sorted(d for d in dirs if _is_visible(Path(d)))
+        found[here] = sorted(here / f for f in files if nifti_suffix(f) and _is_visible(Path(f)))
+    return found
+
+
 def _discover_msd(images_dir: Path, report: DiscoveryReport) -> None:
     labels_dir = images_dir.parent / "labelsTr"
     for image in sorted(p for p in images_dir.iterdir() if nifti_suffix(p) and _is_visible(p.relative_to(images_dir))):
@@ -154,11 +177,12 @@ def discover_subjects(root: str | Path) -> DiscoveryReport:
     if not root.is_dir():
         raise MrtransError(f"{root}: not a folder; pass the folder that holds the BraTS subjects")
     report = DiscoveryReport(root, [], [])
-    msd_dirs = sorted(p for p in root.rglob("imagesTr") if p.is_dir() and _is_visible(p.relative_to(root)))
+    tree = _walk(root, report)
+    msd_dirs = sorted(p for p in tree if p.name == "imagesTr")
     for images_dir in msd_dirs:
         _discover_msd(images_dir, report)
     seen_dirs = {d.parent for d in msd_dirs}
-    folders = sorted({p.parent for p in root.rglob("*.nii*") if _is_visible(p.relative_to(root))})
+    folders = sorted(p for p, files in tree.items() if files)
     for folder in folders:
         if folder.name in ("imagesTr", "labelsTr", "imagesTs") and folder.parent in seen_dirs:
             continue

@@ -40,7 +40,7 @@ from mrtrans import __version__
 from mrtrans.config import IntensityRange, PrepareConfig, to_dict
 from mrtrans.data_prep.discovery import SEG, DiscoveryReport, Subject, discover_subjects
 from mrtrans.errors import MrtransError
-from mrtrans.io import atomic_dir
+from mrtrans.outputs import OutputKind, atomic_dir, check_output
 
 TRAIN_A, TRAIN_B, TEST = "train_a", "train_b", "test"
 HEALTHY, TUMOR = "healthy", "tumor"
@@ -208,6 +208,14 @@ def _gather(selected: pd.DataFrame, keys: list[str], scratch: dict[str, str]) ->
     return {k: np.concatenate(v) for k, v in out.items()}
 
 
+def _skipped_text(skipped: list[tuple[str, str]], shown: int = 5) -> str:
+    """``; skipped N subjects: a: why; b: why ...`` (empty when nothing was skipped)."""
+    if not skipped:
+        return ""
+    more = f"; ... and {len(skipped) - shown} more" if len(skipped) > shown else ""
+    return f"; skipped {len(skipped)} subjects: " + "; ".join(f"{s}: {w}" for s, w in skipped[:shown]) + more
+
+
 @dataclass
 class PrepareSummary:
     out: Path
@@ -244,6 +252,7 @@ def prepare_brats(
     source, target = (m.value for m in cfg.modalities)
     if source == target:
         raise MrtransError(f"modalities must differ, got {source} twice")
+    check_output(out, OutputKind.prepared, overwrite, inputs=[root])  # before any work
     report = discover_subjects(root)
     skipped = list(report.skipped)
     usable = []
@@ -257,7 +266,7 @@ def prepare_brats(
         on_start(report, len(usable))
 
     out = Path(out)
-    with atomic_dir(out, overwrite=overwrite) as tmp:
+    with atomic_dir(out, OutputKind.prepared, overwrite=overwrite, inputs=[root]) as tmp:
         scratch_dir = tmp / "_scratch"
         scratch_dir.mkdir()
         results: list[SubjectResult] = []
@@ -276,12 +285,15 @@ def prepare_brats(
         skipped += [(r.subject_id, r.error) for r in results if r.error]
         good = [r for r in results if not r.error]
         if len(good) < 3:
-            reasons = "; ".join(f"{s}: {w}" for s, w in skipped[:5])
-            raise MrtransError(f"{root}: {len(good)} usable subjects, need at least 3 (test, train half A, train half B); skipped: {reasons}")
+            raise MrtransError(f"{root}: {len(good)} usable subjects, need at least 3 (test, train half A, train half B)"
+                               + _skipped_text(skipped))  # fmt: skip
         roles = split_patients([r.subject_id for r in good], cfg.test_fraction, cfg.seed)
         rows = pd.DataFrame([row for r in good for row in r.rows])
         rows["role"] = rows["subject"].map(roles)
-        chosen = select_slices(rows, cfg)
+        try:
+            chosen = select_slices(rows, cfg)
+        except MrtransError as exc:
+            raise MrtransError(f"{exc} ({len(good)} subjects used" + (")" if not skipped else f"; {_skipped_text(skipped)[2:]})")) from None
         scratch = {r.subject_id: r.scratch for r in good}
 
         (tmp / "train").mkdir()

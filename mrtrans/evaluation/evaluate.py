@@ -40,8 +40,9 @@ from mrtrans.evaluation.metrics import (
 from mrtrans.evaluation.scored import Scored, slice_frame
 from mrtrans.evaluation.tables import METRICS, write_tables
 from mrtrans.inference.translate import forward_slices, ras_orientations
-from mrtrans.io import atomic_dir, load_nifti, read_volume
-from mrtrans.training.checkpoint import load_checkpoint
+from mrtrans.io import load_nifti, read_volume
+from mrtrans.outputs import OutputKind, atomic_dir, check_output
+from mrtrans.training.checkpoint import check_model_checkpoint, load_checkpoint
 from mrtrans.training.loop import load_generators, resolve_device
 
 COPY_SOURCE = "copy-source"
@@ -152,6 +153,7 @@ def evaluate_runs(
         MrtransError: missing test arrays or seg, an empty test set, a run for other modalities,
             duplicate run names, an unknown reference, a detector training set without tumor.
     """
+    check_output(out, OutputKind.report, overwrite, inputs=[*runs, data_dir])  # before any work
     data = PreparedSlices(data_dir)
     source_mod, target_mod = data.modalities
     arrays = {k: data.test(k) for k in (source_mod, target_mod, "seg", "brain")}
@@ -170,6 +172,7 @@ def evaluate_runs(
     checkpoints = []
     for run in runs:
         ckpt = load_checkpoint(run, map_location="cpu")
+        check_model_checkpoint(ckpt, run)
         pair = {ckpt["direction"]["source"], ckpt["direction"]["target"]} if "direction" in ckpt else set()
         if pair != {source_mod, target_mod}:
             raise MrtransError(f"{run}: model translates {'/'.join(sorted(pair)) or '?'}, the test set is {source_mod}/{target_mod}")
@@ -196,6 +199,9 @@ def evaluate_runs(
             gen = gen_s2t if direction == trained else gen_t2s
             log(f"translating {len(slices)} test slices: {label} {direction.name}")
             pred = forward_slices(gen, to_tensor(arrays[direction.source]), device, cfg.batch_size, bf16=bf16)[:, 0].numpy()
+            if not np.isfinite(pred).all():
+                raise MrtransError(f"{runs[labels.index(label)]}: the model's {direction.name} output contains NaN or Inf; "
+                                   f"its training diverged (see losses.csv) - retrain it")  # fmt: skip
             score(label, ckpt["kind"], direction, pred)
 
     if cfg.audit.enabled:
@@ -205,7 +211,7 @@ def evaluate_runs(
         for direction in directions:
             scored += _audit_direction(direction, data, arrays, slices, scored, cfg, min_px, cache, device, value_range, log)
 
-    with atomic_dir(out, overwrite=overwrite) as tmp:
+    with atomic_dir(out, OutputKind.report, overwrite=overwrite, inputs=[*runs, data_dir]) as tmp:
         groups = seed_groups(labels, checkpoints, [_run_data(r) for r in runs])
         write_tables(tmp, scored, directions, cfg, groups=groups, reference=reference)
     return out
@@ -340,6 +346,7 @@ def evaluate_volumes(
     """
     cfg = cfg or EvalConfig()
     rules = rules or PrepareConfig()
+    check_output(out, OutputKind.report, overwrite, inputs=[*preds, *refs, *segs])  # before any work
     parts, planes, volumes = [], [], []
     for subject, pred_path, ref_path, seg_path in _pair_by_subject(preds, refs, segs):
         pred, pred_img = read_volume(pred_path)
@@ -374,7 +381,7 @@ def evaluate_volumes(
         pd.concat([p.consistency for p in parts], ignore_index=True),
         parts[0].source, parts[0].pred, parts[0].real, parts[0].seg,
     )
-    with atomic_dir(out, overwrite=overwrite) as tmp:
+    with atomic_dir(out, OutputKind.report, overwrite=overwrite, inputs=[*preds, *refs, *segs]) as tmp:
         write_tables(tmp, [(name, merged)], [direction], cfg, figures=False, mode="volumes")
         through = pd.DataFrame(planes)
         through.insert(0, "run", name)

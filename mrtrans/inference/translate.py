@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import nibabel as nib
 import numpy as np
 import torch
 from monai.data import MetaTensor
@@ -28,12 +29,13 @@ from nibabel import orientations
 
 from mrtrans.data.slices import Direction
 from mrtrans.data_prep.transforms import BrainPercentileScale
-from mrtrans.errors import MrtransError
+from mrtrans.errors import MrtransError, describe_os_error
 from mrtrans.io import nifti_suffix, read_volume, write_nifti
-from mrtrans.training.checkpoint import load_checkpoint
+from mrtrans.training.checkpoint import check_model_checkpoint, load_checkpoint
 from mrtrans.training.loop import load_generators, resolve_device
 
 MODEL_KINDS = ("cyclegan", "harmonicgan-histogram", "harmonicgan-vgg")
+DESCRIPTION_PREFIX = "mrtrans "  # start of the NIfTI descrip of every translation: how --overwrite knows its own files
 
 
 @dataclass
@@ -53,7 +55,7 @@ class Translator:
         return float(lo), float(hi)
 
     def description(self, source_name: str) -> str:
-        return f"mrtrans {self.direction.name} {self.kind} from {source_name}"
+        return f"{DESCRIPTION_PREFIX}{self.direction.name} {self.kind} from {source_name}"
 
 
 def load_translator(
@@ -67,8 +69,9 @@ def load_translator(
         MrtransError: not a translation checkpoint, or a direction the model does not know.
     """
     ckpt = load_checkpoint(model)
-    if ckpt.get("kind") not in MODEL_KINDS or "direction" not in ckpt or "models" not in ckpt:
+    if ckpt.get("kind") not in MODEL_KINDS:
         raise MrtransError(f"{model}: not a translation model checkpoint (kind {ckpt.get('kind')!r}); pass a run of `mrtrans train`")
+    check_model_checkpoint(ckpt, model)
     trained = Direction(ckpt["direction"]["source"], ckpt["direction"]["target"])
     wanted = Direction.parse(direction) if direction else trained
     dev = resolve_device(device)
@@ -142,6 +145,8 @@ def translate_array(
     has_brain = mask_fit.as_tensor()[0].sum(dim=(0, 1)) > 0
     out = torch.full_like(slices, b_min)
     out[has_brain] = forward_slices(translator.generator, slices[has_brain], translator.device, translator.batch_size)
+    if not torch.isfinite(out).all():
+        raise MrtransError("the model's output contains NaN or Inf: its training diverged (see the run's losses.csv); retrain it")
     result = MetaTensor(out[:, 0].permute(1, 2, 0).unsqueeze(0), applied_operations=fitted.applied_operations)
     restored = fit.inverse(result).as_tensor()[0].numpy()  # (X', Y', Z) in RAS
     restored = (restored - b_min) / (b_max - b_min)
@@ -177,6 +182,16 @@ def output_paths(inputs: list[Path], output: Path) -> list[Path]:
 class TranslateReport:
     written: list[Path] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
+    kept: list[Path] = field(default_factory=list)  # outputs of an earlier translate, left as they are
+
+
+def written_by_translate(path: Path) -> bool:
+    """True when ``path`` is a NIfTI file whose header says ``mrtrans translate`` wrote it."""
+    try:
+        descrip = nib.load(str(path)).header["descrip"].tobytes()
+    except Exception:  # not NIfTI, unreadable: not ours
+        return False
+    return descrip.startswith(DESCRIPTION_PREFIX.encode())
 
 
 def translate_files(
@@ -189,18 +204,27 @@ def translate_files(
 ) -> TranslateReport:
     """Translate every input; a bad file is reported and the others still get done.
 
+    An existing output written by an earlier translate is kept (so a re-run after Ctrl-C does only
+    what is left) or, with ``overwrite``, replaced; any other existing file is never replaced, nor
+    any input of the batch.
+
     Raises:
         MrtransError: ``--mask`` with several inputs (the rest goes into the report).
     """
     if mask is not None and len(inputs) != 1:
         raise MrtransError(f"{mask}: --mask goes with one input volume, got {len(inputs)} inputs")
     report = TranslateReport()
+    protected = {p.resolve() for p in [*inputs, *([mask] if mask else [])]}
     for src, dst in zip(inputs, output_paths(inputs, output)):
         try:
-            if src.resolve() == dst.resolve():
-                raise MrtransError(f"{dst}: output path is the input; choose another --out")
-            if dst.exists() and not overwrite:
-                raise MrtransError(f"{dst}: exists; pass --overwrite to replace it")
+            if dst.resolve() in protected:
+                raise MrtransError(f"{dst}: output path is an input of this command; choose another --out")
+            if dst.exists():
+                if not written_by_translate(dst):
+                    raise MrtransError(f"{dst}: exists and was not written by `mrtrans translate`; it is never replaced, choose another --out")
+                if not overwrite:
+                    report.kept.append(dst)
+                    continue
             data, img = read_volume(src)
             brain = None
             if mask is not None:
@@ -210,9 +234,10 @@ def translate_files(
             translated = translate_array(data, img.affine, translator, brain)
             write_nifti(translated, dst, reference=img, dtype=np.float32, description=translator.description(src.name))
             report.written.append(dst)
-        except MrtransError as exc:
-            text = str(exc)
+        except (MrtransError, OSError) as exc:  # an unwritable output fails this volume, not the batch
+            text = describe_os_error(exc) if isinstance(exc, OSError) else str(exc)
             report.failed.append((src, text if str(src) in text or str(dst) in text else f"{src}: {text}"))
-        if progress:
-            progress(1)
+        finally:
+            if progress:
+                progress(1)
     return report

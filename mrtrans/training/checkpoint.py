@@ -48,6 +48,39 @@ def save_checkpoint(payload: dict[str, Any], path: str | Path) -> Path:
     return Path(path)
 
 
+def check_model_checkpoint(ckpt: dict[str, Any], path: str | Path) -> None:
+    """Check the fields that rebuilding and using a translation model needs (see :func:`model_payload`).
+
+    Raises:
+        MrtransError: a field missing or unusable (a hand-made or damaged checkpoint), naming it.
+    """
+    from mrtrans.config import TrainConfig, from_dict
+
+    def bad(what: str) -> MrtransError:
+        return MrtransError(f"{path}: {what}; not a usable mrtrans model checkpoint (use one written by `mrtrans train`)")
+
+    for key in ("kind", "direction", "config", "normalization", "models"):
+        if key not in ckpt:
+            raise bad(f"no '{key}' field")
+    direction, norm, models = ckpt["direction"], ckpt["normalization"], ckpt["models"]
+    if not isinstance(direction, dict) or not all(isinstance(direction.get(k), str) for k in ("source", "target")):
+        raise bad(f"'direction' is {direction!r}, expected source and target modality names")
+    if not isinstance(models, dict) or not {"gen_s2t", "gen_t2s"} <= set(models):
+        raise bad("'models' lacks gen_s2t/gen_t2s")
+    try:
+        cfg = from_dict(TrainConfig, ckpt["config"])
+    except MrtransError as exc:
+        raise bad(f"its config is invalid ({exc})") from None
+    try:
+        size, (lo, hi) = int(norm["image_size"]), (float(v) for v in norm["range"])
+        float(norm["lower_percentile"]), float(norm["upper_percentile"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise bad(f"'normalization' is incomplete ({type(exc).__name__}: {exc})") from None
+    factor = 2**cfg.generator.num_downsampling
+    if size < 16 or size % factor or not lo < hi:
+        raise bad(f"image_size {size} (must be >= 16 and a multiple of {factor}) or range [{lo}, {hi}] is invalid")
+
+
 def resolve_checkpoint(path: str | Path) -> Path:
     """A checkpoint file, or a run folder (its ``checkpoints/last.pt``)."""
     path = Path(path)

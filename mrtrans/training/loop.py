@@ -32,12 +32,13 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from mrtrans.config import SmoothFeatures, TrainConfig, save_config, to_dict
+from mrtrans.config import SmoothFeatures, TrainConfig, resume_differences, run_config_from_tree, save_config, to_dict
 from mrtrans.data.slices import Direction, PreparedSlices, to_tensor
 from mrtrans.errors import MrtransError
 from mrtrans.io import atomic_path
 from mrtrans.provenance import git_commit, versions
-from mrtrans.training.checkpoint import load_checkpoint, model_payload, save_checkpoint
+from mrtrans.outputs import MARKER, OutputKind, check_inputs, marker_kind, output_lock, write_marker
+from mrtrans.training.checkpoint import check_model_checkpoint, load_checkpoint, model_payload, save_checkpoint
 from mrtrans.training.pool import ImagePool
 from mrtrans.training.step import (
     Discriminators,
@@ -174,6 +175,8 @@ def train(
     device = resolve_device(cfg.run.device, local_rank)
     if device.type == "cuda":
         torch.cuda.set_device(device)
+    out = Path(out)
+    check_inputs(out, [data])
     dataset = PreparedSlices(data)
     dataset.check_direction(direction)
     if cfg.data.image_size is not None and dataset.image_size != cfg.data.image_size:
@@ -181,15 +184,92 @@ def train(
             f"{dataset.folder}: slices are {dataset.image_size}x{dataset.image_size} but data.image_size is "
             f"{cfg.data.image_size}; prepare with --image-size {cfg.data.image_size} or set data.image_size"
         )
+    factor = 2**cfg.generator.num_downsampling
+    if dataset.image_size % factor:
+        raise MrtransError(f"{dataset.folder}: slices are {dataset.image_size}x{dataset.image_size}, not a multiple of {factor} "
+                           f"(the generator halves the size {cfg.generator.num_downsampling} times); prepare with --image-size "
+                           f"{dataset.image_size // factor * factor or factor}")  # fmt: skip
+
+    ckpt_path = out / "checkpoints" / "last.pt"
+    with output_lock(out) if rank == 0 else contextlib.nullcontext():
+        resume = _claim_run_folder(out, ckpt_path, resume, rank)
+        return _train(dataset, out, ckpt_path, direction, cfg, resume, show_progress, on_step, rank, world, local_rank, device)
+
+
+def _data_record(dataset: PreparedSlices) -> dict[str, Any]:
+    """What identifies a prepared set: its input volumes' hash and the recipe (a resume must use the same)."""
+    return {"input_sha256": dataset.meta.get("input_sha256"), "prepare_config": dataset.meta.get("config"),
+            "modalities": list(dataset.modalities), "image_size": dataset.image_size}  # fmt: skip
+
+
+def _claim_run_folder(out: Path, ckpt_path: Path, resume: bool, rank: int) -> bool:
+    """Decide whether this run resumes, starts, or restarts a run folder that has no checkpoint yet.
+
+    Returns:
+        Whether to resume from ``ckpt_path``.
+    """
+    has_files = out.is_dir() and any(p.name != MARKER for p in out.iterdir())
+    if rank == 0:  # checkpoints half-written by a killed run (atomic_path's temporary names), under our lock
+        for path in ckpt_path.parent.glob(f".{ckpt_path.name}.*.tmp.pt"):
+            path.unlink()
+    if ckpt_path.is_file():
+        if not resume:
+            raise MrtransError(f"{out}: run folder exists; pass --resume to continue it or choose another --out")
+        return True
+    if not has_files:
+        if resume:
+            raise MrtransError(f"{out}: nothing to resume (no run in this folder); run without --resume to start it")
+        if rank == 0:
+            out.mkdir(parents=True, exist_ok=True)
+            write_marker(out, OutputKind.run)
+        return False
+    ours = marker_kind(out) is OutputKind.run or (out / "run.json").is_file()  # run.json: runs of mrtrans <= 0.2
+    if not ours:
+        raise MrtransError(f"{out}: exists and is not a run of `mrtrans train`; choose another --out")
+    # Stopped before its first checkpoint: nothing to continue, so start again, replacing only train's own files.
+    if rank == 0:
+        print(f"{out}: no checkpoint yet (stopped before the first one); starting the run again", file=sys.stderr)
+        for pattern in ("samples/step_*.png", "tensorboard/events.out.tfevents.*", "losses.csv"):
+            for path in out.glob(pattern):
+                path.unlink()
+        write_marker(out, OutputKind.run)
+    return False
+
+
+def _check_resume(ckpt: dict[str, Any], ckpt_path: Path, cfg: TrainConfig, dataset: PreparedSlices, direction: Direction) -> None:
+    """Refuse to continue a run with another method, architecture, data or direction, saying what differs."""
+    if ckpt["direction"] != {"source": direction.source, "target": direction.target}:
+        raise MrtransError(f"{ckpt_path}: run is {ckpt['direction']['source']}2{ckpt['direction']['target']}, not {direction.name}")
+    differences = resume_differences(run_config_from_tree(ckpt["config"]), cfg)
+    if differences:
+        raise MrtransError(
+            f"{ckpt_path}: --resume asks for another configuration than the run's ({'; '.join(differences)}); resume "
+            f"without --config/--preset to keep the run's own, or train the new configuration into another --out"
+        )
+    saved = ckpt.get("data")
+    if saved is None:  # checkpoints of mrtrans <= 0.2 record only the normalisation
+        if int(ckpt["normalization"]["image_size"]) != dataset.image_size:
+            raise MrtransError(f"{ckpt_path}: the run was trained on {ckpt['normalization']['image_size']}-pixel slices, "
+                               f"{dataset.folder} has {dataset.image_size}; resume with the run's own --data")  # fmt: skip
+        return
+    now = _data_record(dataset)
+    if saved.get("input_sha256") != now["input_sha256"]:
+        raise MrtransError(f"{dataset.folder}: prepared from other input volumes than the data of the run being resumed "
+                           f"({ckpt_path}); resume with the run's own --data")  # fmt: skip
+    was, is_ = saved.get("prepare_config") or {}, now["prepare_config"] or {}
+    changed = [f"{k}: {was.get(k)!r} -> {is_.get(k)!r}" for k in sorted(set(was) | set(is_)) if was.get(k) != is_.get(k)]
+    if changed:
+        raise MrtransError(f"{dataset.folder}: prepared with other settings than the run's data ({'; '.join(changed)}); "
+                           f"resume with the run's own --data")  # fmt: skip
+
+
+def _train(dataset: PreparedSlices, out: Path, ckpt_path: Path, direction: Direction, cfg: TrainConfig, resume: bool,
+           show_progress: bool, on_step: Callable[[int, dict[str, float]], None] | None, rank: int, world: int,
+           local_rank: int, device: torch.device) -> Path:  # fmt: skip
+    """The body of :func:`train`, once the run folder is claimed."""
     source = dataset.train(direction.source)[: cfg.data.max_train_slices]
     target = dataset.train(direction.target)[: cfg.data.max_train_slices]
-
-    out = Path(out)
-    ckpt_path = out / "checkpoints" / "last.pt"
-    if resume and not ckpt_path.is_file():
-        raise MrtransError(f"{out}: nothing to resume (no checkpoints/last.pt)")
-    if not resume and out.exists() and any(out.iterdir()):
-        raise MrtransError(f"{out}: run folder exists; pass --resume to continue it or choose another --out")
+    data = dataset.folder
 
     torch.manual_seed(cfg.run.seed)  # the same initial weights on every rank
     generators = Generators(build_generator(cfg.generator), build_generator(cfg.generator)).to(device)
@@ -223,8 +303,8 @@ def train(
 
     if resume:
         ckpt = load_checkpoint(ckpt_path, map_location=device)
-        if ckpt["direction"] != {"source": direction.source, "target": direction.target}:
-            raise MrtransError(f"{ckpt_path}: run is {ckpt['direction']['source']}2{ckpt['direction']['target']}, not {direction.name}")
+        check_model_checkpoint(ckpt, ckpt_path)
+        _check_resume(ckpt, ckpt_path, cfg, dataset, direction)
         generators.gen_s2t.load_state_dict(ckpt["models"]["gen_s2t"])
         generators.gen_t2s.load_state_dict(ckpt["models"]["gen_t2s"])
         discriminators.disc_s.load_state_dict(ckpt["models"]["disc_s"])
@@ -296,7 +376,11 @@ def train(
             "versions": versions(),
             "git_commit": git_commit(),
             "world_size": world,
+            "data": _data_record(dataset),
         }
+        if not all(bool(torch.isfinite(p).all()) for p in generators.parameters()):
+            raise MrtransError(f"step {state['global_step']}: the generators' weights became NaN or Inf (training diverged); "
+                               f"the last good checkpoint, if any, is kept at {ckpt_path}. Lower optim.lr or check the config")  # fmt: skip
         return save_checkpoint(payload, ckpt_path)
 
     from tqdm import tqdm
@@ -330,6 +414,10 @@ def train(
             bar.update(1)
             if on_step is not None or logging_step:
                 values = {k: float(v.detach()) for k, v in {**g, **d}.items()}
+                if not all(math.isfinite(v) for v in values.values()):
+                    bad = ", ".join(k for k, v in values.items() if not math.isfinite(v))
+                    raise MrtransError(f"step {step}: losses became NaN or Inf ({bad}); training diverged. The last good "
+                                       f"checkpoint, if any, is kept at {ckpt_path}. Lower optim.lr or check the config")  # fmt: skip
                 if on_step is not None:
                     on_step(step, values)
                 if rank == 0 and logging_step:
@@ -376,6 +464,9 @@ def load_generators(checkpoint: dict[str, Any], device: torch.device | str = "cp
     gens = []
     for name in ("gen_s2t", "gen_t2s"):
         gen = build_generator(cfg.generator)
-        gen.load_state_dict(checkpoint["models"][name])
+        try:
+            gen.load_state_dict(checkpoint["models"][name])
+        except (RuntimeError, TypeError, AttributeError) as exc:  # missing/unexpected keys, size mismatch
+            raise MrtransError(f"checkpoint weights of {name} do not fit its recorded generator config: {str(exc)[:300]}") from None
         gens.append(gen.to(device).eval())
     return gens[0], gens[1]
