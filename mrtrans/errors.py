@@ -13,7 +13,7 @@ _HINTS = {
     errno.EACCES: "no permission; choose an output you can write to, or fix the permissions",
     errno.EPERM: "not permitted; choose an output you can write to, or fix the permissions",
     errno.EROFS: "read-only file system; choose an output on a writable disk",
-    errno.ENOSPC: "disk full; free space or choose an output on another disk (nothing half-written was kept)",
+    errno.ENOSPC: "disk full; free space or choose an output on another disk",
     errno.EDQUOT: "disk quota exceeded; free space or choose an output on another disk",
     errno.ENOTDIR: "a part of this path is a file, not a folder; choose another path",
     errno.EISDIR: "is a folder where a file is expected; choose another path",

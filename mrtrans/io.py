@@ -18,7 +18,7 @@ import nibabel as nib
 import numpy as np
 
 from mrtrans.errors import MrtransError
-from mrtrans.outputs import umask
+from mrtrans.outputs import make_folder, umask
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 
@@ -44,7 +44,7 @@ def atomic_path(final: str | Path) -> Iterator[Path]:
     format by extension behave the same.
     """
     final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(final.parent)
     suffix = nifti_suffix(final) or final.suffix
     fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=f".tmp{suffix}", dir=final.parent)
     os.close(fd)

@@ -116,6 +116,16 @@ def check_output(out: str | Path, kind: OutputKind, overwrite: bool = False, inp
         raise MrtransError(f"{out}: holds a {found.value}, not a {kind.value}; --overwrite replaces only the same kind of output")
 
 
+def make_folder(folder: str | Path) -> Path:
+    """``mkdir -p`` with one clear line when a part of the path is a file."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise MrtransError(f"{folder}: cannot create this folder, a part of its path is a file; choose another path") from None
+    return folder
+
+
 def _lock_path(final: Path) -> Path:
     return final.parent / f".{final.name}.lock"
 
@@ -138,7 +148,7 @@ def output_lock(final: str | Path) -> Iterator[None]:
         MrtransError: another live process holds the lock.
     """
     final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(final.parent)
     lock = _lock_path(final)
     me = {"pid": os.getpid(), "host": socket.gethostname()}
     for _ in range(2):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from mrtrans.config import SynthConfig
 from mrtrans.synth import write_synthetic_brats
@@ -41,3 +42,34 @@ def real_sample() -> Path:
     if not REAL_SAMPLE.is_dir() or not any(REAL_SAMPLE.glob("*/*_seg.nii*")):
         pytest.skip(f"real BraTS sample not found at {REAL_SAMPLE}")
     return REAL_SAMPLE
+
+
+# A training config small enough for unit tests (seconds per run on a CPU).
+TINY = {
+    "generator": {"base_channels": 8, "num_res_blocks": 2},
+    "discriminator": {"base_channels": 8, "num_layers": 2},
+    "data": {"pool_size": 4},
+    "optim": {"epochs_constant": 50, "epochs_decay": 50},
+    "run": {"log_every": 1, "sample_every": 1000, "checkpoint_every": 1000},
+}
+
+
+@pytest.fixture
+def tiny_yaml(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(TINY))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_run(prepared: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A HarmonicGAN-histogram run of 2 steps on ``prepared`` (TINY networks). Read-only for tests."""
+    from mrtrans.config import TrainConfig, load_config
+    from mrtrans.data.slices import Direction
+    from mrtrans.training.loop import train
+
+    folder = tmp_path_factory.mktemp("tiny_run")
+    (folder / "tiny.yaml").write_text(yaml.safe_dump(TINY))
+    cfg = load_config(TrainConfig, ["harmonicgan_hist", folder / "tiny.yaml"], {"run.max_steps": 2})
+    train(prepared, folder / "run", Direction.parse("flair2t1"), cfg, show_progress=False)
+    return folder / "run"

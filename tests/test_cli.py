@@ -1,9 +1,19 @@
+import json
 import re
+import shutil
+from pathlib import Path
 
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+import yaml
+from conftest import TINY
 from typer.testing import CliRunner
 
 from mrtrans import __version__
 from mrtrans.cli import app
+from mrtrans.training.checkpoint import load_checkpoint
 
 runner = CliRunner()
 
@@ -47,3 +57,217 @@ def test_synth_brats_writes_and_refuses_to_overwrite(tmp_path):
     again = runner.invoke(app, args)
     assert again.exit_code == 2 and str(out) in again.stderr
     assert runner.invoke(app, args + ["--overwrite"]).exit_code == 0
+
+
+# ---- Hostile inputs: each case ends in one `error:` line (exit 2) and loses nothing. ----------------
+
+
+def _copy(src, dst):
+    return Path(shutil.copytree(src, dst))
+
+
+def _write_yaml(path, tree):
+    path.write_text(yaml.safe_dump(tree))
+    return path
+
+
+def _files(folder):
+    return sorted(str(p.relative_to(folder)) for p in Path(folder).rglob("*"))
+
+
+def _edit_json(path, edit):
+    meta = json.loads(path.read_text())
+    edit(meta)
+    path.write_text(json.dumps(meta))
+
+
+def _prepare_into_input(t, fx):
+    root = _copy(fx["synth_root"], t / "brats")
+    before = _files(root)
+    return ["prepare-brats", str(root), "--out", str(root), "--overwrite"], "is the input", lambda: _files(root) == before
+
+
+def _prepare_into_parent(t, fx):
+    root = _copy(fx["synth_root"], t / "d" / "brats")
+    before = _files(t / "d")
+    return ["prepare-brats", str(root), "--out", str(t / "d"), "--overwrite"], "contains the input", lambda: _files(t / "d") == before
+
+
+def _evaluate_into_run(t, fx):
+    run = _copy(fx["tiny_run"], t / "run")
+    before = _files(run)
+    args = ["evaluate", str(run), "--data", str(fx["prepared"]), "--out", str(run), "--overwrite", "--no-audit"]
+    return args, "is the input", lambda: _files(run) == before
+
+
+def _evaluate_into_data(t, fx):
+    data = _copy(fx["prepared"], t / "data")
+    before = _files(data)
+    args = ["evaluate", str(fx["tiny_run"]), "--data", str(data), "--out", str(data), "--overwrite", "--no-audit"]
+    return args, "is the input", lambda: _files(data) == before
+
+
+def _train_args(fx, out, *extra):
+    return ["train", "flair2t1", "--data", str(fx["prepared"]), "--out", str(out), *extra]
+
+
+def _train_nan(t, fx):
+    bad = _write_yaml(t / "bad.yaml", {**TINY, "loss": {"lambda_cycle": float("nan")}})
+    args = _train_args(fx, t / "run", "--preset", str(bad), "--max-steps", "2")
+    return args, "config key 'loss.lambda_cycle': nan is not a finite number", lambda: not (t / "run").exists()
+
+
+def _train_inf_lr(t, fx):
+    args = _train_args(fx, t / "run", "--lr", "inf", "--max-steps", "2")
+    return args, "config key 'optim.lr': inf is not a finite number", lambda: not (t / "run").exists()
+
+
+def _train_zero_epochs(t, fx):
+    bad = _write_yaml(t / "bad.yaml", {**TINY, "optim": {"epochs_constant": 0, "epochs_decay": 0}})
+    return _train_args(fx, t / "run", "--preset", str(bad)), "would train no step", lambda: not (t / "run").exists()
+
+
+def _resume_unchanged(run):
+    before = load_checkpoint(run)
+    return lambda: load_checkpoint(run)["kind"] == before["kind"] and load_checkpoint(run)["state"] == before["state"]
+
+
+def _resume_other_method(t, fx):
+    run = _copy(fx["tiny_run"], t / "run")
+    tiny = _write_yaml(t / "tiny.yaml", TINY)
+    args = _train_args(fx, run, "--resume", "--config", "cyclegan", "--preset", str(tiny), "--max-steps", "4")
+    return args, "loss.lambda_smooth: 5.0 -> 0.0", _resume_unchanged(run)
+
+
+def _resume_other_architecture(t, fx):
+    run = _copy(fx["tiny_run"], t / "run")
+    wide = _write_yaml(t / "wide.yaml", {**TINY, "generator": {"base_channels": 8, "num_res_blocks": 3}})
+    args = _train_args(fx, run, "--resume", "--config", "harmonicgan_hist", "--preset", str(wide), "--max-steps", "4")
+    return args, "generator.num_res_blocks: 2 -> 3", _resume_unchanged(run)
+
+
+def _resume_other_data(t, fx):
+    run = _copy(fx["tiny_run"], t / "run")
+    data = _copy(fx["prepared"], t / "data")
+    _edit_json(data / "prepare.json", lambda m: m["config"].update(train_slices=999))
+    args = ["train", "flair2t1", "--data", str(data), "--out", str(run), "--resume", "--max-steps", "4"]
+    return args, "prepared with other settings than the run's data (train_slices: 16 -> 999)", _resume_unchanged(run)
+
+
+def _resume_other_volumes(t, fx):
+    run = _copy(fx["tiny_run"], t / "run")
+    data = _copy(fx["prepared"], t / "data")
+    _edit_json(data / "prepare.json", lambda m: m.update(input_sha256="0" * 64))
+    args = ["train", "flair2t1", "--data", str(data), "--out", str(run), "--resume", "--max-steps", "4"]
+    return args, "prepared from other input volumes", _resume_unchanged(run)
+
+
+def _prepare_twice(t, fx):
+    out = _copy(fx["prepared"], t / "prep")
+    before = _files(out)
+    return ["prepare-brats", str(fx["synth_root"]), "--out", str(out)], "exists and is not empty", lambda: _files(out) == before
+
+
+def _output_under_a_file(t, fx):
+    (t / "afile").write_text("x")
+    args = ["synth-brats", str(t / "afile" / "sub"), "--subjects", "1", "--shape", "32,32,16"]
+    return args, "a part of its path is a file", lambda: (t / "afile").read_text() == "x"
+
+
+def _checkpoint(t, fx, edit):
+    payload = torch.load(fx["tiny_run"] / "checkpoints" / "last.pt", weights_only=True)
+    edit(payload)
+    torch.save(payload, t / "m.pt")
+    src = t / "in.nii.gz"
+    nib.save(nib.Nifti1Image(np.ones((8, 8, 8), np.float32), np.eye(4)), src)
+    return ["translate", str(src), "--model", str(t / "m.pt"), "--out", str(t / "o.nii.gz")]
+
+
+def _checkpoint_without_config(t, fx):
+    return _checkpoint(t, fx, lambda p: p.pop("config")), "no 'config' field", lambda: not (t / "o.nii.gz").exists()
+
+
+def _checkpoint_odd_size(t, fx):
+    args = _checkpoint(t, fx, lambda p: p["normalization"].update(image_size=66))
+    return args, "image_size 66 (must be >= 16 and a multiple of 4)", lambda: not (t / "o.nii.gz").exists()
+
+
+def _nan_model(t, fx):
+    def poison(p):
+        for tensor in p["models"]["gen_s2t"].values():
+            if tensor.is_floating_point():
+                tensor.fill_(float("nan"))
+
+    args = _checkpoint(t, fx, poison)
+    return args, "NaN or Inf", lambda: not (t / "o.nii.gz").exists()
+
+
+def _evaluate_broken_data(t, fx, damage):
+    data = _copy(fx["prepared"], t / "data")
+    damage(data)
+    args = ["evaluate", str(fx["tiny_run"]), "--data", str(data), "--out", str(t / "rep"), "--no-audit"]
+    return args, lambda: not (t / "rep").exists()
+
+
+def _truncated_npy(t, fx):
+    def cut(data):
+        raw = (data / "test" / "flair.npy").read_bytes()
+        (data / "test" / "flair.npy").write_bytes(raw[: len(raw) // 2])
+
+    args, check = _evaluate_broken_data(t, fx, cut)
+    return args, "flair.npy: cannot read", check
+
+
+def _pickled_npy(t, fx):
+    args, check = _evaluate_broken_data(t, fx, lambda d: np.save(d / "test" / "t1.npy", np.array([{"a": 1}]), allow_pickle=True))
+    return args, "t1.npy: cannot read", check
+
+
+def _broken_prepare_json(t, fx):
+    args, check = _evaluate_broken_data(t, fx, lambda d: (d / "prepare.json").write_text('{"modalities": '))
+    return args, "prepare.json: broken", check
+
+
+def _prepare_odd_size(t, fx):
+    args = ["prepare-brats", str(fx["synth_root"]), "--out", str(t / "p"), "--image-size", "66"]
+    return args, "'image_size': 66 is not a multiple of 4", lambda: not (t / "p").exists()
+
+
+def _evaluate_existing_out_before_work(t, fx):
+    (t / "rep").mkdir()
+    (t / "rep" / "notes.txt").write_text("mine")
+    args = ["evaluate", str(fx["tiny_run"]), "--data", str(t / "no-such-data"), "--out", str(t / "rep")]
+    return args, f"{t / 'rep'}: output folder exists", lambda: (t / "rep" / "notes.txt").read_text() == "mine"
+
+
+def _too_few_slices_says_why(t, fx):
+    root = _copy(fx["synth_root"], t / "brats")
+    victim = sorted(p for p in root.iterdir() if p.is_dir())[0]
+    (victim / f"{victim.name}_t1.nii.gz").write_bytes(b"not a nifti")
+    args = ["prepare-brats", str(root), "--out", str(t / "p"), "--train-slices", "5000", "--image-size", "64"]
+    return args, f"skipped 1 subject: {victim.name}: ", lambda: not (t / "p").exists()
+
+
+def _demo_over_a_user_folder(t, fx):
+    (t / "mine").mkdir()
+    (t / "mine" / "data.csv").write_text("precious")
+    args = ["demo", "--out", str(t / "mine"), "--overwrite"]
+    return args, "not made by mrtrans", lambda: (t / "mine" / "data.csv").read_text() == "precious"
+
+
+HOSTILE = [_prepare_into_input, _prepare_into_parent, _evaluate_into_run, _evaluate_into_data, _train_nan, _train_inf_lr,
+           _train_zero_epochs, _resume_other_method, _resume_other_architecture, _resume_other_data, _resume_other_volumes,
+           _prepare_twice, _output_under_a_file, _checkpoint_without_config, _checkpoint_odd_size, _nan_model,
+           _truncated_npy, _pickled_npy, _broken_prepare_json, _prepare_odd_size, _evaluate_existing_out_before_work,
+           _too_few_slices_says_why, _demo_over_a_user_folder]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", HOSTILE, ids=[c.__name__.strip("_") for c in HOSTILE])
+def test_hostile_input_gives_one_line_and_loses_nothing(case, tmp_path, synth_root, prepared, tiny_run):
+    args, message, intact = case(tmp_path, {"synth_root": synth_root, "prepared": prepared, "tiny_run": tiny_run})
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in result.output, result.output
+    assert message in result.stderr, result.stderr
+    assert intact()

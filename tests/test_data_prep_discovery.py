@@ -83,3 +83,32 @@ def test_subject_of_strips_modality_suffixes():
     assert subject_of("a/Brats18_2013_23_1_t1ce.nii.gz") == "Brats18_2013_23_1"
     assert subject_of("BraTS-GLI-00001-000-t2f.nii.gz") == "BraTS-GLI-00001-000"
     assert subject_of("scan.nii") == "scan"
+
+
+def test_linked_subject_folders_are_found_and_a_link_loop_ends(synth_root, tmp_path):
+    split = tmp_path / "train_split"  # a split folder made of links into one data store
+    split.mkdir()
+    subjects = sorted(p for p in synth_root.iterdir() if p.is_dir())[:4]
+    for folder in subjects:
+        (split / folder.name).symlink_to(folder, target_is_directory=True)
+    (split / "loop").symlink_to(split, target_is_directory=True)
+    report = discover_subjects(split)
+    assert [s.subject_id for s in report.subjects] == [f.name for f in subjects]
+
+
+def test_an_unreadable_subject_folder_is_reported_not_dropped(synth_root, tmp_path, monkeypatch):
+    import os
+
+    root = shutil.copytree(synth_root, tmp_path / "d")
+    victim = sorted(p for p in root.iterdir() if p.is_dir())[0]
+    real_scandir = os.scandir
+
+    def scandir(path="."):
+        if os.fspath(path) == str(victim):  # as chmod 000 would (tests may run as root, which ignores modes)
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    report = discover_subjects(root)
+    assert victim.name not in [s.subject_id for s in report.subjects]
+    assert (str(victim), "cannot read this folder (Permission denied); fix its permissions") in report.skipped

@@ -19,22 +19,6 @@ from mrtrans.training.checkpoint import load_checkpoint, save_checkpoint
 from mrtrans.training.loop import lr_factor, train
 from mrtrans.training.pool import ImagePool
 
-TINY = {
-    "generator": {"base_channels": 8, "num_res_blocks": 2},
-    "discriminator": {"base_channels": 8, "num_layers": 2},
-    "data": {"pool_size": 4},
-    "optim": {"epochs_constant": 50, "epochs_decay": 50},
-    "run": {"log_every": 1, "sample_every": 1000, "checkpoint_every": 1000},
-}
-
-
-@pytest.fixture
-def tiny_yaml(tmp_path):
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(TINY))
-    return path
-
-
 def tiny_config(tiny_yaml, method="harmonicgan_hist", **overrides):
     return load_config(TrainConfig, [method, tiny_yaml], overrides)
 
@@ -249,3 +233,52 @@ def test_losses_csv_logs_gradient_norms(prepared, tmp_path, tiny_yaml):
     assert len(rows) == 2
     for key in ("grad_adversarial", "grad_cycle", "grad_smoothness"):
         assert float(rows[-1][key]) > 0, key
+
+
+def test_a_run_stopped_before_its_first_checkpoint_starts_again(prepared, tmp_path, tiny_yaml):
+    cfg = tiny_config(tiny_yaml, **{"run.max_steps": 4, "run.checkpoint_every": 3})
+    direction = Direction.parse("flair2t1")
+
+    def interrupt(step, losses):
+        if step == 2:
+            raise KeyboardInterrupt
+
+    for resume in (False, True):  # the re-run, with or without --resume, is no dead end
+        run = tmp_path / f"run{resume}"
+        with pytest.raises(KeyboardInterrupt):
+            train(prepared, run, direction, cfg, show_progress=False, on_step=interrupt)
+        assert not (run / "checkpoints" / "last.pt").exists() and (run / "config.yaml").exists()
+        ckpt = train(prepared, run, direction, cfg, resume=resume, show_progress=False)
+        assert load_checkpoint(ckpt)["state"]["global_step"] == 4
+        steps = [int(line.split(",")[0]) for line in (run / "losses.csv").read_text().splitlines()[1:]]
+        assert steps == [1, 2, 3, 4]  # the stopped attempt's rows are gone
+    with pytest.raises(MrtransError, match="nothing to resume"):
+        train(prepared, tmp_path / "never", direction, cfg, resume=True, show_progress=False)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("mine")
+    with pytest.raises(MrtransError, match="not a run of `mrtrans train`"):
+        train(prepared, tmp_path / "mine", direction, cfg, show_progress=False)
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "mine"
+
+
+def test_diverging_training_stops_with_one_line_and_keeps_no_nan_checkpoint(prepared, tmp_path, tiny_yaml):
+    import shutil
+
+    data = shutil.copytree(prepared, tmp_path / "data")
+    flair = np.load(data / "train" / "flair.npy")
+    flair[:] = np.nan  # a damaged training array
+    np.save(data / "train" / "flair.npy", flair)
+    cfg = tiny_config(tiny_yaml, **{"run.max_steps": 3, "run.checkpoint_every": 1})
+    with pytest.raises(MrtransError, match="NaN or Inf"):
+        train(data, tmp_path / "run", Direction.parse("flair2t1"), cfg, show_progress=False)
+    assert not (tmp_path / "run" / "checkpoints" / "last.pt").exists()
+
+
+def test_a_run_folder_inside_its_data_is_refused(prepared, tmp_path, tiny_yaml):
+    import shutil
+
+    data = shutil.copytree(prepared, tmp_path / "data")
+    before = sorted(p.name for p in data.iterdir())
+    with pytest.raises(MrtransError, match="lies inside the input"):
+        train(data, data / "run", Direction.parse("flair2t1"), tiny_config(tiny_yaml), show_progress=False)
+    assert sorted(p.name for p in data.iterdir()) == before

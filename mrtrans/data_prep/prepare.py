@@ -213,7 +213,7 @@ def _skipped_text(skipped: list[tuple[str, str]], shown: int = 5) -> str:
     if not skipped:
         return ""
     more = f"; ... and {len(skipped) - shown} more" if len(skipped) > shown else ""
-    return f"; skipped {len(skipped)} subjects: " + "; ".join(f"{s}: {w}" for s, w in skipped[:shown]) + more
+    return f"; skipped {len(skipped)} subject{'s' if len(skipped) > 1 else ''}: " + "; ".join(f"{s}: {w}" for s, w in skipped[:shown]) + more
 
 
 @dataclass
