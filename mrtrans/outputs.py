@@ -113,7 +113,8 @@ def check_output(out: str | Path, kind: OutputKind, overwrite: bool = False, inp
             f"Choose another --out, or remove the folder yourself"
         )
     if found is not kind:
-        raise MrtransError(f"{out}: holds a {found.value}, not a {kind.value}; --overwrite replaces only the same kind of output")
+        raise MrtransError(f"{out}: holds output of another kind ({found.value}; this command writes: {kind.value}); "
+                           f"--overwrite replaces only the same kind of output")  # fmt: skip
 
 
 def make_folder(folder: str | Path) -> Path:

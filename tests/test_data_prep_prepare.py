@@ -209,3 +209,24 @@ def test_skewed_training_domains_keep_the_balanced_test_set(synth_root, prepared
     assert test_rows[0].equals(test_rows[1])
     for key in ("flair", "t1", "seg"):
         assert np.array_equal(np.load(tmp_path / "skewed" / "test" / f"{key}.npy"), np.load(prepared / "test" / f"{key}.npy"))
+
+
+def test_sigkill_leftovers_are_removed_by_the_next_run(synth_root, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    args = [sys.executable, "-m", "mrtrans", "prepare-brats", str(synth_root), "--out", str(tmp_path / "out"),
+            "--train-slices", "16", "--test-slices", "12", "--image-size", "64", "--min-tumor-pixels", "10",
+            "--min-brain-fraction", "0.15"]  # fmt: skip
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".out.*.tmp/_scratch/*")) and time.monotonic() < deadline:
+        time.sleep(0.05)  # until the first subject's scratch file exists
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    leftovers = list(tmp_path.glob(".out.*.tmp"))
+    assert len(leftovers) == 1 and (tmp_path / ".out.lock").exists()  # what a killed run leaves
+    prepare_brats(synth_root, tmp_path / "out", PrepareConfig(**SMALL_PREPARE))  # the dead process's lock is taken over
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]

@@ -45,7 +45,7 @@ def test_overwrite_replaces_only_a_marked_folder_of_the_same_kind(tmp_path):
 
     with atomic_dir(tmp_path / "prep", OutputKind.prepared) as tmp:
         (tmp / "prepare.json").write_text("{}")
-    with pytest.raises(MrtransError, match="holds a prepared slice set"):
+    with pytest.raises(MrtransError, match=r"holds output of another kind \(prepared slice set"):
         check_output(tmp_path / "prep", OutputKind.report, overwrite=True)
     with atomic_dir(tmp_path / "prep", OutputKind.prepared, overwrite=True) as tmp:
         (tmp / "new.txt").write_text("2")

@@ -31,6 +31,7 @@ from mrtrans.data.slices import Direction
 from mrtrans.data_prep.transforms import BrainPercentileScale
 from mrtrans.errors import MrtransError, describe_os_error
 from mrtrans.io import nifti_suffix, read_volume, write_nifti
+from mrtrans.outputs import output_lock
 from mrtrans.training.checkpoint import check_model_checkpoint, load_checkpoint
 from mrtrans.training.loop import load_generators, resolve_device
 
@@ -213,9 +214,15 @@ def translate_files(
     """
     if mask is not None and len(inputs) != 1:
         raise MrtransError(f"{mask}: --mask goes with one input volume, got {len(inputs)} inputs")
+    with output_lock(output):  # one translate at a time into one output
+        return _translate_each(inputs, output_paths(inputs, output), translator, mask, overwrite, progress)
+
+
+def _translate_each(inputs: list[Path], outputs: list[Path], translator: Translator, mask: Path | None, overwrite: bool,
+                    progress: Callable[[int], None] | None) -> TranslateReport:  # fmt: skip
     report = TranslateReport()
     protected = {p.resolve() for p in [*inputs, *([mask] if mask else [])]}
-    for src, dst in zip(inputs, output_paths(inputs, output)):
+    for src, dst in zip(inputs, outputs):
         try:
             if dst.resolve() in protected:
                 raise MrtransError(f"{dst}: output path is an input of this command; choose another --out")
