@@ -282,3 +282,74 @@ def test_a_run_folder_inside_its_data_is_refused(prepared, tmp_path, tiny_yaml):
     with pytest.raises(MrtransError, match="lies inside the input"):
         train(data, data / "run", Direction.parse("flair2t1"), tiny_config(tiny_yaml), show_progress=False)
     assert sorted(p.name for p in data.iterdir()) == before
+
+
+@pytest.mark.parametrize(
+    "name, local_rank, world, cuda, expected",
+    [
+        ("auto", 0, 1, False, "cpu"),
+        ("auto", 3, 4, True, "cuda:3"),
+        ("cuda", 2, 4, True, "cuda:2"),  # torch.cuda.set_device needs the index
+        ("cuda", 0, 1, True, "cuda:0"),
+        ("cuda:1", 0, 1, True, "cuda:1"),
+        ("cpu", 1, 2, True, "cpu"),  # CPU training on a GPU machine
+    ],
+)
+def test_device_plan_gives_each_process_its_device_and_backend(name, local_rank, world, cuda, expected):
+    from mrtrans.training.loop import plan_device, process_group_backend
+
+    device = plan_device(name, local_rank, world, cuda_available=cuda)
+    assert str(device) == expected
+    assert process_group_backend(device) == ("nccl" if expected.startswith("cuda") else "gloo")
+
+
+@pytest.mark.parametrize("name, world, cuda, message", [("cuda:0", 2, True, "one GPU"), ("cuda", 1, False, "not available"),
+                                                         ("gpu", 1, True, "not a device")])  # fmt: skip
+def test_device_plan_refuses_what_cannot_work(name, world, cuda, message):
+    from mrtrans.training.loop import plan_device
+
+    with pytest.raises(MrtransError, match=message):
+        plan_device(name, 0, world, cuda_available=cuda)
+
+
+def test_pool_of_a_bf16_run_feeds_an_fp32_discriminator_after_resume():
+    pool = ImagePool(3, seed=0)
+    pool.query(torch.rand(4, 1, 8, 8, dtype=torch.bfloat16))  # what autocast on CUDA produces
+    state = pool.state_dict()
+    assert state["images"].dtype == torch.float32
+    old_style = {**state, "images": state["images"].bfloat16()}  # pools saved before the fix kept bf16
+    for saved in (state, old_style):
+        resumed = ImagePool(3)
+        resumed.load_state_dict(saved)
+        out = resumed.query(torch.rand(5, 1, 8, 8))
+        assert out.dtype == torch.float32
+        torch.nn.Conv2d(1, 1, 3)(out)  # "Input type (BFloat16) and bias type (float)" before the fix
+
+
+def test_resume_with_another_number_of_processes_is_refused(prepared, tmp_path, tiny_yaml):
+    cfg = tiny_config(tiny_yaml, **{"run.max_steps": 2})
+    ckpt = train(prepared, tmp_path / "run", Direction.parse("flair2t1"), cfg, show_progress=False)
+    payload = load_checkpoint(ckpt)
+    payload["world_size"] = 4  # as if trained with torchrun --nproc_per_node=4
+    save_checkpoint(payload, ckpt)
+    with pytest.raises(MrtransError, match="trained by 4 process"):
+        train(prepared, tmp_path / "run", Direction.parse("flair2t1"), tiny_config(tiny_yaml, **{"run.max_steps": 4}),
+              resume=True, show_progress=False)  # fmt: skip
+
+
+def test_replica_stats_stay_on_the_models_device():
+    from mrtrans.training.loop import replica_stats
+
+    model = torch.nn.Linear(3, 2)
+    stats = replica_stats(model)
+    assert stats.device == next(model.parameters()).device and stats.dtype == torch.float64 and stats.shape == (2,)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_training_with_bf16_resumes_on_the_cpu(prepared, tmp_path, tiny_yaml):
+    cfg = tiny_config(tiny_yaml, **{"run.max_steps": 3, "run.device": "cuda", "run.amp": True})
+    train(prepared, tmp_path / "run", Direction.parse("flair2t1"), cfg, show_progress=False)
+    cpu = tiny_config(tiny_yaml, **{"run.max_steps": 5, "run.device": "cpu"})
+    ckpt = train(prepared, tmp_path / "run", Direction.parse("flair2t1"), cpu, resume=True, show_progress=False)
+    assert load_checkpoint(ckpt)["state"]["global_step"] == 5

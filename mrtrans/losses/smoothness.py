@@ -65,7 +65,7 @@ def soft_histogram(
     width = 255.0 / bins
     centres = (torch.arange(bins, device=x.device, dtype=x.dtype) + 0.5) * width  # (bins,)
     v = (patchify(x, patch_size) - lo) * (255.0 / (hi - lo))  # (B, N, P)
-    v = v.clamp(float(centres[0]), float(centres[-1]))
+    v = v.clamp(0.5 * width, (bins - 0.5) * width)  # the outer centres, as Python floats (no device sync)
     votes = (1 - (v.unsqueeze(-1) - centres).abs() / width).relu()  # (B, N, P, bins)
     return votes.sum(dim=2)
 

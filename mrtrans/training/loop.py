@@ -50,26 +50,49 @@ from mrtrans.training.step import (
 )
 
 
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """``auto`` -> CUDA (this process's GPU) when present, else CPU; or an explicit torch device."""
+def plan_device(name: str, local_rank: int = 0, world: int = 1, cuda_available: bool | None = None) -> torch.device:
+    """The device of this process, always with an index on CUDA.
+
+    ``auto`` and ``cuda`` take this process's GPU (``cuda:LOCAL_RANK``; 0 outside torchrun) when CUDA is
+    present; ``cpu`` is the CPU even on a GPU machine; ``cuda:N`` is GPU N for a single process.
+
+    Raises:
+        MrtransError: not a device, CUDA asked for but absent, or ``cuda:N`` under torchrun (every
+            process would share one GPU).
+    """
+    cuda_available = torch.cuda.is_available() if cuda_available is None else cuda_available
     if name == "auto":
-        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+        return torch.device(f"cuda:{local_rank}") if cuda_available else torch.device("cpu")
     try:
         device = torch.device(name)
     except RuntimeError as exc:
         raise MrtransError(f"--device {name!r}: not a device (use auto, cpu, cuda or cuda:N)") from exc
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise MrtransError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
+    if device.type == "cuda":
+        if not cuda_available:
+            raise MrtransError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
+        if device.index is None:
+            return torch.device(f"cuda:{local_rank}")
+        if world > 1:
+            raise MrtransError(f"--device {name} under torchrun would put all {world} processes on one GPU; use --device cuda "
+                               f"(each process takes the GPU of its LOCAL_RANK)")  # fmt: skip
     return device
 
 
-def init_distributed() -> tuple[int, int, int]:
-    """(rank, world_size, local_rank); starts the process group under torchrun (NCCL on GPU, gloo on CPU)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """:func:`plan_device` for one process (translate, evaluate)."""
+    return plan_device(name, local_rank)
+
+
+def process_group_backend(device: torch.device) -> str:
+    """NCCL when the processes train on GPUs, gloo on CPUs (whatever else the machine has)."""
+    return "nccl" if device.type == "cuda" else "gloo"
+
+
+def init_distributed(world: int, device: torch.device) -> int:
+    """This process's rank; starts the process group under torchrun with the backend of ``device``."""
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    rank = dist.get_rank() if dist.is_initialized() else 0
-    return rank, world, int(os.environ.get("LOCAL_RANK", "0"))
+        dist.init_process_group(process_group_backend(device))
+    return dist.get_rank() if dist.is_initialized() else 0
 
 
 def lr_factor(epoch: int, epochs_constant: int, epochs_decay: int) -> float:
@@ -171,10 +194,12 @@ def train(
     Raises:
         MrtransError: unusable data, an existing run folder without --resume, missing VGG weights...
     """
-    rank, world, local_rank = init_distributed()
-    device = resolve_device(cfg.run.device, local_rank)
+    world, local_rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("LOCAL_RANK", "0"))
+    device = plan_device(cfg.run.device, local_rank, world)
     if device.type == "cuda":
-        torch.cuda.set_device(device)
+        torch.cuda.set_device(device)  # plan_device gives CUDA devices an index
+        torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels once
+    rank = init_distributed(world, device)
     out = Path(out)
     check_inputs(out, [data])
     dataset = PreparedSlices(data)
@@ -193,7 +218,7 @@ def train(
     ckpt_path = out / "checkpoints" / "last.pt"
     with output_lock(out) if rank == 0 else contextlib.nullcontext():
         resume = _claim_run_folder(out, ckpt_path, resume, rank)
-        return _train(dataset, out, ckpt_path, direction, cfg, resume, show_progress, on_step, rank, world, local_rank, device)
+        return _train(dataset, out, ckpt_path, direction, cfg, resume, show_progress, on_step, rank, world, device)
 
 
 def _data_record(dataset: PreparedSlices) -> dict[str, Any]:
@@ -236,8 +261,13 @@ def _claim_run_folder(out: Path, ckpt_path: Path, resume: bool, rank: int) -> bo
     return False
 
 
-def _check_resume(ckpt: dict[str, Any], ckpt_path: Path, cfg: TrainConfig, dataset: PreparedSlices, direction: Direction) -> None:
-    """Refuse to continue a run with another method, architecture, data or direction, saying what differs."""
+def _check_resume(ckpt: dict[str, Any], ckpt_path: Path, cfg: TrainConfig, dataset: PreparedSlices, direction: Direction,
+                  world: int) -> None:  # fmt: skip
+    """Refuse to continue a run with another method, architecture, data, direction or number of processes."""
+    saved_world = int(ckpt.get("world_size", 1))
+    if saved_world != world:  # steps per epoch and the data each process sees depend on it
+        raise MrtransError(f"{ckpt_path}: the run was trained by {saved_world} process(es), this resume has {world}; resume "
+                           f"with the same number (torchrun --nproc_per_node={saved_world}, or no torchrun for 1)")  # fmt: skip
     if ckpt["direction"] != {"source": direction.source, "target": direction.target}:
         raise MrtransError(f"{ckpt_path}: run is {ckpt['direction']['source']}2{ckpt['direction']['target']}, not {direction.name}")
     differences = resume_differences(run_config_from_tree(ckpt["config"]), cfg)
@@ -265,7 +295,7 @@ def _check_resume(ckpt: dict[str, Any], ckpt_path: Path, cfg: TrainConfig, datas
 
 def _train(dataset: PreparedSlices, out: Path, ckpt_path: Path, direction: Direction, cfg: TrainConfig, resume: bool,
            show_progress: bool, on_step: Callable[[int, dict[str, float]], None] | None, rank: int, world: int,
-           local_rank: int, device: torch.device) -> Path:  # fmt: skip
+           device: torch.device) -> Path:  # fmt: skip
     """The body of :func:`train`, once the run folder is claimed."""
     source = dataset.train(direction.source)[: cfg.data.max_train_slices]
     target = dataset.train(direction.target)[: cfg.data.max_train_slices]
@@ -302,9 +332,11 @@ def _train(dataset: PreparedSlices, out: Path, ckpt_path: Path, direction: Direc
     state = {"epoch": 0, "step_in_epoch": 0, "global_step": 0}
 
     if resume:
-        ckpt = load_checkpoint(ckpt_path, map_location=device)
+        # On the CPU: load_state_dict moves weights and Adam moments to the parameters' device and keeps
+        # Adam's step counters on the CPU, as a fresh (non-capturable) Adam has them (no sync per parameter).
+        ckpt = load_checkpoint(ckpt_path, map_location="cpu")
         check_model_checkpoint(ckpt, ckpt_path)
-        _check_resume(ckpt, ckpt_path, cfg, dataset, direction)
+        _check_resume(ckpt, ckpt_path, cfg, dataset, direction, world)
         generators.gen_s2t.load_state_dict(ckpt["models"]["gen_s2t"])
         generators.gen_t2s.load_state_dict(ckpt["models"]["gen_t2s"])
         discriminators.disc_s.load_state_dict(ckpt["models"]["disc_s"])
@@ -446,12 +478,18 @@ def _train(dataset: PreparedSlices, out: Path, ckpt_path: Path, direction: Direc
     return last
 
 
+def replica_stats(model: torch.nn.Module) -> torch.Tensor:
+    """(sum, sum of absolute values) of all weights, float64, on the model's device."""
+    flat = torch.cat([p.detach().double().flatten() for p in model.parameters()])
+    return torch.stack([flat.sum(), flat.abs().sum()])
+
+
 def _check_replicas(model: torch.nn.Module) -> None:
     """Under DDP every rank must end with the same weights; fail loudly if not."""
-    flat = torch.cat([p.detach().float().flatten() for p in model.parameters()])
-    stats = torch.stack([flat.sum(), flat.abs().sum()]).cpu()
+    stats = replica_stats(model)  # on the model's device: NCCL gathers CUDA tensors only
     gathered = [torch.zeros_like(stats) for _ in range(dist.get_world_size())]
     dist.all_gather(gathered, stats)
+    gathered = [s.cpu() for s in gathered]
     if not all(torch.allclose(gathered[0], s, rtol=1e-6, atol=1e-6) for s in gathered):
         raise RuntimeError(f"DDP replicas diverged: {[s.tolist() for s in gathered]}")
 

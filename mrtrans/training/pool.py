@@ -23,11 +23,15 @@ class ImagePool:
         self.rng = random.Random(seed)
 
     def query(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) fresh fakes -> (B, C, H, W) fakes for the discriminator (detached)."""
+        """(B, C, H, W) fresh fakes -> (B, C, H, W) float32 fakes for the discriminator (detached).
+
+        Stored and returned in float32 whatever the generator's autocast dtype (bf16 on CUDA), so a
+        pool saved by a bf16 run feeds an fp32 discriminator after a resume on the CPU or without amp.
+        """
         if self.size == 0:
-            return images.detach()
+            return images.detach().float()
         out = []
-        for image in images.detach():
+        for image in images.detach().float():
             image = image.unsqueeze(0)
             if len(self.images) < self.size:
                 self.images.append(image.clone())
@@ -48,6 +52,7 @@ class ImagePool:
     def load_state_dict(self, state: dict[str, Any], device: torch.device | str = "cpu") -> None:
         self.size = int(state["size"])
         images = state["images"]
-        self.images = [img.unsqueeze(0).to(device) for img in images] if images.numel() else []
+        # float32 also for pools of older checkpoints, which kept bf16 fakes
+        self.images = [img.unsqueeze(0).to(device=device, dtype=torch.float32) for img in images] if images.numel() else []
         version, internal, gauss = state["rng"]
         self.rng.setstate((version, tuple(internal), gauss))
