@@ -2,11 +2,12 @@
 
 Times ``mrtrans.training.step.optimisation_step`` -- exactly what ``mrtrans train`` runs per step --
 for cyclegan, harmonicgan_hist and harmonicgan_vgg, and reports each against cyclegan (target:
-the smoothness term adds at most 10%). On a GPU it also times fp32 against bf16 autocast with
-channels_last (target: at least 1.8x the iterations/s). VGG timings use random weights of the
-right shape (speed does not depend on the values).
+the smoothness term adds at most 10%). On a GPU it also times the variants of the step: fp32, bf16
+autocast, channels_last on and off, torch.compile on and off (target: bf16 at least 1.8x the
+iterations/s of fp32; the issue's goal: about 13 ms per HarmonicGAN-histogram step on an H100). VGG
+timings use random weights of the right shape (speed does not depend on the values).
 
-    python benchmarks/bench_train.py [--repeats 5] [--size 256] [--device auto] [--no-append]
+    python benchmarks/bench_train.py [--repeats 5] [--size 256] [--device auto] [--methods ...] [--no-append]
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -35,11 +37,33 @@ from mrtrans.training.step import (  # noqa: E402
 )
 
 
-def seconds_per_iteration(cfg: TrainConfig, device: torch.device, size: int, amp: bool, repeats: int, vgg_path: Path) -> float:
+@dataclass(frozen=True)
+class Variant:
+    """How the step runs: precision, memory format, compilation (the ``run.amp/channels_last/compile`` keys)."""
+
+    amp: bool = False
+    channels_last: bool = False
+    compile: bool = False
+
+    @property
+    def name(self) -> str:
+        parts = ["bf16" if self.amp else "fp32"] + ["channels_last"] * self.channels_last + ["compile"] * self.compile
+        return " + ".join(parts)
+
+
+CUDA_VARIANTS = (Variant(), Variant(amp=True), Variant(amp=True, channels_last=True), Variant(amp=True, compile=True),
+                 Variant(amp=True, channels_last=True, compile=True))  # fmt: skip
+
+
+def seconds_per_iteration(cfg: TrainConfig, device: torch.device, size: int, variant: Variant, repeats: int, vgg_path: Path) -> float:
     torch.manual_seed(0)
-    fmt = torch.channels_last if (amp and device.type == "cuda") else torch.contiguous_format
+    fmt = torch.channels_last if (variant.channels_last and device.type == "cuda") else torch.contiguous_format
+    amp = variant.amp
     gens = Generators(build_generator(cfg.generator), build_generator(cfg.generator)).to(device, memory_format=fmt)
     discs = Discriminators(build_discriminator(cfg.discriminator), build_discriminator(cfg.discriminator)).to(device, memory_format=fmt)
+    if variant.compile:
+        gens.compile()  # in place: the state_dict keys stay those of checkpoints
+        discs.compile()
     vgg = None
     if cfg.loss.lambda_smooth > 0 and cfg.loss.smooth_features is SmoothFeatures.vgg:
         from mrtrans.networks.vgg import load_vgg16_relu43
@@ -58,7 +82,7 @@ def seconds_per_iteration(cfg: TrainConfig, device: torch.device, size: int, amp
         if device.type == "cuda":
             torch.cuda.synchronize()
 
-    return median_time(step, repeats, warmup=2)
+    return median_time(step, repeats, warmup=3 if variant.compile else 2)
 
 
 def main() -> None:
@@ -66,28 +90,25 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--methods", nargs="+", default=["cyclegan", "harmonicgan_hist", "harmonicgan_vgg"])
     parser.add_argument("--no-append", action="store_true")
     args = parser.parse_args()
     device = resolve_device(args.device)
+    variants = CUDA_VARIANTS if device.type == "cuda" else (Variant(),)
     with tempfile.TemporaryDirectory() as tmp:
         vgg_path = Path(tmp) / "vgg16.pth"
         torch.save(VGG16Relu43().state_dict(), vgg_path)
-        precisions = [False, True] if device.type == "cuda" else [False]
-        results: dict[tuple[str, bool], float] = {}
-        for method in ("cyclegan", "harmonicgan_hist", "harmonicgan_vgg"):
+        results: dict[tuple[str, Variant], float] = {}
+        for method in args.methods:
             cfg = load_config(TrainConfig, method)
-            for amp in precisions:
-                results[method, amp] = seconds_per_iteration(cfg, device, args.size, amp, args.repeats, vgg_path)
+            for variant in variants:
+                results[method, variant] = seconds_per_iteration(cfg, device, args.size, variant, args.repeats, vgg_path)
+    base = args.methods[0]
     rows = []
-    for (method, amp), sec in results.items():
-        row = [method, "bf16 autocast + channels_last" if amp else "fp32", f"{sec:.3f}", f"{1 / sec:.2f}",
-               f"{sec / results['cyclegan', amp]:.3f}"]  # fmt: skip
-        if device.type == "cuda":
-            row.append(f"{results[method, False] / results[method, True]:.2f}" if amp else "1.00")
-        rows.append(row)
-    header = ["method", "precision", "s / iteration", "iterations / s", "ratio to cyclegan"]
-    if device.type == "cuda":
-        header.append("speed-up over fp32")
+    for (method, variant), sec in results.items():
+        rows.append([method, variant.name, f"{sec:.4f}", f"{1 / sec:.2f}", f"{sec / results[base, variant]:.3f}",
+                     f"{results[method, Variant()] / sec:.2f}"])  # fmt: skip
+    header = ["method", "variant", "s / iteration", "iterations / s", f"ratio to {base}", "speed-up over fp32"]
     notes = (
         f"Batch 1, {args.size}x{args.size}, paper networks (ResNet-9 generators, 70x70 PatchGAN), one optimisation "
         f"step (G and F, then D_X and D_Y), median of {args.repeats} after 2 warm-up steps, device {device}. "

@@ -221,7 +221,12 @@ def translate(
     mask: Annotated[Path | None, typer.Option("--mask", help="Brain mask on the input's grid (default: non-zero voxels).")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Slices per forward pass.")] = 16,
     device: Annotated[str, typer.Option("--device", help="auto (CUDA if present), cpu, cuda, cuda:N.")] = "auto",
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")] = False,
+    precision: Annotated[
+        str, typer.Option("--precision", help="fp32 (default) or bf16 (autocast on CUDA; no effect on the CPU).")
+    ] = "fp32",
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Redo outputs an earlier translate wrote (kept otherwise); other files are never replaced.")
+    ] = False,
 ) -> None:
     """Translate whole volumes; outputs keep the input's grid (shape, affine, qform/sform, header)."""
     from tqdm import tqdm
@@ -229,7 +234,7 @@ def translate(
     from mrtrans.inference.translate import expand_inputs, load_translator, translate_files
 
     files = expand_inputs(inputs)
-    translator = load_translator(model, direction, device, batch_size)
+    translator = load_translator(model, direction, device, batch_size, precision)
     with tqdm(total=len(files), desc=f"translate {translator.direction.name}", unit="volume", disable=len(files) == 1) as bar:
         report = translate_files(files, out, translator, mask=mask, overwrite=overwrite, progress=bar.update)
     for path in report.written:

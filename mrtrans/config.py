@@ -160,6 +160,8 @@ class RunConfig:
     device: str = "auto"
     amp: bool = True
     channels_last: bool = True
+    # torch.compile of the networks (CUDA; opt-in: the first steps compile, later ones may run faster).
+    compile: bool = False
     epochs: int | None = field(default=None, metadata=_range(1))
     max_steps: int | None = field(default=None, metadata=_range(1))
     log_every: int = field(default=50, metadata=_range(1))
@@ -485,7 +487,7 @@ def run_config_from_tree(tree: dict[str, Any], overrides: dict[str, Any] | None 
 
 # What a resumed run may change: where and how fast it runs, how often it writes, how long it lasts.
 # Everything else (method, losses, architecture, data handling, optimiser, seed) must match the run.
-RESUME_MAY_CHANGE = ("run.device", "run.amp", "run.channels_last", "run.max_steps", "run.log_every",
+RESUME_MAY_CHANGE = ("run.device", "run.amp", "run.channels_last", "run.compile", "run.max_steps", "run.log_every",
                      "run.sample_every", "run.checkpoint_every", "optim.epochs_constant", "optim.epochs_decay")  # fmt: skip
 
 

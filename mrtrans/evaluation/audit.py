@@ -41,8 +41,12 @@ def build_detector(cfg: AuditConfig) -> BasicUNet:
     return BasicUNet(spatial_dims=2, in_channels=1, out_channels=1, features=cfg.features)
 
 
-def detector_key(cfg: AuditConfig, data_hash: str, modality: str, image_size: int) -> str:
-    text = json.dumps({"cfg": to_dict(cfg), "data": data_hash, "modality": modality, "size": image_size}, sort_keys=True)
+def detector_key(cfg: AuditConfig, data: dict, modality: str, image_size: int, device_type: str = "cpu") -> str:
+    """Cache key of a trained detector: its config, the prepared set (input hash and recipe: sets of one
+    root with other seeds split patients differently), the region, the size, and the device type
+    (CPU and CUDA kernels train to slightly different weights)."""
+    text = json.dumps({"cfg": to_dict(cfg), "data": data, "modality": modality, "size": image_size, "device": device_type},
+                      sort_keys=True)  # fmt: skip
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

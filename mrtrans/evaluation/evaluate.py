@@ -232,7 +232,8 @@ def _audit_direction(direction: Direction, data: PreparedSlices, arrays: dict, s
             f"detector can be trained for the audit; evaluate against a set prepared with --target-tumor-fraction 0.5 "
             f"(same --seed: same test slices), or pass --no-audit"
         )
-    key = audit.detector_key(cfg.audit, data.meta["input_sha256"], f"{direction.target}:{labels}", data.image_size)
+    identity = {"input_sha256": data.meta.get("input_sha256"), "prepare": data.meta.get("config")}
+    key = audit.detector_key(cfg.audit, identity, f"{direction.target}:{labels}", data.image_size, device.type)
     log(f"tumor detector for {direction.target} (cache {cache / f'detector_{key}.pt'})")
     net = audit.cached_detector(data.train(direction.target), train_masks.astype(np.uint8), cfg.audit, key, cache, device)
     seg, brain = np.asarray(arrays["seg"]), np.asarray(arrays["brain"])

@@ -27,6 +27,7 @@ from monai.data import MetaTensor
 from monai.transforms import ResizeWithPadOrCrop
 from nibabel import orientations
 
+from mrtrans.config import Precision
 from mrtrans.data.slices import Direction
 from mrtrans.data_prep.transforms import BrainPercentileScale
 from mrtrans.errors import MrtransError, describe_os_error
@@ -49,6 +50,7 @@ class Translator:
     normalization: dict[str, Any]
     device: torch.device
     batch_size: int = 16
+    precision: Precision = Precision.fp32  # bf16 autocast applies on CUDA only
 
     @property
     def bounds(self) -> tuple[float, float]:
@@ -60,11 +62,13 @@ class Translator:
 
 
 def load_translator(
-    model: str | Path, direction: str | None = None, device: str = "auto", batch_size: int = 16
-) -> Translator:
+    model: str | Path, direction: str | None = None, device: str = "auto", batch_size: int = 16,
+    precision: str | Precision = Precision.fp32,
+) -> Translator:  # fmt: skip
     """Load a run folder or checkpoint and pick the generator for ``direction``.
 
-    A FLAIR->T1 model asked for T1->FLAIR uses its other generator (both are trained).
+    A FLAIR->T1 model asked for T1->FLAIR uses its other generator (both are trained). ``precision``
+    ``bf16`` runs the generator under bf16 autocast on CUDA (no effect on the CPU); fp32 by default.
 
     Raises:
         MrtransError: not a translation checkpoint, or a direction the model does not know.
@@ -85,7 +89,11 @@ def load_translator(
         raise MrtransError(
             f"{model}: model translates {trained.source}<->{trained.target}; it cannot do {wanted.name}"
         )
-    return Translator(generator, wanted, ckpt["kind"], ckpt["normalization"], dev, batch_size)
+    try:
+        precision = Precision(precision)
+    except ValueError:
+        raise MrtransError(f"--precision {precision!r}: use fp32 or bf16") from None
+    return Translator(generator, wanted, ckpt["kind"], ckpt["normalization"], dev, batch_size, precision)
 
 
 def ras_orientations(affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -97,7 +105,7 @@ def ras_orientations(affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 @torch.no_grad()
 def forward_slices(
-    generator: torch.nn.Module, slices: torch.Tensor, device: torch.device, batch_size: int, bf16: bool = True
+    generator: torch.nn.Module, slices: torch.Tensor, device: torch.device, batch_size: int, bf16: bool = False
 ) -> torch.Tensor:
     """(N, 1, S, S) model-range slices -> (N, 1, S, S) float32 translations on the CPU, in batches
     (bf16 autocast on CUDA when ``bf16``; CPU always fp32)."""
@@ -145,7 +153,8 @@ def translate_array(
     slices = fitted.as_tensor()[0].permute(2, 0, 1).unsqueeze(1)  # (Z, 1, S, S)
     has_brain = mask_fit.as_tensor()[0].sum(dim=(0, 1)) > 0
     out = torch.full_like(slices, b_min)
-    out[has_brain] = forward_slices(translator.generator, slices[has_brain], translator.device, translator.batch_size)
+    bf16 = translator.precision is Precision.bf16
+    out[has_brain] = forward_slices(translator.generator, slices[has_brain], translator.device, translator.batch_size, bf16=bf16)
     if not torch.isfinite(out).all():
         raise MrtransError("the model's output contains NaN or Inf: its training diverged (see the run's losses.csv); retrain it")
     result = MetaTensor(out[:, 0].permute(1, 2, 0).unsqueeze(0), applied_operations=fitted.applied_operations)

@@ -308,6 +308,9 @@ def _train(dataset: PreparedSlices, out: Path, ckpt_path: Path, direction: Direc
     memory_format = torch.channels_last if (use_cuda_tricks and cfg.run.channels_last) else torch.contiguous_format
     generators.to(memory_format=memory_format)
     discriminators.to(memory_format=memory_format)
+    if cfg.run.compile:
+        generators.compile()  # in place (nn.Module.compile): state_dict keys, and so checkpoints, unchanged
+        discriminators.compile()
 
     smoothness = None
     if cfg.loss.lambda_smooth > 0:
