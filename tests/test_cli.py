@@ -202,6 +202,17 @@ def _nan_model(t, fx):
     return args, "NaN or Inf", lambda: not (t / "o.nii.gz").exists()
 
 
+def _evaluate_nan_model(t, fx):
+    run = _copy(fx["tiny_run"], t / "run")
+    payload = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    for tensor in payload["models"]["gen_t2s"].values():
+        if tensor.is_floating_point():
+            tensor.fill_(float("nan"))
+    torch.save(payload, run / "checkpoints" / "last.pt")
+    args = ["evaluate", str(run), "--data", str(fx["prepared"]), "--out", str(t / "rep"), "--no-audit"]
+    return args, "t12flair output contains NaN or Inf", lambda: not (t / "rep").exists()
+
+
 def _evaluate_broken_data(t, fx, damage):
     data = _copy(fx["prepared"], t / "data")
     damage(data)
@@ -257,7 +268,7 @@ def _demo_over_a_user_folder(t, fx):
 
 HOSTILE = [_prepare_into_input, _prepare_into_parent, _evaluate_into_run, _evaluate_into_data, _train_nan, _train_inf_lr,
            _train_zero_epochs, _resume_other_method, _resume_other_architecture, _resume_other_data, _resume_other_volumes,
-           _prepare_twice, _output_under_a_file, _checkpoint_without_config, _checkpoint_odd_size, _nan_model,
+           _prepare_twice, _output_under_a_file, _checkpoint_without_config, _checkpoint_odd_size, _nan_model, _evaluate_nan_model,
            _truncated_npy, _pickled_npy, _broken_prepare_json, _prepare_odd_size, _evaluate_existing_out_before_work,
            _too_few_slices_says_why, _demo_over_a_user_folder]  # fmt: skip
 

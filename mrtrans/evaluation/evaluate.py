@@ -173,6 +173,9 @@ def evaluate_runs(
     for run in runs:
         ckpt = load_checkpoint(run, map_location="cpu")
         check_model_checkpoint(ckpt, run)
+        # Keep what scoring needs: a training checkpoint's optimisers, pools and discriminators are most of its size.
+        ckpt = {k: ckpt[k] for k in ("kind", "direction", "config", "normalization")} | {
+            "models": {k: ckpt["models"][k] for k in ("gen_s2t", "gen_t2s")}}
         pair = {ckpt["direction"]["source"], ckpt["direction"]["target"]} if "direction" in ckpt else set()
         if pair != {source_mod, target_mod}:
             raise MrtransError(f"{run}: model translates {'/'.join(sorted(pair)) or '?'}, the test set is {source_mod}/{target_mod}")
