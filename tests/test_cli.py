@@ -192,22 +192,22 @@ def _checkpoint_odd_size(t, fx):
     return args, "image_size 66 (must be >= 16 and a multiple of 4)", lambda: not (t / "o.nii.gz").exists()
 
 
-def _nan_model(t, fx):
-    def poison(p):
-        for tensor in p["models"]["gen_s2t"].values():
-            if tensor.is_floating_point():
-                tensor.fill_(float("nan"))
+def _poison(payload, generator):
+    """Fill a generator's weights with NaN, as a diverged run leaves them."""
+    for tensor in payload["models"][generator].values():
+        if tensor.is_floating_point():
+            tensor.fill_(float("nan"))
 
-    args = _checkpoint(t, fx, poison)
+
+def _nan_model(t, fx):
+    args = _checkpoint(t, fx, lambda p: _poison(p, "gen_s2t"))
     return args, "NaN or Inf", lambda: not (t / "o.nii.gz").exists()
 
 
 def _evaluate_nan_model(t, fx):
     run = _copy(fx["tiny_run"], t / "run")
     payload = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
-    for tensor in payload["models"]["gen_t2s"].values():
-        if tensor.is_floating_point():
-            tensor.fill_(float("nan"))
+    _poison(payload, "gen_t2s")
     torch.save(payload, run / "checkpoints" / "last.pt")
     args = ["evaluate", str(run), "--data", str(fx["prepared"]), "--out", str(t / "rep"), "--no-audit"]
     return args, "t12flair output contains NaN or Inf", lambda: not (t / "rep").exists()

@@ -209,11 +209,9 @@ def _gather(selected: pd.DataFrame, keys: list[str], scratch: dict[str, str]) ->
 
 
 def _skipped_text(skipped: list[tuple[str, str]], shown: int = 5) -> str:
-    """``; skipped N subjects: a: why; b: why ...`` (empty when nothing was skipped)."""
-    if not skipped:
-        return ""
+    """``skipped N subjects: a: why; b: why ...`` (call only when something was skipped)."""
     more = f"; ... and {len(skipped) - shown} more" if len(skipped) > shown else ""
-    return f"; skipped {len(skipped)} subject{'s' if len(skipped) > 1 else ''}: " + "; ".join(f"{s}: {w}" for s, w in skipped[:shown]) + more
+    return f"skipped {len(skipped)} subject{'s' if len(skipped) > 1 else ''}: " + "; ".join(f"{s}: {w}" for s, w in skipped[:shown]) + more
 
 
 @dataclass
@@ -286,14 +284,14 @@ def prepare_brats(
         good = [r for r in results if not r.error]
         if len(good) < 3:
             raise MrtransError(f"{root}: {len(good)} usable subjects, need at least 3 (test, train half A, train half B)"
-                               + _skipped_text(skipped))  # fmt: skip
+                               + (f"; {_skipped_text(skipped)}" if skipped else ""))  # fmt: skip
         roles = split_patients([r.subject_id for r in good], cfg.test_fraction, cfg.seed)
         rows = pd.DataFrame([row for r in good for row in r.rows])
         rows["role"] = rows["subject"].map(roles)
         try:
             chosen = select_slices(rows, cfg)
         except MrtransError as exc:
-            raise MrtransError(f"{exc} ({len(good)} subjects used" + (")" if not skipped else f"; {_skipped_text(skipped)[2:]})")) from None
+            raise MrtransError(f"{exc} ({len(good)} subjects used" + (f"; {_skipped_text(skipped)})" if skipped else ")")) from None
         scratch = {r.subject_id: r.scratch for r in good}
 
         (tmp / "train").mkdir()

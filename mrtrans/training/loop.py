@@ -413,7 +413,7 @@ def _train(dataset: PreparedSlices, out: Path, ckpt_path: Path, direction: Direc
             "world_size": world,
             "data": _data_record(dataset),
         }
-        if not all(bool(torch.isfinite(p).all()) for p in generators.parameters()):
+        if not bool(torch.stack([torch.isfinite(p).all() for p in generators.parameters()]).all()):  # one sync
             raise MrtransError(f"step {state['global_step']}: the generators' weights became NaN or Inf (training diverged); "
                                f"the last good checkpoint, if any, is kept at {ckpt_path}. Lower optim.lr or check the config")  # fmt: skip
         return save_checkpoint(payload, ckpt_path)
