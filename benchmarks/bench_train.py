@@ -25,13 +25,12 @@ from common import median_time, report  # noqa: E402
 
 from mrtrans.config import SmoothFeatures, TrainConfig, load_config  # noqa: E402
 from mrtrans.networks.vgg import VGG16Relu43  # noqa: E402
-from mrtrans.training.loop import resolve_device  # noqa: E402
+from mrtrans.devices import resolve_device  # noqa: E402
+from mrtrans.models import build_discriminator, build_generator  # noqa: E402
 from mrtrans.training.pool import ImagePool  # noqa: E402
 from mrtrans.training.step import (  # noqa: E402
     Discriminators,
     Generators,
-    build_discriminator,
-    build_generator,
     optimisation_step,
     smoothness_term,
 )

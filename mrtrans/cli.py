@@ -98,15 +98,11 @@ def synth_brats(
     """Write synthetic BraTS-like subjects (FLAIR, T1, T1ce, T2, seg) for trying the pipeline."""
     from tqdm import tqdm
 
-    from mrtrans.config import SynthConfig, load_config
-    from mrtrans.synth import write_synthetic_brats
+    from mrtrans.api import synth_brats as run_synth
 
-    cfg = load_config(
-        SynthConfig,
-        overrides={"subjects": subjects, "seed": seed, "shape": _parse_shape(shape), "tumor_fraction": tumor_fraction},
-    )
-    with tqdm(total=cfg.subjects, desc="synth-brats", unit="subject") as bar:
-        ids = write_synthetic_brats(out, cfg, overwrite=overwrite, progress=bar.update)
+    dims = _parse_shape(shape)
+    with tqdm(total=subjects, desc="synth-brats", unit="subject") as bar:
+        ids = run_synth(out, subjects, seed, dims, tumor_fraction, overwrite=overwrite, progress=bar.update)
     typer.echo(f"wrote {len(ids)} subjects to {out}")
 
 
@@ -143,16 +139,8 @@ def prepare_brats(
     """Turn BraTS volumes into balanced healthy/tumor 2D slice sets, split by patient."""
     from tqdm import tqdm
 
-    from mrtrans.config import PrepareConfig, load_config
-    from mrtrans.data_prep.prepare import prepare_brats as run_prepare
+    from mrtrans.api import prepare_brats as run_prepare
 
-    overrides = {
-        "modalities": modalities, "train_slices": train_slices, "test_slices": test_slices,
-        "test_fraction": test_fraction, "min_tumor_pixels": min_tumor_pixels,
-        "min_brain_fraction": min_brain_fraction, "image_size": image_size, "seed": seed,
-        "source_tumor_fraction": source_tumor_fraction, "target_tumor_fraction": target_tumor_fraction,
-    }  # fmt: skip
-    cfg = load_config(PrepareConfig, config, overrides, folder="data_prep")
     bar = tqdm(desc="prepare-brats", unit="subject", total=0)
 
     def on_start(report, n):  # type: ignore[no-untyped-def]
@@ -160,7 +148,13 @@ def prepare_brats(
         bar.reset(total=n)
 
     with bar:
-        summary = run_prepare(root, out, cfg, workers=workers, overwrite=overwrite, progress=bar.update, on_start=on_start)
+        summary = run_prepare(
+            root, out, config, modalities=modalities, train_slices=train_slices, test_slices=test_slices,
+            test_fraction=test_fraction, min_tumor_pixels=min_tumor_pixels, min_brain_fraction=min_brain_fraction,
+            image_size=image_size, source_tumor_fraction=source_tumor_fraction,
+            target_tumor_fraction=target_tumor_fraction, seed=seed, workers=workers, overwrite=overwrite,
+            progress=bar.update, on_start=on_start,
+        )  # fmt: skip
     for sid, reason in summary.skipped:
         typer.echo(f"skipped {sid}: {reason}")
     counts = ", ".join(f"{k}={v}" for k, v in summary.counts.items())
@@ -191,21 +185,10 @@ def train(
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in OUT from its last checkpoint.")] = False,
 ) -> None:
     """Train HarmonicGAN (or CycleGAN) on a prepared slice set. Multi-GPU: torchrun --nproc_per_node=N -m mrtrans train ..."""
-    from mrtrans.config import TrainConfig, epoch_schedule, load_config, load_run_config
-    from mrtrans.data.slices import Direction
-    from mrtrans.training.loop import train as run_train
+    from mrtrans.api import train as run_train
 
-    files: list[str] = [*(config or ["harmonicgan_hist"]), *(preset or [])]
-    overrides = {
-        **epoch_schedule(epochs),
-        "run.max_steps": max_steps, "data.batch_size": batch_size, "optim.lr": lr,
-        "loss.lambda_smooth": lambda_smooth, "run.device": device, "run.seed": seed,
-    }  # fmt: skip
-    if resume and not config and (out / "config.yaml").is_file():
-        cfg = load_run_config(out / "config.yaml", overrides)  # a resumed run keeps its own resolved config
-    else:
-        cfg = load_config(TrainConfig, files, overrides)
-    checkpoint = run_train(data, out, Direction.parse(direction), cfg, resume=resume)
+    checkpoint = run_train(direction, data, out, config, preset, epochs=epochs, max_steps=max_steps, batch_size=batch_size,
+                           lr=lr, lambda_smooth=lambda_smooth, device=device, seed=seed, resume=resume)  # fmt: skip
     if os.environ.get("RANK", "0") == "0":  # under torchrun, one line rather than one per process
         typer.echo(f"checkpoint: {checkpoint}")
 
@@ -268,12 +251,10 @@ def evaluate(
 ) -> None:
     """Score runs on the paired test slices beside the copy-source baseline: MAE/MSE/PSNR/SSIM with patient-bootstrap
     CIs (brain_shared, brain and paper protocols), paired comparisons, seeds, per-lesion tumor audit."""
-    from mrtrans.config import EvalConfig, load_config
-    from mrtrans.evaluation.evaluate import evaluate_runs
+    from mrtrans.api import evaluate as run_evaluate
 
-    overrides = {"audit.steps": audit_steps, "audit.enabled": False if no_audit else None, "device": device, "precision": precision}
-    cfg = load_config(EvalConfig, config, overrides, folder="evaluation")
-    report = evaluate_runs(runs, data, out, cfg, cache_dir=cache_dir, overwrite=overwrite, log=typer.echo, reference=reference)
+    report = run_evaluate(runs, data, out, config, audit=not no_audit, audit_steps=audit_steps, cache_dir=cache_dir,
+                          device=device, precision=precision, reference=reference, overwrite=overwrite, log=typer.echo)  # fmt: skip
     typer.echo(f"report: {report} (table1.md, summary.csv, per_slice.csv, tumor_summary.csv, figures/)")
 
 
@@ -292,12 +273,9 @@ def evaluate_volumes(
 ) -> None:
     """Score `mrtrans translate` outputs ([0, 1]) against reference volumes, paired by subject ID: the slices
     prepare-brats' rules keep, plus through-plane consistency and coronal/sagittal SSIM (no audit)."""
-    from mrtrans.config import PrepareConfig, load_config
-    from mrtrans.data.slices import Direction
-    from mrtrans.evaluation.evaluate import evaluate_volumes as run_volumes
+    from mrtrans.api import evaluate_volumes as run_volumes
 
-    prep = load_config(PrepareConfig, rules, folder="data_prep")
-    report = run_volumes(pred, ref, seg, out, Direction.parse(direction), name=name, rules=prep, overwrite=overwrite)
+    report = run_volumes(pred, ref, seg, out, direction, name=name, rules=rules, overwrite=overwrite)
     typer.echo(f"report: {report}")
 
 

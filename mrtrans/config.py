@@ -429,7 +429,7 @@ def read_yaml(path: Path) -> dict[str, Any]:
 
 def load_config(
     cls: type[C],
-    files: str | Path | Sequence[str | Path] | None = None,
+    files: str | Path | dict[str, Any] | Sequence[str | Path | dict[str, Any]] | None = None,
     overrides: dict[str, Any] | None = None,
     folder: str = "configs",
 ) -> C:
@@ -437,7 +437,8 @@ def load_config(
 
     Args:
         cls: the config dataclass (``TrainConfig``, ``PrepareConfig``...).
-        files: YAML paths or preset names from ``folder``, later ones win; None for defaults.
+        files: YAML paths, preset names from ``folder`` or nested dicts in YAML's shape, later ones
+            win; None for defaults.
         overrides: ``{"optim.lr": 1e-4, "run.max_steps": 10}``; None values are ignored, so CLI
             options that were not given leave the files' values alone.
         folder: where preset names are looked up (``configs``, ``data_prep``, ``evaluation``).
@@ -447,11 +448,11 @@ def load_config(
     """
     if files is None:
         files = []
-    elif isinstance(files, (str, Path)):
+    elif isinstance(files, (str, Path, dict)):
         files = [files]
     tree: dict[str, Any] = {}
     for item in files:
-        tree = _merge(tree, read_yaml(resolve_config_path(item, folder)))
+        tree = _merge(tree, copy.deepcopy(item) if isinstance(item, dict) else read_yaml(resolve_config_path(item, folder)))
     for dotted, value in (overrides or {}).items():
         if value is not None:
             _set_dotted(tree, dotted, value)

@@ -99,33 +99,25 @@ def read_volume(path: str | Path) -> tuple[np.ndarray, nib.Nifti1Image]:
     return data, img
 
 
-def write_nifti(
+def image_like(
     data: np.ndarray,
-    path: str | Path,
     reference: nib.Nifti1Image | None = None,
     affine: np.ndarray | None = None,
     dtype: np.dtype | type | None = None,
     description: str | None = None,
-) -> Path:
-    """Write ``data`` as NIfTI atomically, keeping the reference's geometry and header.
+) -> nib.Nifti1Image:
+    """An in-memory NIfTI image of ``data`` with the reference's geometry and header.
 
-    With a ``reference`` image the output gets its header (pixdim, units, qform and sform with
+    With a ``reference`` image the result gets its header (pixdim, units, qform and sform with
     their codes, intent); only the data type, scaling and the optional description change.
 
     Args:
         data: array with the reference's shape (or any 3D array with ``affine``).
-        path: destination ``.nii`` or ``.nii.gz``.
-        reference: image whose geometry the output takes.
+        reference: image whose geometry the result takes.
         affine: used when there is no reference (codes set to 1, scanner).
         dtype: on-disk type; defaults to ``data.dtype``.
         description: the header's ``descrip`` field (80 characters at most).
-
-    Returns:
-        The written path.
     """
-    path = Path(path)
-    if nifti_suffix(path) is None:
-        raise MrtransError(f"{path}: output must end in .nii or .nii.gz")
     dtype = np.dtype(dtype or data.dtype)
     if reference is not None:
         header = reference.header.copy()
@@ -137,7 +129,7 @@ def write_nifti(
         img.set_sform(sform if sform is not None else reference.affine, int(scode))
     else:
         if affine is None:
-            raise MrtransError("write_nifti needs a reference image or an affine")
+            raise MrtransError("a NIfTI image needs a reference image or an affine")
         img = nib.Nifti1Image(data.astype(dtype, copy=False), affine)
         img.set_qform(affine, 1)
         img.set_sform(affine, 1)
@@ -145,6 +137,26 @@ def write_nifti(
     img.header.set_slope_inter(1.0, 0.0)  # the data are stored as given, never rescaled
     if description is not None:
         img.header["descrip"] = description.encode("ascii", "replace")[:79]
+    return img
+
+
+def write_nifti(
+    data: np.ndarray,
+    path: str | Path,
+    reference: nib.Nifti1Image | None = None,
+    affine: np.ndarray | None = None,
+    dtype: np.dtype | type | None = None,
+    description: str | None = None,
+) -> Path:
+    """Write :func:`image_like` of the arguments to ``path`` atomically (``.nii`` or ``.nii.gz``).
+
+    Returns:
+        The written path.
+    """
+    path = Path(path)
+    if nifti_suffix(path) is None:
+        raise MrtransError(f"{path}: output must end in .nii or .nii.gz")
+    img = image_like(data, reference, affine, dtype, description)
     with atomic_path(path) as tmp:
         nib.save(img, str(tmp))
     return path

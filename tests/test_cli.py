@@ -12,8 +12,8 @@ from conftest import TINY
 from typer.testing import CliRunner
 
 from mrtrans import __version__
+from mrtrans.checkpoint import load_checkpoint
 from mrtrans.cli import app
-from mrtrans.training.checkpoint import load_checkpoint
 
 runner = CliRunner()
 

@@ -9,6 +9,7 @@ from scipy import stats
 from skimage.metrics import mean_squared_error, peak_signal_noise_ratio, structural_similarity
 from typer.testing import CliRunner
 
+from mrtrans.checkpoint import save_checkpoint
 from mrtrans.cli import app
 from mrtrans.config import AuditConfig, EvalConfig, Precision
 from mrtrans.data.slices import Direction, PreparedSlices
@@ -17,7 +18,6 @@ from mrtrans.evaluation import audit
 from mrtrans.evaluation.evaluate import evaluate_runs, evaluate_volumes, score_slices
 from mrtrans.evaluation.metrics import PSNR_CAP, brain_metrics, interior, paper_metrics, ssim_map, through_plane_metrics
 from mrtrans.evaluation.statistics import bootstrap_ratio, paired_difference
-from mrtrans.training.checkpoint import save_checkpoint
 
 from test_inference import make_checkpoint
 

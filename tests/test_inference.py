@@ -4,13 +4,13 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from mrtrans.checkpoint import model_payload, save_checkpoint
 from mrtrans.cli import app
 from mrtrans.config import Modality, TrainConfig, load_config, to_dict
 from mrtrans.errors import MrtransError
 from mrtrans.inference.translate import expand_inputs, load_translator, translate_array, translate_files
+from mrtrans.models import build_generator
 from mrtrans.synth import synth_subject
-from mrtrans.training.checkpoint import model_payload, save_checkpoint
-from mrtrans.training.step import build_generator
 
 runner = CliRunner()
 

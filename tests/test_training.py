@@ -11,11 +11,11 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
+from mrtrans.checkpoint import load_checkpoint, save_checkpoint
 from mrtrans.cli import app
 from mrtrans.config import TrainConfig, load_config
 from mrtrans.data.slices import Direction
 from mrtrans.errors import MrtransError
-from mrtrans.training.checkpoint import load_checkpoint, save_checkpoint
 from mrtrans.training.loop import lr_factor, train
 from mrtrans.training.pool import ImagePool
 
@@ -296,7 +296,8 @@ def test_a_run_folder_inside_its_data_is_refused(prepared, tmp_path, tiny_yaml):
     ],
 )
 def test_device_plan_gives_each_process_its_device_and_backend(name, local_rank, world, cuda, expected):
-    from mrtrans.training.loop import plan_device, process_group_backend
+    from mrtrans.devices import plan_device
+    from mrtrans.training.loop import process_group_backend
 
     device = plan_device(name, local_rank, world, cuda_available=cuda)
     assert str(device) == expected
@@ -306,7 +307,7 @@ def test_device_plan_gives_each_process_its_device_and_backend(name, local_rank,
 @pytest.mark.parametrize("name, world, cuda, message", [("cuda:0", 2, True, "one GPU"), ("cuda", 1, False, "not available"),
                                                          ("gpu", 1, True, "not a device")])  # fmt: skip
 def test_device_plan_refuses_what_cannot_work(name, world, cuda, message):
-    from mrtrans.training.loop import plan_device
+    from mrtrans.devices import plan_device
 
     with pytest.raises(MrtransError, match=message):
         plan_device(name, 0, world, cuda_available=cuda)

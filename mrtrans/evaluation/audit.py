@@ -32,9 +32,9 @@ from monai.networks.nets import BasicUNet
 
 from scipy import ndimage
 
+from mrtrans.checkpoint import load_checkpoint, save_checkpoint
 from mrtrans.config import AuditConfig, to_dict
 from mrtrans.data.slices import to_tensor
-from mrtrans.training.checkpoint import load_checkpoint, save_checkpoint
 
 
 def build_detector(cfg: AuditConfig) -> BasicUNet:

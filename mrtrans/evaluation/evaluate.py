@@ -37,13 +37,14 @@ from mrtrans.evaluation.metrics import (
     to_paper_range,
     tumor_contrast,
 )
+from mrtrans.checkpoint import check_model_checkpoint, load_checkpoint
+from mrtrans.devices import resolve_device
 from mrtrans.evaluation.scored import Scored, slice_frame
 from mrtrans.evaluation.tables import METRICS, write_tables
 from mrtrans.inference.translate import forward_slices, ras_orientations
 from mrtrans.io import load_nifti, read_volume
+from mrtrans.models import load_generators
 from mrtrans.outputs import OutputKind, atomic_dir, check_output
-from mrtrans.training.checkpoint import check_model_checkpoint, load_checkpoint
-from mrtrans.training.loop import load_generators, resolve_device
 
 COPY_SOURCE = "copy-source"
 

@@ -27,14 +27,15 @@ from monai.data import MetaTensor
 from monai.transforms import ResizeWithPadOrCrop
 from nibabel import orientations
 
+from mrtrans.checkpoint import check_model_checkpoint, load_checkpoint
 from mrtrans.config import Precision
 from mrtrans.data.slices import Direction
 from mrtrans.data_prep.transforms import BrainPercentileScale
+from mrtrans.devices import resolve_device
 from mrtrans.errors import MrtransError, describe_os_error
-from mrtrans.io import nifti_suffix, read_volume, write_nifti
+from mrtrans.io import image_like, nifti_suffix, read_volume, write_nifti
+from mrtrans.models import load_generators
 from mrtrans.outputs import output_lock
-from mrtrans.training.checkpoint import check_model_checkpoint, load_checkpoint
-from mrtrans.training.loop import load_generators, resolve_device
 
 MODEL_KINDS = ("cyclegan", "harmonicgan-histogram", "harmonicgan-vgg")
 DESCRIPTION_PREFIX = "mrtrans "  # start of the NIfTI descrip of every translation: how --overwrite knows its own files
@@ -59,6 +60,75 @@ class Translator:
 
     def description(self, source_name: str) -> str:
         return f"{DESCRIPTION_PREFIX}{self.direction.name} {self.kind} from {source_name}"
+
+    def __call__(self, image: Any, affine: Any = None, mask: Any = None) -> Any:
+        """Translate one volume and return the same kind of thing on the input's grid.
+
+        Args:
+            image: a NIfTI path (-> ``nibabel.Nifti1Image``), a ``nibabel`` image (-> image with the
+                input's header), a MONAI ``MetaTensor`` (-> MetaTensor with the input's metadata), a
+                numpy array or torch tensor (-> the same, float32; ``affine`` required). Arrays are
+                (X, Y, Z) or channel-first (1, X, Y, Z); the output has the input's layout.
+            affine: 4x4 voxel-to-world (RAS) affine of an array input; taken from the image otherwise.
+            mask: brain mask on the input's grid (same kinds); default: the non-zero voxels.
+
+        Returns:
+            Normalised target-sequence intensities in [0, 1], zero outside the brain.
+
+        Raises:
+            MrtransError: an input it cannot use, with what to do.
+        """
+        if isinstance(image, (str, Path)):
+            data, img = read_volume(image)
+            return image_like(self._array(data, img.affine, mask, image), img, dtype=np.float32,
+                              description=self.description(Path(image).name))  # fmt: skip
+        if isinstance(image, nib.spatialimages.SpatialImage):
+            data = _as_numpy(image).astype(np.float32)
+            return image_like(self._array(data, image.affine, mask, "image"), image, dtype=np.float32,
+                              description=self.description("an in-memory image"))  # fmt: skip
+        if isinstance(image, MetaTensor):
+            out = self._array(_as_numpy(image), image.affine if affine is None else affine, mask, "MetaTensor")
+            return MetaTensor(torch.from_numpy(out).to(image.device), meta=dict(image.meta))
+        if isinstance(image, torch.Tensor):
+            return torch.from_numpy(self._array(_as_numpy(image), affine, mask, "tensor")).to(image.device)
+        if isinstance(image, np.ndarray):
+            return self._array(image, affine, mask, "array")
+        raise MrtransError(f"cannot translate a {type(image).__name__}: pass a NIfTI path, a nibabel image, "
+                           "a MetaTensor, or a numpy array / torch tensor with its affine")  # fmt: skip
+
+    def _array(self, data: np.ndarray, affine: Any, mask: Any, what: Any) -> np.ndarray:
+        """``data`` as (X, Y, Z) or (1, X, Y, Z) -> its translation in the same layout."""
+        if affine is None:
+            raise MrtransError(f"{what}: an array needs its 4x4 affine (voxel -> world, RAS): translator(array, affine)")
+        affine = _as_numpy(affine).astype(np.float64)
+        if affine.shape != (4, 4):
+            raise MrtransError(f"{what}: affine has shape {affine.shape}, expected (4, 4)")
+        channel = data.ndim == 4 and data.shape[0] == 1
+        volume = data[0] if channel else data
+        if volume.ndim != 3:
+            raise MrtransError(f"{what}: expected a 3D volume (X, Y, Z) or (1, X, Y, Z), got shape {tuple(data.shape)}")
+        volume = volume.astype(np.float32, copy=False)
+        if not np.isfinite(volume).all():
+            raise MrtransError(f"{what}: contains NaN or Inf values; replace them (e.g. by 0) first")
+        brain = None
+        if mask is not None:
+            brain = _as_numpy(mask)
+            brain = brain[0] if brain.ndim == 4 and brain.shape[0] == 1 else brain
+            if brain.shape != volume.shape:
+                raise MrtransError(f"{what}: mask shape {brain.shape} differs from the volume's {volume.shape}")
+        if not np.any(volume if brain is None else brain):
+            raise MrtransError(f"{what}: no brain (all zeros)")
+        out = translate_array(volume, affine, self, brain)
+        return out[None] if channel else out
+
+
+def _as_numpy(value: Any) -> np.ndarray:
+    """A tensor (any device), a nibabel image's data or an array-like as a numpy array."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().numpy()
+    if isinstance(value, nib.spatialimages.SpatialImage):
+        return np.asanyarray(value.dataobj)
+    return np.asarray(value)
 
 
 def load_translator(

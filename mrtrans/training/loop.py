@@ -32,55 +32,17 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
+from mrtrans.checkpoint import check_model_checkpoint, load_checkpoint, model_payload, save_checkpoint
 from mrtrans.config import SmoothFeatures, TrainConfig, resume_differences, run_config_from_tree, save_config, to_dict
 from mrtrans.data.slices import Direction, PreparedSlices, to_tensor
+from mrtrans.devices import plan_device
 from mrtrans.errors import MrtransError
 from mrtrans.io import atomic_path
-from mrtrans.provenance import git_commit, versions
+from mrtrans.models import build_discriminator, build_generator
 from mrtrans.outputs import MARKER, OutputKind, check_inputs, marker_kind, output_lock, write_marker
-from mrtrans.training.checkpoint import check_model_checkpoint, load_checkpoint, model_payload, save_checkpoint
+from mrtrans.provenance import git_commit, versions
 from mrtrans.training.pool import ImagePool
-from mrtrans.training.step import (
-    Discriminators,
-    Generators,
-    build_discriminator,
-    build_generator,
-    optimisation_step,
-    smoothness_term,
-)
-
-
-def plan_device(name: str, local_rank: int = 0, world: int = 1, cuda_available: bool | None = None) -> torch.device:
-    """The device of this process, always with an index on CUDA.
-
-    ``auto`` and ``cuda`` take this process's GPU (``cuda:LOCAL_RANK``; 0 outside torchrun) when CUDA is
-    present; ``cpu`` is the CPU even on a GPU machine; ``cuda:N`` is GPU N for a single process.
-
-    Raises:
-        MrtransError: not a device, CUDA asked for but absent, or ``cuda:N`` under torchrun (every
-            process would share one GPU).
-    """
-    cuda_available = torch.cuda.is_available() if cuda_available is None else cuda_available
-    if name == "auto":
-        return torch.device(f"cuda:{local_rank}") if cuda_available else torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as exc:
-        raise MrtransError(f"--device {name!r}: not a device (use auto, cpu, cuda or cuda:N)") from exc
-    if device.type == "cuda":
-        if not cuda_available:
-            raise MrtransError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
-        if device.index is None:
-            return torch.device(f"cuda:{local_rank}")
-        if world > 1:
-            raise MrtransError(f"--device {name} under torchrun would put all {world} processes on one GPU; use --device cuda "
-                               f"(each process takes the GPU of its LOCAL_RANK)")  # fmt: skip
-    return device
-
-
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """:func:`plan_device` for one process (translate, evaluate)."""
-    return plan_device(name, local_rank)
+from mrtrans.training.step import Discriminators, Generators, optimisation_step, smoothness_term
 
 
 def process_group_backend(device: torch.device) -> str:
@@ -495,19 +457,3 @@ def _check_replicas(model: torch.nn.Module) -> None:
     gathered = [s.cpu() for s in gathered]
     if not all(torch.allclose(gathered[0], s, rtol=1e-6, atol=1e-6) for s in gathered):
         raise RuntimeError(f"DDP replicas diverged: {[s.tolist() for s in gathered]}")
-
-
-def load_generators(checkpoint: dict[str, Any], device: torch.device | str = "cpu") -> tuple[torch.nn.Module, torch.nn.Module]:
-    """Rebuild (gen_s2t, gen_t2s) from a checkpoint alone, in eval mode."""
-    from mrtrans.config import TrainConfig, from_dict
-
-    cfg = from_dict(TrainConfig, checkpoint["config"])
-    gens = []
-    for name in ("gen_s2t", "gen_t2s"):
-        gen = build_generator(cfg.generator)
-        try:
-            gen.load_state_dict(checkpoint["models"][name])
-        except (RuntimeError, TypeError, AttributeError) as exc:  # missing/unexpected keys, size mismatch
-            raise MrtransError(f"checkpoint weights of {name} do not fit its recorded generator config: {str(exc)[:300]}") from None
-        gens.append(gen.to(device).eval())
-    return gens[0], gens[1]

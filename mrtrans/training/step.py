@@ -23,25 +23,15 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from mrtrans.config import DiscriminatorConfig, GeneratorConfig, LossConfig, SmoothFeatures
+from mrtrans.config import LossConfig, SmoothFeatures
 from mrtrans.losses.adversarial import gan_loss
 from mrtrans.losses.cycle import cycle_loss, identity_loss
 from mrtrans.losses.smoothness import cnn_patch_features, histogram_features, smoothness_loss
-from mrtrans.networks.discriminators import PatchGAN
-from mrtrans.networks.generators import ResnetGenerator
 
 if TYPE_CHECKING:
     from mrtrans.training.pool import ImagePool
 
 Tensors = dict[str, torch.Tensor]
-
-
-def build_generator(cfg: GeneratorConfig) -> ResnetGenerator:
-    return ResnetGenerator(cfg.in_channels, cfg.out_channels, cfg.base_channels, cfg.num_res_blocks, cfg.num_downsampling)
-
-
-def build_discriminator(cfg: DiscriminatorConfig) -> PatchGAN:
-    return PatchGAN(cfg.in_channels, cfg.base_channels, cfg.num_layers)
 
 
 class Generators(nn.Module):

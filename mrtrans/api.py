@@ -1,0 +1,258 @@
+"""The public Python API: the CLI's commands as functions with the CLI's arguments.
+
+Import these from ``mrtrans`` (``mrtrans.prepare_brats``, ``mrtrans.load_translator``...). The CLI
+(`mrtrans.cli`) only parses options and calls these, so a notebook and a shell run the same code.
+Names outside ``mrtrans.__all__`` and ``mrtrans.monai`` are internal and may change between versions.
+
+Every function raises :class:`mrtrans.MrtransError` for a bad input, with the file and what to do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from mrtrans.inference.translate import TranslateReport, Translator, load_translator
+
+__all__ = ["synth_brats", "prepare_brats", "train", "load_translator", "translate", "translate_files", "evaluate",
+           "evaluate_volumes"]  # fmt: skip
+
+ConfigSpec = str | Path | dict[str, Any] | Sequence[str | Path | dict[str, Any]]
+
+
+def synth_brats(
+    out: str | Path,
+    subjects: int = 4,
+    seed: int = 0,
+    shape: tuple[int, int, int] = (240, 240, 155),
+    tumor_fraction: float = 0.75,
+    overwrite: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> list[str]:
+    """Write synthetic BraTS-like subjects (FLAIR, T1, T1ce, T2, seg; BraTS 2020 layout) to ``out``.
+
+    Returns:
+        The subject IDs written.
+    """
+    from mrtrans.config import SynthConfig, load_config
+    from mrtrans.synth import write_synthetic_brats
+
+    overrides = {"subjects": subjects, "seed": seed, "shape": tuple(shape), "tumor_fraction": tumor_fraction}
+    cfg = load_config(SynthConfig, overrides=overrides)
+    return write_synthetic_brats(out, cfg, overwrite=overwrite, progress=progress)
+
+
+def prepare_brats(
+    root: str | Path,
+    out: str | Path,
+    config: ConfigSpec = "paper_protocol",
+    *,
+    modalities: str | Sequence[str] | None = None,
+    train_slices: int | None = None,
+    test_slices: int | None = None,
+    test_fraction: float | None = None,
+    min_tumor_pixels: int | None = None,
+    min_brain_fraction: float | None = None,
+    image_size: int | None = None,
+    source_tumor_fraction: float | None = None,
+    target_tumor_fraction: float | None = None,
+    seed: int | None = None,
+    workers: int = 1,
+    overwrite: bool = False,
+    progress: Callable[[int], None] | None = None,
+    on_start: Callable[[Any, int], None] | None = None,
+) -> Any:
+    """``mrtrans prepare-brats``: BraTS volumes -> balanced healthy/tumor slice sets, split by patient.
+
+    Args:
+        root: dataset root (BraTS 2018-2021, 2023+ or MSD Task01 layout).
+        out: folder to create.
+        config: recipe YAML, a name in ``data_prep/`` or a dict; options given here override it.
+        modalities: ``"flair,t1"`` or ``("flair", "t1")``: source and target.
+
+    Returns:
+        The summary (``out``, ``counts``, ``skipped`` subjects with reasons).
+    """
+    from mrtrans.config import PrepareConfig, load_config
+    from mrtrans.data_prep.prepare import prepare_brats as run_prepare
+
+    if modalities is not None and not isinstance(modalities, str):
+        modalities = ",".join(modalities)
+    overrides = {
+        "modalities": modalities, "train_slices": train_slices, "test_slices": test_slices,
+        "test_fraction": test_fraction, "min_tumor_pixels": min_tumor_pixels,
+        "min_brain_fraction": min_brain_fraction, "image_size": image_size, "seed": seed,
+        "source_tumor_fraction": source_tumor_fraction, "target_tumor_fraction": target_tumor_fraction,
+    }  # fmt: skip
+    cfg = load_config(PrepareConfig, config, overrides, folder="data_prep")
+    return run_prepare(root, out, cfg, workers=workers, overwrite=overwrite, progress=progress, on_start=on_start)
+
+
+def train(
+    direction: str,
+    data: str | Path,
+    out: str | Path,
+    config: ConfigSpec | None = None,
+    preset: ConfigSpec | None = None,
+    *,
+    epochs: int | None = None,
+    max_steps: int | None = None,
+    batch_size: int | None = None,
+    lr: float | None = None,
+    lambda_smooth: float | None = None,
+    device: str | None = None,
+    seed: int | None = None,
+    resume: bool = False,
+    show_progress: bool = True,
+) -> Path:
+    """``mrtrans train``: train HarmonicGAN (default) or CycleGAN on a prepared slice set.
+
+    Args:
+        direction: ``"flair2t1"`` (any ``<source>2<target>`` of the prepared pair).
+        config: method config(s): ``harmonicgan_hist`` (default), ``cyclegan``, ``harmonicgan_vgg``, a YAML
+            path or a dict; ``preset`` layers more on top (e.g. ``cpu_small``).
+        resume: continue the run in ``out``; without ``config`` it keeps the run's own resolved config.
+
+    Returns:
+        The last checkpoint's path (``out/checkpoints/last.pt``).
+    """
+    from mrtrans.config import TrainConfig, epoch_schedule, load_config, load_run_config
+    from mrtrans.data.slices import Direction
+    from mrtrans.training.loop import train as run_train
+
+    out = Path(out)
+    overrides = {
+        **epoch_schedule(epochs),
+        "run.max_steps": max_steps, "data.batch_size": batch_size, "optim.lr": lr,
+        "loss.lambda_smooth": lambda_smooth, "run.device": device, "run.seed": seed,
+    }  # fmt: skip
+    if resume and not config and (out / "config.yaml").is_file():
+        cfg = load_run_config(out / "config.yaml", overrides)  # a resumed run keeps its own resolved config
+    else:
+        cfg = load_config(TrainConfig, [*_listed(config or "harmonicgan_hist"), *_listed(preset)], overrides)
+    return run_train(data, out, Direction.parse(direction), cfg, resume=resume, show_progress=show_progress)
+
+
+def _listed(spec: ConfigSpec | None) -> list[str | Path | dict[str, Any]]:
+    if spec is None:
+        return []
+    return [spec] if isinstance(spec, (str, Path, dict)) else list(spec)
+
+
+def translate(
+    image: Any,
+    model: str | Path | Translator,
+    *,
+    affine: Any = None,
+    mask: Any = None,
+    direction: str | None = None,
+    device: str = "auto",
+) -> Any:
+    """Translate one volume in memory; the result has the input's kind and grid.
+
+    Args:
+        image: a NIfTI path or a ``nibabel`` image (-> ``nibabel`` image), a MONAI ``MetaTensor``
+            (-> MetaTensor), a numpy array or torch tensor with ``affine`` (-> the same); (X, Y, Z)
+            or (1, X, Y, Z).
+        model: a run folder, a checkpoint, or a :class:`Translator` from :func:`load_translator`
+            (load once when translating many volumes).
+
+    Returns:
+        Normalised target-sequence intensities in [0, 1], zero outside the brain. Use
+        :func:`translate_files` to write files.
+    """
+    translator = model if isinstance(model, Translator) else load_translator(model, direction, device)
+    return translator(image, affine=affine, mask=mask)
+
+
+def translate_files(
+    inputs: str | Path | Sequence[str | Path],
+    out: str | Path,
+    model: str | Path | Translator,
+    *,
+    direction: str | None = None,
+    mask: str | Path | None = None,
+    batch_size: int = 16,
+    device: str = "auto",
+    precision: str = "fp32",
+    overwrite: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> TranslateReport:
+    """``mrtrans translate``: NIfTI files in, NIfTI files out on each input's exact grid.
+
+    Args:
+        inputs: a file, a folder of NIfTI files, a glob pattern, or a list of files.
+        out: an output ``.nii.gz`` for one input, else a folder (names follow the inputs).
+        overwrite: redo outputs an earlier translate wrote (kept otherwise); other files are never replaced.
+
+    Returns:
+        The report: ``written``, ``kept`` and ``failed`` (path, reason) volumes.
+    """
+    from mrtrans.inference.translate import expand_inputs
+    from mrtrans.inference.translate import translate_files as run_files
+
+    files = expand_inputs(inputs) if isinstance(inputs, (str, Path)) else [Path(p) for p in inputs]
+    translator = model if isinstance(model, Translator) else load_translator(model, direction, device, batch_size, precision)
+    return run_files(files, Path(out), translator, mask=None if mask is None else Path(mask), overwrite=overwrite,
+                     progress=progress)  # fmt: skip
+
+
+def evaluate(
+    runs: str | Path | Sequence[str | Path],
+    data: str | Path,
+    out: str | Path,
+    config: ConfigSpec = "default",
+    *,
+    audit: bool = True,
+    audit_steps: int | None = None,
+    cache_dir: str | Path | None = None,
+    device: str | None = None,
+    precision: str | None = None,
+    reference: str | None = None,
+    overwrite: bool = False,
+    log: Callable[[str], None] = print,
+) -> Path:
+    """``mrtrans evaluate``: score runs on the prepared paired test slices, beside the copy-source baseline.
+
+    Args:
+        runs: run folders (or checkpoints); their folder names label the tables.
+        data: the prepared set the runs were trained on.
+        audit: run the tumor hallucination audit (trains or reuses a cached tumor detector).
+        reference: run label the others are compared with; default the first CycleGAN run.
+
+    Returns:
+        The report folder (``summary.csv``, ``per_slice.csv``, ``table1.md``, figures/...).
+    """
+    from mrtrans.config import EvalConfig, load_config
+    from mrtrans.evaluation.evaluate import evaluate_runs
+
+    runs = [Path(runs)] if isinstance(runs, (str, Path)) else [Path(r) for r in runs]
+    overrides = {"audit.steps": audit_steps, "audit.enabled": None if audit else False, "device": device, "precision": precision}
+    cfg = load_config(EvalConfig, config, overrides, folder="evaluation")
+    return evaluate_runs(runs, Path(data), Path(out), cfg, cache_dir=None if cache_dir is None else Path(cache_dir),
+                         overwrite=overwrite, log=log, reference=reference)  # fmt: skip
+
+
+def evaluate_volumes(
+    pred: Sequence[str | Path],
+    ref: Sequence[str | Path],
+    seg: Sequence[str | Path],
+    out: str | Path,
+    direction: str = "flair2t1",
+    name: str = "translate",
+    rules: ConfigSpec = "paper_protocol",
+    overwrite: bool = False,
+) -> Path:
+    """``mrtrans evaluate-volumes``: score translated volumes against references, paired by subject ID.
+
+    Returns:
+        The report folder.
+    """
+    from mrtrans.config import PrepareConfig, load_config
+    from mrtrans.data.slices import Direction
+    from mrtrans.evaluation.evaluate import evaluate_volumes as run_volumes
+
+    prep = load_config(PrepareConfig, rules, folder="data_prep")
+    paths = [[Path(p) for p in group] for group in (pred, ref, seg)]
+    return run_volumes(*paths, Path(out), Direction.parse(direction), name=name, rules=prep, overwrite=overwrite)

@@ -1,0 +1,124 @@
+"""MONAI transforms that translate a sequence inside a pipeline (e.g. supply a missing T1 from FLAIR).
+
+``Translate`` is the array transform, ``Translated`` its dictionary wrapper (MONAI's convention)::
+
+    from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged
+    from mrtrans.monai import Translated
+
+    pipeline = Compose([
+        LoadImaged(keys=["flair", "t1"], allow_missing_keys=True),
+        EnsureChannelFirstd(keys=["flair", "t1"], allow_missing_keys=True),
+        Translated(keys="flair", model="runs/flair2t1", output_key="t1", only_if_missing=True),
+    ])
+
+The output keeps the source's grid and metadata (affine, spacing, file name) and adds
+``mrtrans_translation`` to its ``meta`` (what made it). Intensities are the model's normalised
+target-sequence range, [0, 1], zero outside the brain -- not scanner units.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from monai.config import KeysCollection
+from monai.data import MetaTensor
+from monai.transforms import MapTransform, Transform
+from monai.utils import TransformBackends
+
+from mrtrans.errors import MrtransError
+from mrtrans.inference.translate import Translator, load_translator
+
+__all__ = ["Translate", "Translated"]
+
+
+def _translator(model: str | Path | Translator, direction: str | None, device: str, batch_size: int, precision: str) -> Translator:
+    return model if isinstance(model, Translator) else load_translator(model, direction, device, batch_size, precision)
+
+
+class Translate(Transform):
+    """Translate one volume: MetaTensor / tensor / array, (X, Y, Z) or (1, X, Y, Z), on its own grid.
+
+    Args:
+        model: run folder, checkpoint, or a loaded :class:`mrtrans.Translator` (shared between transforms).
+        direction: e.g. ``"flair2t1"``; default the model's own direction.
+        device: ``auto`` (CUDA if present), ``cpu``, ``cuda``, ``cuda:N``.
+        batch_size: axial slices per forward pass.
+        precision: ``fp32`` or ``bf16`` (CUDA only).
+    """
+
+    backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
+
+    def __init__(self, model: str | Path | Translator, direction: str | None = None, device: str = "auto",
+                 batch_size: int = 16, precision: str = "fp32") -> None:  # fmt: skip
+        self.translator = _translator(model, direction, device, batch_size, precision)
+
+    def __call__(self, img: Any, affine: Any = None, mask: Any = None) -> Any:
+        """The translation of ``img``; a plain tensor or array needs ``affine`` (a MetaTensor has its own)."""
+        out = self.translator(img, affine=affine, mask=mask)
+        if isinstance(out, MetaTensor):
+            out.meta["mrtrans_translation"] = self.translator.description(str(out.meta.get("filename_or_obj", "")))
+        return out
+
+
+class Translated(MapTransform):
+    """Dictionary wrapper of :class:`Translate`: ``data[output_key] = Translate(data[key])``.
+
+    Args:
+        keys: source key(s), e.g. ``"flair"``.
+        model, direction, device, batch_size, precision: as :class:`Translate`.
+        output_key: where each translation goes, one per key; default ``"<key>_<target>"`` (e.g. ``flair_t1``).
+        mask_key: key of a brain mask on the source's grid; default the source's non-zero voxels.
+        only_if_missing: leave a present ``output_key`` alone (translate only for subjects without it).
+        meta_key_postfix: for a plain array at ``key``, its affine is read from ``data[f"{key}_{postfix}"]``.
+        allow_missing_keys: skip a missing source key instead of raising.
+    """
+
+    backend = Translate.backend
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        model: str | Path | Translator,
+        output_key: str | Sequence[str] | None = None,
+        direction: str | None = None,
+        device: str = "auto",
+        batch_size: int = 16,
+        precision: str = "fp32",
+        mask_key: str | None = None,
+        only_if_missing: bool = False,
+        meta_key_postfix: str = "meta_dict",
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.translate = Translate(model, direction, device, batch_size, precision)
+        target = self.translate.translator.direction.target
+        if output_key is None:
+            self.output_keys = [f"{key}_{target}" for key in self.keys]
+        else:
+            self.output_keys = [output_key] if isinstance(output_key, str) else list(output_key)
+        if len(self.output_keys) != len(self.keys):
+            raise MrtransError(f"Translated: {len(self.keys)} keys but {len(self.output_keys)} output keys; give one output key per key")
+        self.mask_key = mask_key
+        self.only_if_missing = only_if_missing
+        self.meta_key_postfix = meta_key_postfix
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        outputs = dict(zip(self.keys, self.output_keys))
+        for key in self.key_iterator(d):
+            out_key = outputs[key]
+            if self.only_if_missing and d.get(out_key) is not None:
+                continue
+            img = d[key]
+            affine = None
+            if not isinstance(img, MetaTensor):
+                meta = d.get(f"{key}_{self.meta_key_postfix}") or {}
+                affine = meta.get("affine")
+                if affine is None:
+                    raise MrtransError(f"Translated: data[{key!r}] is a plain {type(img).__name__} and data has no "
+                                       f"'{key}_{self.meta_key_postfix}' with an affine; load it with LoadImaged")  # fmt: skip
+            mask = d[self.mask_key] if self.mask_key is not None else None
+            d[out_key] = self.translate(img, affine=affine, mask=mask)
+        return d
