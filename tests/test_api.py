@@ -167,3 +167,9 @@ def test_docs_python_examples_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         except Exception as exc:  # name the block that broke
             raise AssertionError(f"docs/python.md block {number} failed: {type(exc).__name__}: {exc}\n{block}") from exc
     assert (tmp_path / "report" / "summary.csv").is_file()
+
+
+def test_docs_list_every_public_name() -> None:
+    text = DOCS.read_text()
+    missing = [name for name in mrtrans.__all__ if name != "__version__" and name not in text]
+    assert not missing, f"public names not in docs/python.md: {missing}"
