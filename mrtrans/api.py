@@ -55,6 +55,9 @@ def prepare_brats(
     min_tumor_pixels: int | None = None,
     min_brain_fraction: float | None = None,
     image_size: int | None = None,
+    spacing: float | str | Sequence[float] | None = None,
+    bias_field_correction: bool | None = None,
+    allow_unstripped: bool | None = None,
     source_tumor_fraction: float | None = None,
     target_tumor_fraction: float | None = None,
     seed: int | None = None,
@@ -70,6 +73,10 @@ def prepare_brats(
         out: folder to create.
         config: recipe YAML, a name in ``data_prep/`` or a dict; options given here override it.
         modalities: ``"flair,t1"`` or ``("flair", "t1")``: source and target.
+        spacing: resample to this voxel size (mm) first: in-plane, or (in-plane, through-plane); default the
+            data's own (the most common one when subjects differ).
+        bias_field_correction: N4 (SimpleITK) before normalisation; recorded, so translate repeats it.
+        allow_unstripped: use subjects that fail the checks of background 0 and skull-stripping.
 
     Returns:
         The summary (``out``, ``counts``, ``skipped`` subjects with reasons).
@@ -79,7 +86,10 @@ def prepare_brats(
 
     if modalities is not None and not isinstance(modalities, str):
         modalities = ",".join(modalities)
+    if isinstance(spacing, (int, float)):
+        spacing = [spacing]
     overrides = {
+        "spacing": spacing, "bias_field_correction": bias_field_correction, "allow_unstripped": allow_unstripped,
         "modalities": modalities, "train_slices": train_slices, "test_slices": test_slices,
         "test_fraction": test_fraction, "min_tumor_pixels": min_tumor_pixels,
         "min_brain_fraction": min_brain_fraction, "image_size": image_size, "seed": seed,
@@ -148,6 +158,7 @@ def translate(
     mask: Any = None,
     direction: str | None = None,
     device: str = "auto",
+    allow_unstripped: bool = False,
 ) -> Any:
     """Translate one volume in memory; the result has the input's kind and grid.
 
@@ -162,7 +173,7 @@ def translate(
         Normalised target-sequence intensities in [0, 1], zero outside the brain. Use
         :func:`translate_files` to write files.
     """
-    translator = model if isinstance(model, Translator) else load_translator(model, direction, device)
+    translator = model if isinstance(model, Translator) else load_translator(model, direction, device, allow_unstripped=allow_unstripped)
     return translator(image, affine=affine, mask=mask)
 
 
@@ -173,9 +184,12 @@ def translate_files(
     *,
     direction: str | None = None,
     mask: str | Path | None = None,
-    batch_size: int = 16,
+    batch_size: int | None = None,
     device: str = "auto",
     precision: str = "fp32",
+    allow_unstripped: bool = False,
+    num_parts: int = 1,
+    part_id: int = 0,
     overwrite: bool = False,
     progress: Callable[[int], None] | None = None,
 ) -> TranslateReport:
@@ -184,16 +198,24 @@ def translate_files(
     Args:
         inputs: a file, a folder of NIfTI files, a glob pattern, or a list of files.
         out: an output ``.nii.gz`` for one input, else a folder (names follow the inputs).
+        batch_size: slices per forward pass; default by device (1 on the CPU, 16 on CUDA).
+        allow_unstripped: translate volumes that fail the checks of background 0 and skull-stripping.
+        num_parts, part_id: translate only part ``part_id`` (0-based) of ``num_parts`` disjoint parts of the
+            sorted inputs (:func:`cohort_part`), e.g. one per SLURM array task or GPU.
         overwrite: redo outputs an earlier translate wrote (kept otherwise); other files are never replaced.
 
     Returns:
         The report: ``written``, ``kept`` and ``failed`` (path, reason) volumes.
     """
-    from mrtrans.inference.translate import expand_inputs
+    from mrtrans.inference.translate import cohort_part, expand_inputs
     from mrtrans.inference.translate import translate_files as run_files
 
-    files = expand_inputs(inputs) if isinstance(inputs, (str, Path)) else [Path(p) for p in inputs]
-    translator = model if isinstance(model, Translator) else load_translator(model, direction, device, batch_size, precision)
+    files = expand_inputs(inputs) if isinstance(inputs, (str, Path)) else sorted(Path(p) for p in inputs)
+    files = cohort_part(files, num_parts, part_id)
+    if isinstance(model, Translator):
+        translator = model
+    else:
+        translator = load_translator(model, direction, device, batch_size, precision, allow_unstripped)
     return run_files(files, Path(out), translator, mask=None if mask is None else Path(mask), overwrite=overwrite,
                      progress=progress)  # fmt: skip
 

@@ -124,6 +124,15 @@ def prepare_brats(
         float | None, typer.Option("--min-brain-fraction", help="Healthy slice: no tumor and at least this share of brain.")
     ] = None,
     image_size: Annotated[int | None, typer.Option("--image-size", help="In-plane size after crop/pad.")] = None,
+    spacing: Annotated[
+        str | None,
+        typer.Option("--spacing", help="Resample to this voxel size in mm first: in-plane, or in-plane,through-plane "
+                     "(e.g. 2 or 2,3; default: the data's own, e.g. BraTS 1 mm). 2 mm fits a brain in --image-size 128."),
+    ] = None,  # fmt: skip
+    n4: Annotated[bool, typer.Option("--n4", help="N4 bias-field correction (SimpleITK) before normalisation; translate repeats it.")] = False,
+    allow_unstripped: Annotated[
+        bool, typer.Option("--allow-unstripped", help="Use subjects that fail the checks of background 0 and skull-stripping.")
+    ] = False,
     source_tumor_fraction: Annotated[
         float | None, typer.Option("--source-tumor-fraction", help="Share of tumor slices in the source training set (default 0.5).")
     ] = None,
@@ -151,10 +160,13 @@ def prepare_brats(
         summary = run_prepare(
             root, out, config, modalities=modalities, train_slices=train_slices, test_slices=test_slices,
             test_fraction=test_fraction, min_tumor_pixels=min_tumor_pixels, min_brain_fraction=min_brain_fraction,
-            image_size=image_size, source_tumor_fraction=source_tumor_fraction,
+            image_size=image_size, spacing=spacing, bias_field_correction=n4 or None,
+            allow_unstripped=allow_unstripped or None, source_tumor_fraction=source_tumor_fraction,
             target_tumor_fraction=target_tumor_fraction, seed=seed, workers=workers, overwrite=overwrite,
             progress=bar.update, on_start=on_start,
         )  # fmt: skip
+    for note in summary.notes:
+        typer.echo(note)
     for sid, reason in summary.skipped:
         typer.echo(f"skipped {sid}: {reason}")
     counts = ", ".join(f"{k}={v}" for k, v in summary.counts.items())
@@ -202,22 +214,36 @@ def translate(
         str | None, typer.Option("--direction", help="flair2t1 or t12flair; default: the model's own direction.")
     ] = None,
     mask: Annotated[Path | None, typer.Option("--mask", help="Brain mask on the input's grid (default: non-zero voxels).")] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Slices per forward pass.")] = 16,
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", min=1, help="Slices per forward pass (default: 1 on the CPU, 16 on CUDA).")
+    ] = None,
     device: Annotated[str, typer.Option("--device", help="auto (CUDA if present), cpu, cuda, cuda:N.")] = "auto",
     precision: Annotated[
         str, typer.Option("--precision", help="fp32 (default) or bf16 (autocast on CUDA; no effect on the CPU).")
     ] = "fp32",
+    allow_unstripped: Annotated[
+        bool, typer.Option("--allow-unstripped", help="Translate volumes that fail the checks of background 0 and skull-stripping.")
+    ] = False,
+    num_parts: Annotated[int, typer.Option("--num-parts", min=1, help="Split the sorted inputs into N disjoint parts...")] = 1,
+    part_id: Annotated[
+        int, typer.Option("--part-id", min=0, help="...and translate part K (0-based), e.g. $SLURM_ARRAY_TASK_ID.")
+    ] = 0,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Redo outputs an earlier translate wrote (kept otherwise); other files are never replaced.")
     ] = False,
 ) -> None:
-    """Translate whole volumes; outputs keep the input's grid (shape, affine, qform/sform, header)."""
+    """Translate whole volumes (NIfTI files or DICOM series folders); outputs keep the input's grid (shape, affine,
+    qform/sform, header). Inputs at another voxel size than the model's are resampled to it and back."""
     from tqdm import tqdm
 
-    from mrtrans.inference.translate import expand_inputs, load_translator, translate_files
+    from mrtrans.inference.translate import cohort_part, expand_inputs, load_translator, translate_files
 
-    files = expand_inputs(inputs)
-    translator = load_translator(model, direction, device, batch_size, precision)
+    found = expand_inputs(inputs)
+    files = cohort_part(found, num_parts, part_id)
+    if not files:
+        typer.echo(f"part {part_id} of {num_parts}: nothing to do ({len(found)} inputs in all)")
+        return
+    translator = load_translator(model, direction, device, batch_size, precision, allow_unstripped)
     with tqdm(total=len(files), desc=f"translate {translator.direction.name}", unit="volume", disable=len(files) == 1) as bar:
         report = translate_files(files, out, translator, mask=mask, overwrite=overwrite, progress=bar.update)
     for path in report.written:

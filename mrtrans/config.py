@@ -203,9 +203,21 @@ class PrepareConfig:
     intensity_range: IntensityRange = IntensityRange.minus_one_one
     lower_percentile: float = field(default=0.5, metadata=_range(0.0, 100.0))
     upper_percentile: float = field(default=99.5, metadata=_range(0.0, 100.0))
+    # Voxel size (mm) to resample to before slicing: [in-plane] or [in-plane, through-plane]; None: the
+    # data's own when all subjects share it, else the most common one (others resampled, and said so).
+    spacing: tuple[float, ...] | None = None
+    # N4 bias-field correction (SimpleITK) of each image inside its brain mask, before normalisation.
+    bias_field_correction: bool = False
+    # Skip a subject when one sequence lacks more than this share of another's brain (cut field of view).
+    max_extent_mismatch: float = field(default=0.1, metadata=_range(0.0, 1.0))
+    # Use subjects that fail the checks of background 0 and skull-stripping (mrtrans.data_prep.conventions).
+    allow_unstripped: bool = False
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if self.spacing is not None and (len(self.spacing) not in (1, 2) or min(self.spacing) <= 0):
+            raise MrtransError(f"config key 'spacing': {list(self.spacing)}: give the in-plane voxel size in mm, optionally "
+                               "followed by the through-plane one (e.g. 2 or 2,3), all > 0")  # fmt: skip
         if self.image_size % 4:
             raise MrtransError(f"config key 'image_size': {self.image_size} is not a multiple of 4; the generators halve "
                                f"the size twice and double it back, so use e.g. {self.image_size // 4 * 4 or 16} or {self.image_size // 4 * 4 + 4}")  # fmt: skip

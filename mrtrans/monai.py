@@ -33,8 +33,11 @@ from mrtrans.inference.translate import Translator, load_translator
 __all__ = ["Translate", "Translated"]
 
 
-def _translator(model: str | Path | Translator, direction: str | None, device: str, batch_size: int, precision: str) -> Translator:
-    return model if isinstance(model, Translator) else load_translator(model, direction, device, batch_size, precision)
+def _translator(model: str | Path | Translator, direction: str | None, device: str, batch_size: int | None, precision: str,
+                allow_unstripped: bool) -> Translator:  # fmt: skip
+    if isinstance(model, Translator):
+        return model
+    return load_translator(model, direction, device, batch_size, precision, allow_unstripped)
 
 
 class Translate(Transform):
@@ -44,15 +47,16 @@ class Translate(Transform):
         model: run folder, checkpoint, or a loaded :class:`mrtrans.Translator` (shared between transforms).
         direction: e.g. ``"flair2t1"``; default the model's own direction.
         device: ``auto`` (CUDA if present), ``cpu``, ``cuda``, ``cuda:N``.
-        batch_size: axial slices per forward pass.
+        batch_size: axial slices per forward pass; default by device (1 on the CPU, 16 on CUDA).
         precision: ``fp32`` or ``bf16`` (CUDA only).
+        allow_unstripped: translate volumes that fail the checks of background 0 and skull-stripping.
     """
 
     backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
 
     def __init__(self, model: str | Path | Translator, direction: str | None = None, device: str = "auto",
-                 batch_size: int = 16, precision: str = "fp32") -> None:  # fmt: skip
-        self.translator = _translator(model, direction, device, batch_size, precision)
+                 batch_size: int | None = None, precision: str = "fp32", allow_unstripped: bool = False) -> None:  # fmt: skip
+        self.translator = _translator(model, direction, device, batch_size, precision, allow_unstripped)
 
     def __call__(self, img: Any, affine: Any = None, mask: Any = None) -> Any:
         """The translation of ``img``; a plain tensor or array needs ``affine`` (a MetaTensor has its own)."""
@@ -67,7 +71,7 @@ class Translated(MapTransform):
 
     Args:
         keys: source key(s), e.g. ``"flair"``.
-        model, direction, device, batch_size, precision: as :class:`Translate`.
+        model, direction, device, batch_size, precision, allow_unstripped: as :class:`Translate`.
         output_key: where each translation goes, one per key; default ``"<key>_<target>"`` (e.g. ``flair_t1``).
         mask_key: key of a brain mask on the source's grid; default the source's non-zero voxels.
         only_if_missing: leave a present ``output_key`` alone (translate only for subjects without it).
@@ -84,15 +88,16 @@ class Translated(MapTransform):
         output_key: str | Sequence[str] | None = None,
         direction: str | None = None,
         device: str = "auto",
-        batch_size: int = 16,
+        batch_size: int | None = None,
         precision: str = "fp32",
+        allow_unstripped: bool = False,
         mask_key: str | None = None,
         only_if_missing: bool = False,
         meta_key_postfix: str = "meta_dict",
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
-        self.translate = Translate(model, direction, device, batch_size, precision)
+        self.translate = Translate(model, direction, device, batch_size, precision, allow_unstripped)
         target = self.translate.translator.direction.target
         if output_key is None:
             self.output_keys = [f"{key}_{target}" for key in self.keys]

@@ -179,7 +179,9 @@ def _checkpoint(t, fx, edit):
     edit(payload)
     torch.save(payload, t / "m.pt")
     src = t / "in.nii.gz"
-    nib.save(nib.Nifti1Image(np.ones((8, 8, 8), np.float32), np.eye(4)), src)
+    brain = np.zeros((12, 12, 8), np.float32)
+    brain[3:9, 3:9] = 1.0  # a small skull-stripped "brain" with background 0 around it
+    nib.save(nib.Nifti1Image(brain, np.eye(4)), src)
     return ["translate", str(src), "--model", str(t / "m.pt"), "--out", str(t / "o.nii.gz")]
 
 

@@ -105,7 +105,8 @@ def test_orientation_is_undone_exactly(translator):
 
 
 def test_brain_beyond_training_field_is_refused(translator):
-    big = np.ones((90, 90, 3), np.float32)
+    big = np.zeros((90, 90, 3), np.float32)
+    big[5:85, 5:85] = 1.0  # an 80x80 brain with background around it, the model's field is 64x64
     with pytest.raises(MrtransError, match="beyond the 64x64"):
         translate_array(big, np.eye(4), translator)
 

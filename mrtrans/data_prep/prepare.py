@@ -28,6 +28,7 @@ import hashlib
 import json
 import multiprocessing
 import platform
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -98,11 +99,12 @@ def _error_text(exc: BaseException) -> str:
     return text if isinstance(exc, MrtransError) else f"{type(exc).__name__}: {text}"
 
 
-def process_subject(subject: Subject, cfg: PrepareConfig, scratch_dir: str) -> SubjectResult:
+def process_subject(subject: Subject, cfg: PrepareConfig, scratch_dir: str, pixdim: tuple[float, ...] | None = None) -> SubjectResult:
     """Run one subject through the pipeline and keep its eligible slices (a worker's job).
 
     Keeps both modalities, the seg and the brain mask of every eligible slice; the patient's role
-    is decided later. Failures become ``result.error``; the run goes on.
+    is decided later. ``pixdim``: resample to it first (see :func:`plan_spacing`). Failures become
+    ``result.error``; the run goes on.
     """
     import torch
 
@@ -116,11 +118,19 @@ def process_subject(subject: Subject, cfg: PrepareConfig, scratch_dir: str) -> S
         data = subject_data(subject, [source, target])
         result.input_hash = _hash_files([subject.files[k] for k in (source, target, SEG)])
         pipeline = subject_pipeline(
-            subject, [source, target], cfg.image_size, cfg.lower_percentile, cfg.upper_percentile, b_min, b_max
-        )
+            subject, [source, target], cfg.image_size, cfg.lower_percentile, cfg.upper_percentile, b_min, b_max,
+            pixdim=pixdim, max_extent_mismatch=cfg.max_extent_mismatch, check_stripped=not cfg.allow_unstripped,
+            bias_field_correction=cfg.bias_field_correction,
+        )  # fmt: skip
         out = pipeline(data)
     except (MrtransError, RuntimeError, OSError, ValueError, EOFError, IndexError) as exc:
         result.error = _error_text(exc)
+        return result
+    kept = int(out[BRAIN].sum())
+    if kept < out["brain_voxels"]:  # the in-plane crop to image_size cut brain: never silently
+        cut = 1 - kept / out["brain_voxels"]
+        result.error = (f"brain extends beyond the {cfg.image_size}x{cfg.image_size} field ({cut:.1%} of its voxels would be "
+                        "cut); use a larger --image-size or a coarser --spacing")  # fmt: skip
         return result
 
     seg = out[SEG][0].numpy().astype(np.uint8)  # (S, S, Z)
@@ -151,6 +161,55 @@ def process_subject(subject: Subject, cfg: PrepareConfig, scratch_dir: str) -> S
             }
         )
     return result
+
+
+def subject_spacing(subject: Subject, modality: str) -> tuple[float, float, float]:
+    """The subject's voxel size (mm, RAS x, y, z) from ``modality``'s header, rounded to 0.001 mm."""
+    import nibabel as nib
+
+    from mrtrans.data_prep.conventions import ras_spacing
+
+    path = subject.files[modality]
+    try:
+        img = nib.load(str(path))
+    except Exception as exc:  # unreadable header: the pipeline reports the file with its own message
+        raise MrtransError(f"{path}: cannot read NIfTI header ({type(exc).__name__}: {exc})") from exc
+    x, y, z = ras_spacing(img.affine, img.shape[:3])
+    return round(x, 3), round(y, 3), round(z, 3)
+
+
+def _differs(have: tuple[float, ...], want: tuple[float | None, ...]) -> bool:
+    return any(w is not None and abs(h / w - 1.0) > 0.01 for h, w in zip(have, want))
+
+
+def plan_spacing(
+    spacings: dict[str, tuple[float, float, float]], wanted: tuple[float, ...] | None
+) -> tuple[tuple[float, float, float | None], dict[str, tuple[float, ...]], list[str]]:
+    """The spacing of the prepared set and which subjects to resample to it.
+
+    Args:
+        spacings: subject -> its (x, y, z) voxel size in mm.
+        wanted: ``--spacing``: (in-plane,) or (in-plane, through-plane); None: the data's own.
+
+    Returns:
+        ``(spacing, pixdim, notes)``: the set's (x, y, z) spacing (z None when kept per subject), the
+        ``Spacingd`` pixdim of each subject to resample (others are used as they are), and lines for the user.
+    """
+    notes: list[str] = []
+    if wanted is not None:
+        target: tuple[float, float, float | None] = (wanted[0], wanted[0], wanted[1] if len(wanted) > 1 else None)
+    else:
+        counts = Counter(spacings.values())
+        common = max(counts, key=lambda sp: (counts[sp], [-v for v in sp]))  # most common; ties: the finest
+        target = common
+        if len(counts) > 1:
+            notes.append(f"subjects have {len(counts)} different voxel sizes; resampling those not at the most common, "
+                         f"{common[0]:g}x{common[1]:g}x{common[2]:g} mm (choose with --spacing)")  # fmt: skip
+    pixdim = {sid: tuple(-1.0 if w is None else w for w in target) for sid, sp in spacings.items() if _differs(sp, target)}
+    if wanted is not None and pixdim:
+        notes.append(f"resampling {len(pixdim)} of {len(spacings)} subjects to {wanted[0]:g} mm in-plane"
+                     + (f", {wanted[1]:g} mm through-plane" if len(wanted) > 1 else ""))  # fmt: skip
+    return target, pixdim, notes
 
 
 def _draw(candidates: pd.DataFrame, n_tumor: int, n_healthy: int, rng: np.random.Generator, what: str) -> tuple[pd.DataFrame, str | None]:
@@ -220,6 +279,7 @@ class PrepareSummary:
     counts: dict[str, int]
     skipped: list[tuple[str, str]]
     report: DiscoveryReport
+    notes: list[str] = field(default_factory=list)  # e.g. which subjects were resampled
 
 
 def prepare_brats(
@@ -260,6 +320,14 @@ def prepare_brats(
             skipped.append((subject.subject_id, f"missing modality {', '.join(missing)}"))
         else:
             usable.append(subject)
+    spacings = {}
+    for subject in list(usable):
+        try:
+            spacings[subject.subject_id] = subject_spacing(subject, source)
+        except MrtransError as exc:
+            skipped.append((subject.subject_id, str(exc)))
+            usable.remove(subject)
+    spacing, pixdims, notes = plan_spacing(spacings, cfg.spacing) if spacings else ((1.0, 1.0, 1.0), {}, [])
     if on_start:
         on_start(report, len(usable))
 
@@ -268,7 +336,7 @@ def prepare_brats(
         scratch_dir = tmp / "_scratch"
         scratch_dir.mkdir()
         results: list[SubjectResult] = []
-        jobs = [(s, cfg, str(scratch_dir)) for s in usable]
+        jobs = [(s, cfg, str(scratch_dir), pixdims.get(s.subject_id)) for s in usable]
         if workers <= 1:
             for job in jobs:
                 results.append(process_subject(*job))
@@ -331,6 +399,8 @@ def prepare_brats(
                 "range": [b_min, b_max],
                 "background": b_min,
                 "image_size": cfg.image_size,
+                "spacing": list(spacing),  # mm, RAS x, y, z (z None: each subject's own)
+                "bias_field": "n4" if cfg.bias_field_correction else None,
                 "orientation": "RAS",
                 "array_order": "[slice, x, y]",
                 "dtype": "float16",
@@ -344,6 +414,7 @@ def prepare_brats(
                 "used": sorted(r.subject_id for r in good),
                 "roles": roles,
                 "skipped": [{"subject": s, "reason": w} for s, w in skipped],
+                "resampled": sorted(sid for sid in pixdims if sid in roles),
             },
             "input_sha256": h.hexdigest(),
         }
@@ -354,4 +425,4 @@ def prepare_brats(
         for path in scratch_dir.iterdir():
             path.unlink()
         scratch_dir.rmdir()
-    return PrepareSummary(out, counts, skipped, report)
+    return PrepareSummary(out, counts, skipped, report, notes)

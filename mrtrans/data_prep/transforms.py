@@ -1,8 +1,10 @@
 """The per-subject MONAI pipeline of prepare-brats (dictionary transforms).
 
 load -> channel first -> (MSD: pick channels) -> check one grid, 3D, finite, non-empty ->
-reorient to RAS -> brain mask from non-zero voxels -> robust percentile normalisation inside the
-brain -> crop/pad in-plane to ``image_size`` -> (axial slicing happens in prepare).
+reorient to RAS -> (resample to the chosen spacing) -> check the input conventions (background 0,
+skull-stripped, sequences covering one brain) -> brain mask from non-zero voxels -> (N4 bias-field
+correction) -> robust percentile normalisation inside the brain -> crop/pad in-plane to
+``image_size`` -> (axial slicing, and the check that the crop cut no brain, happen in prepare).
 
 The custom steps follow MONAI's split: an array transform (``BrainPercentileScale``) and its
 dictionary wrapper (``BrainPercentileScaled``).
@@ -24,9 +26,11 @@ from monai.transforms import (
     MapTransform,
     Orientationd,
     ResizeWithPadOrCropd,
+    Spacingd,
     Transform,
 )
 
+from mrtrans.data_prep.conventions import convention_problem, extent_problem
 from mrtrans.data_prep.discovery import SEG, Subject
 from mrtrans.errors import MrtransError
 
@@ -174,6 +178,87 @@ class CheckVolumesd(MapTransform):
         return d
 
 
+class CheckConventionsd(MapTransform):
+    """Refuse a subject whose images break mrtrans' input conventions or disagree on the brain's extent.
+
+    Each image: background 0 at its minimum and a skull-stripped brain (:mod:`.conventions`; skipped with
+    ``check_stripped=False``); together: no sequence lacks more than ``max_missing`` of another's brain.
+    """
+
+    def __init__(self, keys: KeysCollection, max_missing: float, check_stripped: bool = True) -> None:
+        super().__init__(keys)
+        self.max_missing, self.check_stripped = max_missing, check_stripped
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        masks = {}
+        for key in self.key_iterator(d):
+            volume = _plain(d[key])[0].numpy()
+            if self.check_stripped:
+                problem = convention_problem(volume, None)
+                if problem:
+                    raise MrtransError(f"{_path(d[key])}: {problem} (prepare key allow_unstripped uses it anyway)")
+            masks[str(key)] = volume != 0
+        problem = extent_problem(masks, self.max_missing)
+        if problem:
+            raise MrtransError(problem)
+        return d
+
+
+class N4BiasFieldd(MapTransform):
+    """N4 bias-field correction (SimpleITK) of each key inside ``data[mask_key]``.
+
+    The field is fitted on a copy shrunk by ``shrink`` (SimpleITK's example recipe) and divided out at full
+    resolution; voxel sizes come from the MetaTensor's affine. Outside the mask the image is left 0.
+    """
+
+    def __init__(self, keys: KeysCollection, mask_key: str = BRAIN, shrink: int = 4, iterations: int = 50) -> None:
+        super().__init__(keys)
+        self.mask_key, self.shrink, self.iterations = mask_key, shrink, iterations
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        mask = _plain(d[self.mask_key])[0].numpy().astype(np.uint8)
+        for key in self.key_iterator(d):
+            img = d[key]
+            spacing = np.linalg.norm(np.asarray(img.affine)[:3, :3], axis=0) if isinstance(img, MetaTensor) else np.ones(3)
+            corrected = n4_correct(_plain(img)[0].float().numpy(), mask, tuple(float(v) for v in spacing), self.shrink, self.iterations)
+            d[key] = _like(torch.from_numpy(corrected)[None], img)
+        return d
+
+
+def n4_correct(volume: np.ndarray, mask: np.ndarray, spacing: tuple[float, float, float], shrink: int = 4,
+               iterations: int = 50) -> np.ndarray:  # fmt: skip
+    """``volume`` (X, Y, Z) divided by its N4 bias field fitted inside ``mask``; float32, 0 outside the mask."""
+    import SimpleITK as sitk
+
+    image = sitk.GetImageFromArray(np.ascontiguousarray(volume.transpose(2, 1, 0), dtype=np.float32))  # sitk wants (Z, Y, X)
+    image.SetSpacing(spacing)
+    brain = sitk.GetImageFromArray(np.ascontiguousarray(mask.transpose(2, 1, 0), dtype=np.uint8))
+    brain.CopyInformation(image)
+    corrector = sitk.N4BiasFieldCorrectionImageFilter()
+    corrector.SetMaximumNumberOfIterations([iterations] * 4)
+    factor = [shrink] * 3
+    corrector.Execute(sitk.Shrink(image, factor), sitk.Shrink(brain, factor))
+    log_field = corrector.GetLogBiasFieldAsImage(image)
+    out = sitk.GetArrayFromImage(image / sitk.Exp(log_field)).transpose(2, 1, 0)
+    out[mask == 0] = 0.0
+    return np.ascontiguousarray(out, dtype=np.float32)
+
+
+class CountBraind(MapTransform):
+    """Record the brain's voxel count (``data[key]``) before the in-plane crop, to detect a cut brain."""
+
+    def __init__(self, key: str = "brain_voxels") -> None:
+        super().__init__([BRAIN])
+        self.key = key
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        d[self.key] = int(_plain(d[BRAIN]).sum())
+        return d
+
+
 def subject_pipeline(
     subject: Subject,
     modalities: Sequence[str],
@@ -182,8 +267,16 @@ def subject_pipeline(
     upper: float,
     b_min: float,
     b_max: float,
+    pixdim: Sequence[float] | None = None,
+    max_extent_mismatch: float = 1.0,
+    check_stripped: bool = False,
+    bias_field_correction: bool = False,
 ) -> Compose:
-    """The MONAI pipeline for one subject; call it on :func:`subject_data`."""
+    """The MONAI pipeline for one subject; call it on :func:`subject_data`.
+
+    ``pixdim`` (mm, RAS x, y, z; <= 0 keeps a dimension's own): resample there first (MONAI ``Spacingd``:
+    images bilinear, seg nearest).
+    """
     keys = [*modalities, SEG]
     steps: list[Any] = [LoadVolumesd(keys=keys)]
     if subject.channels:
@@ -191,7 +284,20 @@ def subject_pipeline(
     steps += [
         CheckVolumesd(keys=keys),
         Orientationd(keys=keys, axcodes="RAS", labels=None),
+    ]
+    if pixdim is not None:
+        steps += [
+            Spacingd(keys=list(modalities), pixdim=tuple(pixdim), mode="bilinear", padding_mode="zeros"),
+            Spacingd(keys=[SEG], pixdim=tuple(pixdim), mode="nearest", padding_mode="zeros"),
+        ]
+    steps += [
+        CheckConventionsd(keys=list(modalities), max_missing=max_extent_mismatch, check_stripped=check_stripped),
         BrainMaskd(keys=list(modalities)),
+    ]
+    if bias_field_correction:
+        steps.append(N4BiasFieldd(keys=list(modalities)))
+    steps += [
+        CountBraind(),
         BrainPercentileScaled(keys=list(modalities), lower=lower, upper=upper, b_min=b_min, b_max=b_max),
         ResizeWithPadOrCropd(keys=list(modalities), spatial_size=(image_size, image_size, -1), mode="constant", value=b_min),
         ResizeWithPadOrCropd(keys=[SEG, BRAIN], spatial_size=(image_size, image_size, -1), mode="constant", value=0),

@@ -24,13 +24,14 @@ import nibabel as nib
 import numpy as np
 import torch
 from monai.data import MetaTensor
-from monai.transforms import ResizeWithPadOrCrop
+from monai.transforms import ResizeWithPadOrCrop, SpatialResample, Spacing
 from nibabel import orientations
 
 from mrtrans.checkpoint import check_model_checkpoint, load_checkpoint
 from mrtrans.config import Precision
 from mrtrans.data.slices import Direction
-from mrtrans.data_prep.transforms import BrainPercentileScale
+from mrtrans.data_prep.conventions import WHAT_TO_DO, convention_problem, ras_spacing
+from mrtrans.data_prep.transforms import BrainPercentileScale, n4_correct
 from mrtrans.devices import resolve_device
 from mrtrans.errors import MrtransError, describe_os_error
 from mrtrans.io import image_like, nifti_suffix, read_volume, write_nifti
@@ -52,11 +53,18 @@ class Translator:
     device: torch.device
     batch_size: int = 16
     precision: Precision = Precision.fp32  # bf16 autocast applies on CUDA only
+    check_conventions: bool = True  # False: --allow-unstripped
 
     @property
     def bounds(self) -> tuple[float, float]:
         lo, hi = self.normalization["range"]
         return float(lo), float(hi)
+
+    @property
+    def spacing(self) -> tuple[float, float] | None:
+        """In-plane voxel size (mm, RAS x and y) the model was trained at; None for models of mrtrans <= 0.2."""
+        spacing = self.normalization.get("spacing")
+        return None if spacing is None else (float(spacing[0]), float(spacing[1]))
 
     def description(self, source_name: str) -> str:
         return f"{DESCRIPTION_PREFIX}{self.direction.name} {self.kind} from {source_name}"
@@ -118,7 +126,7 @@ class Translator:
                 raise MrtransError(f"{what}: mask shape {brain.shape} differs from the volume's {volume.shape}")
         if not np.any(volume if brain is None else brain):
             raise MrtransError(f"{what}: no brain (all zeros)")
-        out = translate_array(volume, affine, self, brain)
+        out = translate_array(volume, affine, self, brain, check=self.check_conventions)
         return out[None] if channel else out
 
 
@@ -132,13 +140,16 @@ def _as_numpy(value: Any) -> np.ndarray:
 
 
 def load_translator(
-    model: str | Path, direction: str | None = None, device: str = "auto", batch_size: int = 16,
-    precision: str | Precision = Precision.fp32,
+    model: str | Path, direction: str | None = None, device: str = "auto", batch_size: int | None = None,
+    precision: str | Precision = Precision.fp32, allow_unstripped: bool = False,
 ) -> Translator:  # fmt: skip
     """Load a run folder or checkpoint and pick the generator for ``direction``.
 
     A FLAIR->T1 model asked for T1->FLAIR uses its other generator (both are trained). ``precision``
     ``bf16`` runs the generator under bf16 autocast on CUDA (no effect on the CPU); fp32 by default.
+    ``batch_size`` (axial slices per forward pass) defaults by device (:func:`default_batch_size`).
+    ``allow_unstripped`` translates volumes that fail the input-convention checks (background 0,
+    skull-stripped) anyway.
 
     Raises:
         MrtransError: not a translation checkpoint, or a direction the model does not know.
@@ -163,7 +174,15 @@ def load_translator(
         precision = Precision(precision)
     except ValueError:
         raise MrtransError(f"--precision {precision!r}: use fp32 or bf16") from None
-    return Translator(generator, wanted, ckpt["kind"], ckpt["normalization"], dev, batch_size, precision)
+    batch_size = default_batch_size(dev) if batch_size is None else batch_size
+    if batch_size < 1:
+        raise MrtransError(f"--batch-size {batch_size}: must be at least 1")
+    return Translator(generator, wanted, ckpt["kind"], ckpt["normalization"], dev, batch_size, precision, not allow_unstripped)
+
+
+def default_batch_size(device: torch.device) -> int:
+    """Slices per forward pass: 1 on the CPU (faster per slice than 16: benchmarks/bench_translate.py), 16 on CUDA."""
+    return 16 if device.type == "cuda" else 1
 
 
 def ras_orientations(affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -187,25 +206,79 @@ def forward_slices(
     return out
 
 
+SPACING_TOLERANCE = 0.01  # in-plane voxel sizes within 1% of the model's are translated as they are
+
+
+def _spacing_ratio(have: tuple[float, ...], want: tuple[float, ...]) -> float:
+    return max(abs(h / w - 1.0) for h, w in zip(have, want))
+
+
 @torch.no_grad()
 def translate_array(
-    data: np.ndarray, affine: np.ndarray, translator: Translator, brain: np.ndarray | None = None
+    data: np.ndarray, affine: np.ndarray, translator: Translator, brain: np.ndarray | None = None, check: bool = True
 ) -> np.ndarray:
     """Translate one volume given as an array on its own grid.
 
+    Steps: reorient to RAS; check the input conventions (background 0, skull-stripped; skipped with a
+    ``brain`` mask or ``check=False``); resample in-plane to the model's spacing when it records one and
+    the input's differs by more than 1% (bilinear; the mask nearest); normalise, fit the field, translate
+    the axial slices with brain; undo the fit, resample back onto the input's grid, reorient back.
+
     Args:
         data: (X, Y, Z) intensities in the file's voxel order.
-        affine: the voxel-to-world affine (orientation only is used).
+        affine: the voxel-to-world affine (orientation and voxel size are used).
         translator: from :func:`load_translator`.
         brain: optional (X, Y, Z) mask; default: non-zero voxels.
+        check: refuse inputs that break the conventions (``--allow-unstripped`` turns this off).
 
     Returns:
         (X, Y, Z) float32 in [0, 1], zero outside the brain.
+
+    Raises:
+        MrtransError: a broken convention, a brain larger than the model's field, or a NaN output.
     """
     to_ras, from_ras = ras_orientations(affine)
+    user_mask = brain is not None
     brain = (data != 0) if brain is None else brain.astype(bool)
     vol = np.ascontiguousarray(orientations.apply_orientation(data, to_ras), dtype=np.float32)
     mask = np.ascontiguousarray(orientations.apply_orientation(brain, to_ras))
+    if check:
+        problem = convention_problem(vol, mask if user_mask else None)
+        if problem:
+            raise MrtransError(f"{problem}; {WHAT_TO_DO}")
+    ras_affine = affine @ orientations.inv_ornt_aff(to_ras, data.shape)
+    model_spacing = translator.spacing
+    have = ras_spacing(affine, data.shape)[:2]
+    resample = model_spacing is not None and _spacing_ratio(have, model_spacing) > SPACING_TOLERANCE
+    if resample:
+        grid = Spacing(pixdim=(*model_spacing, -1), mode="bilinear", padding_mode="zeros")
+        vol_t = grid(MetaTensor(torch.from_numpy(vol[None]), affine=torch.from_numpy(ras_affine)))
+        mask_t = Spacing(pixdim=(*model_spacing, -1), mode="nearest", padding_mode="zeros")(
+            MetaTensor(torch.from_numpy(mask[None]).float(), affine=torch.from_numpy(ras_affine)))
+        work_vol, work_mask = vol_t.as_tensor()[0].numpy(), mask_t.as_tensor()[0].numpy() > 0.5
+        if not work_mask.any():
+            raise MrtransError(f"no brain left after resampling to the model's {model_spacing} mm spacing")
+    else:
+        work_vol, work_mask = vol, mask
+    if translator.normalization.get("bias_field") == "n4":  # as prepare-brats --n4 did for the training data
+        at = (*model_spacing, ras_spacing(affine, data.shape)[2]) if resample else ras_spacing(affine, data.shape)
+        work_vol = n4_correct(work_vol, work_mask.astype(np.uint8), at)
+    out = _translate_ras(work_vol, work_mask, translator, have if resample else None)
+    if resample:  # back onto the input's grid; dividing by the resampled mask keeps the brain's edge bright
+        back = SpatialResample(mode="bilinear", padding_mode="zeros")
+        dst = torch.from_numpy(ras_affine)
+        weight = torch.from_numpy(work_mask[None].astype(np.float32))
+        num = back(MetaTensor(torch.from_numpy(out[None]) * weight, affine=vol_t.affine), dst_affine=dst, spatial_size=vol.shape)
+        den = back(MetaTensor(weight, affine=vol_t.affine), dst_affine=dst, spatial_size=vol.shape)
+        num, den = num.as_tensor()[0].numpy(), den.as_tensor()[0].numpy()
+        out = np.where(den > 1e-3, num / np.maximum(den, 1e-3), 0.0).astype(np.float32)
+        out = np.clip(out, 0.0, 1.0, out=out)
+    out[~mask] = 0.0
+    return np.ascontiguousarray(orientations.apply_orientation(out, from_ras), dtype=np.float32)
+
+
+def _translate_ras(vol: np.ndarray, mask: np.ndarray, translator: Translator, resampled_from: tuple[float, ...] | None) -> np.ndarray:
+    """(X, Y, Z) RAS volume at the model's spacing -> its translation in [0, 1], zero outside ``mask``."""
     norm = translator.normalization
     b_min, b_max = translator.bounds
     scaled = BrainPercentileScale(norm["lower_percentile"], norm["upper_percentile"], b_min, b_max)(
@@ -216,9 +289,11 @@ def translate_array(
     fitted = fit(MetaTensor(scaled))  # (1, S, S, Z), records the pad/crop for the inverse
     mask_fit = ResizeWithPadOrCrop(spatial_size=(size, size, -1), mode="constant", value=0)(MetaTensor(torch.from_numpy(mask[None]).float()))
     if int(mask_fit.sum()) != int(mask.sum()):
+        at = f"{translator.spacing[0]:g}x{translator.spacing[1]:g} mm" if translator.spacing else "the training resolution"
+        extent = f" (after resampling from {resampled_from[0]:g}x{resampled_from[1]:g} mm)" if resampled_from else ""
         raise MrtransError(
-            f"brain extends beyond the {size}x{size} in-plane field the model was trained on; "
-            "resample the volume to the training resolution (1 mm for BraTS) or crop it around the brain"
+            f"brain extends beyond the {size}x{size} in-plane field the model was trained on at {at}{extent}; "
+            "crop the volume around the brain, or use a model prepared with a coarser --spacing or a larger --image-size"
         )
     slices = fitted.as_tensor()[0].permute(2, 0, 1).unsqueeze(1)  # (Z, 1, S, S)
     has_brain = mask_fit.as_tensor()[0].sum(dim=(0, 1)) > 0
@@ -232,7 +307,7 @@ def translate_array(
     restored = (restored - b_min) / (b_max - b_min)
     restored = np.clip(restored, 0.0, 1.0, out=restored)
     restored[~mask] = 0.0
-    return np.ascontiguousarray(orientations.apply_orientation(restored, from_ras), dtype=np.float32)
+    return restored
 
 
 def expand_inputs(text: str | Path) -> list[Path]:
@@ -247,6 +322,18 @@ def expand_inputs(text: str | Path) -> list[Path]:
     if not files:
         raise MrtransError(f"{text}: no input found (give a NIfTI file, a folder of them, or a quoted glob)")
     return files
+
+
+def cohort_part(files: list[Path], num_parts: int = 1, part_id: int = 0) -> list[Path]:
+    """Part ``part_id`` of ``num_parts`` (nnU-Net's convention): every ``num_parts``-th file of the sorted
+    list from ``part_id`` on, so parts never overlap and together cover every file.
+
+    Raises:
+        MrtransError: ``part_id`` outside 0..num_parts-1.
+    """
+    if num_parts < 1 or not 0 <= part_id < num_parts:
+        raise MrtransError(f"--part-id {part_id} --num-parts {num_parts}: need num_parts >= 1 and 0 <= part_id < num_parts")
+    return sorted(files)[part_id::num_parts]
 
 
 def output_paths(inputs: list[Path], output: Path) -> list[Path]:
@@ -317,7 +404,7 @@ def _translate_each(inputs: list[Path], outputs: list[Path], translator: Transla
                 brain, mask_img = read_volume(mask)
                 if brain.shape != data.shape or not np.allclose(mask_img.affine, img.affine, atol=1e-3):
                     raise MrtransError(f"{mask}: mask grid does not match {src}")
-            translated = translate_array(data, img.affine, translator, brain)
+            translated = translate_array(data, img.affine, translator, brain, check=translator.check_conventions)
             write_nifti(translated, dst, reference=img, dtype=np.float32, description=translator.description(src.name))
             report.written.append(dst)
         except (MrtransError, OSError) as exc:  # an unwritable output fails this volume, not the batch
