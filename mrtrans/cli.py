@@ -257,6 +257,24 @@ def translate(
         raise typer.Exit(2)
 
 
+@command("export")
+def export(
+    model: Annotated[Path, typer.Argument(help="Run folder of `mrtrans train`, or a checkpoint file.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder to create: the network file and preprocessing.json.")],
+    fmt: Annotated[str, typer.Option("--format", help="onnx (needs: pip install 'mrtrans[export]') or torchscript.")] = "onnx",
+    direction: Annotated[
+        str | None, typer.Option("--direction", help="flair2t1 or t12flair; default: the model's own direction.")
+    ] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if an earlier export wrote it.")] = False,
+) -> None:
+    """Write one direction's generator as ONNX or TorchScript, with its preprocessing (spacing, field size,
+    intensity recipe) in preprocessing.json, to run it without mrtrans."""
+    from mrtrans.export import export_model
+
+    folder = export_model(model, out, fmt, direction, overwrite=overwrite)
+    typer.echo(f"wrote {folder} (network + preprocessing.json)")
+
+
 @command("evaluate")
 def evaluate(
     runs: Annotated[list[Path], typer.Argument(help="Run folders of `mrtrans train` (or checkpoint files).")],

@@ -99,6 +99,54 @@ def read_volume(path: str | Path) -> tuple[np.ndarray, nib.Nifti1Image]:
     return data, img
 
 
+def dicom_series(folder: str | Path) -> list[str]:
+    """The DICOM series IDs in ``folder`` (not its subfolders); empty when it holds none."""
+    import SimpleITK as sitk
+
+    return list(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)) or [])
+
+
+def read_dicom_series(folder: str | Path) -> tuple[np.ndarray, nib.Nifti1Image]:
+    """Read the one DICOM series in ``folder`` (SimpleITK) as :func:`read_volume` reads a NIfTI file.
+
+    The image's geometry is the series' (ITK's LPS world turned into NIfTI's RAS), so a NIfTI written
+    with it as reference lies where the series lies.
+
+    Raises:
+        MrtransError: no series, several series, unreadable, or not a usable 3D volume.
+    """
+    import SimpleITK as sitk
+
+    folder = Path(folder)
+    series = dicom_series(folder)
+    if not series:
+        raise MrtransError(f"{folder}: no DICOM series found (and no NIfTI files)")
+    if len(series) > 1:
+        raise MrtransError(f"{folder}: holds {len(series)} DICOM series ({', '.join(series[:3])}...); "
+                           "put each series in its own folder and pass that")  # fmt: skip
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(folder), series[0]))
+    try:
+        image = reader.Execute()
+    except RuntimeError as exc:
+        raise MrtransError(f"{folder}: cannot read the DICOM series ({str(exc).strip().splitlines()[-1][:200]})") from None
+    if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
+        raise MrtransError(f"{folder}: expected a 3D single-channel series, got {image.GetDimension()}D "
+                           f"with {image.GetNumberOfComponentsPerPixel()} components")  # fmt: skip
+    data = sitk.GetArrayFromImage(image).astype(np.float32).transpose(2, 1, 0)  # sitk arrays are (Z, Y, X)
+    lps = np.eye(4)
+    lps[:3, :3] = np.asarray(image.GetDirection()).reshape(3, 3) @ np.diag(image.GetSpacing())
+    lps[:3, 3] = image.GetOrigin()
+    affine = np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps  # LPS -> RAS
+    img = nib.Nifti1Image(data, affine)
+    img.set_qform(affine, 1)
+    img.set_sform(affine, 1)
+    img.header.set_xyzt_units("mm")
+    if not np.isfinite(data).all() or not np.any(data):
+        raise MrtransError(f"{folder}: the series is empty or contains NaN/Inf")
+    return data, img
+
+
 def image_like(
     data: np.ndarray,
     reference: nib.Nifti1Image | None = None,

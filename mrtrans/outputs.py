@@ -44,6 +44,7 @@ class OutputKind(str, enum.Enum):
     report = "evaluation report (mrtrans evaluate)"
     demo = "demo folder (mrtrans demo)"
     run = "training run (mrtrans train)"
+    export = "exported model (mrtrans export)"
 
 
 def umask() -> int:

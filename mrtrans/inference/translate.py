@@ -24,17 +24,17 @@ import nibabel as nib
 import numpy as np
 import torch
 from monai.data import MetaTensor
-from monai.transforms import ResizeWithPadOrCrop, SpatialResample, Spacing
+from monai.transforms import ResizeWithPadOrCrop
 from nibabel import orientations
 
 from mrtrans.checkpoint import check_model_checkpoint, load_checkpoint
 from mrtrans.config import Precision
 from mrtrans.data.slices import Direction
 from mrtrans.data_prep.conventions import WHAT_TO_DO, convention_problem, ras_spacing
-from mrtrans.data_prep.transforms import BrainPercentileScale, n4_correct
+from mrtrans.data_prep.transforms import BrainPercentileScale, n4_correct, resample_brain
 from mrtrans.devices import resolve_device
 from mrtrans.errors import MrtransError, describe_os_error
-from mrtrans.io import image_like, nifti_suffix, read_volume, write_nifti
+from mrtrans.io import dicom_series, image_like, nifti_suffix, read_dicom_series, read_volume, write_nifti
 from mrtrans.models import load_generators
 from mrtrans.outputs import output_lock
 
@@ -73,7 +73,7 @@ class Translator:
         """Translate one volume and return the same kind of thing on the input's grid.
 
         Args:
-            image: a NIfTI path (-> ``nibabel.Nifti1Image``), a ``nibabel`` image (-> image with the
+            image: a NIfTI path or DICOM series folder (-> ``nibabel.Nifti1Image``), a ``nibabel`` image (-> image with the
                 input's header), a MONAI ``MetaTensor`` (-> MetaTensor with the input's metadata), a
                 numpy array or torch tensor (-> the same, float32; ``affine`` required). Arrays are
                 (X, Y, Z) or channel-first (1, X, Y, Z); the output has the input's layout.
@@ -87,7 +87,7 @@ class Translator:
             MrtransError: an input it cannot use, with what to do.
         """
         if isinstance(image, (str, Path)):
-            data, img = read_volume(image)
+            data, img = read_input(Path(image))
             return image_like(self._array(data, img.affine, mask, image), img, dtype=np.float32,
                               description=self.description(Path(image).name))  # fmt: skip
         if isinstance(image, nib.spatialimages.SpatialImage):
@@ -251,11 +251,7 @@ def translate_array(
     have = ras_spacing(affine, data.shape)[:2]
     resample = model_spacing is not None and _spacing_ratio(have, model_spacing) > SPACING_TOLERANCE
     if resample:
-        grid = Spacing(pixdim=(*model_spacing, -1), mode="bilinear", padding_mode="zeros")
-        vol_t = grid(MetaTensor(torch.from_numpy(vol[None]), affine=torch.from_numpy(ras_affine)))
-        mask_t = Spacing(pixdim=(*model_spacing, -1), mode="nearest", padding_mode="zeros")(
-            MetaTensor(torch.from_numpy(mask[None]).float(), affine=torch.from_numpy(ras_affine)))
-        work_vol, work_mask = vol_t.as_tensor()[0].numpy(), mask_t.as_tensor()[0].numpy() > 0.5
+        work_vol, work_mask, work_affine = resample_brain(vol, mask, ras_affine, pixdim=(*model_spacing, -1))
         if not work_mask.any():
             raise MrtransError(f"no brain left after resampling to the model's {model_spacing} mm spacing")
     else:
@@ -264,14 +260,9 @@ def translate_array(
         at = (*model_spacing, ras_spacing(affine, data.shape)[2]) if resample else ras_spacing(affine, data.shape)
         work_vol = n4_correct(work_vol, work_mask.astype(np.uint8), at)
     out = _translate_ras(work_vol, work_mask, translator, have if resample else None)
-    if resample:  # back onto the input's grid; dividing by the resampled mask keeps the brain's edge bright
-        back = SpatialResample(mode="bilinear", padding_mode="zeros")
-        dst = torch.from_numpy(ras_affine)
-        weight = torch.from_numpy(work_mask[None].astype(np.float32))
-        num = back(MetaTensor(torch.from_numpy(out[None]) * weight, affine=vol_t.affine), dst_affine=dst, spatial_size=vol.shape)
-        den = back(MetaTensor(weight, affine=vol_t.affine), dst_affine=dst, spatial_size=vol.shape)
-        num, den = num.as_tensor()[0].numpy(), den.as_tensor()[0].numpy()
-        out = np.where(den > 1e-3, num / np.maximum(den, 1e-3), 0.0).astype(np.float32)
+    if resample:  # back onto the input's grid, the brain's edge kept as bright as inside (normalised convolution)
+        out, _, _ = resample_brain(out, work_mask, work_affine, dst_affine=ras_affine, spatial_shape=vol.shape,
+                                   min_weight=1e-3)
         out = np.clip(out, 0.0, 1.0, out=out)
     out[~mask] = 0.0
     return np.ascontiguousarray(orientations.apply_orientation(out, from_ras), dtype=np.float32)
@@ -311,16 +302,18 @@ def _translate_ras(vol: np.ndarray, mask: np.ndarray, translator: Translator, re
 
 
 def expand_inputs(text: str | Path) -> list[Path]:
-    """One file, every NIfTI in a folder, or a glob pattern -> sorted NIfTI paths."""
+    """One file, every NIfTI in a folder, a DICOM series folder, or a glob pattern -> sorted input paths."""
     path = Path(text)
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.is_file() and nifti_suffix(p))
+        if not files and dicom_series(path):
+            files = [path]  # the folder is one DICOM series (read_input says if it holds several)
     elif path.exists():
         files = [path]
     else:
         files = sorted(Path(p) for p in glob.glob(str(text)) if Path(p).is_file())
     if not files:
-        raise MrtransError(f"{text}: no input found (give a NIfTI file, a folder of them, or a quoted glob)")
+        raise MrtransError(f"{text}: no input found (give a NIfTI file, a folder of them, a DICOM series folder, or a quoted glob)")
     return files
 
 
@@ -342,7 +335,12 @@ def output_paths(inputs: list[Path], output: Path) -> list[Path]:
         return [output]
     if output.exists() and not output.is_dir():
         raise MrtransError(f"{output}: several inputs need an output folder, and this is a file")
-    return [output / p.name for p in inputs]
+    return [output / (p.name if nifti_suffix(p) else f"{p.name}.nii.gz") for p in inputs]  # a DICOM folder -> NAME.nii.gz
+
+
+def read_input(path: Path) -> tuple[np.ndarray, nib.Nifti1Image]:
+    """A NIfTI file or a DICOM series folder as (data, image with its geometry)."""
+    return read_dicom_series(path) if path.is_dir() else read_volume(path)
 
 
 @dataclass
@@ -398,7 +396,7 @@ def _translate_each(inputs: list[Path], outputs: list[Path], translator: Transla
                 if not overwrite:
                     report.kept.append(dst)
                     continue
-            data, img = read_volume(src)
+            data, img = read_input(src)
             brain = None
             if mask is not None:
                 brain, mask_img = read_volume(mask)

@@ -1,0 +1,126 @@
+"""``mrtrans export``: one direction's generator as ONNX or TorchScript, with its preprocessing written beside it.
+
+A hospital pipeline can then run the model without mrtrans (onnxruntime, libtorch). The network maps a
+batch of axial slices to translated slices; everything around it (reorientation, resampling, brain
+mask, percentile normalisation, field fitting, and the inverse steps) is what ``preprocessing.json``
+spells out, with the values of this checkpoint. mrtrans' own ``translate`` does exactly those steps.
+
+Output folder::
+
+    OUT/generator.onnx  (or generator.torchscript.pt)   input "image" (N, 1, S, S) float32 -> "translation"
+    OUT/preprocessing.json                                the recipe, the direction, versions
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mrtrans import __version__
+from mrtrans.checkpoint import resolve_checkpoint
+from mrtrans.errors import MrtransError
+from mrtrans.inference.translate import load_translator
+from mrtrans.outputs import OutputKind, atomic_dir
+
+
+class ExportFormat(str, enum.Enum):
+    onnx = "onnx"
+    torchscript = "torchscript"
+
+
+FILES = {ExportFormat.onnx: "generator.onnx", ExportFormat.torchscript: "generator.torchscript.pt"}
+OPSET = 17
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def preprocessing_record(translator: Any, fmt: ExportFormat, checkpoint: Path) -> dict[str, Any]:
+    """What a pipeline must do around the exported network to reproduce ``mrtrans translate``."""
+    norm = dict(translator.normalization)
+    lo, hi = translator.bounds
+    size = int(norm["image_size"])
+    spacing = translator.spacing
+    steps = [
+        "reorient the volume to RAS (a permutation/flip of voxel axes; nibabel as_closest_canonical); axial slices "
+        "are array[:, :, k], each (x, y) with x the right-left axis",
+        "brain mask: the non-zero voxels of the skull-stripped volume (background must be 0), or your own mask",
+        (f"resample in-plane to {spacing[0]:g} x {spacing[1]:g} mm when the volume's voxel size differs by more than 1% "
+         "(mrtrans interpolates brain*mask / mask bilinearly; new mask where the resampled mask > 0.5)")
+        if spacing else "in-plane spacing: not recorded by this model (mrtrans <= 0.2); use the training data's (BraTS: 1 mm)",
+    ]  # fmt: skip
+    if norm.get("bias_field") == "n4":
+        steps.append("N4 bias-field correction inside the brain mask (SimpleITK N4BiasFieldCorrectionImageFilter, "
+                     "fitted on the volume shrunk by 4, 50 iterations x 4 levels)")  # fmt: skip
+    steps += [
+        f"inside the brain: clip to the brain's {norm['lower_percentile']}th and {norm['upper_percentile']}th percentiles "
+        f"and scale linearly to [{lo:g}, {hi:g}]; outside the brain: {lo:g}",
+        f"centre pad/crop each axial slice to {size} x {size} (pad value {lo:g}; the brain must fit)",
+        f"run the network on the slices that contain brain, as float32 (N, 1, {size}, {size})",
+        f"map the output from [{lo:g}, {hi:g}] to [0, 1], undo the pad/crop, resample back onto the input grid, set 0 "
+        "outside the brain, reorient back",
+    ]  # fmt: skip
+    return {
+        "format": fmt.value,
+        "file": FILES[fmt],
+        "direction": {"source": translator.direction.source, "target": translator.direction.target},
+        "model_kind": translator.kind,
+        "input": {"name": "image", "shape": ["N", 1, size, size], "dtype": "float32", "range": [lo, hi]},
+        "output": {"name": "translation", "shape": ["N", 1, size, size], "dtype": "float32", "range": [lo, hi]},
+        "spacing_mm": None if spacing is None else list(spacing),
+        "field_size": size,
+        "normalization": norm,
+        "steps": steps,
+        "checkpoint": {"path": str(checkpoint), "sha256": _sha256(checkpoint)},
+        "mrtrans_version": __version__,
+        "torch": torch.__version__,
+    }
+
+
+def export_model(
+    model: str | Path, out: str | Path, fmt: str | ExportFormat = ExportFormat.onnx, direction: str | None = None,
+    overwrite: bool = False,
+) -> Path:  # fmt: skip
+    """Write the generator of ``direction`` (default the model's own) to ``out`` (see module docstring).
+
+    Raises:
+        MrtransError: not a model, an unknown format, or ONNX export without the ``onnx`` package.
+    """
+    try:
+        fmt = ExportFormat(fmt)
+    except ValueError:
+        raise MrtransError(f"--format {fmt!r}: use onnx or torchscript") from None
+    checkpoint = resolve_checkpoint(model)
+    translator = load_translator(checkpoint, direction, device="cpu")
+    size = int(translator.normalization["image_size"])
+    example = torch.zeros(1, 1, size, size)
+    generator = translator.generator.eval()
+    with atomic_dir(out, OutputKind.export, overwrite=overwrite, inputs=[checkpoint]) as tmp:
+        target = tmp / FILES[fmt]
+        if fmt is ExportFormat.torchscript:
+            with torch.no_grad():
+                torch.jit.trace(generator, example).save(str(target))
+        else:
+            try:
+                import onnx  # noqa: F401  (the exporter needs it)
+            except ImportError:
+                raise MrtransError("ONNX export needs the onnx package: pip install 'mrtrans[export]' "
+                                   "(or use --format torchscript)") from None  # fmt: skip
+            dynamic = {0: "batch", 2: "height", 3: "width"}
+            with torch.no_grad():
+                torch.onnx.export(generator, (example,), str(target), input_names=["image"], output_names=["translation"],
+                                  dynamic_axes={"image": dynamic, "translation": dynamic}, opset_version=OPSET,
+                                  dynamo=False)  # fmt: skip
+        record = preprocessing_record(translator, fmt, checkpoint)
+        (tmp / "preprocessing.json").write_text(json.dumps(record, indent=2))
+    return Path(out)
