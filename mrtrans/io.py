@@ -9,6 +9,7 @@ the usual permissions (0666 less the umask), as any other output.
 from __future__ import annotations
 
 import contextlib
+import locale
 import os
 import tempfile
 from collections.abc import Iterator
@@ -99,11 +100,29 @@ def read_volume(path: str | Path) -> tuple[np.ndarray, nib.Nifti1Image]:
     return data, img
 
 
+@contextlib.contextmanager
+def quiet_itk() -> Iterator[None]:
+    """Run SimpleITK/GDCM calls without their console warnings ("No Series were found") and with the
+    process locale restored afterwards (GDCM's DICOM writer leaves LC_CTYPE at "C", which turns Python's
+    default text encoding into ASCII for the rest of the process)."""
+    import SimpleITK as sitk
+
+    saved = locale.setlocale(locale.LC_ALL)
+    shown = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)
+    try:
+        yield
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(shown)
+        locale.setlocale(locale.LC_ALL, saved)
+
+
 def dicom_series(folder: str | Path) -> list[str]:
     """The DICOM series IDs in ``folder`` (not its subfolders); empty when it holds none."""
     import SimpleITK as sitk
 
-    return list(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)) or [])
+    with quiet_itk():
+        return list(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)) or [])
 
 
 def read_dicom_series(folder: str | Path) -> tuple[np.ndarray, nib.Nifti1Image]:
@@ -125,9 +144,10 @@ def read_dicom_series(folder: str | Path) -> tuple[np.ndarray, nib.Nifti1Image]:
         raise MrtransError(f"{folder}: holds {len(series)} DICOM series ({', '.join(series[:3])}...); "
                            "put each series in its own folder and pass that")  # fmt: skip
     reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(folder), series[0]))
     try:
-        image = reader.Execute()
+        with quiet_itk():
+            reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(folder), series[0]))
+            image = reader.Execute()
     except RuntimeError as exc:
         raise MrtransError(f"{folder}: cannot read the DICOM series ({str(exc).strip().splitlines()[-1][:200]})") from None
     if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:

@@ -290,6 +290,8 @@ def write_dicom_series(data: np.ndarray, affine: np.ndarray, folder: Path, serie
     image.SetSpacing(spacing.tolist())
     image.SetDirection(direction.flatten().tolist())
     image.SetOrigin(lps[:3, 3].tolist())
+    from mrtrans.io import quiet_itk
+
     writer = sitk.ImageFileWriter()
     writer.KeepOriginalImageUIDOn()
     orientation = "\\".join(f"{v:.6f}" for v in (*direction[:, 0], *direction[:, 1]))
@@ -302,7 +304,8 @@ def write_dicom_series(data: np.ndarray, affine: np.ndarray, folder: Path, serie
         }.items():  # fmt: skip
             piece.SetMetaData(tag, value)
         writer.SetFileName(str(folder / f"slice{k:03d}.dcm"))
-        writer.Execute(piece)
+        with quiet_itk():  # GDCM's writer leaves the process locale at "C" otherwise
+            writer.Execute(piece)
     return folder
 
 
@@ -322,6 +325,10 @@ def test_translate_reads_a_dicom_series_with_its_geometry(translator, synth_root
 
 
 def test_a_folder_with_two_series_is_refused(synth_root: Path, tmp_path: Path, translator) -> None:
+    import locale
+
+    encoding = locale.getpreferredencoding(False)
+
     data, affine, _ = volume_of(synth_root)
     both = tmp_path / "both"
     for name, uid in (("a", "1.2.826.0.1.3680043.2.1125.1.1"), ("b", "1.2.826.0.1.3680043.2.1125.1.2")):
@@ -331,6 +338,7 @@ def test_a_folder_with_two_series_is_refused(synth_root: Path, tmp_path: Path, t
             shutil.copy(path, both / f"{name}_{path.name}")
     report = translate_files([both], tmp_path / "o.nii.gz", translator)
     assert not report.written and "holds 2 DICOM series" in report.failed[0][1]
+    assert locale.getpreferredencoding(False) == encoding  # GDCM left the process locale alone
 
 
 # ---------------------------------------------------------------- cohorts
