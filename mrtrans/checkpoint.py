@@ -30,7 +30,8 @@ def model_payload(
     """The fields ``mrtrans translate`` and ``evaluate`` need to rebuild and use a model.
 
     Args:
-        kind: ``cyclegan``, ``harmonicgan-histogram`` or ``harmonicgan-vgg``.
+        kind: ``cyclegan``, ``harmonicgan-histogram``, ``harmonicgan-vgg``, ``unit``, ``discogan``, ``distancegan`` or
+            ``distancegan-cycle`` (``inference.translate.MODEL_KINDS``).
         source, target: the trained direction's modalities.
         config: the resolved TrainConfig as a dict (``config.to_dict``).
         normalization: prepare-brats' normalisation (percentiles, range, image_size).
@@ -76,7 +77,9 @@ def check_model_checkpoint(ckpt: dict[str, Any], path: str | Path) -> None:
         float(norm["lower_percentile"]), float(norm["upper_percentile"])
     except (KeyError, TypeError, ValueError) as exc:
         raise bad(f"'normalization' is incomplete ({type(exc).__name__}: {exc})") from None
-    factor = 2**cfg.generator.num_downsampling
+    from mrtrans.models import size_factor
+
+    factor = size_factor(cfg.generator)
     if size < 16 or size % factor or not lo < hi:
         raise bad(f"image_size {size} (must be >= 16 and a multiple of {factor}) or range [{lo}, {hi}] is invalid")
 

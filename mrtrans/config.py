@@ -41,6 +41,45 @@ class GanMode(str, enum.Enum):
     vanilla = "vanilla"
 
 
+class Method(str, enum.Enum):
+    """The training step: ``harmonicgan`` (CycleGAN, HarmonicGAN, DiscoGAN and DistanceGAN are settings of it)
+    or ``unit`` (the shared-latent VAE-GAN of Liu et al. 2017, its own step)."""
+
+    harmonicgan = "harmonicgan"
+    unit = "unit"
+
+
+class GeneratorArchitecture(str, enum.Enum):
+    """ResNet (Johnson et al. 2016; CycleGAN, HarmonicGAN, DistanceGAN), DiscoGAN's encoder-decoder, UNIT's encoder+decoder."""
+
+    resnet = "resnet"
+    discogan = "discogan"
+    unit = "unit"
+
+
+class DiscriminatorArchitecture(str, enum.Enum):
+    """PatchGAN (Isola et al. 2017) or DiscoGAN's convolutional discriminator."""
+
+    patchgan = "patchgan"
+    discogan = "discogan"
+
+
+class ReconstructionDistance(str, enum.Enum):
+    """Distance of the cycle (reconstruction) loss: L1 (CycleGAN) or mean squared error (DiscoGAN)."""
+
+    l1 = "l1"
+    mse = "mse"
+
+
+class DistanceMode(str, enum.Enum):
+    """DistanceGAN's constraint: ``pairs`` of images of a batch, ``self`` (left/right halves of each image), or
+    ``auto`` (pairs when a batch has several images, else self)."""
+
+    auto = "auto"
+    pairs = "pairs"
+    self = "self"
+
+
 class SmoothFeatures(str, enum.Enum):
     """Patch features of the smoothness term (paper Sec. 3.3)."""
 
@@ -89,8 +128,9 @@ class GeneratorConfig:
     in_channels: int = field(default=1, metadata=_range(1))
     out_channels: int = field(default=1, metadata=_range(1))
     base_channels: int = field(default=64, metadata=_range(1))
-    num_res_blocks: int = field(default=9, metadata=_range(1))
-    num_downsampling: int = field(default=2, metadata=_range(1, 4))
+    num_res_blocks: int = field(default=9, metadata=_range(1))  # unit: per encoder/decoder, the last/first shared
+    num_downsampling: int = field(default=2, metadata=_range(1, 4))  # discogan: 4
+    architecture: GeneratorArchitecture = GeneratorArchitecture.resnet
 
 
 @dataclass(frozen=True)
@@ -100,6 +140,7 @@ class DiscriminatorConfig:
     in_channels: int = field(default=1, metadata=_range(1))
     base_channels: int = field(default=64, metadata=_range(1))
     num_layers: int = field(default=3, metadata=_range(1, 6))
+    architecture: DiscriminatorArchitecture = DiscriminatorArchitecture.patchgan
 
 
 @dataclass(frozen=True)
@@ -123,6 +164,23 @@ class LossConfig:
     # patches that share half their histogram mass, e^-8 for disjoint ones (docs/training.md).
     sigma: float = field(default=0.5, metadata=_range(1e-6))
     vgg_weights: str | None = None
+    # DiscoGAN: reconstruction by mean squared error; CycleGAN: L1.
+    cycle_distance: ReconstructionDistance = ReconstructionDistance.l1
+    # DistanceGAN (Benaim & Wolf 2017): weight of the distance-preservation term (0: off) and its form.
+    lambda_distance: float = field(default=0.0, metadata=_range(0.0))
+    distance_mode: DistanceMode = DistanceMode.auto
+
+
+@dataclass(frozen=True)
+class UnitLossConfig:
+    """UNIT's weights (Liu et al. 2017, Sec. 4 defaults): lambda0 GAN, lambda1/lambda3 KL of the reconstruction
+    and cycle streams, lambda2/lambda4 their image reconstruction (L1, the Laplacian likelihood)."""
+
+    lambda_gan: float = field(default=10.0, metadata=_range(0.0))
+    lambda_kl: float = field(default=0.1, metadata=_range(0.0))
+    lambda_reconstruction: float = field(default=100.0, metadata=_range(0.0))
+    lambda_cycle_kl: float = field(default=0.1, metadata=_range(0.0))
+    lambda_cycle_reconstruction: float = field(default=100.0, metadata=_range(0.0))
 
 
 @dataclass(frozen=True)
@@ -173,12 +231,22 @@ class RunConfig:
 class TrainConfig:
     """A whole training run: ``mrtrans train``."""
 
+    method: Method = Method.harmonicgan
     generator: GeneratorConfig = GeneratorConfig()
     discriminator: DiscriminatorConfig = DiscriminatorConfig()
     loss: LossConfig = LossConfig()
+    unit: UnitLossConfig = UnitLossConfig()
     optim: OptimConfig = OptimConfig()
     data: DataConfig = DataConfig()
     run: RunConfig = RunConfig()
+
+    def __post_init__(self) -> None:
+        if (self.method is Method.unit) != (self.generator.architecture is GeneratorArchitecture.unit):
+            raise MrtransError(f"config keys 'method' ({self.method.value}) and 'generator.architecture' "
+                               f"({self.generator.architecture.value}): UNIT's step needs UNIT's networks and only them; "
+                               "use --config unit")  # fmt: skip
+        if self.method is Method.unit and self.generator.num_res_blocks < 2:
+            raise MrtransError("config key 'generator.num_res_blocks': UNIT needs at least 2 (one is shared)")
 
 
 @dataclass(frozen=True)

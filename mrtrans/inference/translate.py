@@ -38,7 +38,7 @@ from mrtrans.io import dicom_series, image_like, nifti_suffix, read_dicom_series
 from mrtrans.models import load_generators
 from mrtrans.outputs import output_lock
 
-MODEL_KINDS = ("cyclegan", "harmonicgan-histogram", "harmonicgan-vgg")
+MODEL_KINDS = ("cyclegan", "harmonicgan-histogram", "harmonicgan-vgg", "unit", "discogan", "distancegan", "distancegan-cycle")
 DESCRIPTION_PREFIX = "mrtrans "  # start of the NIfTI descrip of every translation: how --overwrite knows its own files
 
 

@@ -33,16 +33,25 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from mrtrans.checkpoint import check_model_checkpoint, load_checkpoint, model_payload, save_checkpoint
-from mrtrans.config import SmoothFeatures, TrainConfig, resume_differences, run_config_from_tree, save_config, to_dict
+from mrtrans.config import GeneratorArchitecture, Method, SmoothFeatures, TrainConfig, resume_differences, run_config_from_tree, save_config, to_dict
 from mrtrans.data.slices import Direction, PreparedSlices, to_tensor
 from mrtrans.devices import plan_device
 from mrtrans.errors import MrtransError
 from mrtrans.io import atomic_path
-from mrtrans.models import build_discriminator, build_generator
+from mrtrans.models import build_discriminator, build_generator, build_unit, size_factor
 from mrtrans.outputs import MARKER, OutputKind, check_inputs, marker_kind, output_lock, write_marker
 from mrtrans.provenance import git_commit, versions
 from mrtrans.training.pool import ImagePool
-from mrtrans.training.step import Discriminators, Generators, optimisation_step, smoothness_term
+from mrtrans.losses.distance import distance_statistics
+from mrtrans.training.step import (
+    Discriminators,
+    Generators,
+    distance_mode,
+    distance_term,
+    optimisation_step,
+    smoothness_term,
+    unit_optimisation_step,
+)
 
 
 def process_group_backend(device: torch.device) -> str:
@@ -55,6 +64,17 @@ def init_distributed(world: int, device: torch.device) -> int:
     if world > 1 and not dist.is_initialized():
         dist.init_process_group(process_group_backend(device))
     return dist.get_rank() if dist.is_initialized() else 0
+
+
+def method_kind(cfg: TrainConfig) -> str:
+    """The model kind a run's checkpoints carry (``translate``/``evaluate`` accept exactly these)."""
+    if cfg.method is Method.unit:
+        return "unit"
+    if cfg.generator.architecture is GeneratorArchitecture.discogan:
+        return "discogan"
+    if cfg.loss.lambda_distance > 0:
+        return "distancegan" if cfg.loss.lambda_cycle == 0 else "distancegan-cycle"
+    return "cyclegan" if cfg.loss.lambda_smooth == 0 else f"harmonicgan-{cfg.loss.smooth_features.value}"
 
 
 def lr_factor(epoch: int, epochs_constant: int, epochs_decay: int) -> float:
@@ -171,10 +191,10 @@ def train(
             f"{dataset.folder}: slices are {dataset.image_size}x{dataset.image_size} but data.image_size is "
             f"{cfg.data.image_size}; prepare with --image-size {cfg.data.image_size} or set data.image_size"
         )
-    factor = 2**cfg.generator.num_downsampling
+    factor = size_factor(cfg.generator)
     if dataset.image_size % factor:
         raise MrtransError(f"{dataset.folder}: slices are {dataset.image_size}x{dataset.image_size}, not a multiple of {factor} "
-                           f"(the generator halves the size {cfg.generator.num_downsampling} times); prepare with --image-size "
+                           f"(the generator halves the size {factor.bit_length() - 1} times); prepare with --image-size "
                            f"{dataset.image_size // factor * factor or factor}")  # fmt: skip
 
     ckpt_path = out / "checkpoints" / "last.pt"
@@ -264,7 +284,11 @@ def _train(dataset: PreparedSlices, out: Path, ckpt_path: Path, direction: Direc
     data = dataset.folder
 
     torch.manual_seed(cfg.run.seed)  # the same initial weights on every rank
-    generators = Generators(build_generator(cfg.generator), build_generator(cfg.generator)).to(device)
+    unit = cfg.method is Method.unit
+    if unit:  # UNIT: encoders and generators in one module, the two directions as views on it
+        generators: torch.nn.Module = build_unit(cfg.generator).to(device)
+    else:
+        generators = Generators(build_generator(cfg.generator), build_generator(cfg.generator)).to(device)
     discriminators = Discriminators(build_discriminator(cfg.discriminator), build_discriminator(cfg.discriminator)).to(device)
     use_cuda_tricks = device.type == "cuda"
     memory_format = torch.channels_last if (use_cuda_tricks and cfg.run.channels_last) else torch.contiguous_format
@@ -282,6 +306,11 @@ def _train(dataset: PreparedSlices, out: Path, ckpt_path: Path, direction: Direc
 
             vgg = load_vgg16_relu43(cfg.loss.vgg_weights).to(device=device, memory_format=memory_format)
         smoothness = smoothness_term(cfg.loss, vgg, tuple(dataset.normalization["range"]))
+    distance = None
+    if cfg.loss.lambda_distance > 0:  # DistanceGAN: each domain's distance statistics, over its training set
+        mode = distance_mode(cfg.loss, cfg.data.batch_size)
+        stats = {"s": distance_statistics(source, mode, seed=cfg.run.seed), "t": distance_statistics(target, mode, seed=cfg.run.seed)}
+        distance = distance_term(cfg.loss, stats, cfg.data.batch_size)
 
     o = cfg.optim
     opt_g = torch.optim.Adam(generators.parameters(), lr=o.lr, betas=(o.beta1, o.beta2))
@@ -302,8 +331,11 @@ def _train(dataset: PreparedSlices, out: Path, ckpt_path: Path, direction: Direc
         ckpt = load_checkpoint(ckpt_path, map_location="cpu")
         check_model_checkpoint(ckpt, ckpt_path)
         _check_resume(ckpt, ckpt_path, cfg, dataset, direction, world)
-        generators.gen_s2t.load_state_dict(ckpt["models"]["gen_s2t"])
-        generators.gen_t2s.load_state_dict(ckpt["models"]["gen_t2s"])
+        if unit:
+            generators.load_state_dict(ckpt["models"]["unit"])
+        else:
+            generators.gen_s2t.load_state_dict(ckpt["models"]["gen_s2t"])
+            generators.gen_t2s.load_state_dict(ckpt["models"]["gen_t2s"])
         discriminators.disc_s.load_state_dict(ckpt["models"]["disc_s"])
         discriminators.disc_t.load_state_dict(ckpt["models"]["disc_t"])
         opt_g.load_state_dict(ckpt["optimizers"]["gen"])
@@ -326,7 +358,7 @@ def _train(dataset: PreparedSlices, out: Path, ckpt_path: Path, direction: Direc
     if cfg.run.max_steps is not None:
         total_steps = min(total_steps, cfg.run.max_steps)
     autocast = torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=use_cuda_tricks and cfg.run.amp)
-    kind = "cyclegan" if cfg.loss.lambda_smooth == 0 else f"harmonicgan-{cfg.loss.smooth_features.value}"
+    kind = method_kind(cfg)
 
     log = None
     if rank == 0:
@@ -360,6 +392,7 @@ def _train(dataset: PreparedSlices, out: Path, ckpt_path: Path, direction: Direc
         models = {
             "gen_s2t": generators.gen_s2t.state_dict(),
             "gen_t2s": generators.gen_t2s.state_dict(),
+            **({"unit": generators.state_dict()} if unit else {}),  # the tied layers once, for resuming
             "disc_s": discriminators.disc_s.state_dict(),
             "disc_t": discriminators.disc_t.state_dict(),
         }
@@ -396,10 +429,14 @@ def _train(dataset: PreparedSlices, out: Path, ckpt_path: Path, direction: Direc
             real_t = to_tensor(target[idx_t]).to(device, memory_format=memory_format, non_blocking=True)
 
             logging_step = (state["global_step"] + 1) % cfg.run.log_every == 0 or state["global_step"] + 1 == total_steps
-            g, d = optimisation_step(
-                gens, discs, generators, discriminators, opt_g, opt_d, pool_s, pool_t, real_s, real_t, cfg.loss,
-                smoothness, autocast, measure_gradients=logging_step,
-            )  # fmt: skip
+            if unit:
+                g, d = unit_optimisation_step(gens, discs, generators, discriminators, opt_g, opt_d, real_s, real_t, cfg.unit,
+                                              cfg.loss.gan_mode.value, autocast, measure_gradients=logging_step)  # fmt: skip
+            else:
+                g, d = optimisation_step(
+                    gens, discs, generators, discriminators, opt_g, opt_d, pool_s, pool_t, real_s, real_t, cfg.loss,
+                    smoothness, autocast, measure_gradients=logging_step, distance=distance,
+                )  # fmt: skip
             state["global_step"] += 1
             state["step_in_epoch"] += 1
             if state["step_in_epoch"] == steps_per_epoch:

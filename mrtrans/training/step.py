@@ -21,11 +21,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from mrtrans.config import LossConfig, SmoothFeatures
+from mrtrans.config import LossConfig, SmoothFeatures, UnitLossConfig
 from mrtrans.losses.adversarial import gan_loss
 from mrtrans.losses.cycle import cycle_loss, identity_loss
+from mrtrans.losses.distance import distance_loss
 from mrtrans.losses.smoothness import cnn_patch_features, histogram_features, smoothness_loss
 
 if TYPE_CHECKING:
@@ -84,6 +86,24 @@ def patch_features(
 
 
 Smoothness = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+DistanceTerm = Callable[[torch.Tensor, torch.Tensor, str], torch.Tensor]  # (x, G(x), "s2t" | "t2s") -> loss
+
+
+def distance_term(cfg: LossConfig, stats: dict[str, tuple[float, float]], batch_size: int) -> DistanceTerm:
+    """DistanceGAN's term for both directions, with each domain's distance statistics (``stats["s"]``, ``["t"]``)."""
+    mode = distance_mode(cfg, batch_size)
+
+    def term(x: torch.Tensor, gx: torch.Tensor, direction: str) -> torch.Tensor:
+        src, tgt = ("s", "t") if direction == "s2t" else ("t", "s")
+        return distance_loss(x, gx, stats[src], stats[tgt], mode)
+
+    return term
+
+
+def distance_mode(cfg: LossConfig, batch_size: int) -> str:
+    """The distance form a run uses (``auto``: pairs with batches of several images, else halves)."""
+    mode = cfg.distance_mode.value
+    return ("pairs" if batch_size > 1 else "self") if mode == "auto" else mode
 
 
 def smoothness_term(cfg: LossConfig, vgg: nn.Module | None = None, value_range: tuple[float, float] = (-1.0, 1.0)) -> Smoothness:
@@ -112,6 +132,8 @@ def weighted_terms(losses: Tensors, cfg: LossConfig) -> Tensors:
         terms["identity"] = cfg.lambda_identity * cfg.lambda_cycle * (losses["identity_t"] + losses["identity_s"])
     if "smooth_s2t" in losses:
         terms["smoothness"] = cfg.lambda_smooth * (losses["smooth_s2t"] + losses["smooth_t2s"])  # Eq. 8-9
+    if "distance_s2t" in losses:
+        terms["distance"] = cfg.lambda_distance * (losses["distance_s2t"] + losses["distance_t2s"])  # DistanceGAN
     return terms
 
 
@@ -123,14 +145,15 @@ def generator_losses(
     disc_t: nn.Module,
     cfg: LossConfig,
     smoothness: Smoothness | None,
+    distance: DistanceTerm | None = None,
 ) -> Tensors:
     """Losses of G and F for one batch (unweighted); ``total_g`` is what is back-propagated."""
     mode = cfg.gan_mode.value
     losses = {
         "gan_s2t": gan_loss(disc_t(out["fake_t"]), True, mode),  # Eq. 3, G fools D_Y
         "gan_t2s": gan_loss(disc_s(out["fake_s"]), True, mode),
-        "cycle_s": cycle_loss(out["rec_s"], real_s),  # Eq. 4
-        "cycle_t": cycle_loss(out["rec_t"], real_t),
+        "cycle_s": cycle_loss(out["rec_s"], real_s, cfg.cycle_distance.value),  # Eq. 4
+        "cycle_t": cycle_loss(out["rec_t"], real_t, cfg.cycle_distance.value),
     }
     if cfg.lambda_identity > 0:
         losses["identity_t"] = identity_loss(out["idt_t"], real_t)
@@ -140,6 +163,11 @@ def generator_losses(
             raise ValueError("lambda_smooth > 0 needs a smoothness term")
         losses["smooth_s2t"] = smoothness(real_s, out["fake_t"], out["rec_s"])  # Eq. 6
         losses["smooth_t2s"] = smoothness(real_t, out["fake_s"], out["rec_t"])  # Eq. 7
+    if cfg.lambda_distance > 0:
+        if distance is None:
+            raise ValueError("lambda_distance > 0 needs the domains' distance statistics")
+        losses["distance_s2t"] = distance(real_s, out["fake_t"], "s2t")
+        losses["distance_t2s"] = distance(real_t, out["fake_s"], "t2s")
     losses["total_g"] = sum(weighted_terms(losses, cfg).values())
     return losses
 
@@ -181,6 +209,7 @@ def optimisation_step(
     smoothness: Smoothness | None,
     autocast: torch.autocast,
     measure_gradients: bool = False,
+    distance: DistanceTerm | None = None,
 ) -> tuple[Tensors, Tensors]:
     """One update of G and F, then of D_X and D_Y (CycleGAN's order).
 
@@ -194,7 +223,7 @@ def optimisation_step(
     discriminators.requires_grad_(False)
     with autocast:
         fakes = gens(real_s, real_t, cfg.lambda_identity > 0)
-        g = generator_losses(fakes, real_s, real_t, discriminators.disc_s, discriminators.disc_t, cfg, smoothness)
+        g = generator_losses(fakes, real_s, real_t, discriminators.disc_s, discriminators.disc_t, cfg, smoothness, distance)
     if measure_gradients:
         g |= gradient_norms(weighted_terms(g, cfg), [fakes["fake_t"], fakes["fake_s"]])
     opt_g.zero_grad(set_to_none=True)
@@ -205,6 +234,74 @@ def optimisation_step(
     fake_s, fake_t = pool_s.query(fakes["fake_s"]), pool_t.query(fakes["fake_t"])
     with autocast:
         d = discriminator_losses(discs(real_s, fake_s, real_t, fake_t), cfg.gan_mode.value)
+    opt_d.zero_grad(set_to_none=True)
+    d["total_d"].backward()
+    opt_d.step()
+    return g, d
+
+
+# ----------------------------------------------------------------------------------------------- UNIT
+
+
+def kl_loss(mu: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, I) || N(0, I)) per latent element up to the factor 1/2: mean(mu^2) (UNIT Eq. 3-4, 7-8)."""
+    return mu.pow(2).mean()
+
+
+def unit_generator_losses(out: Tensors, real_s: torch.Tensor, real_t: torch.Tensor, disc_s: nn.Module, disc_t: nn.Module,
+                          cfg: UnitLossConfig, gan_mode: str) -> Tensors:  # fmt: skip
+    """UNIT's encoder/generator objective (Eq. 2): VAE, GAN and cycle-consistency terms of both domains.
+
+    L_VAE1 = l1 KL(q1(z1|x1)) + l2 |G1(z1) - x1|_1                                     (Eq. 3, Laplacian likelihood)
+    L_GAN1 = l0 GAN(D1(G1(z2)))                                                      (Eq. 5, translation stream)
+    L_CC1  = l3 KL(q1(z1|x1)) + l3 KL(q2(z2|x1->2)) + l4 |G1(z2 ~ q2(z2|x1->2)) - x1|_1  (Eq. 7)
+    and the same with 1 <-> 2. Domain 1 = source (s), 2 = target (t).
+    """
+    losses = {
+        "gan_s2t": gan_loss(disc_t(out["fake_t"]), True, gan_mode),
+        "gan_t2s": gan_loss(disc_s(out["fake_s"]), True, gan_mode),
+        "kl_s": kl_loss(out["mu_s"]),
+        "kl_t": kl_loss(out["mu_t"]),
+        "rec_s": F.l1_loss(out["rec_s"], real_s),
+        "rec_t": F.l1_loss(out["rec_t"], real_t),
+        "kl_cycle_s": kl_loss(out["mu_fake_t"]),  # KL(q2(z2 | x1->2))
+        "kl_cycle_t": kl_loss(out["mu_fake_s"]),
+        "cycle_s": F.l1_loss(out["cyc_s"], real_s),
+        "cycle_t": F.l1_loss(out["cyc_t"], real_t),
+    }
+    losses["total_g"] = sum(unit_weighted_terms(losses, cfg).values())
+    return losses
+
+
+def unit_weighted_terms(losses: Tensors, cfg: UnitLossConfig) -> Tensors:
+    kl = losses["kl_s"] + losses["kl_t"]
+    return {
+        "adversarial": cfg.lambda_gan * (losses["gan_s2t"] + losses["gan_t2s"]),
+        "kl": (cfg.lambda_kl + cfg.lambda_cycle_kl) * kl + cfg.lambda_cycle_kl * (losses["kl_cycle_s"] + losses["kl_cycle_t"]),
+        "reconstruction": cfg.lambda_reconstruction * (losses["rec_s"] + losses["rec_t"]),
+        "cycle": cfg.lambda_cycle_reconstruction * (losses["cycle_s"] + losses["cycle_t"]),
+    }
+
+
+def unit_optimisation_step(model: nn.Module, discs: nn.Module, unit: nn.Module, discriminators: Discriminators,
+                           opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer, real_s: torch.Tensor,
+                           real_t: torch.Tensor, cfg: UnitLossConfig, gan_mode: str, autocast: torch.autocast,
+                           measure_gradients: bool = False) -> tuple[Tensors, Tensors]:  # fmt: skip
+    """One update of UNIT's encoders and generators, then of D1 and D2 (the alternating scheme of Sec. 3).
+
+    The discriminators see the current translations (UNIT keeps no image history)."""
+    discriminators.requires_grad_(False)
+    with autocast:
+        out = model(real_s, real_t)
+        g = unit_generator_losses(out, real_s, real_t, discriminators.disc_s, discriminators.disc_t, cfg, gan_mode)
+    if measure_gradients:
+        g |= gradient_norms(unit_weighted_terms(g, cfg), [out["fake_t"], out["fake_s"]])
+    opt_g.zero_grad(set_to_none=True)
+    g["total_g"].backward()
+    opt_g.step()
+    discriminators.requires_grad_(True)
+    with autocast:
+        d = discriminator_losses(discs(real_s, out["fake_s"].detach(), real_t, out["fake_t"].detach()), gan_mode)
     opt_d.zero_grad(set_to_none=True)
     d["total_d"].backward()
     opt_d.step()
