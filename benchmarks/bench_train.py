@@ -1,8 +1,8 @@
 """Seconds per training iteration (batch 1, 256x256, the paper's networks) per method.
 
-Times ``mrtrans.training.step.optimisation_step`` -- exactly what ``mrtrans train`` runs per step --
-for cyclegan, harmonicgan_hist and harmonicgan_vgg, and reports each against cyclegan (target:
-the smoothness term adds at most 10%). On a GPU it also times the variants of the step: fp32, bf16
+Times the optimisation step -- exactly what ``mrtrans train`` runs per step -- for cyclegan,
+harmonicgan_hist, harmonicgan_vgg, unit, discogan, distancegan and distancegan_cycle, and reports each
+against cyclegan (targets: the smoothness term adds at most 10%; the other papers' methods within 1.5x). On a GPU it also times the variants of the step: fp32, bf16
 autocast, channels_last on and off, torch.compile on and off (target: bf16 at least 1.8x the
 iterations/s of fp32; the issue's goal: about 13 ms per HarmonicGAN-histogram step on an H100). VGG
 timings use random weights of the right shape (speed does not depend on the values).
@@ -23,16 +23,20 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import median_time, report  # noqa: E402
 
-from mrtrans.config import SmoothFeatures, TrainConfig, load_config  # noqa: E402
+from mrtrans.config import Method, SmoothFeatures, TrainConfig, load_config  # noqa: E402
+from mrtrans.losses.distance import distance_statistics  # noqa: E402
 from mrtrans.networks.vgg import VGG16Relu43  # noqa: E402
 from mrtrans.devices import resolve_device  # noqa: E402
-from mrtrans.models import build_discriminator, build_generator  # noqa: E402
+from mrtrans.models import build_discriminator, build_generator, build_unit  # noqa: E402
 from mrtrans.training.pool import ImagePool  # noqa: E402
 from mrtrans.training.step import (  # noqa: E402
     Discriminators,
     Generators,
+    distance_mode,
+    distance_term,
     optimisation_step,
     smoothness_term,
+    unit_optimisation_step,
 )
 
 
@@ -58,7 +62,11 @@ def seconds_per_iteration(cfg: TrainConfig, device: torch.device, size: int, var
     torch.manual_seed(0)
     fmt = torch.channels_last if (variant.channels_last and device.type == "cuda") else torch.contiguous_format
     amp = variant.amp
-    gens = Generators(build_generator(cfg.generator), build_generator(cfg.generator)).to(device, memory_format=fmt)
+    unit = cfg.method is Method.unit
+    if unit:
+        gens = build_unit(cfg.generator).to(device, memory_format=fmt)
+    else:
+        gens = Generators(build_generator(cfg.generator), build_generator(cfg.generator)).to(device, memory_format=fmt)
     discs = Discriminators(build_discriminator(cfg.discriminator), build_discriminator(cfg.discriminator)).to(device, memory_format=fmt)
     if variant.compile:
         gens.compile()  # in place: the state_dict keys stay those of checkpoints
@@ -71,13 +79,22 @@ def seconds_per_iteration(cfg: TrainConfig, device: torch.device, size: int, var
     smoothness = smoothness_term(cfg.loss, vgg) if cfg.loss.lambda_smooth > 0 else None
     opt_g = torch.optim.Adam(gens.parameters(), lr=2e-4, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(discs.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    pools = ImagePool(50, 0), ImagePool(50, 1)
+    pools = ImagePool(cfg.data.pool_size, 0), ImagePool(cfg.data.pool_size, 1)
+    distance = None
+    if cfg.loss.lambda_distance > 0:  # statistics as training computes them, here of random slices
+        mode = distance_mode(cfg.loss, 1)
+        stats = distance_statistics((torch.rand(16, size, size) * 2 - 1).numpy(), mode, max_items=16)
+        distance = distance_term(cfg.loss, {"s": stats, "t": stats}, 1)
     real_s = (torch.rand(1, 1, size, size, device=device) * 2 - 1).contiguous(memory_format=fmt)
     real_t = (torch.rand(1, 1, size, size, device=device) * 2 - 1).contiguous(memory_format=fmt)
     autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda")
 
     def step() -> None:
-        optimisation_step(gens, discs, gens, discs, opt_g, opt_d, *pools, real_s, real_t, cfg.loss, smoothness, autocast)
+        if unit:
+            unit_optimisation_step(gens, discs, gens, discs, opt_g, opt_d, real_s, real_t, cfg.unit, cfg.loss.gan_mode.value, autocast)
+        else:
+            optimisation_step(gens, discs, gens, discs, opt_g, opt_d, *pools, real_s, real_t, cfg.loss, smoothness, autocast,
+                              distance=distance)  # fmt: skip
         if device.type == "cuda":
             torch.cuda.synchronize()
 
@@ -89,7 +106,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--methods", nargs="+", default=["cyclegan", "harmonicgan_hist", "harmonicgan_vgg"])
+    parser.add_argument("--methods", nargs="+", default=["cyclegan", "harmonicgan_hist", "harmonicgan_vgg", "unit", "discogan",
+                                                          "distancegan", "distancegan_cycle"])  # fmt: skip
     parser.add_argument("--no-append", action="store_true")
     args = parser.parse_args()
     device = resolve_device(args.device)
@@ -109,9 +127,10 @@ def main() -> None:
                      f"{results[method, Variant()] / sec:.2f}"])  # fmt: skip
     header = ["method", "variant", "s / iteration", "iterations / s", f"ratio to {base}", "speed-up over fp32"]
     notes = (
-        f"Batch 1, {args.size}x{args.size}, paper networks (ResNet-9 generators, 70x70 PatchGAN), one optimisation "
-        f"step (G and F, then D_X and D_Y), median of {args.repeats} after 2 warm-up steps, device {device}. "
-        "Targets: smoothness adds <= 10% (ratio to cyclegan <= 1.10); on GPU bf16 >= 1.8x fp32."
+        f"Batch 1, {args.size}x{args.size}, each method's networks as its config builds them (ResNet-9 + 70x70 PatchGAN for "
+        f"CycleGAN, HarmonicGAN and DistanceGAN; UNIT's and DiscoGAN's own), one optimisation step (generators, then "
+        f"discriminators), median of {args.repeats} after 2 warm-up steps, device {device}. Targets: smoothness adds "
+        "<= 10% (ratio to cyclegan <= 1.10); unit, discogan, distancegan within 1.5x; on GPU bf16 >= 1.8x fp32."
     )
     report(f"train: seconds per iteration ({device.type})", header, rows, notes, not args.no_append)
 

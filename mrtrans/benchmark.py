@@ -64,7 +64,7 @@ def method_label(method: str) -> str:
     return Path(method).stem
 
 
-def _train_job(data: str, run: str, direction: str, cfg_dict: dict, threads: int) -> str:
+def train_job(data: str, run: str, direction: str, cfg_dict: dict, threads: int) -> str:
     """Train one run into a scratch folder and move it into place when complete (a worker's job)."""
     import torch
 
@@ -167,7 +167,7 @@ def run_hallucination_benchmark(
     if todo:
         stage(f"train {len(todo)} of {len(specs)} runs, {jobs} at a time ({threads} threads each)")
         with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            for i, path in enumerate(pool.map(_train_job, *zip(*args)), 1):
+            for i, path in enumerate(pool.map(train_job, *zip(*args)), 1):
                 stage(f"  run {i}/{len(todo)} done: {Path(path).name}")
 
     stage(f"evaluate {len(specs)} runs on the shared test slices -> {out / 'report'}")

@@ -336,6 +336,34 @@ def demo(
                f"translated volume in {out}/translated/, runs in {out}/runs/")  # fmt: skip
 
 
+@command("reproduce-table1")
+def reproduce_table1(
+    out: Annotated[Path, typer.Option("--out", help="Folder for data, runs, report and table1.md; resumable.")],
+    root: Annotated[
+        Path | None, typer.Argument(help="BraTS dataset root; omitted: synthetic subjects made by the command.")
+    ] = None,
+    scale: Annotated[
+        str, typer.Option("--scale", help="paper (the paper's protocol and schedule; GPU days) or cpu (~30 min on 2 cores).")
+    ] = "paper",
+    config: Annotated[str | None, typer.Option("--config", help="A reproduction YAML instead of --scale's preset.")] = None,
+    seeds: Annotated[int | None, typer.Option("--seeds", min=1, help="Number of seeds (0..N-1) per method.")] = None,
+    jobs: Annotated[int | None, typer.Option("--jobs", min=1, help="Training runs in parallel.")] = None,
+) -> None:
+    """Train CycleGAN, DiscoGAN, DistanceGAN, UNIT, HarmonicGAN-histogram and HarmonicGAN-VGG on one prepared set,
+    evaluate them, and write the paper's Table 1 for both directions with confidence intervals, beside the
+    published numbers, plus the tumor audit per method. A killed run continues where it stopped."""
+    from mrtrans.config import ReproduceConfig, load_config
+    from mrtrans.errors import MrtransError
+    from mrtrans.reproduce import reproduce_table1 as run_reproduce
+
+    if scale not in ("paper", "cpu"):
+        raise MrtransError(f"--scale {scale!r}: use paper or cpu")
+    overrides = {"seeds": None if seeds is None else list(range(seeds)), "jobs": jobs}
+    cfg = load_config(ReproduceConfig, config or f"reproduce_{scale}", overrides, folder="evaluation")
+    table = run_reproduce(out, cfg, root=root, log=typer.echo)
+    typer.echo(f"table: {table}")
+
+
 @command("hallucination", group=benchmark_app)
 def benchmark_hallucination(
     out: Annotated[Path, typer.Option("--out", help="Benchmark folder (data, runs, report, hallucination.md); resumable.")],

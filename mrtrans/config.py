@@ -364,6 +364,29 @@ class HallucinationConfig:
     jobs: int = field(default=2, metadata=_range(1))  # training runs in parallel (CPU threads are shared out)
 
 
+@dataclass(frozen=True)
+class ReproduceConfig:
+    """``mrtrans reproduce-table1``: the six methods of HarmonicGAN's Table 1 on one prepared set, one evaluation.
+
+    ``prepare`` is the recipe for a dataset root; ``synth_prepare`` for the synthetic subjects made when
+    no root is given. ``epochs`` None keeps each method's own schedule (the paper's 200). The defaults are
+    the paper's scale (``evaluation/reproduce_paper.yaml``); ``evaluation/reproduce_cpu.yaml`` is the CPU preset.
+    """
+
+    synth: SynthConfig = SynthConfig(subjects=48, shape=(64, 64, 48), tumor_fraction=0.75, seed=3)
+    prepare: PrepareConfig = PrepareConfig()
+    synth_prepare: PrepareConfig = PrepareConfig(train_slices=160, test_slices=40, image_size=64, min_tumor_pixels=10,
+                                                 min_brain_fraction=0.15)  # fmt: skip
+    direction: str = "flair2t1"
+    # configs/ names (or YAML paths) in the paper's row order; the labels in the table are the file names.
+    methods: tuple[str, ...] = ("cyclegan", "discogan", "distancegan", "unit", "harmonicgan_hist", "harmonicgan_vgg")
+    train_presets: tuple[str, ...] = ()
+    epochs: int | None = field(default=None, metadata=_range(1))
+    seeds: tuple[int, ...] = (0,)
+    evaluation: EvalConfig = EvalConfig()
+    jobs: int = field(default=1, metadata=_range(1))  # training runs in parallel (CPU threads are shared out)
+
+
 C = TypeVar("C")
 
 

@@ -1,0 +1,254 @@
+"""``mrtrans reproduce-table1``: HarmonicGAN's Table 1 (BRATS FLAIR <-> T1, six methods) in one command.
+
+1. data: the user's BraTS root prepared with ``cfg.prepare`` (the paper's protocol by default), or
+   synthetic subjects (``cfg.synth``) prepared with ``cfg.synth_prepare``;
+2. train every method x seed (``jobs`` at a time) on that one prepared set; HarmonicGAN-VGG only when
+   ImageNet VGG-16 weights are found (its row says how to supply them otherwise);
+3. ``mrtrans evaluate`` of every run on the shared paired test slices (with the tumor audit);
+4. ``table1.md``/``table1.csv``: the paper's layout (protocol "paper": whole slices in 0-255), each cell
+   the mean over test slices with its patient-bootstrap confidence interval (one seed) or the mean and
+   standard deviation over seeds, the copy-source baseline beside; then the paper's published numbers
+   in their own table, and the tumor audit per method.
+
+The folder is resumable: a finished run (its folder moved into place at the end of training) is never
+retrained; a run killed mid-way is started again; the evaluation is always redone. Nothing outside the
+output folder is written.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing
+import os
+import shutil
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mrtrans.benchmark import method_label, train_job
+from mrtrans.config import ReproduceConfig, TrainConfig, epoch_schedule, load_config, resolve_config_path, to_dict
+from mrtrans.errors import MrtransError
+from mrtrans.outputs import marker_kind
+
+MARKER = "reproduction.json"
+# Rows of the paper's Table 1 and the method configs that train them.
+PAPER_NAMES = {"cyclegan": "CycleGAN", "discogan": "DiscoGAN", "distancegan": "DistanceGAN", "unit": "UNIT",
+               "harmonicgan_hist": "HarmonicGAN-histogram", "harmonicgan_vgg": "HarmonicGAN-VGG"}  # fmt: skip
+METRICS = ("mae", "mse", "psnr", "ssim")
+NOT_BINDING = ("evaluation", "jobs")  # what a re-run may change without invalidating data and runs
+
+
+def run_name(method: str, seed: int) -> str:
+    return f"{method_label(method)}-s{seed}"
+
+
+def vgg_missing(cfg: TrainConfig) -> str | None:
+    """Why a VGG-feature run cannot start here (no weights), or None."""
+    from mrtrans.config import SmoothFeatures
+    from mrtrans.networks.vgg import TORCHVISION_FILE, vgg16_weight_candidates
+
+    if cfg.loss.lambda_smooth == 0 or cfg.loss.smooth_features is not SmoothFeatures.vgg:
+        return None
+    candidates = vgg16_weight_candidates(cfg.loss.vgg_weights)
+    if any(p.is_file() for p in candidates):
+        return None
+    return (f"not run: ImageNet VGG-16 weights not found. Copy torchvision's {TORCHVISION_FILE} to {candidates[-1]} "
+            "or set $MRTRANS_VGG16_WEIGHTS to its path, then run the same command again")  # fmt: skip
+
+
+def _claim(out: Path, cfg: ReproduceConfig, root: Path | None) -> None:
+    record = {"config": to_dict(cfg), "root": str(root.resolve()) if root else None}
+
+    def binding(rec: dict) -> dict:
+        return {"root": rec.get("root"), **{k: v for k, v in rec.get("config", {}).items() if k not in NOT_BINDING}}
+
+    marker = out / MARKER
+    if out.exists() and any(out.iterdir()):
+        if not marker.is_file():
+            raise MrtransError(f"{out}: exists and was not made by `mrtrans reproduce-table1`; choose another --out")
+        if binding(json.loads(marker.read_text())) != binding(record):
+            raise MrtransError(f"{out}: holds a reproduction with other data, methods, seeds or training; choose another --out "
+                               "(or give the same options as before to continue it)")  # fmt: skip
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps(record, indent=2))
+
+
+def reproduce_table1(
+    out: str | Path, cfg: ReproduceConfig, root: str | Path | None = None, log: Callable[[str], None] = print
+) -> Path:
+    """Run the reproduction into ``out`` (resumable) and return the path of ``table1.md``.
+
+    Raises:
+        MrtransError: ``out`` belongs to something else, a misspelt method, or a failing stage.
+    """
+    from mrtrans.data.slices import Direction
+    from mrtrans.data_prep.prepare import prepare_brats
+    from mrtrans.evaluation.evaluate import evaluate_runs
+    from mrtrans.synth import write_synthetic_brats
+
+    out = Path(out)
+    root = Path(root) if root is not None else None
+    Direction.parse(cfg.direction)
+    labels = [method_label(m) for m in cfg.methods]
+    if len(set(labels)) != len(labels):
+        raise MrtransError(f"two methods share a name: {', '.join(cfg.methods)}")
+    for m in [*cfg.methods, *cfg.train_presets]:
+        resolve_config_path(m)
+    _claim(out, cfg, root)
+    start = time.perf_counter()
+
+    def stage(text: str) -> None:
+        log(f"[{time.perf_counter() - start:6.0f} s] {text}")
+
+    if root is None:
+        root = out / "brats"
+        if not root.is_dir():
+            stage(f"synthetic data: {cfg.synth.subjects} subjects -> {root}")
+            write_synthetic_brats(root, cfg.synth)
+        recipe = cfg.synth_prepare
+    else:
+        recipe = cfg.prepare
+    data = out / "data"
+    if not data.is_dir():
+        stage(f"prepare {root} -> {data}")
+        prepare_brats(root, data, recipe)
+
+    overrides = {**epoch_schedule(cfg.epochs), "run.checkpoint_every": 10**9, "run.sample_every": 10**9}
+    train_cfgs = {m: load_config(TrainConfig, [m, *cfg.train_presets], overrides) for m in cfg.methods}
+    skipped = {method_label(m): why for m, c in train_cfgs.items() if (why := vgg_missing(c))}
+    specs = [(m, seed) for m in cfg.methods if method_label(m) not in skipped for seed in cfg.seeds]
+    (out / "runs").mkdir(exist_ok=True)
+    todo = [(m, seed) for m, seed in specs if not (out / "runs" / run_name(m, seed)).is_dir()]
+    jobs = min(cfg.jobs, max(1, len(todo)))
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    args = []
+    for m, seed in todo:
+        scratch = out / "runs" / f".partial-{run_name(m, seed)}"
+        if scratch.exists():
+            shutil.rmtree(scratch)  # a run killed mid-way, inside the folder this command made: start it again
+        run_cfg = load_config(TrainConfig, [to_dict(train_cfgs[m])], {"run.seed": seed})
+        args.append((str(data), str(out / "runs" / run_name(m, seed)), cfg.direction, to_dict(run_cfg), threads))
+    for label, why in skipped.items():
+        stage(f"{label}: {why}")
+    if todo:
+        stage(f"train {len(todo)} of {len(specs)} runs, {jobs} at a time ({threads} threads each); "
+              f"{len(specs) - len(todo)} finished earlier")  # fmt: skip
+        if jobs == 1:
+            for i, a in enumerate(args, 1):
+                stage(f"  run {i}/{len(todo)}: {Path(a[1]).name}")
+                train_job(*a)
+        else:
+            with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+                for i, path in enumerate(pool.map(train_job, *zip(*args)), 1):
+                    stage(f"  run {i}/{len(todo)} done: {Path(path).name}")
+    else:
+        stage(f"all {len(specs)} runs finished earlier")
+
+    report = out / "report"
+    stage(f"evaluate {len(specs)} runs on the shared test slices -> {report}")
+    if report.is_dir() and marker_kind(report) is None:
+        shutil.rmtree(report)  # not expected; only ever a report this command made inside its own folder
+    evaluate_runs([out / "runs" / run_name(m, s) for m, s in specs], data, report, cfg.evaluation,
+                  cache_dir=out / "cache", overwrite=True, log=lambda _: None)  # fmt: skip
+    table = table1(report, cfg, skipped)
+    table.to_csv(out / "table1.csv", index=False)
+    md = out / "table1.md"
+    md.write_text(markdown(table, report, cfg, skipped, recipe.image_size))
+    stage(f"done: {md}")
+    return md
+
+
+def table1(report: Path, cfg: ReproduceConfig, skipped: dict[str, str]) -> pd.DataFrame:
+    """One row per method and direction: paper-protocol metrics over the method's runs (seeds)."""
+    summary = pd.read_csv(report / "summary.csv")
+    whole = summary[(summary["protocol"] == "paper") & (summary["region"] == "whole")]
+    rows = []
+    labels = ["copy-source", *(method_label(m) for m in cfg.methods)]
+    for label in labels:
+        for direction in sorted(whole["direction"].unique(), key=lambda d: d != cfg.direction):
+            runs = whole[whole["direction"] == direction]
+            runs = runs[runs["run"] == "copy-source"] if label == "copy-source" else runs[runs["run"].str.fullmatch(rf"{label}-s\d+")]
+            row: dict = {"method": label, "paper_name": PAPER_NAMES.get(label, label), "direction": direction,
+                         "n_seeds": len(runs), "note": skipped.get(label, "")}  # fmt: skip
+            for metric in METRICS:
+                values = runs[f"{metric}_mean"].to_numpy(dtype=float)
+                row[f"{metric}_mean"] = float(values.mean()) if len(values) else math.nan
+                row[f"{metric}_std_over_seeds"] = float(values.std(ddof=1)) if len(values) > 1 else math.nan
+                row[f"{metric}_ci_low"] = float(runs[f"{metric}_ci_low"].iloc[0]) if len(values) == 1 else math.nan
+                row[f"{metric}_ci_high"] = float(runs[f"{metric}_ci_high"].iloc[0]) if len(values) == 1 else math.nan
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _cell(row: pd.Series, metric: str) -> str:
+    mean = row[f"{metric}_mean"]
+    if pd.isna(mean):
+        return "–"
+    digits = 3 if metric == "ssim" else 2
+    if row["n_seeds"] > 1:
+        return f"{mean:.{digits}f} ± {row[f'{metric}_std_over_seeds']:.{digits}f}"
+    return f"{mean:.{digits}f} [{row[f'{metric}_ci_low']:.{digits}f}, {row[f'{metric}_ci_high']:.{digits}f}]"
+
+
+def markdown(table: pd.DataFrame, report: Path, cfg: ReproduceConfig, skipped: dict[str, str], image_size: int) -> str:
+    from mrtrans.resources import resource_dir
+
+    directions = list(dict.fromkeys(table["direction"]))
+    arrow = {d: d.replace("2", " → ").replace("flair", "FLAIR").replace("t1", "T1") for d in directions}
+    seeds = ", ".join(map(str, cfg.seeds))
+    lines = [
+        "# Table 1, reproduced",
+        "",
+        f"Protocol \"paper\" of `mrtrans evaluate`: whole {image_size}x{image_size} test slices, intensities mapped to "
+        f"0-255, as the paper scores (docs/evaluation.md). Seeds {seeds}. Cells: mean over test slices "
+        + ("± standard deviation over seeds." if len(cfg.seeds) > 1 else "[95% CI, bootstrap over patients].")
+        + " `copy-source` scores the source slice itself (no model): a method must beat it. These are our runs on our "
+        "data at this command's scale, not the paper's numbers; those follow in their own table.",
+        "",
+        "| Method | " + " | ".join(f"{arrow[d]} {m.upper()}" for d in directions for m in ("mae", "mse")) + " | "
+        + " | ".join(f"{arrow[d]} {m.upper()}" for d in directions for m in ("psnr", "ssim")) + " |",
+        "|---|" + "---|" * (4 * len(directions)),
+    ]
+    for label in dict.fromkeys(table["method"]):
+        rows = table[table["method"] == label].set_index("direction")
+        name = rows["paper_name"].iloc[0]
+        if label in skipped:
+            lines.append(f"| {name} | " + " | ".join("–" for _ in range(4 * len(directions))) + " |")
+            continue
+        cells = [_cell(rows.loc[d], m) for d in directions for m in ("mae", "mse")]
+        cells += [_cell(rows.loc[d], m) for d in directions for m in ("psnr", "ssim")]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    for label, why in skipped.items():
+        lines += ["", f"{PAPER_NAMES.get(label, label)}: {why}."]
+    published = pd.read_csv(resource_dir("evaluation") / "paper_table1.csv", comment="#")
+    lines += ["", "## Published (Zhang, Pfister, Li, ICLR 2019, Table 1)", "",
+              "The paper's numbers, for comparison only: its data (BRATS 2015), slice selection and training length "
+              "differ from this run's (docs/reproduce_paper.md).", "",
+              "| Method | " + " | ".join(f"{arrow.get(d, d)} {m.upper()}" for d in directions for m in METRICS) + " |",
+              "|---|" + "---|" * (4 * len(directions))]  # fmt: skip
+    for name in dict.fromkeys(published["method"]):
+        sel = published[published["method"] == name].set_index("direction")
+        cells = [f"{sel.loc[d, m]:g}" if d in sel.index else "–" for d in directions for m in METRICS]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    tumor = report / "tumor_summary.csv"
+    if tumor.is_file():
+        audit = pd.read_csv(tumor)
+        lines += ["", "## Tumor audit per method", "",
+                  "Per-lesion audit of `mrtrans evaluate` (docs/evaluation.md): removed = share of reference tumor lesions "
+                  "the target-sequence detector does not find in the translation; added = share of healthy test slices "
+                  "with a detected lesion outside every tumor label. Mean over seeds.", "",
+                  "| Method | Direction | Removed lesions ↓ | Healthy slices with added lesion ↓ |", "|---|---|---|---|"]  # fmt: skip
+        for label in ["copy-source", *(method_label(m) for m in cfg.methods)]:
+            runs = audit[audit["run"] == label] if label == "copy-source" else audit[audit["run"].str.fullmatch(rf"{label}-s\d+")]
+            for d in directions:
+                sel = runs[runs["direction"] == d]
+                if len(sel):
+                    lines.append(f"| {PAPER_NAMES.get(label, label)} | {arrow[d]} | {np.nanmean(sel['removed_rate']):.0%} | "
+                                 f"{np.nanmean(sel['healthy_with_added_rate']):.0%} |")  # fmt: skip
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,80 @@
+"""`mrtrans reproduce-table1` (issue 14): six methods, one prepared set, one evaluation; resumable."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from mrtrans.cli import app
+from mrtrans.config import TrainConfig, load_config
+from mrtrans.reproduce import vgg_missing
+
+runner = CliRunner()
+TINY = Path(__file__).resolve().parents[1] / "evaluation" / "reproduce_tiny.yaml"
+METHODS = ["cyclegan", "discogan", "distancegan", "unit", "harmonicgan_hist", "harmonicgan_vgg"]
+
+
+@pytest.fixture
+def vgg_weights(tmp_path: Path) -> Path:
+    """Random weights of VGG-16's shape (the network's values do not matter to the command's plumbing)."""
+    from mrtrans.networks.vgg import VGG16Relu43
+
+    path = tmp_path / "vgg16.pth"
+    torch.save(VGG16Relu43().state_dict(), path)
+    return path
+
+
+def test_without_vgg_weights_the_vgg_row_says_how_to_supply_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MRTRANS_VGG16_WEIGHTS", raising=False)
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    why = vgg_missing(load_config(TrainConfig, "harmonicgan_vgg"))
+    assert why and "MRTRANS_VGG16_WEIGHTS" in why and str(tmp_path / "hub") in why
+    assert vgg_missing(load_config(TrainConfig, "harmonicgan_hist")) is None
+
+
+def test_reproduce_table1_resumes_after_a_kill(tmp_path: Path, vgg_weights: Path) -> None:
+    """Kill the command once its first run is finished; the second invocation keeps that run and does the rest."""
+    out = tmp_path / "repro"
+    env = {**os.environ, "MRTRANS_VGG16_WEIGHTS": str(vgg_weights), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "mrtrans", "reproduce-table1", "--out", str(out), "--config", str(TINY), "--seeds", "1"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    first = out / "runs" / "cyclegan-s0" / "checkpoints" / "last.pt"
+    try:
+        deadline = time.time() + 300
+        while not first.exists() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.2)
+        assert first.exists(), "the first run did not finish"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    stamp = first.stat().st_mtime_ns
+    assert not (out / "table1.md").exists()
+
+    os.environ["MRTRANS_VGG16_WEIGHTS"] = str(vgg_weights)
+    try:
+        result = runner.invoke(app, ["reproduce-table1", "--out", str(out), "--config", str(TINY), "--seeds", "1"])
+    finally:
+        del os.environ["MRTRANS_VGG16_WEIGHTS"]
+    assert result.exit_code == 0, result.output
+    assert "1 finished earlier" in result.output
+    assert first.stat().st_mtime_ns == stamp  # not retrained
+    assert sorted(p.name for p in (out / "runs").iterdir()) == sorted(f"{m}-s0" for m in METHODS)
+
+    table = pd.read_csv(out / "table1.csv")
+    assert list(dict.fromkeys(table["method"])) == ["copy-source", *METHODS]
+    assert set(table["direction"]) == {"flair2t1", "t12flair"} and table["mae_mean"].notna().all()
+    text = (out / "table1.md").read_text()
+    assert "## Published" in text and "## Tumor audit per method" in text and "UNIT" in text
+    assert text.index("## Published") > text.index("| HarmonicGAN-VGG |")  # beside, not inside
+
+    again = runner.invoke(app, ["reproduce-table1", "--out", str(out), "--config", str(TINY), "--seeds", "2"])
+    assert again.exit_code == 2 and "other data, methods, seeds" in again.stderr
