@@ -21,6 +21,7 @@ _PUBLIC = {
     "translate_files": "mrtrans.api",
     "evaluate": "mrtrans.api",
     "evaluate_volumes": "mrtrans.api",
+    "reproduce_table1": "mrtrans.api",
     "Translator": "mrtrans.inference.translate",
     "TranslateReport": "mrtrans.inference.translate",
     "Direction": "mrtrans.data.slices",

@@ -16,7 +16,7 @@ from typing import Any
 from mrtrans.inference.translate import TranslateReport, Translator, load_translator
 
 __all__ = ["synth_brats", "prepare_brats", "train", "load_translator", "translate", "translate_files", "evaluate",
-           "evaluate_volumes"]  # fmt: skip
+           "evaluate_volumes", "reproduce_table1"]  # fmt: skip
 
 ConfigSpec = str | Path | dict[str, Any] | Sequence[str | Path | dict[str, Any]]
 
@@ -278,3 +278,35 @@ def evaluate_volumes(
     prep = load_config(PrepareConfig, rules, folder="data_prep")
     paths = [[Path(p) for p in group] for group in (pred, ref, seg)]
     return run_volumes(*paths, Path(out), Direction.parse(direction), name=name, rules=prep, overwrite=overwrite)
+
+
+def reproduce_table1(
+    out: str | Path,
+    root: str | Path | None = None,
+    scale: str = "paper",
+    *,
+    config: ConfigSpec | None = None,
+    seeds: int | None = None,
+    jobs: int | None = None,
+    log: Callable[[str], None] = print,
+) -> Path:
+    """``mrtrans reproduce-table1``: the paper's six methods trained and scored on one prepared set (resumable).
+
+    Args:
+        out: the reproduction's folder (a new one, or one an earlier call with the same settings made).
+        root: a BraTS root; None makes synthetic subjects.
+        scale: ``paper`` or ``cpu`` (the presets in ``evaluation/``); ``config`` replaces the preset.
+        seeds: seeds 0..N-1 per method.
+
+    Returns:
+        The path of ``table1.md`` (``table1.csv`` and ``report/`` beside it).
+    """
+    from mrtrans.config import ReproduceConfig, load_config
+    from mrtrans.errors import MrtransError
+    from mrtrans.reproduce import reproduce_table1 as run_reproduce
+
+    if scale not in ("paper", "cpu"):
+        raise MrtransError(f"--scale {scale!r}: use paper or cpu")
+    overrides = {"seeds": None if seeds is None else list(range(seeds)), "jobs": jobs}
+    cfg = load_config(ReproduceConfig, config or f"reproduce_{scale}", overrides, folder="evaluation")
+    return run_reproduce(out, cfg, root=root, log=log)

@@ -352,15 +352,9 @@ def reproduce_table1(
     """Train CycleGAN, DiscoGAN, DistanceGAN, UNIT, HarmonicGAN-histogram and HarmonicGAN-VGG on one prepared set,
     evaluate them, and write the paper's Table 1 for both directions with confidence intervals, beside the
     published numbers, plus the tumor audit per method. A killed run continues where it stopped."""
-    from mrtrans.config import ReproduceConfig, load_config
-    from mrtrans.errors import MrtransError
-    from mrtrans.reproduce import reproduce_table1 as run_reproduce
+    from mrtrans.api import reproduce_table1 as run_reproduce
 
-    if scale not in ("paper", "cpu"):
-        raise MrtransError(f"--scale {scale!r}: use paper or cpu")
-    overrides = {"seeds": None if seeds is None else list(range(seeds)), "jobs": jobs}
-    cfg = load_config(ReproduceConfig, config or f"reproduce_{scale}", overrides, folder="evaluation")
-    table = run_reproduce(out, cfg, root=root, log=typer.echo)
+    table = run_reproduce(out, root, scale, config=config, seeds=seeds, jobs=jobs, log=typer.echo)
     typer.echo(f"table: {table}")
 
 
