@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mrtrans.config import HallucinationConfig, TrainConfig, epoch_schedule, load_config, resolve_config_path, to_dict
+from mrtrans.config import HallucinationConfig, SynthConfig, TrainConfig, epoch_schedule, load_config, resolve_config_path, to_dict
 from mrtrans.errors import MrtransError
 from mrtrans.outputs import marker_kind
 
@@ -62,6 +62,41 @@ def setting_name(target_fraction: float) -> str:
 def method_label(method: str) -> str:
     """``cyclegan`` -> cyclegan; ``sweep/hg_l5.yaml`` -> hg_l5."""
     return Path(method).stem
+
+
+def check_methods(methods: tuple[str, ...], presets: tuple[str, ...]) -> dict[str, str]:
+    """Label -> method config, after checking that every method and preset exists (before any work).
+
+    Raises:
+        MrtransError: two methods with one label, or a config that is not found.
+    """
+    labels = {method_label(m): m for m in methods}
+    if len(labels) != len(methods):
+        raise MrtransError(f"two methods share a name: {', '.join(methods)}")
+    for m in [*methods, *presets]:
+        resolve_config_path(m)  # fail before any work on a misspelt method
+    return labels
+
+
+def stage_logger(log: Callable[[str], None]) -> Callable[[str], None]:
+    """``log`` with the seconds since this call in front of every line."""
+    start = time.perf_counter()
+
+    def stage(text: str) -> None:
+        log(f"[{time.perf_counter() - start:6.0f} s] {text}")
+
+    return stage
+
+
+def synthetic_root(out: Path, synth: SynthConfig, stage: Callable[[str], None]) -> Path:
+    """``out/brats``, written with ``synth`` subjects unless an earlier run of the command made it."""
+    from mrtrans.synth import write_synthetic_brats
+
+    root = out / "brats"
+    if not root.is_dir():
+        stage(f"synthetic data: {synth.subjects} subjects -> {root}")
+        write_synthetic_brats(root, synth)
+    return root
 
 
 def train_job(data: str, run: str, direction: str, cfg_dict: dict, threads: int) -> str:
@@ -121,27 +156,15 @@ def run_hallucination_benchmark(
     from mrtrans.data.slices import Direction
     from mrtrans.data_prep.prepare import prepare_brats
     from mrtrans.evaluation.evaluate import evaluate_runs
-    from mrtrans.synth import write_synthetic_brats
 
     out = Path(out)
     root = Path(root) if root is not None else None
     direction = Direction.parse(cfg.direction)
-    methods = {method_label(m): m for m in cfg.methods}
-    if len(methods) != len(cfg.methods):
-        raise MrtransError(f"two methods share a name: {', '.join(cfg.methods)}")
-    for m in [*cfg.methods, *cfg.train_presets]:
-        resolve_config_path(m)  # fail before any work on a misspelt method
+    methods = check_methods(cfg.methods, cfg.train_presets)
     _claim_output(out, cfg, root)
-    start = time.perf_counter()
-
-    def stage(text: str) -> None:
-        log(f"[{time.perf_counter() - start:6.0f} s] {text}")
-
+    stage = stage_logger(log)
     if root is None:
-        root = out / "brats"
-        if not root.is_dir():
-            stage(f"synthetic data: {cfg.synth.subjects} subjects -> {root}")
-            write_synthetic_brats(root, cfg.synth)
+        root = synthetic_root(out, cfg.synth, stage)
 
     fractions = {"balanced": 0.5} | {setting_name(f): f for f in cfg.target_tumor_fractions}
     for name, fraction in fractions.items():

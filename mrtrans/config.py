@@ -373,7 +373,7 @@ class ReproduceConfig:
     the paper's scale (``evaluation/reproduce_paper.yaml``); ``evaluation/reproduce_cpu.yaml`` is the CPU preset.
     """
 
-    synth: SynthConfig = SynthConfig(subjects=48, shape=(64, 64, 48), tumor_fraction=0.75, seed=3)
+    synth: SynthConfig = SynthConfig(subjects=48, shape=(64, 64, 48), tumor_fraction=0.9, seed=3)
     prepare: PrepareConfig = PrepareConfig()
     synth_prepare: PrepareConfig = PrepareConfig(train_slices=160, test_slices=40, image_size=64, min_tumor_pixels=10,
                                                  min_brain_fraction=0.15)  # fmt: skip

@@ -21,8 +21,8 @@ import json
 import math
 import multiprocessing
 import os
+import re
 import shutil
-import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mrtrans.benchmark import method_label, train_job
-from mrtrans.config import ReproduceConfig, TrainConfig, epoch_schedule, load_config, resolve_config_path, to_dict
+from mrtrans.benchmark import check_methods, method_label, stage_logger, synthetic_root, train_job
+from mrtrans.config import ReproduceConfig, TrainConfig, epoch_schedule, load_config, to_dict
 from mrtrans.errors import MrtransError
 from mrtrans.outputs import marker_kind
 
@@ -90,30 +90,16 @@ def reproduce_table1(
     from mrtrans.data.slices import Direction
     from mrtrans.data_prep.prepare import prepare_brats
     from mrtrans.evaluation.evaluate import evaluate_runs
-    from mrtrans.synth import write_synthetic_brats
 
     out = Path(out)
     root = Path(root) if root is not None else None
     Direction.parse(cfg.direction)
-    labels = [method_label(m) for m in cfg.methods]
-    if len(set(labels)) != len(labels):
-        raise MrtransError(f"two methods share a name: {', '.join(cfg.methods)}")
-    for m in [*cfg.methods, *cfg.train_presets]:
-        resolve_config_path(m)
+    check_methods(cfg.methods, cfg.train_presets)
     _claim(out, cfg, root)
-    start = time.perf_counter()
-
-    def stage(text: str) -> None:
-        log(f"[{time.perf_counter() - start:6.0f} s] {text}")
-
+    stage = stage_logger(log)
+    recipe = cfg.prepare if root is not None else cfg.synth_prepare
     if root is None:
-        root = out / "brats"
-        if not root.is_dir():
-            stage(f"synthetic data: {cfg.synth.subjects} subjects -> {root}")
-            write_synthetic_brats(root, cfg.synth)
-        recipe = cfg.synth_prepare
-    else:
-        recipe = cfg.prepare
+        root = synthetic_root(out, cfg.synth, stage)
     data = out / "data"
     if not data.is_dir():
         stage(f"prepare {root} -> {data}")
@@ -164,6 +150,13 @@ def reproduce_table1(
     return md
 
 
+def _runs_of(frame: pd.DataFrame, label: str) -> pd.DataFrame:
+    """The rows of ``label``'s runs (``<label>-s<seed>``), or the copy-source rows."""
+    if label == "copy-source":
+        return frame[frame["run"] == label]
+    return frame[frame["run"].str.fullmatch(rf"{re.escape(label)}-s\d+")]
+
+
 def table1(report: Path, cfg: ReproduceConfig, skipped: dict[str, str]) -> pd.DataFrame:
     """One row per method and direction: paper-protocol metrics over the method's runs (seeds)."""
     summary = pd.read_csv(report / "summary.csv")
@@ -173,7 +166,7 @@ def table1(report: Path, cfg: ReproduceConfig, skipped: dict[str, str]) -> pd.Da
     for label in labels:
         for direction in sorted(whole["direction"].unique(), key=lambda d: d != cfg.direction):
             runs = whole[whole["direction"] == direction]
-            runs = runs[runs["run"] == "copy-source"] if label == "copy-source" else runs[runs["run"].str.fullmatch(rf"{label}-s\d+")]
+            runs = _runs_of(runs, label)
             row: dict = {"method": label, "paper_name": PAPER_NAMES.get(label, label), "direction": direction,
                          "n_seeds": len(runs), "note": skipped.get(label, "")}  # fmt: skip
             for metric in METRICS:
@@ -207,7 +200,8 @@ def markdown(table: pd.DataFrame, report: Path, cfg: ReproduceConfig, skipped: d
         "",
         f"Protocol \"paper\" of `mrtrans evaluate`: whole {image_size}x{image_size} test slices, intensities mapped to "
         f"0-255, as the paper scores (docs/evaluation.md). Seeds {seeds}. Cells: mean over test slices "
-        + ("± standard deviation over seeds." if len(cfg.seeds) > 1 else "[95% CI, bootstrap over patients].")
+        + ("± standard deviation over seeds (copy-source, which has no seed: [95% CI, bootstrap over patients])."
+           if len(cfg.seeds) > 1 else "[95% CI, bootstrap over patients].")
         + " `copy-source` scores the source slice itself (no model): a method must beat it. These are our runs on our "
         "data at this command's scale, not the paper's numbers; those follow in their own table.",
         "",
@@ -245,7 +239,7 @@ def markdown(table: pd.DataFrame, report: Path, cfg: ReproduceConfig, skipped: d
                   "with a detected lesion outside every tumor label. Mean over seeds.", "",
                   "| Method | Direction | Removed lesions ↓ | Healthy slices with added lesion ↓ |", "|---|---|---|---|"]  # fmt: skip
         for label in ["copy-source", *(method_label(m) for m in cfg.methods)]:
-            runs = audit[audit["run"] == label] if label == "copy-source" else audit[audit["run"].str.fullmatch(rf"{label}-s\d+")]
+            runs = _runs_of(audit, label)
             for d in directions:
                 sel = runs[runs["direction"] == d]
                 if len(sel):

@@ -3,8 +3,9 @@
 The paper's protocol (Cohen et al. 2018, HarmonicGAN Sec. 4.1): axial slices, half healthy and half
 tumor, unpaired for training and paired for testing, split by patient.
 
-1. Each subject runs through the MONAI pipeline (:mod:`.transforms`) in a worker; its eligible slices
-   go to a scratch file, and a one-line reason is kept for any subject that fails.
+1. Each subject runs through the MONAI pipeline (:mod:`.transforms`) in a worker, resampled first when its
+   voxel size differs from the set's (:func:`plan_spacing`); its eligible slices go to a scratch file, and a
+   one-line reason is kept for any subject that fails (a broken input convention, a brain the field would cut).
 2. The subjects that worked are split by patient, seeded: ``test``, then ``train`` into two disjoint
    halves; source training slices come from half A only, target training slices from half B only.
    Splitting after processing means a broken subject never unbalances the halves.

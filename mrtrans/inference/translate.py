@@ -221,8 +221,9 @@ def translate_array(
 
     Steps: reorient to RAS; check the input conventions (background 0, skull-stripped; skipped with a
     ``brain`` mask or ``check=False``); resample in-plane to the model's spacing when it records one and
-    the input's differs by more than 1% (bilinear; the mask nearest); normalise, fit the field, translate
-    the axial slices with brain; undo the fit, resample back onto the input's grid, reorient back.
+    the input's differs by more than 1% (:func:`~mrtrans.data_prep.transforms.resample_brain`); N4 when
+    the model's training data had it; normalise, fit the field, translate the axial slices with brain;
+    undo the fit, resample back onto the input's grid, reorient back.
 
     Args:
         data: (X, Y, Z) intensities in the file's voxel order.
