@@ -37,7 +37,7 @@ import pandas as pd
 
 from mrtrans.config import HallucinationConfig, SynthConfig, TrainConfig, epoch_schedule, load_config, resolve_config_path, to_dict
 from mrtrans.errors import MrtransError
-from mrtrans.outputs import marker_kind
+from mrtrans.outputs import OutputKind, marker_kind
 
 MARKER = "benchmark.json"
 
@@ -97,6 +97,19 @@ def synthetic_root(out: Path, synth: SynthConfig, stage: Callable[[str], None]) 
         stage(f"synthetic data: {synth.subjects} subjects -> {root}")
         write_synthetic_brats(root, synth)
     return root
+
+
+def remove_partial_run(scratch: Path) -> None:
+    """Remove the scratch folder of a run killed mid-way: only one that ``mrtrans train`` marked (or an empty one).
+
+    Raises:
+        MrtransError: the folder holds something train did not make.
+    """
+    if not scratch.exists():
+        return
+    if marker_kind(scratch) is not OutputKind.run and any(scratch.iterdir()):
+        raise MrtransError(f"{scratch}: not a training run this command started; move it away and run the command again")
+    shutil.rmtree(scratch)
 
 
 def train_job(data: str, run: str, direction: str, cfg_dict: dict, threads: int) -> str:
@@ -181,8 +194,7 @@ def run_hallucination_benchmark(
     args = []
     for spec in todo:
         scratch = out / "runs" / f".partial-{spec.name}"
-        if scratch.exists():
-            shutil.rmtree(scratch)  # an interrupted run of this benchmark, inside the folder it made
+        remove_partial_run(scratch)  # an interrupted run of this benchmark, inside the folder it made
         train_cfg = load_config(TrainConfig, [methods[spec.method], *cfg.train_presets], {
             **epoch_schedule(cfg.epochs), "run.seed": spec.seed, "run.checkpoint_every": 10**9, "run.sample_every": 10**9,
         })  # fmt: skip

@@ -22,7 +22,6 @@ import math
 import multiprocessing
 import os
 import re
-import shutil
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -30,10 +29,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mrtrans.benchmark import check_methods, method_label, stage_logger, synthetic_root, train_job
+from mrtrans.benchmark import check_methods, method_label, remove_partial_run, stage_logger, synthetic_root, train_job
 from mrtrans.config import ReproduceConfig, TrainConfig, epoch_schedule, load_config, to_dict
 from mrtrans.errors import MrtransError
-from mrtrans.outputs import marker_kind
 
 MARKER = "reproduction.json"
 # Rows of the paper's Table 1 and the method configs that train them.
@@ -116,8 +114,7 @@ def reproduce_table1(
     args = []
     for m, seed in todo:
         scratch = out / "runs" / f".partial-{run_name(m, seed)}"
-        if scratch.exists():
-            shutil.rmtree(scratch)  # a run killed mid-way, inside the folder this command made: start it again
+        remove_partial_run(scratch)  # a run killed mid-way, inside the folder this command made: start it again
         run_cfg = load_config(TrainConfig, [to_dict(train_cfgs[m])], {"run.seed": seed})
         args.append((str(data), str(out / "runs" / run_name(m, seed)), cfg.direction, to_dict(run_cfg), threads))
     for label, why in skipped.items():
@@ -138,8 +135,6 @@ def reproduce_table1(
 
     report = out / "report"
     stage(f"evaluate {len(specs)} runs on the shared test slices -> {report}")
-    if report.is_dir() and marker_kind(report) is None:
-        shutil.rmtree(report)  # not expected; only ever a report this command made inside its own folder
     evaluate_runs([out / "runs" / run_name(m, s) for m, s in specs], data, report, cfg.evaluation,
                   cache_dir=out / "cache", overwrite=True, log=lambda _: None)  # fmt: skip
     table = table1(report, cfg, skipped)
