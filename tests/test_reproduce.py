@@ -78,3 +78,17 @@ def test_reproduce_table1_resumes_after_a_kill(tmp_path: Path, vgg_weights: Path
 
     again = runner.invoke(app, ["reproduce-table1", "--out", str(out), "--config", str(TINY), "--seeds", "2"])
     assert again.exit_code == 2 and "other data, methods, seeds" in again.stderr
+
+
+def test_the_cpu_preset_runs_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--scale cpu` as a user runs it, on synthetic data and without VGG weights (minutes; its wall time is a
+    benchmark in docs/benchmarks.md, not asserted here)."""
+    monkeypatch.delenv("MRTRANS_VGG16_WEIGHTS", raising=False)
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))  # no weights in a user's hub cache either
+    result = runner.invoke(app, ["reproduce-table1", "--out", str(tmp_path / "cpu"), "--scale", "cpu"])
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(tmp_path / "cpu" / "table1.csv")
+    ran = table[table["method"] != "harmonicgan_vgg"]
+    assert list(dict.fromkeys(table["method"])) == ["copy-source", *METHODS]
+    assert ran["mae_mean"].notna().all() and table[table["method"] == "harmonicgan_vgg"]["mae_mean"].isna().all()
+    assert "not run: ImageNet VGG-16 weights not found" in (tmp_path / "cpu" / "table1.md").read_text()
