@@ -132,22 +132,30 @@ def train_job(data: str, run: str, direction: str, cfg_dict: dict, threads: int)
 NOT_BINDING = ("evaluation", "jobs")
 
 
-def _claim_output(out: Path, cfg: HallucinationConfig, root: Path | None) -> None:
-    """Create ``out``, or accept it when an earlier run of the same benchmark (same data and runs) made it."""
-    record = {"config": to_dict(cfg), "root": str(root.resolve()) if root else None}
-    marker = out / MARKER
+def claim_output(out: Path, marker: str, config: dict, root: Path | None, command: str, what: str) -> None:
+    """Create ``out``, or accept it when an earlier run of the same command (same data and runs) made it.
+
+    ``marker`` names the record file written into ``out`` (the config and data root of the latest run); a
+    non-empty ``out`` without it, or whose record differs in anything but ``NOT_BINDING``, is refused.
+
+    Raises:
+        MrtransError: ``out`` was made by something else, or holds a ``what`` with other data or training.
+    """
+    record = {"config": config, "root": str(root.resolve()) if root else None}
+    path = out / marker
 
     def binding(rec: dict) -> dict:
         return {"root": rec.get("root"), **{k: v for k, v in rec.get("config", {}).items() if k not in NOT_BINDING}}
 
     if out.exists() and any(out.iterdir()):
-        if not marker.is_file():
-            raise MrtransError(f"{out}: exists and was not made by `mrtrans benchmark hallucination`; choose another --out")
-        if binding(json.loads(marker.read_text())) != binding(record):
-            raise MrtransError(f"{out}: holds a benchmark with other data, methods, seeds or training; choose another --out")
+        if not path.is_file():
+            raise MrtransError(f"{out}: exists and was not made by `{command}`; choose another --out")
+        if binding(json.loads(path.read_text())) != binding(record):
+            raise MrtransError(f"{out}: holds a {what} with other data, methods, seeds or training; choose another --out "
+                               "(or give the same options as before to continue it)")  # fmt: skip
     else:
         out.mkdir(parents=True, exist_ok=True)
-    marker.write_text(json.dumps(record, indent=2))  # the evaluation settings of the latest run
+    path.write_text(json.dumps(record, indent=2))  # the evaluation settings of the latest run
 
 
 def run_hallucination_benchmark(
@@ -174,7 +182,7 @@ def run_hallucination_benchmark(
     root = Path(root) if root is not None else None
     direction = Direction.parse(cfg.direction)
     methods = check_methods(cfg.methods, cfg.train_presets)
-    _claim_output(out, cfg, root)
+    claim_output(out, MARKER, to_dict(cfg), root, "mrtrans benchmark hallucination", "benchmark")
     stage = stage_logger(log)
     if root is None:
         root = synthetic_root(out, cfg.synth, stage)

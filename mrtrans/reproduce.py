@@ -17,7 +17,6 @@ output folder is written.
 
 from __future__ import annotations
 
-import json
 import math
 import multiprocessing
 import os
@@ -29,16 +28,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mrtrans.benchmark import check_methods, method_label, remove_partial_run, stage_logger, synthetic_root, train_job
+from mrtrans.benchmark import check_methods, claim_output, method_label, remove_partial_run, stage_logger, synthetic_root, train_job
 from mrtrans.config import ReproduceConfig, TrainConfig, epoch_schedule, load_config, to_dict
 from mrtrans.errors import MrtransError
+from mrtrans.io import atomic_path
 
 MARKER = "reproduction.json"
 # Rows of the paper's Table 1 and the method configs that train them.
 PAPER_NAMES = {"cyclegan": "CycleGAN", "discogan": "DiscoGAN", "distancegan": "DistanceGAN", "unit": "UNIT",
                "harmonicgan_hist": "HarmonicGAN-histogram", "harmonicgan_vgg": "HarmonicGAN-VGG"}  # fmt: skip
 METRICS = ("mae", "mse", "psnr", "ssim")
-NOT_BINDING = ("evaluation", "jobs")  # what a re-run may change without invalidating data and runs
 
 
 def run_name(method: str, seed: int) -> str:
@@ -59,24 +58,6 @@ def vgg_missing(cfg: TrainConfig) -> str | None:
             "or set $MRTRANS_VGG16_WEIGHTS to its path, then run the same command again")  # fmt: skip
 
 
-def _claim(out: Path, cfg: ReproduceConfig, root: Path | None) -> None:
-    record = {"config": to_dict(cfg), "root": str(root.resolve()) if root else None}
-
-    def binding(rec: dict) -> dict:
-        return {"root": rec.get("root"), **{k: v for k, v in rec.get("config", {}).items() if k not in NOT_BINDING}}
-
-    marker = out / MARKER
-    if out.exists() and any(out.iterdir()):
-        if not marker.is_file():
-            raise MrtransError(f"{out}: exists and was not made by `mrtrans reproduce-table1`; choose another --out")
-        if binding(json.loads(marker.read_text())) != binding(record):
-            raise MrtransError(f"{out}: holds a reproduction with other data, methods, seeds or training; choose another --out "
-                               "(or give the same options as before to continue it)")  # fmt: skip
-    else:
-        out.mkdir(parents=True, exist_ok=True)
-    marker.write_text(json.dumps(record, indent=2))
-
-
 def reproduce_table1(
     out: str | Path, cfg: ReproduceConfig, root: str | Path | None = None, log: Callable[[str], None] = print
 ) -> Path:
@@ -93,7 +74,7 @@ def reproduce_table1(
     root = Path(root) if root is not None else None
     Direction.parse(cfg.direction)
     check_methods(cfg.methods, cfg.train_presets)
-    _claim(out, cfg, root)
+    claim_output(out, MARKER, to_dict(cfg), root, "mrtrans reproduce-table1", "reproduction")
     stage = stage_logger(log)
     recipe = cfg.prepare if root is not None else cfg.synth_prepare
     if root is None:
@@ -138,9 +119,11 @@ def reproduce_table1(
     evaluate_runs([out / "runs" / run_name(m, s) for m, s in specs], data, report, cfg.evaluation,
                   cache_dir=out / "cache", overwrite=True, log=lambda _: None)  # fmt: skip
     table = table1(report, cfg, skipped)
-    table.to_csv(out / "table1.csv", index=False)
+    with atomic_path(out / "table1.csv") as tmp:
+        table.to_csv(tmp, index=False)
     md = out / "table1.md"
-    md.write_text(markdown(table, report, cfg, skipped, recipe.image_size))
+    with atomic_path(md) as tmp:
+        tmp.write_text(markdown(table, report, cfg, skipped, recipe.image_size))
     stage(f"done: {md}")
     return md
 
