@@ -37,6 +37,7 @@ import pandas as pd
 
 from mrtrans.config import HallucinationConfig, SynthConfig, TrainConfig, epoch_schedule, load_config, resolve_config_path, to_dict
 from mrtrans.errors import MrtransError
+from mrtrans.io import atomic_path
 from mrtrans.outputs import OutputKind, marker_kind
 
 MARKER = "benchmark.json"
@@ -155,7 +156,8 @@ def claim_output(out: Path, marker: str, config: dict, root: Path | None, comman
                                "(or give the same options as before to continue it)")  # fmt: skip
     else:
         out.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=2))  # the evaluation settings of the latest run
+    with atomic_path(path) as tmp:  # a half-written record would lock the folder out of every later run
+        tmp.write_text(json.dumps(record, indent=2))  # the evaluation settings of the latest run
 
 
 def run_hallucination_benchmark(
@@ -219,11 +221,13 @@ def run_hallucination_benchmark(
     evaluate_runs([out / "runs" / s.name for s in specs], out / "data" / "balanced", out / "report", cfg.evaluation,
                   cache_dir=out / "cache", overwrite=True, log=lambda s: None)  # fmt: skip
     per_run = collect(out / "report", specs)
-    per_run.to_csv(out / "hallucination.csv", index=False)
     summary = summarize_seeds(per_run)
-    summary.to_csv(out / "hallucination_summary.csv", index=False)
+    for frame, name in ((per_run, "hallucination.csv"), (summary, "hallucination_summary.csv")):
+        with atomic_path(out / name) as tmp:
+            frame.to_csv(tmp, index=False)
     md = out / "hallucination.md"
-    md.write_text(markdown(summary, cfg, direction.name))
+    with atomic_path(md) as tmp:
+        tmp.write_text(markdown(summary, cfg, direction.name))
     stage(f"done: {md}")
     return md
 
