@@ -277,9 +277,13 @@ def export(
 
 @command("evaluate")
 def evaluate(
-    runs: Annotated[list[Path], typer.Argument(help="Run folders of `mrtrans train` (or checkpoint files).")],
     data: Annotated[Path, typer.Option("--data", help="Folder written by prepare-brats (its paired test slices).")],
     out: Annotated[Path, typer.Option("--out", help="Report folder (CSV tables, table1.md/.tex, figures).")],
+    runs: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Run folders of `mrtrans train` (or checkpoint files). None: only the baseline, the ceiling "
+                       "and the sanity rows - what the instrument can see on this data."),
+    ] = None,
     config: Annotated[str, typer.Option("--config", help="Evaluation YAML or a name in evaluation/.")] = "default",
     audit_steps: Annotated[int | None, typer.Option("--audit-steps", min=1, help="Training steps of the tumor detector.")] = None,
     no_audit: Annotated[bool, typer.Option("--no-audit", help="Skip the hallucination audit.")] = False,
@@ -294,10 +298,10 @@ def evaluate(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
 ) -> None:
     """Score runs on the paired test slices beside the copy-source baseline: MAE/MSE/PSNR/SSIM with patient-bootstrap
-    CIs (brain_shared, brain and paper protocols), paired comparisons, seeds, per-lesion tumor audit."""
+    CIs (brain_shared, brain and paper protocols), paired comparisons, seeds, per-lesion tumor presence and additions."""
     from mrtrans.api import evaluate as run_evaluate
 
-    report = run_evaluate(runs, data, out, config, audit=not no_audit, audit_steps=audit_steps, cache_dir=cache_dir,
+    report = run_evaluate(runs or [], data, out, config, audit=not no_audit, audit_steps=audit_steps, cache_dir=cache_dir,
                           device=device, precision=precision, reference=reference, overwrite=overwrite, log=typer.echo)  # fmt: skip
     typer.echo(f"report: {report} (table1.md, summary.csv, per_slice.csv, tumor_summary.csv, figures/)")
 

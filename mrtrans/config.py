@@ -320,7 +320,32 @@ class AuditConfig:
     # The tumor region the detector learns: auto (core without edema for T1/T1ce, whole tumor for
     # FLAIR/T2), whole or core (mrtrans.evaluation.audit.region_labels).
     region: TumorRegion = TumorRegion.auto
+    # Train on intensity-inverted copies too (half the batches), so an added lesion is found whatever
+    # its polarity (a tumor with the source's contrast as well as with the target's).
+    both_polarities: bool = True
+    # The additions verdict is printed only when the detector can see additions: at most this share of
+    # healthy real slices with a detection (the floor), at least min_sanity_rate of pasted tumors found.
+    max_floor_rate: float = field(default=0.2, metadata=_range(0.0, 1.0))
+    min_sanity_rate: float = field(default=0.8, metadata=_range(0.0, 1.0))
     seed: int = 0
+
+
+@dataclass(frozen=True)
+class PresenceConfig:
+    """Per-lesion presence by conspicuity (mrtrans.evaluation.presence): signed CNR against a healthy ring."""
+
+    # Ring of healthy brain around each lesion, in pixels beyond its nearest healthy pixel.
+    ring_width: int = field(default=4, metadata=_range(1))
+    min_ring_pixels: int = field(default=8, metadata=_range(1))
+    # Lower bound of the ring's standard deviation, in model-range units ([-1, 1]: 0.02 is 1 % of the range),
+    # so a flat ring does not make every difference "conspicuous".
+    noise_floor: float = field(default=0.02, metadata=_range(0.0))
+    # Share of inpainted (absent) lesions that the calibrated threshold calls present.
+    false_present_rate: float = field(default=0.05, metadata=_range(0.001, 0.5))
+    # Removal is judged in a direction only when the real target shows at least this many reference lesions
+    # and the inpainted target comes out erased for at least min_sanity_rate of them.
+    min_judgeable_lesions: int = field(default=10, metadata=_range(1))
+    min_sanity_rate: float = field(default=0.8, metadata=_range(0.0, 1.0))
 
 
 @dataclass(frozen=True)
@@ -330,6 +355,7 @@ class EvalConfig:
     batch_size: int = field(default=16, metadata=_range(1))
     figure_slices: int = field(default=3, metadata=_range(0))
     audit: AuditConfig = AuditConfig()
+    presence: PresenceConfig = PresenceConfig()
     device: str = "auto"
     # Generators run in fp32 unless asked otherwise; bf16 autocast applies on CUDA only.
     precision: Precision = Precision.fp32

@@ -1,22 +1,27 @@
-"""Hallucination audit in the spirit of Cohen et al. (2018): does a translation add or remove tumor?
+"""Tumor additions, in the spirit of Cohen et al. (2018): does a translation add a tumor-like structure?
 
 A small tumor segmentation network (MONAI BasicUNet, 2D) is trained on the *real* training slices
 of the target modality with their seg, seeded, and cached by a key of its inputs. What it learns to
 segment is the tumor region that sequence shows (:func:`region_labels`): the whole tumor (edema
 included) on FLAIR and T2, the tumor core without edema on T1 and T1ce, where edema is barely visible.
+With ``both_polarities`` (the default) half of its training batches have their tumors inverted in their
+own context (brighter than the tissue around them becomes darker, :func:`invert_lesions`), so it finds a
+lesion whichever way it differs from its surroundings: a translation that adds a tumor with the source
+sequence's contrast is found as well as one with the target's.
+
+Removal is not judged by this detector (a tumor kept with the source's contrast would look "removed"
+to a detector of the target's contrast): :mod:`mrtrans.evaluation.presence` does that, by conspicuity.
 
 Lesions are 2D connected components (8-connected) of at least ``min_lesion_pixels`` pixels, of the
 detector's output and of the reference region. Per slice:
 
-* ``removed_lesions``: reference lesions that no detected lesion overlaps;
 * ``added_lesions``: detected lesions that overlap no tumor at all (any seg label), so a detection
   on edema is not called an addition;
 * Dice of the detection against the reference region (slices with a reference lesion).
 
-A tumor moved within a slice counts once as removed and once as added. The detector on the real
-target slices gives the ceiling; two sanity rows show it can see what it must: the real target with
-its tumors inpainted (expect ~100 % removed) and healthy real slices with a real tumor pasted in
-(expect ~100 % of them with an added lesion).
+The detector on the real target slices gives the false-addition floor; two sanity rows show it can see
+what it must: healthy real slices with a real tumor pasted in with the target's contrast and with the
+source's contrast (expect ~100 % of them with an added lesion each).
 """
 
 from __future__ import annotations
@@ -84,20 +89,43 @@ def region_mask(seg: np.ndarray, labels: tuple[int, ...] | None) -> np.ndarray:
     return seg > 0 if labels is None else np.isin(seg, labels)
 
 
-def train_detector(images: np.ndarray, seg: np.ndarray, cfg: AuditConfig, device: torch.device) -> BasicUNet:
-    """Train on (N, S, S) images in [-1, 1] and their region masks (or seg: > 0); random flips, Dice + BCE, Adam."""
+def invert_lesions(images: np.ndarray, tumor: np.ndarray, ring_width: int = 4, low: float = -1.0, high: float = 1.0) -> np.ndarray:
+    """Copies of (N, S, S) images whose tumors have the opposite polarity in their own context: inside each
+    slice's tumor (every label, dilated by 1 pixel, within the brain) v -> 2 m - v, m the mean of the healthy
+    brain within ``ring_width`` pixels around it; the rest of the slice is unchanged. A FLAIR-bright tumor
+    becomes dark in a FLAIR slice: what a translation that adds a tumor with the other sequence's contrast makes.
+    """
+    out = np.array(images, np.float32)
+    for i in range(len(out)):
+        brain = out[i] > low + 1e-3
+        lesion = ndimage.binary_dilation(np.asarray(tumor[i]) > 0) & brain
+        ring = ndimage.binary_dilation(lesion, iterations=ring_width) & brain & ~lesion
+        if lesion.any() and ring.any():
+            out[i][lesion] = np.clip(2 * out[i][ring].mean() - out[i][lesion], low, high)
+    return out
+
+
+def train_detector(images: np.ndarray, seg: np.ndarray, cfg: AuditConfig, device: torch.device,
+                   tumor: np.ndarray | None = None) -> BasicUNet:  # fmt: skip
+    """Train on (N, S, S) images in [-1, 1] and their region masks (or seg: > 0); random flips, Dice + BCE, Adam.
+
+    With ``cfg.both_polarities`` each batch comes with probability 1/2 from copies whose tumors (``tumor``:
+    every label; default ``seg``) are inverted in their own context (:func:`invert_lesions`), so the detector
+    finds a lesion whichever way it differs from the tissue around it.
+    """
     g = torch.Generator().manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     net = build_detector(cfg).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     loss_fn = DiceCELoss(sigmoid=True)
+    inverted = invert_lesions(images, seg if tumor is None else tumor) if cfg.both_polarities else None
     net.train()
     for _ in range(cfg.steps):
         idx = torch.randint(len(images), (cfg.batch_size,), generator=g).sort().values.numpy()
-        x = to_tensor(images[idx])
+        flip = torch.rand(3, generator=g) < 0.5
+        x = to_tensor((inverted if inverted is not None and flip[2] else images)[idx])
         y = torch.from_numpy((np.asarray(seg[idx]) > 0).astype(np.float32)).unsqueeze(1)
-        flip = torch.rand(2, generator=g) < 0.5
-        dims = [d for d, f in zip((2, 3), flip) if f]
+        dims = [d for d, f in zip((2, 3), flip[:2]) if f]
         if dims:
             x, y = x.flip(dims), y.flip(dims)
         loss = loss_fn(net(x.to(device)), y.to(device))
@@ -108,15 +136,16 @@ def train_detector(images: np.ndarray, seg: np.ndarray, cfg: AuditConfig, device
 
 
 def cached_detector(
-    images: np.ndarray, seg: np.ndarray, cfg: AuditConfig, key: str, cache_dir: Path, device: torch.device
+    images: np.ndarray, seg: np.ndarray, cfg: AuditConfig, key: str, cache_dir: Path, device: torch.device,
+    tumor: np.ndarray | None = None,
 ) -> BasicUNet:
-    """Load the detector for ``key`` from ``cache_dir``, or train and cache it."""
+    """Load the detector for ``key`` from ``cache_dir``, or train and cache it (:func:`train_detector`)."""
     path = cache_dir / f"detector_{key}.pt"
     net = build_detector(cfg).to(device)
     if path.is_file():
         net.load_state_dict(load_checkpoint(path, map_location=device)["models"]["detector"])
         return net.eval()
-    net = train_detector(images, seg, cfg, device)
+    net = train_detector(images, seg, cfg, device, tumor)
     save_checkpoint({"kind": "audit-detector", "config": to_dict(cfg), "models": {"detector": net.state_dict()}}, path)
     return net
 
@@ -152,7 +181,7 @@ def lesions(mask: np.ndarray, min_pixels: int) -> tuple[np.ndarray, int]:
 
 
 def audit_lesions(detected: np.ndarray, reference: np.ndarray, any_tumor: np.ndarray, min_pixels: int) -> dict[str, np.ndarray]:
-    """Per slice: reference/detected/removed/added lesion counts and Dice (module docstring).
+    """Per slice: detected and added lesion counts, and Dice (module docstring).
 
     Args:
         detected: (N, S, S) detector masks.
@@ -161,19 +190,15 @@ def audit_lesions(detected: np.ndarray, reference: np.ndarray, any_tumor: np.nda
         min_pixels: smallest lesion.
     """
     n = len(detected)
-    out = {k: np.zeros(n) for k in ("reference_lesions", "detected_lesions", "removed_lesions", "added_lesions")}
+    out = {k: np.zeros(n) for k in ("detected_lesions", "added_lesions")}
     out["dice"] = np.full(n, np.nan)
     for i in range(n):
-        ref_lab, n_ref = lesions(reference[i], min_pixels)
         det_lab, n_det = lesions(detected[i], min_pixels)
         det_mask = det_lab > 0
-        found = np.unique(ref_lab[det_mask])
-        out["reference_lesions"][i] = n_ref
         out["detected_lesions"][i] = n_det
-        out["removed_lesions"][i] = n_ref - np.count_nonzero(found)
         hits = np.unique(det_lab[any_tumor[i].astype(bool)])
         out["added_lesions"][i] = n_det - np.count_nonzero(hits)
-        if n_ref:
+        if reference[i].any():
             inter = (det_mask & reference[i]).sum()
             out["dice"][i] = 2 * inter / max(det_mask.sum() + reference[i].sum(), 1)
     return out
@@ -192,19 +217,33 @@ def inpaint_tumors(images: np.ndarray, seg: np.ndarray, brain: np.ndarray) -> np
     return out
 
 
-def paste_tumors(images: np.ndarray, seg: np.ndarray, brain: np.ndarray, healthy: np.ndarray, donors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Sanity input: into each healthy slice, a real tumor (its pixels, at its own place) from a donor tumor slice.
+def paste_tumors(images: np.ndarray, seg: np.ndarray, brain: np.ndarray, healthy: np.ndarray, donors: np.ndarray,
+                 donor_images: np.ndarray | None = None, ring_width: int = 4) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Sanity input: into each healthy slice, a real tumor (at its own place) from a donor tumor slice, with the
+    donor's **contrast**: each pasted pixel is the donor's value minus the mean of the donor's healthy brain
+    around the tumor, plus the mean of the receiving slice's brain around the same place.
 
     Donors are taken in turn; the pasted tumor is cut to the receiving slice's brain.
+
+    Args:
+        donor_images: where the tumors come from (default ``images``: the target's own contrast; the paired
+            source slices give a tumor with the source sequence's contrast, e.g. a FLAIR-bright one in T1).
 
     Returns:
         (images, pasted seg): the slices with tumors pasted in, and the pasted labels (0 elsewhere).
     """
+    donor_images = images if donor_images is None else donor_images
     out = np.array(images, np.float32)
     pasted = np.zeros(np.shape(seg), np.uint8)
     for k, i in enumerate(np.flatnonzero(healthy)):
         d = donors[k % len(donors)]
-        lesion = (seg[d] > 0) & (brain[i] > 0)
-        out[i][lesion] = images[d][lesion]
+        tumor_d = seg[d] > 0
+        lesion = tumor_d & (brain[i] > 0)
+        if not lesion.any():
+            continue
+        near = ndimage.binary_dilation(tumor_d, iterations=ring_width)
+        ring_d, ring_i = near & (brain[d] > 0) & ~tumor_d, near & (brain[i] > 0) & ~lesion
+        offset = (out[i][ring_i].mean() if ring_i.any() else 0.0) - (donor_images[d][ring_d].mean() if ring_d.any() else 0.0)
+        out[i][lesion] = np.clip(donor_images[d][lesion] + offset, -0.99, 1.0)  # stays brain (above the background's -1)
         pasted[i][lesion] = seg[d][lesion]
     return out, pasted

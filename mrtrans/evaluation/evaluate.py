@@ -17,6 +17,7 @@ import copy
 import json
 import os
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,7 @@ from mrtrans.config import EvalConfig, PrepareConfig, Precision
 from mrtrans.data.slices import Direction, PreparedSlices, to_tensor
 from mrtrans.data_prep.discovery import subject_of
 from mrtrans.errors import MrtransError
-from mrtrans.evaluation import audit
+from mrtrans.evaluation import audit, presence
 from mrtrans.evaluation.metrics import (
     brain_metrics,
     brain_normalize,
@@ -35,7 +36,6 @@ from mrtrans.evaluation.metrics import (
     paper_metrics,
     through_plane_metrics,
     to_paper_range,
-    tumor_contrast,
 )
 from mrtrans.checkpoint import check_model_checkpoint, load_checkpoint
 from mrtrans.devices import resolve_device
@@ -91,9 +91,6 @@ def score_slices(
 
     consistency = slice_frame(run, method, direction, slices)
     consistency["tumor_pixels"] = tumor.sum(axis=(1, 2))
-    consistency["contrast_real"] = tumor_contrast(real255, brain, tumor)
-    consistency["contrast_pred"] = tumor_contrast(pred255, brain, tumor)
-    consistency["contrast_error"] = consistency["contrast_pred"] - consistency["contrast_real"]
     return Scored(per_slice, consistency, source, pred, real, seg)
 
 
@@ -208,12 +205,10 @@ def evaluate_runs(
                                    f"its training diverged (see losses.csv) - retrain it")  # fmt: skip
             score(label, ckpt["kind"], direction, pred)
 
-    if cfg.audit.enabled:
-        min_px = cfg.audit.min_lesion_pixels or max(1, int(data.meta["config"]["min_tumor_pixels"]) // 2)
-        cache = cache_dir or default_cache_dir()
-        cache.mkdir(parents=True, exist_ok=True)
-        for direction in directions:
-            scored += _audit_direction(direction, data, arrays, slices, scored, cfg, min_px, cache, device, value_range, log)
+    min_px = cfg.audit.min_lesion_pixels or max(1, int(data.meta["config"]["min_tumor_pixels"]) // 2)
+    cache = cache_dir or default_cache_dir()
+    for direction in directions:
+        scored += _tumor_direction(direction, data, arrays, slices, scored, cfg, min_px, cache, device, log)
 
     with atomic_dir(out, OutputKind.report, overwrite=overwrite, inputs=[*runs, data_dir]) as tmp:
         groups = seed_groups(labels, checkpoints, [_run_data(r) for r in runs])
@@ -221,13 +216,76 @@ def evaluate_runs(
     return out
 
 
-def _audit_direction(direction: Direction, data: PreparedSlices, arrays: dict, slices: pd.DataFrame, scored: list,
-                     cfg: EvalConfig, min_px: int, cache: Path, device, value_range: tuple, log: Callable[[str], None]) -> list:  # fmt: skip
-    """Run the lesion audit of every translation into ``direction.target``; return the ceiling and sanity rows."""
+def _tumor_direction(direction: Direction, data: PreparedSlices, arrays: dict, slices: pd.DataFrame, scored: list,
+                     cfg: EvalConfig, min_px: int, cache: Path, device, log: Callable[[str], None]) -> list:  # fmt: skip
+    """Tumor consistency of every translation into ``direction.target``: per-lesion presence (always) and
+    the detector's additions (with ``cfg.audit.enabled``); return the ceiling and sanity rows.
+
+    Pseudo-runs: ``real`` (the real target: the ceiling of presence, the floor of additions),
+    ``sanity-inpainted`` (its tumors inpainted: expect ~100% erased), ``sanity-pasted-target`` and
+    ``sanity-pasted-source`` (healthy real slices with a real tumor pasted in with the target's and with
+    the source's contrast: expect ~100% of them with an added lesion).
+    """
     try:
         labels = audit.region_labels(direction.target, cfg.audit.region.value, data.meta.get("layouts"))
     except ValueError as exc:
         raise MrtransError(f"{data.folder}: {exc}; set audit.region: whole") from None
+    seg, brain = np.asarray(arrays["seg"]), np.asarray(arrays["brain"])
+    reference, any_tumor = audit.region_mask(seg, labels), seg > 0
+    real = np.asarray(arrays[direction.target], np.float32)
+    inpainted = audit.inpaint_tumors(real, seg, brain)
+
+    pc = cfg.presence
+    rings = presence.lesion_rings(reference, any_tumor, brain, min_px, pc.ring_width)
+    cnr = partial(presence.signed_cnr, rings=rings, noise_floor=pc.noise_floor, min_ring_pixels=pc.min_ring_pixels)
+    cnr_real, cnr_inpainted = cnr(real), cnr(inpainted)
+    try:
+        threshold = presence.calibrate_threshold(cnr_inpainted, pc.false_present_rate) if len(rings) else np.nan
+    except ValueError as exc:
+        raise MrtransError(f"{data.folder}: {direction.target} test slices: {exc}; prepare with more tumor slices") from None
+    frame = slices.iloc[rings.slice_index].reset_index(drop=True)
+
+    def lesion_frame(name: str, method: str, cnr_pred: np.ndarray) -> pd.DataFrame:
+        judgeable, outcome = presence.lesion_outcomes(cnr_pred, cnr_real, threshold)
+        df = slice_frame(name, method, direction, frame)
+        df["lesion_pixels"] = rings.pixels
+        df["cnr_real"], df["cnr_pred"], df["threshold"] = cnr_real, cnr_pred, threshold
+        df["judgeable"], df["outcome"] = judgeable, outcome
+        df["cnr_error"] = np.where(outcome == "present_same", np.abs(cnr_pred - cnr_real), np.nan)
+        return df
+
+    mine = [result for _, result in scored if result.consistency["direction"].iloc[0] == direction.name]
+    for result in mine:
+        result.lesions = lesion_frame(result.consistency["run"].iloc[0], result.consistency["method"].iloc[0], cnr(result.pred))
+
+    is_tumor = (slices["label"] == "tumor").to_numpy()
+    donors = np.flatnonzero(reference.any(axis=(1, 2)))
+    rows = [("real", "real target (ceiling)", real, cnr_real),
+            ("sanity-inpainted", "real target, tumors inpainted (expect ~100% erased)", inpainted, cnr_inpainted)]
+    if cfg.audit.enabled and len(donors) and (~is_tumor).any():
+        source = np.asarray(arrays[direction.source], np.float32)
+        for name, donor, what in (("target", real, "the target's"), ("source", source, "the source's")):
+            pasted, _ = audit.paste_tumors(real, seg, brain, ~is_tumor, donors, donor_images=donor)
+            rows.append((f"sanity-pasted-{name}", f"healthy real slices, a real tumor pasted in with {what} contrast "
+                                                  f"(expect ~100% added)", pasted, None))  # fmt: skip
+    out = []
+    for name, method, images, values in rows:
+        consistency = slice_frame(name, method, direction, slices)
+        consistency["tumor_pixels"] = any_tumor.sum(axis=(1, 2))
+        lesion_table = None if values is None else lesion_frame(name, method, values)
+        out.append((name, Scored(pd.DataFrame(columns=["run"]), consistency, real, images, real, seg, lesion_table)))
+
+    if cfg.audit.enabled:
+        net = _detector(direction, data, labels, cfg, cache, device, log)
+        for result in mine + [s for _, s in out]:
+            detected = audit.detect(net, result.pred, cfg.audit.threshold, device, cfg.batch_size)
+            for column, values in audit.audit_lesions(detected, reference, any_tumor, min_px).items():
+                result.consistency[column] = values
+    return out
+
+
+def _detector(direction: Direction, data: PreparedSlices, labels, cfg: EvalConfig, cache: Path, device, log: Callable[[str], None]):
+    """The additions detector of ``direction.target``: trained on the real training slices (cached)."""
     train_masks = audit.region_mask(data.train_seg(direction.target), labels)
     has = train_masks.any(axis=(1, 2))
     if has.all() or not has.any():
@@ -239,38 +297,9 @@ def _audit_direction(direction: Direction, data: PreparedSlices, arrays: dict, s
     identity = {"input_sha256": data.meta.get("input_sha256"), "prepare": data.meta.get("config")}
     key = audit.detector_key(cfg.audit, identity, f"{direction.target}:{labels}", data.image_size, device.type)
     log(f"tumor detector for {direction.target} (cache {cache / f'detector_{key}.pt'})")
-    net = audit.cached_detector(data.train(direction.target), train_masks.astype(np.uint8), cfg.audit, key, cache, device)
-    seg, brain = np.asarray(arrays["seg"]), np.asarray(arrays["brain"])
-    reference, any_tumor = audit.region_mask(seg, labels), seg > 0
-
-    def lesion_columns(images: np.ndarray, ref: np.ndarray = reference, tumor: np.ndarray = any_tumor) -> dict:
-        detected = audit.detect(net, images, cfg.audit.threshold, device, cfg.batch_size)
-        return audit.audit_lesions(detected, ref, tumor, min_px)
-
-    for _, result in scored:
-        if result.consistency["direction"].iloc[0] == direction.name:
-            for column, values in lesion_columns(result.pred).items():
-                result.consistency[column] = values
-    real = np.asarray(arrays[direction.target], np.float32)
-    is_tumor = (slices["label"] == "tumor").to_numpy()
-    donors = np.flatnonzero(reference.any(axis=(1, 2)))
-    rows = [("real", "real target (ceiling)", real)]
-    rows.append(("sanity-inpainted", "real target, tumors inpainted (expect ~100% removed)", audit.inpaint_tumors(real, seg, brain)))
-    if len(donors) and (~is_tumor).any():
-        pasted, _ = audit.paste_tumors(real, seg, brain, ~is_tumor, donors)
-        rows.append(("sanity-pasted", "healthy real slices with a real tumor pasted in (expect ~100% added)", pasted))
-    out = []
-    for name, method, images in rows:
-        consistency = slice_frame(name, method, direction, slices)
-        consistency["tumor_pixels"] = any_tumor.sum(axis=(1, 2))
-        contrast = tumor_contrast(to_paper_range(real, *value_range), brain, any_tumor)
-        consistency["contrast_real"] = contrast
-        consistency["contrast_pred"] = contrast if name == "real" else np.nan
-        consistency["contrast_error"] = consistency["contrast_pred"] - contrast
-        for column, values in lesion_columns(images).items():
-            consistency[column] = values
-        out.append((name, Scored(pd.DataFrame(columns=["run"]), consistency, real, images, real, seg)))
-    return out
+    cache.mkdir(parents=True, exist_ok=True)
+    return audit.cached_detector(data.train(direction.target), train_masks.astype(np.uint8), cfg.audit, key, cache, device,
+                                 tumor=np.asarray(data.train_seg(direction.target)) > 0)  # fmt: skip
 
 
 def _to_ras(data: np.ndarray, affine: np.ndarray) -> np.ndarray:

@@ -14,6 +14,10 @@ inside the brain and scaled to [0, 1]; MAE, MSE, PSNR (data range 1) over brain 
 normalisation (model range mapped linearly to [0, 1], no per-image rescaling), so a global intensity
 or contrast error counts too. It leads the report (docs/evaluation.md says why).
 
+In ``brain`` and ``brain_shared`` the SSIM windows use brain pixels only (Gaussian-weighted statistics
+over the brain mask, :func:`ssim_map`): a window at the brain's edge would otherwise be dominated by
+the step to the zeroed background, which rewards an image for matching the background.
+
 Regions: ``whole`` (paper) or ``brain`` (brain protocol), ``tumor`` (seg > 0) and ``healthy``
 (brain minus tumor). A region's SSIM is the mean of the SSIM map over the region's pixels that lie
 at least 5 pixels (the window radius) from the slice border, which for the whole slice is exactly
@@ -56,19 +60,36 @@ def brain_normalize(x: np.ndarray, brain: np.ndarray, lower: float = 0.5, upper:
     return out
 
 
-def ssim_map(a: np.ndarray, b: np.ndarray, data_range: float) -> np.ndarray:
-    """(N, H, W) SSIM maps with a Gaussian window (sigma 1.5), population covariance."""
+def ssim_map(a: np.ndarray, b: np.ndarray, data_range: float, mask: np.ndarray | None = None) -> np.ndarray:
+    """(N, H, W) SSIM maps with a Gaussian window (sigma 1.5), population covariance.
+
+    Args:
+        mask: (N, H, W) pixels the windows may use (e.g. the brain); None: every pixel (scikit-image's
+            SSIM). With a mask the local means and (co)variances are Gaussian-weighted over the mask only
+            (normalised convolution), so a window at the brain's edge does not see the zeroed background:
+            an image cannot score well by matching the background. Outside the mask the map is 0.
+    """
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
 
     def blur(x: np.ndarray) -> np.ndarray:
         return ndimage.gaussian_filter(x, sigma=(0, SSIM_SIGMA, SSIM_SIGMA), truncate=SSIM_TRUNCATE, mode="reflect")
 
-    ux, uy = blur(a), blur(b)
-    vx = blur(a * a) - ux * ux
-    vy = blur(b * b) - uy * uy
-    vxy = blur(a * b) - ux * uy
+    if mask is None:
+        weight, m = 1.0, 1.0
+    else:
+        m = np.asarray(mask, np.float64)
+        weight = np.maximum(blur(m), 1e-12)
+
+    def local_mean(x: np.ndarray) -> np.ndarray:
+        return blur(x * m) / weight
+
+    ux, uy = local_mean(a), local_mean(b)
+    vx = local_mean(a * a) - ux * ux
+    vy = local_mean(b * b) - uy * uy
+    vxy = local_mean(a * b) - ux * uy
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-    return ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux**2 + uy**2 + c1) * (vx + vy + c2))
+    out = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux**2 + uy**2 + c1) * (vx + vy + c2))
+    return out if mask is None else np.where(m > 0, out, 0.0)
 
 
 def interior(shape: tuple[int, ...]) -> np.ndarray:
@@ -92,7 +113,7 @@ def psnr_from_mse(mse: np.ndarray, data_range: float) -> np.ndarray:
 
 
 def region_metrics(
-    pred: np.ndarray, real: np.ndarray, regions: dict[str, np.ndarray], data_range: float
+    pred: np.ndarray, real: np.ndarray, regions: dict[str, np.ndarray], data_range: float, ssim_mask: np.ndarray | None = None
 ) -> dict[str, dict[str, np.ndarray]]:
     """MAE, MSE, PSNR and SSIM per slice for each region.
 
@@ -100,12 +121,13 @@ def region_metrics(
         pred, real: (N, H, W) in the protocol's range.
         regions: name -> (N, H, W) boolean mask.
         data_range: 255 (paper) or 1 (brain).
+        ssim_mask: pixels the SSIM windows may use (:func:`ssim_map`); None: the whole slice.
 
     Returns:
         region -> metric -> (N,) values; NaN where a slice has no pixel of the region.
     """
     diff = np.asarray(pred, np.float64) - np.asarray(real, np.float64)
-    smap = ssim_map(pred, real, data_range)
+    smap = ssim_map(pred, real, data_range, ssim_mask)
     inner = interior(pred.shape)
     out = {}
     for name, mask in regions.items():
@@ -131,7 +153,7 @@ def brain_metrics(pred: np.ndarray, real: np.ndarray, brain: np.ndarray, tumor: 
     """Protocol ``brain`` on raw images of any range: per-image brain normalisation, regions brain, tumor, healthy."""
     brain = brain.astype(bool)
     p, r = brain_normalize(pred, brain), brain_normalize(real, brain)
-    return region_metrics(p, r, {"brain": brain, "tumor": tumor & brain, "healthy": brain & ~tumor}, 1.0)
+    return region_metrics(p, r, {"brain": brain, "tumor": tumor & brain, "healthy": brain & ~tumor}, 1.0, ssim_mask=brain)
 
 
 def brain_shared_metrics(
@@ -141,7 +163,7 @@ def brain_shared_metrics(
     lo, hi = value_range
     brain = brain.astype(bool)
     p, r = (np.where(brain, np.clip((np.asarray(x, np.float64) - lo) / (hi - lo), 0.0, 1.0), 0.0) for x in (pred, real))
-    return region_metrics(p, r, {"brain": brain, "tumor": tumor & brain, "healthy": brain & ~tumor}, 1.0)
+    return region_metrics(p, r, {"brain": brain, "tumor": tumor & brain, "healthy": brain & ~tumor}, 1.0, ssim_mask=brain)
 
 
 def tumor_contrast(images: np.ndarray, brain: np.ndarray, tumor: np.ndarray) -> np.ndarray:
@@ -166,7 +188,7 @@ def through_plane_metrics(pred: np.ndarray, real: np.ndarray, brain: np.ndarray)
     out = {"through_plane_mae": through}
     for name, axis in (("ssim_coronal", 1), ("ssim_sagittal", 0)):
         p, r, m = (np.moveaxis(a, axis, 0) for a in (pred, real, brain))  # planes first
-        smap = ssim_map(p, r, 1.0)
+        smap = ssim_map(p, r, 1.0, m)
         region = m.astype(bool) & interior(p.shape)
         out[name] = float(smap[region].mean()) if region.any() else np.nan
     return out

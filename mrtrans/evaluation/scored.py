@@ -12,7 +12,11 @@ from mrtrans.data.slices import Direction
 
 @dataclass
 class Scored:
-    """Per-slice scores of one (run, direction), and what the figures need."""
+    """Per-slice scores of one (run, direction), and what the figures need.
+
+    ``consistency`` has one row per slice (tumor pixels; the detector's additions when the audit ran),
+    ``lesions`` one row per reference lesion (its presence outcome, :mod:`mrtrans.evaluation.presence`).
+    """
 
     per_slice: pd.DataFrame
     consistency: pd.DataFrame
@@ -20,6 +24,7 @@ class Scored:
     pred: np.ndarray
     real: np.ndarray
     seg: np.ndarray
+    lesions: pd.DataFrame | None = None
 
 
 def slice_frame(run: str, method: str, direction: Direction, slices: pd.DataFrame) -> pd.DataFrame:

@@ -45,8 +45,17 @@ def bootstrap_ratio(
     return float(estimate), float(low), float(high)
 
 
-def paired_difference(run: np.ndarray, reference: np.ndarray, resamples: int, seed: int, level: float = 0.95) -> dict[str, float]:
+def min_wilcoxon_p(n: int) -> float:
+    """Smallest two-sided p-value the exact Wilcoxon signed-rank test can give with ``n`` non-zero differences:
+    every difference of one sign, probability 2 / 2^n (0.0625 at n = 5, 0.5 at n = 2)."""
+    return 1.0 if n < 1 else min(1.0, 2.0 ** (1 - n))
+
+
+def paired_difference(run: np.ndarray, reference: np.ndarray, resamples: int, seed: int, level: float = 0.95) -> dict:
     """Per-patient paired comparison: mean of run - reference, its bootstrap CI, Wilcoxon p-value.
+
+    A test that cannot reach ``alpha = 1 - level`` with its number of patients (:func:`min_wilcoxon_p`) gives
+    no p-value: ``p_wilcoxon`` is NaN and ``p_note`` says why in words.
 
     Args:
         run, reference: (P,) per-patient means of the same patients, same order.
@@ -54,7 +63,14 @@ def paired_difference(run: np.ndarray, reference: np.ndarray, resamples: int, se
     diff = np.asarray(run, np.float64) - np.asarray(reference, np.float64)
     diff = diff[~np.isnan(diff)]
     mean, low, high = bootstrap_ratio(diff, np.ones_like(diff), resamples, seed, level)
-    p = np.nan
-    if len(diff) >= 2 and np.any(diff != 0):
+    nonzero = int(np.count_nonzero(diff))
+    floor, alpha = min_wilcoxon_p(nonzero), 1 - level
+    p, note = np.nan, ""
+    if nonzero == 0:
+        note = "no difference in any patient"
+    elif floor > alpha:
+        note = f"cannot decide: {nonzero} patients with a difference, smallest attainable p {floor:.3g} > {alpha:.3g}"
+    else:
         p = float(stats.wilcoxon(diff).pvalue)
-    return {"n_patients": len(diff), "mean_difference": mean, "ci_low": low, "ci_high": high, "p_wilcoxon": p}
+    return {"n_patients": len(diff), "mean_difference": mean, "ci_low": low, "ci_high": high, "p_wilcoxon": p,
+            "p_min_attainable": floor, "p_note": note}  # fmt: skip

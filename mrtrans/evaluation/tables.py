@@ -17,6 +17,7 @@ import pandas as pd
 
 from mrtrans.config import EvalConfig, to_dict
 from mrtrans.data.slices import Direction
+from mrtrans.evaluation import presence
 from mrtrans.evaluation.scored import Scored
 from mrtrans.evaluation.statistics import bootstrap_ratio, paired_difference
 from mrtrans.provenance import git_commit, versions
@@ -27,7 +28,7 @@ KEYS = ["run", "method", "direction", "protocol", "region"]
 DISPLAY = {"flair": "Flair", "t1": "T1", "t1ce": "T1ce", "t2": "T2"}
 ARROWS = {"mae": "↓", "mse": "↓", "psnr": "↑", "ssim": "↑"}
 PAPER_METHODS = ["CycleGAN", "DiscoGAN", "DistanceGAN", "UNIT", "HarmonicGAN-histogram", "HarmonicGAN-VGG"]
-PSEUDO_RUNS = ("real", "sanity-inpainted", "sanity-pasted")
+PSEUDO_RUNS = ("real", "sanity-inpainted", "sanity-pasted-target", "sanity-pasted-source")
 
 DEFINITIONS = {
     "protocols": {
@@ -43,10 +44,15 @@ DEFINITIONS = {
     "psnr_cap_db": 100.0,
     "ci": "percentile bootstrap over patients (resample subjects with replacement, recompute the mean over their slices)",
     "paired": "per-patient mean of run minus reference; bootstrap CI over patients; Wilcoxon signed-rank p (scipy)",
-    "contrast": "mean tumor intensity / mean healthy-brain intensity on the 0-255 images",
-    "audit": "BasicUNet trained on real target training slices for the sequence's tumor region (core without edema "
-    "for T1/T1ce, whole tumor for FLAIR/T2); lesions = 8-connected components >= min_lesion_pixels; removed = "
-    "reference lesions no detected lesion overlaps; added = detected lesions overlapping no tumor label",
+    "presence": "per reference lesion (8-connected component >= min_lesion_pixels of the sequence's tumor region: "
+    "core without edema for T1/T1ce, whole tumor for FLAIR/T2): signed CNR = (mean lesion - mean ring) / max(std ring, "
+    "noise_floor), ring = healthy brain within ring_width px beyond the nearest healthy pixel; present = |CNR| > "
+    "threshold, the (1 - false_present_rate) quantile of |CNR| on the real target with its tumors inpainted; judgeable "
+    "= present in the real target; outcomes of judgeable lesions: erased, present_same (real polarity), "
+    "present_opposite; cnr_error = |CNR pred - CNR real| of present_same lesions",
+    "additions": "BasicUNet trained on real target training slices and their intensity-inverted copies (both "
+    "polarities) for the sequence's tumor region; added = detected lesions overlapping no tumor label; "
+    "healthy_with_added_rate = share of healthy slices with one",
     "copy-source": "the source slice itself scored as the translation: the trivial baseline",
 }
 
@@ -75,31 +81,107 @@ def summarize(per_slice: pd.DataFrame, cfg: EvalConfig) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def tumor_summary(consistency: pd.DataFrame, cfg: EvalConfig) -> pd.DataFrame:
-    """Per run and direction: tumor contrast, and (with the audit) lesion removal/addition rates with CIs."""
-    rows = []
+PRESENCE_WORDS = {"erased": "Erased", "present_same": "Present, real polarity", "present_opposite": "Present, opposite polarity"}
+
+
+def _patient_rate(hits: pd.Series, subjects: pd.Series, order: list[str], boot: tuple) -> tuple[int, int, float, float, float]:
+    """(count, total, rate, ci_low, ci_high) of boolean ``hits``, bootstrapped over patients (``order``: all patients)."""
+    num = hits.groupby(subjects).sum().reindex(order, fill_value=0).to_numpy(np.float64)
+    den = hits.groupby(subjects).count().reindex(order, fill_value=0).to_numpy(np.float64)
+    return (int(num.sum()), int(den.sum()), *bootstrap_ratio(num, den, *boot))
+
+
+def tumor_summary(consistency: pd.DataFrame, lesions: pd.DataFrame, cfg: EvalConfig) -> pd.DataFrame:
+    """Per run and direction: per-lesion presence outcomes (judgeable lesions; not-judgeable apart) and, with
+    the detector, healthy slices with an added lesion; every rate with its count and patient-bootstrap CI."""
     boot = (cfg.bootstrap_resamples, cfg.bootstrap_seed, cfg.confidence)
+    rows = []
     for (run, method, direction), df in consistency.groupby(["run", "method", "direction"], sort=False):
-        tumor, healthy = df[df["label"] == "tumor"], df[df["label"] == "healthy"]
-        row = {"run": run, "method": method, "direction": direction,
-               "n_tumor_slices": len(tumor), "n_healthy_slices": len(healthy),
-               "contrast_real_mean": tumor["contrast_real"].mean(), "contrast_pred_mean": tumor["contrast_pred"].mean(),
-               "contrast_abs_error_mean": tumor["contrast_error"].abs().mean()}  # fmt: skip
-        if "removed_lesions" in df:
-            g = df.groupby("subject", sort=True)
-            with_added = (df["added_lesions"] > 0).where(df["label"] == "healthy")
-            rates = {
-                "removed_rate": (g["removed_lesions"].sum(), g["reference_lesions"].sum()),
-                "added_per_slice": (g["added_lesions"].sum(), g.size().astype(float)),
-                "healthy_with_added_rate": (with_added.groupby(df["subject"]).sum(), with_added.groupby(df["subject"]).count()),
-            }
-            row |= {"dice_mean": df["dice"].mean(), "reference_lesions": int(df["reference_lesions"].sum()),
-                    "removed_lesions": int(df["removed_lesions"].sum()), "added_lesions": int(df["added_lesions"].sum())}  # fmt: skip
-            for name, (num, den) in rates.items():
-                est, low, high = bootstrap_ratio(num.to_numpy(np.float64), den.to_numpy(np.float64), *boot)
-                row |= {name: est, f"{name}_ci_low": low, f"{name}_ci_high": high}
+        patients = sorted(df["subject"].unique())
+        row = {"run": run, "method": method, "direction": direction, "n_tumor_slices": int((df["label"] == "tumor").sum()),
+               "n_healthy_slices": int((df["label"] == "healthy").sum())}  # fmt: skip
+        les = lesions[(lesions["run"] == run) & (lesions["direction"] == direction)] if len(lesions) else lesions
+        if len(les):
+            judged = les[les["judgeable"] & (les["outcome"] != "")]
+            row |= {"presence_threshold": float(les["threshold"].iloc[0]), "lesions": len(les),
+                    "judgeable_lesions": len(judged), "not_judgeable_lesions": len(les) - len(judged),
+                    "not_judgeable_present": int((~les["judgeable"] & les["outcome"].str.startswith("present")).sum()),
+                    "cnr_error_mean": judged.loc[judged["outcome"] == "present_same", "cnr_error"].mean()}  # fmt: skip
+            for outcome in presence.OUTCOMES:
+                count, _, est, low, high = _patient_rate(judged["outcome"] == outcome, judged["subject"], patients, boot)
+                row |= {f"{outcome}_lesions": count, f"{outcome}_rate": est, f"{outcome}_rate_ci_low": low,
+                        f"{outcome}_rate_ci_high": high}  # fmt: skip
+        if "added_lesions" in df:
+            healthy = df[df["label"] == "healthy"]
+            count, total, est, low, high = _patient_rate(healthy["added_lesions"] > 0, healthy["subject"], patients, boot)
+            row |= {"healthy_with_added": count, "healthy_with_added_rate": est, "healthy_with_added_rate_ci_low": low,
+                    "healthy_with_added_rate_ci_high": high, "added_lesions": int(df["added_lesions"].sum()),
+                    "added_per_slice": df["added_lesions"].mean(), "detector_dice_mean": df["dice"].mean()}  # fmt: skip
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def instrument_validity(summary: pd.DataFrame, cfg: EvalConfig) -> pd.DataFrame:
+    """Per direction: can the audit judge removal, and additions, on this data? (ceiling and sanity rows first)
+
+    Removal: the real target must show at least ``presence.min_judgeable_lesions`` lesions and the inpainted
+    target must come out erased for at least ``presence.min_sanity_rate`` of them. Additions: at most
+    ``audit.max_floor_rate`` of healthy real slices with a detection, and both pasted sanity rows found at
+    ``audit.min_sanity_rate`` or more.
+
+    Returns:
+        rows of direction, aspect (removal / additions), decidable, reason (words for the report).
+    """
+    rows = []
+    runs = summary.set_index(["run", "direction"])
+
+    def get(run: str, direction: str, column: str) -> float:
+        return float(runs.loc[(run, direction), column]) if (run, direction) in runs.index and column in runs else np.nan
+
+    pc, ac = cfg.presence, cfg.audit
+    for direction in summary["direction"].unique():
+        shown, total = get("real", direction, "judgeable_lesions"), get("real", direction, "lesions")
+        if not np.isnan(total):
+            erased = get("sanity-inpainted", direction, "erased_rate")
+            if shown < pc.min_judgeable_lesions:
+                ok, why = False, (f"cannot decide: the real target shows {int(shown)} of {int(total)} reference lesions "
+                                  f"(at least {pc.min_judgeable_lesions} needed)")  # fmt: skip
+            elif not erased >= pc.min_sanity_rate:
+                ok, why = False, f"cannot decide: the inpainted target is called erased for only {erased:.0%} of lesions"
+            else:
+                ok, why = True, f"judged on {int(shown)} of {int(total)} lesions; inpainted target {erased:.0%} erased"
+            rows.append({"direction": direction, "aspect": "removal", "decidable": ok, "reason": why})
+        floor = get("real", direction, "healthy_with_added_rate")
+        if not np.isnan(floor):
+            pasted = {k: get(f"sanity-pasted-{k}", direction, "healthy_with_added_rate") for k in ("target", "source")}
+            weak = [f"{k}'s contrast {v:.0%}" for k, v in pasted.items() if not v >= ac.min_sanity_rate]
+            if floor > ac.max_floor_rate:
+                ok, why = False, f"cannot decide: the detector finds a lesion on {floor:.0%} of healthy real slices (floor)"
+            elif weak:
+                ok, why = False, f"cannot decide: pasted tumors found only at {', '.join(weak)}"
+            else:
+                ok, why = True, (f"floor {floor:.0%}; pasted tumors found at {pasted['target']:.0%} (target's contrast) "
+                                 f"and {pasted['source']:.0%} (source's)")  # fmt: skip
+            rows.append({"direction": direction, "aspect": "additions", "decidable": ok, "reason": why})
+    return pd.DataFrame(rows, columns=["direction", "aspect", "decidable", "reason"])
+
+
+def tumor_per_subject(consistency: pd.DataFrame, lesions: pd.DataFrame) -> pd.DataFrame:
+    """Per run, direction and patient: lesion outcome counts and the healthy slices with an added lesion."""
+    keys = ["run", "method", "direction", "subject"]
+    out = consistency.groupby(keys, sort=False).size().rename("n_slices").to_frame()
+    if len(lesions):
+        judged = lesions.assign(stratum=np.where(lesions["judgeable"], lesions["outcome"], "not_judgeable"))
+        counts = judged.groupby([*keys, "stratum"], sort=False).size().unstack(fill_value=0)
+        counts = counts.reindex(columns=[*presence.OUTCOMES, "not_judgeable"], fill_value=0).add_suffix("_lesions")
+        out = out.join(counts).fillna(0)
+    if "added_lesions" in consistency:
+        healthy = consistency[consistency["label"] == "healthy"]
+        out["healthy_slices"] = healthy.groupby(keys, sort=False).size()
+        out["healthy_with_added"] = (healthy["added_lesions"] > 0).groupby([healthy[k] for k in keys], sort=False).sum()
+        out["added_lesions"] = consistency.groupby(keys, sort=False)["added_lesions"].sum()
+        out = out.fillna(0)
+    return out.reset_index()
 
 
 def paired_table(per_slice: pd.DataFrame, reference: str | None, cfg: EvalConfig) -> pd.DataFrame:
@@ -199,32 +281,77 @@ def latex_table(title: str, directions: list[str], rows: list[tuple[str, list[st
     )
 
 
-def _rate(row: pd.Series, name: str, pct: bool = True) -> str:
-    if name not in row or pd.isna(row.get(name)):
+def _count_rate(row: pd.Series, name: str, total: str) -> str:
+    """'12% (3/25) [4%, 30%]': rate, raw count over its total, CI."""
+    if pd.isna(row.get(f"{name}_rate")):
         return "–"
-    fmt = (lambda v: f"{v:.0%}") if pct else (lambda v: f"{v:.2f}")
-    ci = "" if pd.isna(row.get(f"{name}_ci_low")) else f" [{fmt(row[f'{name}_ci_low'])}, {fmt(row[f'{name}_ci_high'])}]"
-    return fmt(row[name]) + ci
+    return f"{row[f'{name}_rate']:.0%} ({int(row[f'{name}_lesions' if name in presence.OUTCOMES else name])}/{int(row[total])})" + (
+        "" if pd.isna(row.get(f"{name}_rate_ci_low")) else f" [{row[f'{name}_rate_ci_low']:.0%}, {row[f'{name}_rate_ci_high']:.0%}]")
 
 
-def consistency_markdown(summary: pd.DataFrame) -> str:
-    lines = ["### Tumor-region consistency: per-lesion hallucination audit and tumor contrast", "",
-             "Removed: share of reference lesions no detected lesion overlaps. Added: detected lesions outside every "
-             "tumor label, per slice, and the share of healthy slices with one. `real` is the detector on the real "
-             "target (the ceiling); the sanity rows must come out near 100%.", "",
-             "| Run | Direction | Lesions | Removed ↓ | Added per slice ↓ | Healthy slices with added ↓ | Dice ↑ | "
-             "Contrast real | Contrast translated | Abs. contrast error ↓ |",
-             "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
-    for _, r in summary.iterrows():
-        dice = "–" if pd.isna(r.get("dice_mean")) else f"{r['dice_mean']:.3f}"
-        lesions = "–" if pd.isna(r.get("reference_lesions")) else f"{int(r['reference_lesions'])}"
-        name = r["run"] if r["run"] == r["method"] else f"{r['run']} ({r['method']})"
-        pred = "–" if pd.isna(r["contrast_pred_mean"]) else f"{r['contrast_pred_mean']:.3f}"
-        err = "–" if pd.isna(r["contrast_abs_error_mean"]) else f"{r['contrast_abs_error_mean']:.3f}"
-        lines.append(f"| {name} | {direction_label(r['direction'])} | {lesions} | {_rate(r, 'removed_rate')} | "
-                     f"{_rate(r, 'added_per_slice', pct=False)} | {_rate(r, 'healthy_with_added_rate')} | {dice} | "
-                     f"{r['contrast_real_mean']:.3f} | {pred} | {err} |")  # fmt: skip
-    return "\n".join(lines) + "\n"
+def _run_name(row: pd.Series) -> str:
+    return row["run"] if row["run"] == row["method"] else f"{row['run']} ({row['method']})"
+
+
+def lead_directions(summary: pd.DataFrame, names: list[str]) -> list[str]:
+    """Directions ordered by the share of reference lesions the real target shows (most first): removal is
+    best judged where the target sequence shows the lesions."""
+    real = summary[summary["run"] == "real"].set_index("direction") if "judgeable_lesions" in summary else None
+    if real is None or real.empty:
+        return names
+
+    def shown(d: str) -> float:
+        return float(real.loc[d, "judgeable_lesions"] / max(real.loc[d, "lesions"], 1)) if d in real.index else 0.0
+
+    return sorted(names, key=shown, reverse=True)
+
+
+def _validity_lines(validity: pd.DataFrame, aspect: str, directions: list[str]) -> list[str]:
+    sel = validity[validity["aspect"] == aspect].set_index("direction")
+    return [f"- {direction_label(d)}: **{'can decide' if sel.loc[d, 'decidable'] else 'cannot decide'}** - {sel.loc[d, 'reason']}"
+            for d in directions if d in sel.index] + [""]  # fmt: skip
+
+
+def consistency_markdown(summary: pd.DataFrame, directions: list[str], validity: pd.DataFrame) -> str:
+    """The tumor-consistency tables: presence per reference lesion, then additions on healthy slices, each after
+    what its ceiling and sanity rows say the instrument can decide."""
+    lines = []
+    if "judgeable_lesions" in summary:
+        lines += ["### Tumor presence per reference lesion (conspicuity, no detector)", "",
+                  "Each reference lesion's signed contrast-to-noise ratio (CNR) against a ring of healthy brain; present = "
+                  "|CNR| above a threshold calibrated on the real target with its tumors inpainted (false-present rate "
+                  "on record in `tumor_summary.csv`). Rates are over the **judgeable** lesions, those the real target shows; "
+                  "a lesion the real target does not show is never called erased. Cells: rate (count/judgeable) [CI over "
+                  "patients]. Read runs against `real` (the ceiling: 100% present, real polarity, by definition) and "
+                  "the sanity row `sanity-inpainted` (expect ~100% erased); `copy-source` keeps every tumor with the "
+                  "source's contrast.", "",
+                  "Can removal be judged here?", "", *_validity_lines(validity, "removal", directions),
+                  "| Direction | Run | Lesions (judgeable / not) | Erased ↓ | Present, real polarity ↑ | "
+                  "Present, opposite polarity | CNR error, real polarity ↓ | Not judgeable: present |",
+                  "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        for d in directions:
+            for _, r in summary[(summary["direction"] == d) & summary["judgeable_lesions"].notna()].iterrows():
+                cnr = "–" if pd.isna(r.get("cnr_error_mean")) else f"{r['cnr_error_mean']:.2f}"
+                nj = int(r["not_judgeable_lesions"])
+                lines.append(f"| {direction_label(d)} | {_run_name(r)} | {int(r['judgeable_lesions'])} / {nj} | "
+                             + " | ".join(_count_rate(r, o, "judgeable_lesions") for o in presence.OUTCOMES)
+                             + f" | {cnr} | {int(r['not_judgeable_present'])}/{nj} |")  # fmt: skip
+        lines.append("")
+    if "healthy_with_added_rate" in summary:
+        lines += ["### Tumor additions on healthy slices (detector of both polarities)", "",
+                  "A lesion found by a detector trained on the real target slices and their intensity-inverted copies, "
+                  "outside every tumor label. Cells: share of healthy test slices with an added lesion (count/healthy "
+                  "slices) [CI over patients]. `real` is the false-addition floor; `sanity-pasted-target` and "
+                  "`sanity-pasted-source` (a real tumor pasted into healthy slices with the target's and with the source's "
+                  "contrast) must come out near 100%, or the detector cannot see additions of that kind.", "",
+                  "Can additions be judged here?", "", *_validity_lines(validity, "additions", directions),
+                  "| Direction | Run | Healthy slices with added ↓ | Added per slice ↓ | Detector Dice |", "|---|---|---|---|---|"]
+        for d in directions:
+            for _, r in summary[(summary["direction"] == d) & summary["healthy_with_added_rate"].notna()].iterrows():
+                dice = "–" if pd.isna(r.get("detector_dice_mean")) else f"{r['detector_dice_mean']:.3f}"
+                lines.append(f"| {direction_label(d)} | {_run_name(r)} | {_count_rate(r, 'healthy_with_added', 'n_healthy_slices')} "
+                             f"| {r['added_per_slice']:.2f} | {dice} |")  # fmt: skip
+    return "\n".join(lines) + "\n" if lines else ""
 
 
 def paired_markdown(paired: pd.DataFrame) -> str:
@@ -233,7 +360,9 @@ def paired_markdown(paired: pd.DataFrame) -> str:
     reference = paired["reference"].iloc[0]
     lines = [f"### Paired comparison with `{reference}` (protocol brain_shared, per patient)", "",
              "Mean per-patient difference run - reference [bootstrap CI over patients], Wilcoxon signed-rank p. "
-             "Negative MAE and positive SSIM differences favour the run.", "",
+             "Negative MAE and positive SSIM differences favour the run. With n patients the exact test cannot give a "
+             "p below 2/2^n (0.0625 at 5, 0.5 at 2): where that is above the test level the cell says so instead of "
+             "printing a p.", "",
              "| Run | Direction | Region | n patients | MAE diff | p | SSIM diff | p |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     sel = paired[(paired["protocol"] == "brain_shared") & paired["region"].isin(["brain", "tumor"])]
     for (run, direction, region), df in sel.groupby(["run", "direction", "region"], sort=False):
@@ -242,7 +371,7 @@ def paired_markdown(paired: pd.DataFrame) -> str:
         for metric in ("mae", "ssim"):
             r = m.loc[metric]
             cells += [f"{r['mean_difference']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]",
-                      "–" if pd.isna(r["p_wilcoxon"]) else f"{r['p_wilcoxon']:.3g}"]  # fmt: skip
+                      r["p_note"] or "–" if pd.isna(r["p_wilcoxon"]) else f"{r['p_wilcoxon']:.3g}"]  # fmt: skip
         lines.append(f"| {run} | {direction_label(direction)} | {region} | {int(m.loc['mae', 'n_patients'])} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -289,13 +418,17 @@ def write_tables(
     summary.insert(0, "mode", mode)
     summary.to_csv(folder / "summary.csv", index=False)
     consistency.to_csv(folder / "tumor_consistency.csv", index=False)
-    t_summary = tumor_summary(consistency, cfg)
+    lesion_tables = [s.lesions for _, s in scored if s.lesions is not None]
+    lesions = pd.concat(lesion_tables, ignore_index=True) if lesion_tables else pd.DataFrame()
+    if len(lesions):
+        lesions.to_csv(folder / "tumor_lesions.csv", index=False)
+    t_summary = tumor_summary(consistency, lesions, cfg)
     t_summary.to_csv(folder / "tumor_summary.csv", index=False)
-    if "removed_lesions" in consistency:
-        lesion_cols = ["reference_lesions", "removed_lesions", "detected_lesions", "added_lesions"]
-        per_patient = consistency.groupby(["run", "method", "direction", "subject"], sort=False)[lesion_cols].sum()
-        per_patient["n_slices"] = consistency.groupby(["run", "method", "direction", "subject"], sort=False).size()
-        per_patient.reset_index().to_csv(folder / "tumor_per_subject.csv", index=False)
+    validity = instrument_validity(t_summary, cfg)
+    if len(validity):
+        validity.to_csv(folder / "tumor_validity.csv", index=False)
+    if len(lesions) or "added_lesions" in consistency:
+        tumor_per_subject(consistency, lesions).to_csv(folder / "tumor_per_subject.csv", index=False)
     paired = paired_table(per_slice, reference, cfg)
     if not paired.empty:
         paired.to_csv(folder / "paired.csv", index=False)
@@ -320,7 +453,7 @@ def write_tables(
     md.append(markdown_table("Brain, shared normalisation (protocol brain_shared): intensity and structure", names,
                              _table_rows(summary, "brain_shared", "brain", names)))  # fmt: skip
     md.append(markdown_table("Tumor region (protocol brain_shared)", names, _table_rows(summary, "brain_shared", "tumor", names)))
-    md.append(consistency_markdown(t_summary))
+    md.append(consistency_markdown(t_summary, lead_directions(t_summary, names), validity))
     md.append(paired_markdown(paired))
     md.append(seeds_markdown(seeds))
     md.append(markdown_table("Brain, per-image rescaling (protocol brain): structure only", names,
