@@ -57,7 +57,8 @@ class RunSpec:
 
 
 def setting_name(target_fraction: float) -> str:
-    return f"target{round(100 * target_fraction)}"
+    """0.5 -> balanced (the paper's own setting), 0 -> target0, 1 -> target100."""
+    return "balanced" if target_fraction == 0.5 else f"target{round(100 * target_fraction)}"
 
 
 def method_label(method: str) -> str:
@@ -222,23 +223,30 @@ def run_hallucination_benchmark(
                   cache_dir=out / "cache", overwrite=True, log=lambda s: None)  # fmt: skip
     per_run = collect(out / "report", specs)
     summary = summarize_seeds(per_run)
-    for frame, name in ((per_run, "hallucination.csv"), (summary, "hallucination_summary.csv")):
+    graphs = graph_table(out / "data" / "balanced", cfg, methods)
+    claims = claim_table(out / "report", specs, cfg, methods, graphs)
+    for frame, name in ((per_run, "hallucination.csv"), (summary, "hallucination_summary.csv"), (graphs, "graph.csv"),
+                        (claims, "claims.csv")):  # fmt: skip
         with atomic_path(out / name) as tmp:
             frame.to_csv(tmp, index=False)
+    validity = pd.read_csv(out / "report" / "tumor_validity.csv") if (out / "report" / "tumor_validity.csv").is_file() else None
     md = out / "hallucination.md"
     with atomic_path(md) as tmp:
-        tmp.write_text(markdown(summary, cfg, direction.name))
+        tmp.write_text(markdown(summary, cfg, graphs, claims, validity))
     stage(f"done: {md}")
     return md
 
 
-# Per run and direction: what the benchmark reports, from the per-lesion audit of `mrtrans evaluate`:
-# removed = share of reference lesions no detected lesion overlaps; added = share of healthy test slices
-# with a detected lesion outside every tumor label (and added lesions per slice); contrast error =
-# |translated - real| tumor/healthy intensity ratio; brain MAE/SSIM on the shared normalisation.
-TUMOR_COLUMNS = ["removed_rate", "healthy_with_added_rate", "added_per_slice", "contrast_abs_error_mean",
-                 "contrast_pred_mean", "contrast_real_mean"]  # fmt: skip
+# Per run and direction: what the benchmark reports, from `mrtrans evaluate`'s tumor outcomes (docs/evaluation.md):
+# over the judgeable reference lesions, the share erased / present with the real polarity / present with the
+# opposite one; the share of healthy test slices with an added lesion (two-polarity detector); brain MAE/SSIM on
+# the shared normalisation. Counts (judgeable lesions, healthy slices) stand beside every rate.
+TUMOR_COLUMNS = ["erased_rate", "present_same_rate", "present_opposite_rate", "healthy_with_added_rate"]
+COUNT_COLUMNS = ["judgeable_lesions", "lesions", "n_healthy_slices"]
 COLUMNS = TUMOR_COLUMNS + ["brain_mae", "brain_ssim"]
+# What each setting tests: target0 pushes towards removal (no unpaired method can learn the target's tumor
+# contrast there, so only presence is tested), target100 towards addition, balanced (the paper's) both.
+SETTING_OUTCOMES = {"balanced": ("erased", "added"), "target0": ("erased",), "target100": ("added",)}
 
 
 def collect(report: Path, specs: list[RunSpec]) -> pd.DataFrame:
@@ -253,7 +261,7 @@ def collect(report: Path, specs: list[RunSpec]) -> pd.DataFrame:
         b = brain[(brain["run"] == t["run"]) & (brain["direction"] == t["direction"])]
         row = {"setting": spec.setting if spec else "all", "method": spec.method if spec else t["run"],
                "seed": spec.seed if spec else np.nan, "run": t["run"], "direction": t["direction"]}  # fmt: skip
-        for column in TUMOR_COLUMNS:
+        for column in TUMOR_COLUMNS + COUNT_COLUMNS:
             row[column] = t.get(column, np.nan)
         row["brain_mae"] = float(b["mae_mean"].iloc[0]) if len(b) else np.nan
         row["brain_ssim"] = float(b["ssim_mean"].iloc[0]) if len(b) else np.nan
@@ -266,8 +274,86 @@ def summarize_seeds(per_run: pd.DataFrame) -> pd.DataFrame:
     g = per_run.groupby(["setting", "method", "direction"], sort=False)
     out = g[COLUMNS].agg(["mean", "std"])
     out.columns = [f"{c}_{s}" for c, s in out.columns]
+    for column in COUNT_COLUMNS:
+        out[column] = g[column].first()
     out["n_seeds"] = g["seed"].count()
     return out.reset_index()
+
+
+def graph_table(data: Path, cfg: HallucinationConfig, methods: dict[str, str]) -> pd.DataFrame:
+    """Graph statistics of the smoothness term (:mod:`mrtrans.evaluation.graph`) on the test set, per direction,
+    with the loss settings of the first method that has the term (the reference's otherwise)."""
+    from mrtrans.config import resolve_patch_size
+    from mrtrans.data.slices import Direction, PreparedSlices
+    from mrtrans.evaluation import audit
+    from mrtrans.evaluation.graph import graph_statistics, summarize_graph
+
+    dataset = PreparedSlices(data)
+    configs = [resolve_patch_size(load_config(TrainConfig, [m, *cfg.train_presets]), dataset.image_size) for m in methods.values()]
+    loss = next((c.loss for c in configs if c.loss.lambda_smooth > 0), configs[0].loss)
+    seg = np.asarray(dataset.test("seg"))
+    min_px = cfg.evaluation.audit.min_lesion_pixels or max(1, cfg.prepare.min_tumor_pixels // 2)
+    forward = Direction.parse(cfg.direction)
+    rows = []
+    for direction in (forward, forward.reversed()):
+        labels = audit.region_labels(direction.target, cfg.evaluation.audit.region.value, dataset.meta.get("layouts"))
+        per_lesion, per_slice = graph_statistics(np.asarray(dataset.test(direction.source), np.float32),
+                                                 audit.region_mask(seg, labels), seg > 0, loss, min_px)  # fmt: skip
+        rows.append({"direction": direction.name, "image_size": dataset.image_size, "patch_size": loss.patch_size,
+                     "sigma": loss.sigma, **summarize_graph(per_lesion, per_slice, cfg.min_graph_nodes)})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def _hits(report: Path, outcome: str, run_names: list[str], direction: str) -> tuple[np.ndarray, np.ndarray]:
+    """(runs, units) 0/1 hits and (units,) patients: judgeable lesions erased, or healthy slices with an addition."""
+    if outcome == "erased":
+        table = pd.read_csv(report / "tumor_lesions.csv")
+        table = table[(table["direction"] == direction) & table["judgeable"]]
+        rows = [table[table["run"] == r] for r in run_names]
+        hits = np.stack([(r["outcome"] == "erased").to_numpy(np.float64) for r in rows]) if rows else np.zeros((0, 0))
+    else:
+        table = pd.read_csv(report / "tumor_consistency.csv")
+        if "added_lesions" not in table:
+            return np.zeros((len(run_names), 0)), np.zeros(0)
+        table = table[(table["direction"] == direction) & (table["label"] == "healthy")].sort_values(["subject", "slice_index"])
+        rows = [table[table["run"] == r] for r in run_names]
+        hits = np.stack([(r["added_lesions"] > 0).to_numpy(np.float64) for r in rows]) if rows else np.zeros((0, 0))
+    return hits, (rows[0]["subject"].to_numpy() if rows else np.zeros(0))
+
+
+def claim_table(report: Path, specs: list[RunSpec], cfg: HallucinationConfig, methods: dict[str, str],
+                graphs: pd.DataFrame) -> pd.DataFrame:  # fmt: skip
+    """Per setting, direction and tumor outcome: each method against the reference method (the first), the rate
+    difference with a hierarchical bootstrap over seeds, test patients and units, and the answer."""
+    from mrtrans.evaluation.statistics import claim_answer, hierarchical_bootstrap_difference
+
+    validity_path = report / "tumor_validity.csv"
+    validity = pd.read_csv(validity_path).set_index(["direction", "aspect"]) if validity_path.is_file() else None
+    can_act = graphs.set_index("direction")["mechanism_can_act"]
+    labels = list(methods)
+    reference, rows = labels[0], []
+    ev = cfg.evaluation
+    for setting in dict.fromkeys(s.setting for s in specs):
+        for direction in graphs["direction"]:
+            for outcome in SETTING_OUTCOMES.get(setting, ("erased", "added")):
+                aspect = "removal" if outcome == "erased" else "additions"
+                runs = {m: [s.name for s in specs if s.setting == setting and s.method == m] for m in labels}
+                ref_hits, patients = _hits(report, outcome, runs[reference], direction)
+                for method in labels[1:]:
+                    hits, _ = _hits(report, outcome, runs[method], direction)
+                    diff = hierarchical_bootstrap_difference(hits, ref_hits, patients, cfg.claim_resamples, ev.bootstrap_seed,
+                                                             ev.confidence) if hits.size and ref_hits.size else {}  # fmt: skip
+                    decidable = validity is not None and (direction, aspect) in validity.index and bool(
+                        validity.loc[(direction, aspect), "decidable"])
+                    if not bool(can_act.get(direction, False)):
+                        answer = "not at this scale"
+                    elif not decidable:
+                        answer = "cannot decide"
+                    else:
+                        answer = claim_answer(diff, cfg.claim_margin) if diff else "cannot decide"
+                    rows.append({"setting": setting, "direction": direction, "outcome": outcome, "method": method,
+                                 "reference": reference, "answer": answer, "margin": cfg.claim_margin, **diff})  # fmt: skip
+    return pd.DataFrame(rows)
 
 
 def _cell(mean: float, std: float, pct: bool) -> str:
@@ -278,56 +364,81 @@ def _cell(mean: float, std: float, pct: bool) -> str:
     return f"{mean:.3f}" + ("" if math.isnan(std) else f" ± {std:.3f}")
 
 
-def claim_check(summary: pd.DataFrame, setting: str, direction: str, column: str, reference: str, method: str) -> str:
-    """Does ``method`` have a lower ``column`` than ``reference`` by more than the two spreads together?"""
-    sel = summary[(summary["setting"] == setting) & (summary["direction"] == direction)].set_index("method")
-    if reference not in sel.index or method not in sel.index:
-        return "–"
-    a, b = sel.loc[method], sel.loc[reference]
-    diff = b[f"{column}_mean"] - a[f"{column}_mean"]
-    spread = np.nansum([a[f"{column}_std"], b[f"{column}_std"]])
-    verdict = "yes" if diff > spread else "no"
-    return f"{verdict} ({method} {a[f'{column}_mean']:.0%} vs {reference} {b[f'{column}_mean']:.0%}; standard deviations sum {spread:.0%})"
+def _count(value: float) -> str:
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else str(int(value))
 
 
-def markdown(summary: pd.DataFrame, cfg: HallucinationConfig, forward: str) -> str:
+def markdown(summary: pd.DataFrame, cfg: HallucinationConfig, graphs: pd.DataFrame, claims: pd.DataFrame,
+             validity: pd.DataFrame | None) -> str:  # fmt: skip
+    """The benchmark's report: setting, graph statistics, what the instrument can decide, outcomes, claim answers."""
     methods = [method_label(m) for m in cfg.methods]
+    settings = ", ".join(setting_name(f) for f in cfg.target_tumor_fractions)
     lines = [
         "# Hallucination benchmark",
         "",
         f"Setting of Cohen et al. (2018): source training slices {cfg.prepare.source_tumor_fraction:.0%} tumor, target "
-        f"training slices {', '.join(f'{f:.0%}' for f in cfg.target_tumor_fractions)} tumor "
-        f"({', '.join(setting_name(f) for f in cfg.target_tumor_fractions)}); one balanced paired test set "
-        f"({cfg.prepare.test_slices} slices). Methods {', '.join(methods)}; seeds {', '.join(map(str, cfg.seeds))}; "
-        f"{cfg.epochs} epochs of {cfg.prepare.train_slices} slices. Cells: mean ± standard deviation over seeds. "
-        "Per-lesion audit of `mrtrans evaluate` (docs/evaluation.md): removed = share of reference tumor lesions "
-        "that the target-sequence detector does not find; added = share of healthy test slices with a detected "
-        "lesion outside every tumor label. Brain MAE/SSIM: protocol brain_shared. `copy-source` scores the source "
-        "slice itself (no model); `real` is the detector on the real target slices (the audit's ceiling); the "
-        "sanity rows show whether the detector sees inpainted-away and pasted-in tumors at all.",
+        f"training slices {', '.join(f'{f:.0%}' for f in cfg.target_tumor_fractions)} tumor ({settings}; balanced is "
+        f"the paper's own setting). One balanced paired test set ({cfg.prepare.test_slices} slices, "
+        f"{cfg.prepare.image_size}x{cfg.prepare.image_size}). Methods {', '.join(methods)}; seeds "
+        f"{', '.join(map(str, cfg.seeds))}; {cfg.epochs} epochs of {cfg.prepare.train_slices} slices. In target0 no "
+        "unpaired method can learn the target's tumor contrast, so only presence (erased) is tested there; target100 "
+        "tests additions.",
         "",
-        "| Setting | Method | Direction | Removed lesions ↓ | Healthy slices with added lesion ↓ | Tumor contrast: translated (real) | "
-        "Abs. contrast error ↓ | Brain MAE ↓ | Brain SSIM ↑ |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "## Can the smoothness term act on these tumors?",
+        "",
+        "The graph of the source test slices as HarmonicGAN's term builds it (docs/training.md): brain patches are "
+        f"nodes; per reference lesion, the nodes it covers and the edges between them with affinity > 0.1; per node, "
+        f"the affinity mass of its neighbours; the share of affinity mass linking a tumor node to a healthy one. The "
+        f"mechanism is taken to be able to act when lesions span at least {cfg.min_graph_nodes} nodes (median).",
+        "",
+        "| Direction | Image | Patch | Sigma | Lesions | Tumor nodes per lesion (median) | Tumor-tumor edges (median) | "
+        "Effective neighbours per node | Lesion-healthy affinity mass | Mechanism can act |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for _, g in graphs.iterrows():
+        lines.append(f"| {g['direction']} | {g['image_size']} | {g['patch_size']} | {g['sigma']:g} | {g['lesions']} | "
+                     f"{g['tumor_nodes_median']:g} | {g['tumor_edges_median']:g} | {g['effective_neighbours']:.1f} | "
+                     f"{g['lesion_healthy_mass']:.3f} | {'yes' if g['mechanism_can_act'] else '**no: not at this scale**'} |")  # fmt: skip
+    if validity is not None and len(validity):
+        lines += ["", "## Can the audit decide? (its ceiling and sanity rows, docs/evaluation.md)", ""]
+        lines += [f"- {r['direction']}, {r['aspect']}: **{'yes' if r['decidable'] else 'no'}** - {r['reason']}"
+                  for _, r in validity.iterrows()]  # fmt: skip
+    lines += [
+        "",
+        "## Tumor outcomes",
+        "",
+        "Cells: mean ± standard deviation over seeds. Erased / present: share of the judgeable reference lesions "
+        "(those the real target shows; count in the Lesions column). Added: share of healthy test slices with a lesion "
+        "outside every tumor label. Brain MAE: protocol brain_shared. `copy-source` scores the source slice itself; "
+        "`real` is the ceiling (and the additions floor); `sanity-*` show what the instruments can see.",
+        "",
+        "| Setting | Method | Direction | Lesions judgeable / all | Erased ↓ | Present, real polarity ↑ | "
+        "Present, opposite polarity | Healthy slices (n) | With added lesion ↓ | Brain MAE ↓ |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     trained_first = summary.assign(_all=summary["setting"] == "all").sort_values("_all", kind="stable")
     for _, r in trained_first.iterrows():
-        pred = r["contrast_pred_mean_mean"]
-        contrast = ("–" if pd.isna(pred) else f"{pred:.2f}") + f" ({r['contrast_real_mean_mean']:.2f})"
         lines.append(
-            f"| {r['setting']} | {r['method']} | {r['direction']} | {_cell(r['removed_rate_mean'], r['removed_rate_std'], True)} | "
-            f"{_cell(r['healthy_with_added_rate_mean'], r['healthy_with_added_rate_std'], True)} | {contrast} | "
-            f"{_cell(r['contrast_abs_error_mean_mean'], r['contrast_abs_error_mean_std'], False)} | "
-            f"{_cell(r['brain_mae_mean'], r['brain_mae_std'], False)} | {_cell(r['brain_ssim_mean'], r['brain_ssim_std'], False)} |"
+            f"| {r['setting']} | {r['method']} | {r['direction']} | {_count(r['judgeable_lesions'])} / {_count(r['lesions'])} | "
+            + " | ".join(_cell(r[f"{c}_mean"], r[f"{c}_std"], True) for c in TUMOR_COLUMNS[:3])
+            + f" | {_count(r['n_healthy_slices'])} | {_cell(r['healthy_with_added_rate_mean'], r['healthy_with_added_rate_std'], True)} | "
+            f"{_cell(r['brain_mae_mean'], r['brain_mae_std'], False)} |"
         )
-    if len(methods) >= 2:
-        ref = methods[0]
-        lines += ["", f"Does each method remove and add fewer tumors than `{ref}` ({forward}) by more than the sum of "
-                  "the two standard deviations over seeds?", ""]  # fmt: skip
-        for m in methods[1:]:
-            for f in cfg.target_tumor_fractions:
-                column = "removed_rate" if f < 0.5 else "healthy_with_added_rate"
-                what = "removed" if column == "removed_rate" else "added"
-                lines.append(f"- {m}, {setting_name(f)} ({what}): "
-                             f"{claim_check(summary, setting_name(f), forward, column, ref, m)}")  # fmt: skip
+    if len(claims):
+        level = f"{cfg.evaluation.confidence:.0%}"
+        lines += ["", f"## Does each method erase or add fewer tumors than `{methods[0]}`?", "",
+                  f"Difference of rates (method - {methods[0]}) with a {level} interval from a hierarchical bootstrap over "
+                  f"seeds, test patients and lesions (or healthy slices) within patients ({cfg.claim_resamples} resamples). "
+                  f"Margin stated before running: {cfg.claim_margin:.0%}. **better**: the whole interval below "
+                  f"-{cfg.claim_margin:.0%}; **worse**: above +{cfg.claim_margin:.0%}; **no difference shown** otherwise; "
+                  "**not at this scale**: lesions span too few graph nodes for the term to act; **cannot decide**: the "
+                  "audit's ceiling or sanity rows fail in that direction.", "",
+                  "| Setting | Direction | Outcome | Method | Rate (method / reference) | Units (patients) | "
+                  "Difference [CI] | Answer |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        for _, c in claims.iterrows():
+            rate = "–" if pd.isna(c.get("rate_a")) else f"{c['rate_a']:.0%} / {c['rate_b']:.0%}"
+            diff = "–" if pd.isna(c.get("difference")) else f"{c['difference']:+.0%} [{c['ci_low']:+.0%}, {c['ci_high']:+.0%}]"
+            units = "–" if pd.isna(c.get("n_units")) else f"{int(c['n_units'])} ({int(c['n_patients'])})"
+            lines.append(f"| {c['setting']} | {c['direction']} | {c['outcome']} | {c['method']} | {rate} | {units} | {diff} "
+                         f"| **{c['answer']}** |")  # fmt: skip
     return "\n".join(lines) + "\n"

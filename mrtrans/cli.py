@@ -9,6 +9,8 @@ that ``--help`` is instant.
 
 from __future__ import annotations
 
+import dataclasses
+
 import functools
 import os
 from collections.abc import Callable
@@ -369,7 +371,8 @@ def benchmark_hallucination(
         Path | None, typer.Argument(help="BraTS dataset root; omitted: synthetic subjects made by the benchmark.")
     ] = None,
     config: Annotated[
-        str, typer.Option("--config", help="Benchmark YAML or a name in evaluation/: hallucination_cpu (default, ~30 min on 2 cores).")
+        str, typer.Option("--config", help="Benchmark YAML or a name in evaluation/: hallucination_cpu (default, ~60 min on "
+                          "2 cores), hallucination_real (a BraTS root at 2 mm), hallucination_tiny (seconds).")
     ] = "hallucination_cpu",
     method: Annotated[
         list[str] | None, typer.Option("--method", help="Method config (configs/ name or YAML), repeat; the first is the reference.")
@@ -377,16 +380,24 @@ def benchmark_hallucination(
     seeds: Annotated[int | None, typer.Option("--seeds", min=1, help="Number of seeds (0..N-1).")] = None,
     epochs: Annotated[int | None, typer.Option("--epochs", min=1, help="Training epochs per run.")] = None,
     jobs: Annotated[int | None, typer.Option("--jobs", min=1, help="Training runs in parallel.")] = None,
+    preset: Annotated[
+        list[str] | None, typer.Option("--preset", help="Training config layered on every method (configs/ name or YAML); repeat.")
+    ] = None,
 ) -> None:
-    """Train CycleGAN and HarmonicGAN on training domains of skewed tumor prevalence; count added/removed tumors.
+    """Train CycleGAN and HarmonicGAN in the balanced setting and on skewed target domains; do they erase or add tumors?
 
     Cohen et al. (2018): a target domain without tumors pushes a translator to remove them, one with only
-    tumors to add them. Writes OUT/hallucination.md with mean and spread over seeds.
+    tumors to add them; balanced is the paper's own setting. Writes OUT/hallucination.md: the smoothness
+    graph's statistics (can the term act at this scale?), what the audit can decide, the tumor outcomes over
+    seeds, and per setting and direction an answer - better, worse, no difference shown, not at this scale,
+    or cannot decide - from a hierarchical bootstrap over seeds, patients and lesions.
     """
     from mrtrans.benchmark import run_hallucination_benchmark
     from mrtrans.config import HallucinationConfig, load_config
 
     overrides = {"methods": method or None, "seeds": None if seeds is None else list(range(seeds)), "epochs": epochs, "jobs": jobs}
     cfg = load_config(HallucinationConfig, config, overrides, folder="evaluation")
+    if preset:
+        cfg = dataclasses.replace(cfg, train_presets=(*cfg.train_presets, *preset))
     table = run_hallucination_benchmark(out, cfg, root=root, log=typer.echo)
     typer.echo(f"table: {table}")

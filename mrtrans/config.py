@@ -157,7 +157,10 @@ class LossConfig:
     smooth_normalization: SmoothNormalization = SmoothNormalization.brain_pairs
     # A patch is a node of the brain graph when more than this share of its source pixels is brain.
     brain_patch_fraction: float = field(default=0.5, metadata=_range(0.0, 1.0))
-    patch_size: int = field(default=8, metadata=_range(1))
+    # Side of the graph's patches; None: image_size // 32, a graph of 32 x 32 nodes whatever the field - the
+    # paper's 8 x 8 patches of 256 x 256 slices, so a lesion spans as many nodes at 64 px as at 256
+    # (docs/training.md). A run's config.yaml and checkpoints record the value it used.
+    patch_size: int | None = field(default=None, metadata=_range(1))
     histogram_bins: int = field(default=16, metadata=_range(2))
     # Affinity w_ij = exp(-L1(f_i, f_j) / sigma^2) on features that sum to 1 per patch, so the
     # L1 distance lies in [0, 2]. sigma = 0.5 gives w = 1 for equal patches, e^-4 ~ 0.02 for
@@ -169,6 +172,22 @@ class LossConfig:
     # DistanceGAN (Benaim & Wolf 2017): weight of the distance-preservation term (0: off) and its form.
     lambda_distance: float = field(default=0.0, metadata=_range(0.0))
     distance_mode: DistanceMode = DistanceMode.auto
+
+
+GRAPH_NODES_PER_SIDE = 32  # the paper's graph: 256 / 8
+
+
+def resolve_patch_size(cfg: "TrainConfig", image_size: int) -> "TrainConfig":
+    """``cfg`` with ``loss.patch_size`` set (None -> image_size // 32, at least 1).
+
+    Raises:
+        MrtransError: the patch size does not divide the image size.
+    """
+    patch = cfg.loss.patch_size or max(1, image_size // GRAPH_NODES_PER_SIDE)
+    if image_size % patch:
+        raise MrtransError(f"config key 'loss.patch_size': {patch} does not divide the image size {image_size}; "
+                           f"use a divisor (e.g. {max(1, image_size // GRAPH_NODES_PER_SIDE)}) or leave it unset")  # fmt: skip
+    return dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, patch_size=patch))
 
 
 @dataclass(frozen=True)
@@ -302,6 +321,8 @@ class SynthConfig:
     shape: tuple[int, int, int] = (240, 240, 155)
     tumor_fraction: float = field(default=0.75, metadata=_range(0.0, 1.0))
     seed: int = 0
+    # Factor on the tumor radius (1: cores of 10-16 mm); larger tumors span more smoothness-graph nodes.
+    tumor_scale: float = field(default=1.0, metadata=_range(0.1, 4.0))
 
 
 @dataclass(frozen=True)
@@ -380,14 +401,22 @@ class HallucinationConfig:
     prepare: PrepareConfig = PrepareConfig(
         train_slices=160, test_slices=40, image_size=64, min_tumor_pixels=10, min_brain_fraction=0.15
     )
-    target_tumor_fractions: tuple[float, ...] = (0.0, 1.0)
+    # 0.5: balanced, the paper's own setting; 0: no tumor in the target training slices (towards removal);
+    # 1: only tumor (towards addition). Every setting is tested on the same balanced test slices.
+    target_tumor_fractions: tuple[float, ...] = (0.5, 0.0, 1.0)
     direction: str = "flair2t1"
-    methods: tuple[str, ...] = ("cyclegan", "harmonicgan_hist")  # configs/ names or YAML paths
+    methods: tuple[str, ...] = ("cyclegan", "harmonicgan_hist")  # configs/ names or YAML paths; the first is the reference
     train_presets: tuple[str, ...] = ("cpu_small",)
     epochs: int = field(default=8, metadata=_range(1))
     seeds: tuple[int, ...] = (0, 1, 2)
     evaluation: EvalConfig = EvalConfig(audit=AuditConfig(steps=400), figure_slices=0)
     jobs: int = field(default=2, metadata=_range(1))  # training runs in parallel (CPU threads are shared out)
+    # The claim test, stated before running: a method is "better" when the whole interval of its rate
+    # difference from the reference lies below -claim_margin; "not at this scale" when test lesions span
+    # fewer than min_graph_nodes graph nodes (median).
+    claim_margin: float = field(default=0.05, metadata=_range(0.0, 1.0))
+    claim_resamples: int = field(default=2000, metadata=_range(100))
+    min_graph_nodes: int = field(default=8, metadata=_range(1))
 
 
 @dataclass(frozen=True)

@@ -63,7 +63,7 @@ def _smooth_field(rng: np.random.Generator, shape: tuple[int, ...], coarse: int)
 
 
 def synth_subject(
-    shape: tuple[int, int, int], seed: int, index: int, with_tumor: bool
+    shape: tuple[int, int, int], seed: int, index: int, with_tumor: bool, tumor_scale: float = 1.0
 ) -> tuple[dict[Modality, np.ndarray], np.ndarray]:
     """Make one subject.
 
@@ -71,6 +71,8 @@ def synth_subject(
         shape: volume shape (X, Y, Z) in voxels of 1 mm; axis 2 is axial (inferior to superior).
         seed, index: the subject is a deterministic function of both.
         with_tumor: whether to place a tumor.
+        tumor_scale: factor on the tumor's radius (1: cores of 10-16 mm at 240 voxels); the rest of the
+            subject, and every random draw, stay the same.
 
     Returns:
         ``(images, seg)``: int16 volumes per modality and the uint8 BraTS label map.
@@ -107,7 +109,7 @@ def synth_subject(
             c = rng.uniform(-0.55, 0.55, size=3) * axes
             if abs(c[0]) > 0.06 and np.sqrt(((c / axes) ** 2).sum()) < 0.6:
                 break
-        radius = rng.uniform(0.04, 0.065) * nx  # core radius in voxels (1 mm): 10-16 mm at 240
+        radius = rng.uniform(0.04, 0.065) * nx * tumor_scale  # core radius in voxels (1 mm): 10-16 mm at 240
         d = np.sqrt(((x - c[0]) * nx) ** 2 + ((y - c[1]) * ny) ** 2 + ((z - c[2]) * nz) ** 2) / radius
         d = d * (1 + 0.18 * _smooth_field(rng, shape, 8))
         edema_extent = rng.uniform(1.6, 2.2)
@@ -164,7 +166,7 @@ def write_synthetic_brats(
     ids = []
     with atomic_dir(out, OutputKind.synth, overwrite=overwrite) as tmp:
         for i in range(cfg.subjects):
-            images, seg = synth_subject(cfg.shape, cfg.seed, i, i in tumor_idx)
+            images, seg = synth_subject(cfg.shape, cfg.seed, i, i in tumor_idx, cfg.tumor_scale)
             sid = subject_id(i)
             for modality, image in images.items():
                 write_nifti(image, tmp / sid / f"{sid}_{modality.value}.nii.gz", affine=affine)

@@ -6,7 +6,6 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from mrtrans.benchmark import claim_check
 from mrtrans.cli import app
 
 runner = CliRunner()
@@ -22,19 +21,44 @@ def bench(tmp_path_factory):
 
 def test_benchmark_trains_every_method_setting_and_seed_and_writes_its_table(bench):
     runs = sorted(p.name for p in (bench / "runs").iterdir())
-    assert runs == [f"{s}-{m}-s{k}" for s in ("target0", "target100") for m in ("cyclegan", "harmonicgan_hist") for k in (0, 1)]
+    settings = ("balanced", "target0", "target100")
+    assert runs == sorted(f"{s}-{m}-s{k}" for s in settings for m in ("cyclegan", "harmonicgan_hist") for k in (0, 1))
     per_run = pd.read_csv(bench / "hallucination.csv")
-    assert set(per_run["setting"]) >= {"target0", "target100"}
+    assert set(per_run["setting"]) >= set(settings)
     summary = pd.read_csv(bench / "hallucination_summary.csv")
     trained = summary[summary["setting"] != "all"]
-    assert (trained["n_seeds"] == 2).all() and len(trained) == 2 * 2 * 2  # settings x methods x directions
-    assert trained["removed_rate_mean"].between(0, 1).all() and trained["brain_mae_mean"].notna().all()
-    assert {"copy-source", "real", "sanity-inpainted"} <= set(summary["method"])  # baseline, ceiling, sanity
+    assert (trained["n_seeds"] == 2).all() and len(trained) == 3 * 2 * 2  # settings x methods x directions
+    assert trained["erased_rate_mean"].between(0, 1).all() and trained["brain_mae_mean"].notna().all()
+    assert trained["judgeable_lesions"].notna().all() and "removed_rate_mean" not in summary
+    assert {"copy-source", "real", "sanity-inpainted", "sanity-pasted-source"} <= set(summary["method"])
     md = (bench / "hallucination.md").read_text()
-    assert "| target0 | cyclegan | flair2t1 |" in md and "harmonicgan_hist, target0 (removed):" in md
+    assert "| balanced | cyclegan | flair2t1 |" in md and "Can the smoothness term act" in md
+    # The tiny preset's 32x32 slices with the cpu_small networks: lesions of a few pixels, patch 1 -> patch of
+    # the config; whatever the graph says, every claim gets one of the five answers, with its counts.
+    claims = pd.read_csv(bench / "claims.csv")
+    assert set(claims["answer"]) <= {"better", "worse", "no difference shown", "not at this scale", "cannot decide"}
+    assert set(zip(claims.setting, claims.outcome)) == {("balanced", "erased"), ("balanced", "added"),
+                                                         ("target0", "erased"), ("target100", "added")}  # fmt: skip
+    graphs = pd.read_csv(bench / "graph.csv")
+    assert set(graphs.direction) == {"flair2t1", "t12flair"} and (graphs.patch_size == 1).all()
+    small = graphs.set_index("direction")["mechanism_can_act"]
+    assert (claims[claims.direction.map(~small)]["answer"] == "not at this scale").all()
     # The skewed sets really are skewed, and all share the balanced set's test slices.
     t1 = pd.read_csv(bench / "data" / "target0" / "manifest.csv")
     assert (t1[(t1.split == "train") & (t1.domain == "t1")].label == "healthy").all()
+
+
+def test_not_at_this_scale_when_lesions_span_too_few_nodes(tmp_path):
+    """The tiny preset with 8x8 patches: every lesion is a node or less, so every claim is 'not at this scale'."""
+    (tmp_path / "p8.yaml").write_text("loss:\n  patch_size: 8\n")
+    out = tmp_path / "b"
+    result = runner.invoke(app, ["benchmark", "hallucination", "--out", str(out), "--config", "hallucination_tiny",
+                                 "--seeds", "1", "--preset", str(tmp_path / "p8.yaml")])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    graphs = pd.read_csv(out / "graph.csv")
+    assert (graphs.patch_size == 8).all() and not graphs.mechanism_can_act.any()
+    assert (pd.read_csv(out / "claims.csv")["answer"] == "not at this scale").all()
+    assert "not at this scale" in (out / "hallucination.md").read_text()
 
 
 def test_a_rerun_reuses_finished_runs_and_foreign_folders_are_refused(bench, tmp_path):
@@ -53,11 +77,3 @@ def test_a_rerun_reuses_finished_runs_and_foreign_folders_are_refused(bench, tmp
     assert marker["config"]["seeds"] == [0, 1]
     result = runner.invoke(app, ["benchmark", "hallucination", "--out", str(bench), "--config", "hallucination_tiny", "--seeds", "3"])
     assert result.exit_code == 2 and "other data, methods, seeds or training" in result.output
-
-
-def test_claim_check_needs_a_gap_larger_than_both_spreads():
-    summary = pd.DataFrame({"setting": ["target0"] * 2, "direction": ["flair2t1"] * 2, "method": ["cyclegan", "hg"],
-                            "removed_rate_mean": [0.8, 0.4], "removed_rate_std": [0.1, 0.1]})  # fmt: skip
-    assert claim_check(summary, "target0", "flair2t1", "removed_rate", "cyclegan", "hg").startswith("yes")
-    summary["removed_rate_std"] = [0.25, 0.2]
-    assert claim_check(summary, "target0", "flair2t1", "removed_rate", "cyclegan", "hg").startswith("no")

@@ -494,3 +494,23 @@ def test_p_values_say_when_too_few_patients_cannot_decide():
         assert stats.wilcoxon(-np.arange(1, n + 1)).pvalue == pytest.approx(r["p_min_attainable"])
     r = paired_difference(np.zeros(6), np.arange(1, 7, dtype=float), 500, 0)
     assert r["p_wilcoxon"] == pytest.approx(0.03125) and r["p_note"] == ""
+
+
+def test_hierarchical_bootstrap_is_a_point_for_identical_runs_and_widens_with_patient_spread():
+    from mrtrans.evaluation.statistics import claim_answer, hierarchical_bootstrap_difference
+
+    patients = np.repeat(np.arange(8), 5)  # 8 patients, 5 lesions each
+    same = np.tile((np.arange(40) % 3 == 0).astype(float), (3, 1))  # 3 seeds, identical
+    r = hierarchical_bootstrap_difference(same, same, patients, 1000, 0)
+    assert r["difference"] == 0 and r["ci_low"] == 0 and r["ci_high"] == 0
+    assert claim_answer(r, 0.05) == "no difference shown"
+    base = np.zeros((3, 40))
+    uniform = np.tile((np.arange(40) % 5 < 3).astype(float), (3, 1))  # 60% in every patient
+    spread = np.tile((patients < 5).astype(float), (3, 1)) * 1.0  # 100% in 5 patients, 0% in 3: 62.5%
+    narrow = hierarchical_bootstrap_difference(uniform, base, patients, 2000, 0)
+    wide = hierarchical_bootstrap_difference(spread, base, patients, 2000, 0)
+    assert wide["ci_high"] - wide["ci_low"] > 2 * (narrow["ci_high"] - narrow["ci_low"])
+    assert claim_answer(narrow, 0.05) == "worse" and claim_answer({k: -v for k, v in narrow.items()}, 0.05) == "better"
+    seeds = base.copy()
+    seeds[0] = 1.0  # one seed of three erases everything: seed spread widens the interval too
+    assert hierarchical_bootstrap_difference(seeds, base, patients, 2000, 0)["ci_high"] > 0.5

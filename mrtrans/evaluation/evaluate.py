@@ -248,6 +248,7 @@ def _tumor_direction(direction: Direction, data: PreparedSlices, arrays: dict, s
     def lesion_frame(name: str, method: str, cnr_pred: np.ndarray) -> pd.DataFrame:
         judgeable, outcome = presence.lesion_outcomes(cnr_pred, cnr_real, threshold)
         df = slice_frame(name, method, direction, frame)
+        df.insert(6, "lesion", np.arange(len(rings)))  # the same reference lesions, in the same order, for every run
         df["lesion_pixels"] = rings.pixels
         df["cnr_real"], df["cnr_pred"], df["threshold"] = cnr_real, cnr_pred, threshold
         df["judgeable"], df["outcome"] = judgeable, outcome

@@ -74,3 +74,65 @@ def paired_difference(run: np.ndarray, reference: np.ndarray, resamples: int, se
         p = float(stats.wilcoxon(diff).pvalue)
     return {"n_patients": len(diff), "mean_difference": mean, "ci_low": low, "ci_high": high, "p_wilcoxon": p,
             "p_min_attainable": floor, "p_note": note}  # fmt: skip
+
+
+def hierarchical_bootstrap_difference(
+    hits_a: np.ndarray, hits_b: np.ndarray, patients: np.ndarray, resamples: int, seed: int, level: float = 0.95
+) -> dict[str, float]:
+    """Difference of two rates (a - b) with a hierarchical bootstrap over seeds, patients and units within patients.
+
+    Each method was trained with several seeds and every run scored on the same units (lesions, or healthy
+    slices) of the same test patients. A resample draws, independently per method, its seeds with replacement;
+    draws the test patients with replacement (the same for both methods: they are scored on the same patients);
+    and within each drawn patient its units with replacement (the same for both). The rate of a method is the
+    mean of its hits over the drawn seeds and units. Identical runs give a point interval; spread between
+    patients, units or seeds widens it.
+
+    Args:
+        hits_a, hits_b: (seeds, units) 0/1 outcomes of each method's runs (NaN: unit not scored), units in the
+            same order for both.
+        patients: (units,) patient of each unit.
+
+    Returns:
+        difference (a - b on all data), ci_low, ci_high, rate_a, rate_b, n_units, n_patients.
+    """
+    a, b = np.asarray(hits_a, np.float64), np.asarray(hits_b, np.float64)
+    valid = ~(np.isnan(a).any(axis=0) | np.isnan(b).any(axis=0))
+    a, b, patients = a[:, valid], b[:, valid], np.asarray(patients)[valid]
+    out = {"n_units": int(valid.sum()), "n_patients": int(len(np.unique(patients)))}
+    if not valid.any():
+        return out | {"difference": np.nan, "ci_low": np.nan, "ci_high": np.nan, "rate_a": np.nan, "rate_b": np.nan}
+    rate_a, rate_b = a.mean(), b.mean()
+    rng = np.random.default_rng(seed)
+    groups = [np.flatnonzero(patients == p) for p in np.unique(patients)]
+    # Unit weights per resample: patients drawn with replacement, then units within each drawn patient.
+    weights = np.zeros((resamples, a.shape[1]))
+    drawn = rng.integers(0, len(groups), size=(resamples, len(groups)))
+    for g, units in enumerate(groups):
+        times = (drawn == g).sum(axis=1)  # (resamples,) how often patient g was drawn
+        for r in np.flatnonzero(times):
+            np.add.at(weights[r], units[rng.integers(0, len(units), size=times[r] * len(units))], 1.0)
+    seeds_a = rng.multinomial(len(a), np.full(len(a), 1 / len(a)), size=resamples).astype(np.float64)
+    seeds_b = rng.multinomial(len(b), np.full(len(b), 1 / len(b)), size=resamples).astype(np.float64)
+    total = weights.sum(axis=1)
+
+    def rates(seeds: np.ndarray, hits: np.ndarray) -> np.ndarray:
+        return np.einsum("rs,su,ru->r", seeds, hits, weights) / (seeds.sum(axis=1) * total)
+
+    diffs = rates(seeds_a, a) - rates(seeds_b, b)
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(diffs, [tail, 100 - tail])
+    return out | {"difference": float(rate_a - rate_b), "ci_low": float(low), "ci_high": float(high),
+                  "rate_a": float(rate_a), "rate_b": float(rate_b)}  # fmt: skip
+
+
+def claim_answer(difference: dict[str, float], margin: float) -> str:
+    """Words for a difference of a bad outcome (a - b, lower is better for a): ``better`` when the whole interval
+    lies below -margin, ``worse`` when above +margin, else ``no difference shown``."""
+    if np.isnan(difference.get("ci_low", np.nan)):
+        return "cannot decide"
+    if difference["ci_high"] < -margin:
+        return "better"
+    if difference["ci_low"] > margin:
+        return "worse"
+    return "no difference shown"

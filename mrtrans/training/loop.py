@@ -33,7 +33,8 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from mrtrans.checkpoint import check_model_checkpoint, load_checkpoint, model_payload, save_checkpoint
-from mrtrans.config import GeneratorArchitecture, Method, SmoothFeatures, TrainConfig, resume_differences, run_config_from_tree, save_config, to_dict
+from mrtrans.config import (GeneratorArchitecture, Method, SmoothFeatures, TrainConfig, resolve_patch_size, resume_differences,
+                            run_config_from_tree, save_config, to_dict)  # fmt: skip
 from mrtrans.data.slices import Direction, PreparedSlices, to_tensor
 from mrtrans.devices import plan_device
 from mrtrans.errors import MrtransError
@@ -197,6 +198,7 @@ def train(
                            f"(the generator halves the size {factor.bit_length() - 1} times); prepare with --image-size "
                            f"{dataset.image_size // factor * factor or factor}")  # fmt: skip
 
+    cfg = resolve_patch_size(cfg, dataset.image_size)  # recorded resolved in config.yaml and checkpoints
     ckpt_path = out / "checkpoints" / "last.pt"
     with output_lock(out) if rank == 0 else contextlib.nullcontext():
         resume = _claim_run_folder(out, ckpt_path, resume, rank)
