@@ -17,6 +17,10 @@ def to_brats2023(src, dst):
         (dst / sid).mkdir(parents=True)
         for key, alias in BRATS23.items():
             shutil.copy(folder / f"{folder.name}_{key}.nii.gz", dst / sid / f"{sid}-{alias}.nii.gz")
+        seg = nib.load(folder / f"{folder.name}_seg.nii.gz")  # BraTS 2023+ labels: enhancing tumor is 3, not 4
+        relabeled = np.asanyarray(seg.dataobj).copy()
+        relabeled[relabeled == 4] = 3
+        nib.save(nib.Nifti1Image(relabeled, seg.affine), dst / sid / f"{sid}-{BRATS23['seg']}.nii.gz")
     return dst
 
 
@@ -29,7 +33,10 @@ def to_msd(src, dst):
         imgs = [nib.load(folder / f"{folder.name}_{m}.nii.gz") for m in ("flair", "t1", "t1ce", "t2")]
         stacked = np.stack([np.asanyarray(im.dataobj) for im in imgs], axis=-1)
         nib.save(nib.Nifti1Image(stacked, imgs[0].affine), dst / "Task01_BrainTumour" / "imagesTr" / f"{sid}.nii.gz")
-        shutil.copy(folder / f"{folder.name}_seg.nii.gz", dst / "Task01_BrainTumour" / "labelsTr" / f"{sid}.nii.gz")
+        seg = nib.load(folder / f"{folder.name}_seg.nii.gz")  # MSD labels: 1 edema, 2 non-enhancing, 3 enhancing
+        labels = np.asanyarray(seg.dataobj)
+        msd = np.select([labels == 2, labels == 1, labels == 4], [1, 2, 3], 0).astype(np.uint8)
+        nib.save(nib.Nifti1Image(msd, seg.affine), dst / "Task01_BrainTumour" / "labelsTr" / f"{sid}.nii.gz")
     return dst / "Task01_BrainTumour"
 
 

@@ -103,8 +103,9 @@ def test_same_seed_same_dataset_other_seed_differs(synth_root, prepared, tmp_pat
 def test_other_layouts_give_the_same_slices(synth_root, prepared, tmp_path, convert):
     root = convert(synth_root, tmp_path / "raw")
     out = prepare_brats(root, tmp_path / "out", PrepareConfig(**SMALL_PREPARE)).out
-    for name in ("train/flair.npy", "train/t1.npy", "test/flair.npy", "test/t1.npy", "test/seg.npy"):
+    for name in ("train/flair.npy", "train/t1.npy", "test/flair.npy", "test/t1.npy"):
         assert np.array_equal(np.load(out / name), np.load(prepared / name)), name
+    assert np.array_equal(np.load(out / "test/seg.npy") > 0, np.load(prepared / "test/seg.npy") > 0)  # labels differ by layout
 
 
 def _copy_subject(root, src_id, new_id):
@@ -123,7 +124,8 @@ def _save_like(path, data, affine=None):
 def test_each_bad_subject_is_skipped_with_its_reason(synth_root, tmp_path):
     root = shutil.copytree(synth_root, tmp_path / "raw")
     src = "SynthBraTS_001"
-    bad = {name: _copy_subject(root, src, name) for name in ("BadCorrupt", "BadMissing", "Bad4D", "BadNaN", "BadEmpty", "BadGrid")}
+    names = ("BadCorrupt", "BadMissing", "Bad4D", "BadNaN", "BadEmpty", "BadGrid", "BadSegNeg", "BadSegFloat", "BadSegLabel")
+    bad = {name: _copy_subject(root, src, name) for name in names}
     f = bad["BadCorrupt"] / "BadCorrupt_flair.nii.gz"
     f.write_bytes(f.read_bytes()[:3000])
     (bad["BadMissing"] / "BadMissing_t1.nii.gz").unlink()
@@ -140,7 +142,13 @@ def test_each_bad_subject_is_skipped_with_its_reason(synth_root, tmp_path):
     shifted[0, 3] += 5.0
     _save_like(p, np.asanyarray(nib.load(p).dataobj), affine=shifted)
 
+    seg = np.asanyarray(nib.load(root / src / f"{src}_seg.nii.gz").dataobj)
+    _save_like(bad["BadSegNeg"] / "BadSegNeg_seg.nii.gz", np.where(seg > 0, seg.astype(np.int16), np.int16(-1)))  # background -1
+    _save_like(bad["BadSegFloat"] / "BadSegFloat_seg.nii.gz", (seg > 0) * np.float32(0.5))  # labels 0.5
+    _save_like(bad["BadSegLabel"] / "BadSegLabel_seg.nii.gz", np.where(seg == 4, 3, seg).astype(np.uint8))  # 3: not BraTS 2018-21
+    before = {p: p.read_bytes() for p in root.rglob("*.nii.gz")}
     summary = prepare_brats(root, tmp_path / "out", PrepareConfig(**SMALL_PREPARE))
+    assert {p: p.read_bytes() for p in root.rglob("*.nii.gz")} == before  # inputs byte for byte unchanged
     reasons = dict(summary.skipped)
     assert set(reasons) == set(bad)
     assert "BadCorrupt_flair" in reasons["BadCorrupt"]
@@ -149,6 +157,9 @@ def test_each_bad_subject_is_skipped_with_its_reason(synth_root, tmp_path):
     assert "NaN" in reasons["BadNaN"]
     assert "empty" in reasons["BadEmpty"]
     assert "grid" in reasons["BadGrid"] and "BadGrid_seg" in reasons["BadGrid"]
+    assert "BadSegNeg_seg" in reasons["BadSegNeg"] and "labels -1" in reasons["BadSegNeg"]
+    assert "not integer labels" in reasons["BadSegFloat"] and "0.5" in reasons["BadSegFloat"]
+    assert "labels 3" in reasons["BadSegLabel"] and "0/1/2/4" in reasons["BadSegLabel"]
     meta = json.loads((tmp_path / "out" / "prepare.json").read_text())
     assert {d["subject"] for d in meta["subjects"]["skipped"]} == set(bad)
     # The good subjects are untouched: the same split and slices as without the bad ones.

@@ -51,6 +51,11 @@ class Layout(str, enum.Enum):
     msd = "msd-task01"
 
 
+# The label values a seg of each layout may hold (0 background): BraTS 2018-21 1 necrosis/non-enhancing,
+# 2 edema, 4 enhancing; BraTS 2023+ 1, 2, 3; MSD Task01 1 edema, 2 non-enhancing, 3 enhancing.
+SEG_LABELS = {Layout.brats2020: (0, 1, 2, 4), Layout.brats2023: (0, 1, 2, 3), Layout.msd: (0, 1, 2, 3)}
+
+
 @dataclass(frozen=True)
 class Subject:
     """One patient: where each modality and the seg are.

@@ -40,7 +40,7 @@ import pandas as pd
 
 from mrtrans import __version__
 from mrtrans.config import IntensityRange, PrepareConfig, to_dict
-from mrtrans.data_prep.discovery import SEG, DiscoveryReport, Subject, discover_subjects
+from mrtrans.data_prep.discovery import SEG, SEG_LABELS, DiscoveryReport, Subject, discover_subjects
 from mrtrans.errors import MrtransError
 from mrtrans.outputs import OutputKind, atomic_dir, check_output
 
@@ -100,6 +100,25 @@ def _error_text(exc: BaseException) -> str:
     return text if isinstance(exc, MrtransError) else f"{type(exc).__name__}: {text}"
 
 
+def seg_label_error(seg: np.ndarray, subject: Subject) -> str | None:
+    """Why ``seg`` is not a label map of the subject's layout (non-integer or unknown values), or None.
+
+    A seg of another convention (background -1, probabilities, labels 0.5) would be cast to uint8 into
+    wrong labels - every pixel tumor, or tumor slices filed as healthy - so it is refused instead.
+    """
+    values = np.unique(np.asarray(seg))
+    allowed = SEG_LABELS[subject.layout]
+    if not np.all(np.isfinite(values)) or not np.all(values == np.round(values)):
+        bad = values[~np.isfinite(values) | (values != np.round(values))]
+        return (f"{subject.files[SEG]}: seg values are not integer labels (e.g. {', '.join(f'{v:g}' for v in bad[:5])}); "
+                f"give the {subject.layout.value} label map ({'/'.join(map(str, allowed))})")  # fmt: skip
+    unknown = sorted(set(values.astype(np.int64).tolist()) - set(allowed))
+    if unknown:
+        return (f"{subject.files[SEG]}: seg holds labels {', '.join(map(str, unknown))}, not in the {subject.layout.value} "
+                f"label set {'/'.join(map(str, allowed))}; convert the labels or check the file")  # fmt: skip
+    return None
+
+
 def process_subject(subject: Subject, cfg: PrepareConfig, scratch_dir: str, pixdim: tuple[float, ...] | None = None) -> SubjectResult:
     """Run one subject through the pipeline and keep its eligible slices (a worker's job).
 
@@ -134,7 +153,12 @@ def process_subject(subject: Subject, cfg: PrepareConfig, scratch_dir: str, pixd
                         "cut); use a larger --image-size or a coarser --spacing")  # fmt: skip
         return result
 
-    seg = out[SEG][0].numpy().astype(np.uint8)  # (S, S, Z)
+    raw = out[SEG][0].numpy()
+    error = seg_label_error(raw, subject)
+    if error:
+        result.error = error
+        return result
+    seg = raw.astype(np.uint8)  # (S, S, Z): integer labels of the layout, checked above
     brain = out[BRAIN][0].numpy().astype(bool)
     tumor_px = (seg > 0).sum(axis=(0, 1))
     brain_px = brain.sum(axis=(0, 1))
