@@ -125,6 +125,72 @@ def dicom_series(folder: str | Path) -> list[str]:
         return list(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)) or [])
 
 
+def itk_message(exc: BaseException) -> str:
+    """The informative part of an ITK exception (its 'Description:' line, else its first lines), one line."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    described = [line.split("Description:", 1)[1].strip() for line in lines if "Description:" in line]
+    return (described[0] if described else " ".join(lines[:3]))[:300] or type(exc).__name__
+
+
+DICOM_SPACING_TOLERANCE = 0.01  # relative: slice gaps may differ by 1% (rounded positions), no more
+
+
+def check_dicom_slices(folder: Path, files: list[str]) -> None:
+    """Refuse a series whose slices would not make one regular grid: unreadable slice headers, slices of
+    several sizes or orientations, or positions along the slice normal that are not evenly spaced (a
+    missing, duplicated or misplaced slice). ITK would average such gaps into one spacing, silently.
+
+    Raises:
+        MrtransError: naming the file or the gap, and what to do.
+    """
+    import SimpleITK as sitk
+
+    heads = []
+    for name in files:
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(name)
+        try:
+            with quiet_itk():
+                reader.ReadImageInformation()
+        except RuntimeError as exc:
+            raise MrtransError(f"{name}: cannot read this DICOM slice ({itk_message(exc)}); replace it or remove it "
+                               "from the series folder")  # fmt: skip
+        tags = {k: reader.GetMetaData(k).strip() for k in ("0020|0032", "0020|0037") if reader.HasMetaDataKey(k)}
+        heads.append((name, tuple(reader.GetSize()[:2]), tags))
+    if len(heads) < 2:
+        return
+    sizes = {size for _, size, _ in heads}
+    if len(sizes) > 1:
+        odd = next(name for name, size, _ in heads if size != heads[0][1])
+        raise MrtransError(f"{folder}: slices of different sizes ({', '.join('x'.join(map(str, s)) for s in sorted(sizes))}; "
+                           f"e.g. {Path(odd).name}); remove the slices that do not belong to the series")  # fmt: skip
+    if any(len(tags) < 2 for _, _, tags in heads):
+        return  # no patient geometry in the headers: ITK's own spacing is all there is
+    try:
+        orientations = [np.array([float(v) for v in tags["0020|0037"].split("\\")]) for _, _, tags in heads]
+        positions = np.array([[float(v) for v in tags["0020|0032"].split("\\")] for _, _, tags in heads])
+    except ValueError:
+        raise MrtransError(f"{folder}: slice positions or orientations are not numbers in the DICOM headers") from None
+    if any(len(o) != 6 or not np.allclose(o, orientations[0], atol=1e-4) for o in orientations):
+        raise MrtransError(f"{folder}: slices with different orientations; the series is not one volume - "
+                           "export it again or split it")  # fmt: skip
+    normal = np.cross(orientations[0][:3], orientations[0][3:])
+    order = np.argsort(positions @ normal)
+    along = (positions @ normal)[order]
+    gaps = np.diff(along)
+    step = float(np.median(gaps))
+    bad = np.flatnonzero(np.abs(gaps - step) > DICOM_SPACING_TOLERANCE * max(step, 1e-6) + 1e-4)
+    if step <= 1e-4 or len(bad):
+        k = int(bad[0]) if len(bad) else 0
+        a, b = Path(files[order[k]]).name, Path(files[order[k + 1]]).name
+        listed = {Path(f).resolve() for f in files}
+        left_out = sorted(p.name for p in folder.iterdir() if p.is_file() and p.resolve() not in listed)
+        extra = f"; files not read as slices of the series (unreadable?): {', '.join(left_out[:5])}" if left_out else ""
+        raise MrtransError(f"{folder}: slices are not evenly spaced: {gaps[k]:.3g} mm between {a} and {b}, {step:.3g} mm "
+                           f"elsewhere ({len(files)} slices; a missing, duplicated or misplaced slice?){extra}; complete the "
+                           "series or export it again")  # fmt: skip
+
+
 def read_dicom_series(folder: str | Path) -> tuple[np.ndarray, nib.Nifti1Image]:
     """Read the one DICOM series in ``folder`` (SimpleITK) as :func:`read_volume` reads a NIfTI file.
 
@@ -132,7 +198,8 @@ def read_dicom_series(folder: str | Path) -> tuple[np.ndarray, nib.Nifti1Image]:
     with it as reference lies where the series lies.
 
     Raises:
-        MrtransError: no series, several series, unreadable, or not a usable 3D volume.
+        MrtransError: no series, several series, unreadable, slices that do not make one regular grid
+            (:func:`check_dicom_slices`), or not a usable 3D volume.
     """
     import SimpleITK as sitk
 
@@ -144,12 +211,15 @@ def read_dicom_series(folder: str | Path) -> tuple[np.ndarray, nib.Nifti1Image]:
         raise MrtransError(f"{folder}: holds {len(series)} DICOM series ({', '.join(series[:3])}...); "
                            "put each series in its own folder and pass that")  # fmt: skip
     reader = sitk.ImageSeriesReader()
+    with quiet_itk():
+        files = list(reader.GetGDCMSeriesFileNames(str(folder), series[0]))
+    check_dicom_slices(folder, files)
     try:
         with quiet_itk():
-            reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(folder), series[0]))
+            reader.SetFileNames(files)
             image = reader.Execute()
     except RuntimeError as exc:
-        raise MrtransError(f"{folder}: cannot read the DICOM series ({str(exc).strip().splitlines()[-1][:200]})") from None
+        raise MrtransError(f"{folder}: cannot read the DICOM series ({itk_message(exc)})") from None
     if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
         raise MrtransError(f"{folder}: expected a 3D single-channel series, got {image.GetDimension()}D "
                            f"with {image.GetNumberOfComponentsPerPixel()} components")  # fmt: skip

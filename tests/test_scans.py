@@ -341,6 +341,32 @@ def test_a_folder_with_two_series_is_refused(synth_root: Path, tmp_path: Path, t
     assert locale.getpreferredencoding(False) == encoding  # GDCM left the process locale alone
 
 
+def test_a_dicom_series_with_a_missing_truncated_or_odd_slice_is_refused(synth_root: Path, tmp_path: Path, translator) -> None:
+    """ITK would average a gap into one spacing (47 slices at 1.02 mm instead of 48 at 1 mm): refused, named."""
+    import SimpleITK as sitk
+
+    data, affine, _ = volume_of(synth_root)
+    cases = {}
+    for name in ("missing", "truncated", "odd", "ok"):
+        cases[name] = write_dicom_series(np.round(data)[:, :, :12], affine, tmp_path / name)
+    (cases["missing"] / "slice005.dcm").unlink()
+    cut = cases["truncated"] / "slice004.dcm"
+    cut.write_bytes(cut.read_bytes()[:300])
+    small = write_dicom_series(np.round(data)[:32, :32, :12], affine, tmp_path / "small")
+    shutil.copy(small / "slice011.dcm", cases["odd"] / "slice011.dcm")  # a slice of another size, same series
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*.dcm")}
+    messages = {}
+    for name, folder in cases.items():
+        report = translate_files([folder], tmp_path / "out" / f"{name}.nii.gz", translator)
+        messages[name] = report.failed[0][1] if report.failed else ""
+    assert "not evenly spaced" in messages["missing"] and "slice004.dcm" in messages["missing"]
+    assert "slice004.dcm" in messages["truncated"]
+    assert "different sizes" in messages["odd"] or "slice011" in messages["odd"]
+    assert messages["ok"] == "" and (tmp_path / "out" / "ok.nii.gz").is_file()
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*.dcm")} == before  # inputs untouched
+    assert sitk is not None
+
+
 # ---------------------------------------------------------------- cohorts
 
 
