@@ -25,6 +25,7 @@ import json
 import os
 import shutil
 import socket
+import time
 import tempfile
 import uuid
 from collections.abc import Iterable, Iterator
@@ -132,6 +133,13 @@ def _lock_path(final: Path) -> Path:
     return final.parent / f".{final.name}.lock"
 
 
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return time.time()
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -142,9 +150,16 @@ def _alive(pid: int) -> bool:
     return True
 
 
+UNREADABLE_LOCK_STALE_S = 60.0  # a writer fills its lock at once: one still unreadable after this is debris
+
+
 @contextlib.contextmanager
-def output_lock(final: str | Path) -> Iterator[None]:
+def output_lock(final: str | Path, stale_after: float | None = None) -> Iterator[None]:
     """Hold ``.<name>.lock`` beside ``final`` while writing it; a second writer is refused.
+
+    A lock is taken over when its holder is known to be gone: a process of this host that no longer runs, a
+    lock file that is still unreadable after a minute, or - with ``stale_after`` (seconds) - a lock of
+    another host older than that (a job killed on another cluster node cannot be asked whether it runs).
 
     Raises:
         MrtransError: another live process holds the lock.
@@ -159,13 +174,20 @@ def output_lock(final: str | Path) -> Iterator[None]:
         except FileExistsError:
             try:
                 holder = json.loads(lock.read_text())
+                age = time.time() - lock.stat().st_mtime
+            except FileNotFoundError:
+                continue  # released meanwhile: try again
             except (OSError, ValueError):
-                holder = {}
-            stale = holder.get("host") == me["host"] and isinstance(holder.get("pid"), int) and not _alive(holder["pid"])
+                holder, age = {}, time.time() - _mtime(lock)
+            holder = holder if isinstance(holder, dict) else {}
+            known = isinstance(holder.get("pid"), int) and isinstance(holder.get("host"), str)
+            here = known and holder["host"] == me["host"]
+            stale = ((here and not _alive(holder["pid"])) or (not known and age > UNREADABLE_LOCK_STALE_S)
+                     or (known and not here and stale_after is not None and age > stale_after))  # fmt: skip
             if stale:
                 lock.unlink(missing_ok=True)  # our own kind of file, left by a process that is gone
                 continue
-            who = f"pid {holder.get('pid', '?')} on {holder.get('host', '?')}"
+            who = f"pid {holder['pid']} on {holder['host']}" if known else "a lock being written, or an unreadable one"
             raise MrtransError(
                 f"{final}: another mrtrans command ({who}) is writing this output; wait for it, or remove {lock} "
                 f"if that process is not running"

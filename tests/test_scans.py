@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -391,6 +394,94 @@ def test_translate_part_of_a_cohort(tiny_run: Path, synth_root: Path, tmp_path: 
                                      "--num-parts", "3", "--part-id", str(part), "--device", "cpu"])  # fmt: skip
         assert result.exit_code == 0, result.output
     assert sorted(p.name for p in (tmp_path / "o").iterdir() if p.suffix == ".gz") == [f"s{i}.nii.gz" for i in range(4)]
+
+
+def test_inputs_that_would_share_an_output_name_are_refused_before_any_work(tiny_run: Path, synth_root: Path, tmp_path: Path) -> None:
+    flairs = sorted(synth_root.glob("*/*_flair.nii.gz"))[:2]
+    for sub, path in zip("ab", flairs):
+        (tmp_path / "c" / sub).mkdir(parents=True)
+        shutil.copy(path, tmp_path / "c" / sub / "flair.nii.gz")
+    for extra in ([], ["--overwrite"], ["--num-parts", "2", "--part-id", "1"]):
+        result = runner.invoke(app, ["translate", str(tmp_path / "c" / "*" / "flair.nii.gz"), "--model", str(tiny_run),
+                                     "--out", str(tmp_path / "co"), "--device", "cpu", *extra])  # fmt: skip
+        assert result.exit_code == 2, result.output
+        assert "c/a/flair.nii.gz and" in result.output and "c/b/flair.nii.gz" in result.output, result.output
+        assert not (tmp_path / "co").exists()  # refused before any work
+    text_file = tmp_path / "notes.txt"
+    text_file.write_text("keep")
+    result = runner.invoke(app, ["translate", str(flairs[0]), "--model", str(tiny_run), "--out", str(text_file), "--device", "cpu"])
+    assert result.exit_code != 0 and "is a file" in result.output and "several inputs" not in result.output
+    assert text_file.read_text() == "keep"
+
+
+def _cohort(synth_root: Path, folder: Path, n: int = 4) -> Path:
+    folder.mkdir()
+    for i, path in enumerate(sorted(synth_root.glob("*/*_flair.nii.gz"))[:n]):
+        shutil.copy(path, folder / f"s{i}.nii.gz")
+    return folder
+
+
+def _part_command(inputs: Path, run: Path, out: Path, part: int, parts: int = 2) -> list[str]:
+    return [sys.executable, "-m", "mrtrans", "translate", str(inputs), "--model", str(run), "--out", str(out),
+            "--num-parts", str(parts), "--part-id", str(part), "--device", "cpu"]  # fmt: skip
+
+
+def test_the_job_array_recipe_runs_parts_at_once_into_one_folder(tiny_run: Path, synth_root: Path, tmp_path: Path) -> None:
+    """docs/translate.md: `--num-parts N --part-id K` jobs into one --out, all at the same time."""
+    inputs = _cohort(synth_root, tmp_path / "in")
+    before = {p: p.read_bytes() for p in inputs.iterdir()}
+    jobs = [subprocess.Popen(_part_command(inputs, tiny_run, tmp_path / "o", k), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            for k in range(2)]  # fmt: skip
+    outputs = [job.communicate(timeout=300)[0] for job in jobs]
+    assert [job.returncode for job in jobs] == [0, 0], outputs
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == [f"s{i}.nii.gz" for i in range(4)]  # no lock left
+    assert {p: p.read_bytes() for p in inputs.iterdir()} == before
+
+
+def test_a_killed_part_is_resumed_and_a_claim_of_another_host_taken_over_when_old(tiny_run: Path, synth_root: Path, tmp_path: Path) -> None:
+    import json
+    import signal
+    import socket
+    import time
+
+    inputs = _cohort(synth_root, tmp_path / "in", n=6)
+    out = tmp_path / "o"
+    job = subprocess.Popen(_part_command(inputs, tiny_run, out, 0, parts=1), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (out.is_dir() and any(p.suffix == ".gz" for p in out.iterdir())):
+        time.sleep(0.05)
+    job.send_signal(signal.SIGKILL)  # killed mid-way: some files done, maybe a claim left behind
+    job.wait()
+    # A claim left by a job killed on another cluster node: refused while young, taken over once old.
+    foreign = out / ".s5.nii.gz.lock"
+    foreign.write_text(json.dumps({"pid": 12345, "host": socket.gethostname() + "-elsewhere"}))
+    result = subprocess.run(_part_command(inputs, tiny_run, out, 0, parts=1), capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0 and "s5.nii.gz" in result.stdout + result.stderr and "elsewhere" in result.stdout + result.stderr
+    old = time.time() - 7200
+    os.utime(foreign, (old, old))
+    result = subprocess.run(_part_command(inputs, tiny_run, out, 0, parts=1), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert sorted(p.name for p in out.iterdir()) == [f"s{i}.nii.gz" for i in range(6)]
+    for i in range(6):
+        assert nib.load(out / f"s{i}.nii.gz").get_fdata().shape == nib.load(inputs / f"s{i}.nii.gz").shape
+
+
+def test_an_unreadable_lock_is_taken_over_once_it_is_old(tmp_path: Path) -> None:
+    import time
+
+    from mrtrans.outputs import output_lock
+
+    target = tmp_path / "x.nii.gz"
+    lock = tmp_path / ".x.nii.gz.lock"
+    lock.write_text("garbage{")
+    with pytest.raises(MrtransError, match="unreadable"):
+        with output_lock(target):
+            pass
+    old = time.time() - 600
+    os.utime(lock, (old, old))
+    with output_lock(target):
+        assert json.loads(lock.read_text())["pid"] == os.getpid()
+    assert not lock.exists()
 
 
 def test_batch_size_follows_the_device(tiny_run: Path) -> None:

@@ -327,7 +327,29 @@ def cohort_part(files: list[Path], num_parts: int = 1, part_id: int = 0) -> list
     """
     if num_parts < 1 or not 0 <= part_id < num_parts:
         raise MrtransError(f"--part-id {part_id} --num-parts {num_parts}: need num_parts >= 1 and 0 <= part_id < num_parts")
+    check_output_names(files)  # on the whole cohort: two parts must not write one name either
     return sorted(files)[part_id::num_parts]
+
+
+def output_name(path: Path) -> str:
+    """The file name an input's translation gets in an output folder (a DICOM folder -> NAME.nii.gz)."""
+    return path.name if nifti_suffix(path) else f"{path.name}.nii.gz"
+
+
+def check_output_names(inputs: list[Path]) -> None:
+    """Refuse inputs whose translations would get the same name in one output folder, before any work.
+
+    Raises:
+        MrtransError: naming both inputs.
+    """
+    seen: dict[str, Path] = {}
+    for path in inputs:
+        name = output_name(path)
+        if name in seen and seen[name].resolve() != path.resolve():
+            raise MrtransError(f"{seen[name]} and {path}: both would be written as {name} in the output folder; give "
+                               f"the inputs distinct file names (e.g. with the subject ID) or translate each folder "
+                               f"into its own --out")  # fmt: skip
+        seen[name] = path
 
 
 def output_paths(inputs: list[Path], output: Path) -> list[Path]:
@@ -335,8 +357,10 @@ def output_paths(inputs: list[Path], output: Path) -> list[Path]:
     if len(inputs) == 1 and not output.is_dir() and nifti_suffix(output):
         return [output]
     if output.exists() and not output.is_dir():
-        raise MrtransError(f"{output}: several inputs need an output folder, and this is a file")
-    return [output / (p.name if nifti_suffix(p) else f"{p.name}.nii.gz") for p in inputs]  # a DICOM folder -> NAME.nii.gz
+        raise MrtransError(f"{output}: is a file; {'several inputs need' if len(inputs) > 1 else 'this input needs'} an "
+                           f"output folder here, or give an output name ending in .nii.gz")  # fmt: skip
+    check_output_names(inputs)
+    return [output / output_name(p) for p in inputs]
 
 
 def read_input(path: Path) -> tuple[np.ndarray, nib.Nifti1Image]:
@@ -372,15 +396,21 @@ def translate_files(
 
     An existing output written by an earlier translate is kept (so a re-run after Ctrl-C does only
     what is left) or, with ``overwrite``, replaced; any other existing file is never replaced, nor
-    any input of the batch.
+    any input of the batch. Each output file is claimed while it is written (a lock beside it), not the
+    folder, so parts of one cohort (``cohort_part``) run at once into one folder; a claim left by a
+    killed job is taken over (at once on this host, after ``CLAIM_STALE_S`` from another).
 
     Raises:
         MrtransError: ``--mask`` with several inputs (the rest goes into the report).
     """
     if mask is not None and len(inputs) != 1:
         raise MrtransError(f"{mask}: --mask goes with one input volume, got {len(inputs)} inputs")
-    with output_lock(output):  # one translate at a time into one output
-        return _translate_each(inputs, output_paths(inputs, output), translator, mask, overwrite, progress)
+    return _translate_each(inputs, output_paths(inputs, output), translator, mask, overwrite, progress)
+
+
+# A volume's translation takes minutes at most: a claim on an output file left by a job on another host
+# (which cannot be asked whether it still runs) is taken over after this long.
+CLAIM_STALE_S = 1800.0
 
 
 def _translate_each(inputs: list[Path], outputs: list[Path], translator: Translator, mask: Path | None, overwrite: bool,
@@ -391,20 +421,22 @@ def _translate_each(inputs: list[Path], outputs: list[Path], translator: Transla
         try:
             if dst.resolve() in protected:
                 raise MrtransError(f"{dst}: output path is an input of this command; choose another --out")
-            if dst.exists():
-                if not written_by_translate(dst):
-                    raise MrtransError(f"{dst}: exists and was not written by `mrtrans translate`; it is never replaced, choose another --out")
-                if not overwrite:
-                    report.kept.append(dst)
-                    continue
-            data, img = read_input(src)
-            brain = None
-            if mask is not None:
-                brain, mask_img = read_volume(mask)
-                if brain.shape != data.shape or not np.allclose(mask_img.affine, img.affine, atol=1e-3):
-                    raise MrtransError(f"{mask}: mask grid does not match {src}")
-            translated = translate_array(data, img.affine, translator, brain, check=translator.check_conventions)
-            write_nifti(translated, dst, reference=img, dtype=np.float32, description=translator.description(src.name))
+            with output_lock(dst, stale_after=CLAIM_STALE_S):  # this file, not the folder: parts run side by side
+                if dst.exists():
+                    if not written_by_translate(dst):
+                        raise MrtransError(f"{dst}: exists and was not written by `mrtrans translate`; it is never replaced, "
+                                           "choose another --out")  # fmt: skip
+                    if not overwrite:
+                        report.kept.append(dst)
+                        continue
+                data, img = read_input(src)
+                brain = None
+                if mask is not None:
+                    brain, mask_img = read_volume(mask)
+                    if brain.shape != data.shape or not np.allclose(mask_img.affine, img.affine, atol=1e-3):
+                        raise MrtransError(f"{mask}: mask grid does not match {src}")
+                translated = translate_array(data, img.affine, translator, brain, check=translator.check_conventions)
+                write_nifti(translated, dst, reference=img, dtype=np.float32, description=translator.description(src.name))
             report.written.append(dst)
         except (MrtransError, OSError) as exc:  # an unwritable output fails this volume, not the batch
             text = describe_os_error(exc) if isinstance(exc, OSError) else str(exc)
