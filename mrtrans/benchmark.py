@@ -38,7 +38,7 @@ import pandas as pd
 from mrtrans.config import HallucinationConfig, SynthConfig, TrainConfig, epoch_schedule, load_config, resolve_config_path, to_dict
 from mrtrans.errors import MrtransError
 from mrtrans.io import atomic_path
-from mrtrans.outputs import OutputKind, marker_kind
+from mrtrans.outputs import OutputKind, check_inputs, marker_kind
 
 MARKER = "benchmark.json"
 
@@ -143,6 +143,7 @@ def claim_output(out: Path, marker: str, config: dict, root: Path | None, comman
     Raises:
         MrtransError: ``out`` was made by something else, or holds a ``what`` with other data or training.
     """
+    check_inputs(out, [root] if root else [])  # before anything is written: never into the user's dataset
     record = {"config": config, "root": str(root.resolve()) if root else None}
     path = out / marker
 
@@ -152,7 +153,14 @@ def claim_output(out: Path, marker: str, config: dict, root: Path | None, comman
     if out.exists() and any(out.iterdir()):
         if not path.is_file():
             raise MrtransError(f"{out}: exists and was not made by `{command}`; choose another --out")
-        if binding(json.loads(path.read_text())) != binding(record):
+        try:
+            earlier = json.loads(path.read_text())
+            if not isinstance(earlier, dict) or not isinstance(earlier.get("config", {}), dict):
+                raise ValueError("not a record")
+        except (OSError, ValueError) as exc:
+            raise MrtransError(f"{path}: damaged record of an earlier `{command}` ({type(exc).__name__}); if this folder is "
+                               "yours to discard, remove it, else choose another --out") from None  # fmt: skip
+        if binding(earlier) != binding(record):
             raise MrtransError(f"{out}: holds a {what} with other data, methods, seeds or training; choose another --out "
                                "(or give the same options as before to continue it)")  # fmt: skip
     else:

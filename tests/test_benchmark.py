@@ -77,3 +77,22 @@ def test_a_rerun_reuses_finished_runs_and_foreign_folders_are_refused(bench, tmp
     assert marker["config"]["seeds"] == [0, 1]
     result = runner.invoke(app, ["benchmark", "hallucination", "--out", str(bench), "--config", "hallucination_tiny", "--seeds", "3"])
     assert result.exit_code == 2 and "other data, methods, seeds or training" in result.output
+
+
+def test_an_out_inside_the_dataset_or_a_damaged_record_is_refused_before_writing(synth_root, tmp_path):
+    import shutil
+
+    root = shutil.copytree(synth_root, tmp_path / "data")
+    before = sorted(p.relative_to(root) for p in root.rglob("*"))
+    for command in (["benchmark", "hallucination", str(root), "--out", str(root / "bench"), "--config", "hallucination_tiny"],
+                    ["reproduce-table1", str(root), "--out", str(root / "rep"), "--config", "reproduce_tiny"]):  # fmt: skip
+        result = runner.invoke(app, command)
+        assert result.exit_code == 2 and "inside the input" in result.output, result.output
+    assert sorted(p.relative_to(root) for p in root.rglob("*")) == before  # nothing written into the dataset
+    for text in ("{x", "[1, 2]", '{"config": 5}'):
+        out = tmp_path / f"b{len(text)}"
+        out.mkdir()
+        (out / "benchmark.json").write_text(text)
+        result = runner.invoke(app, ["benchmark", "hallucination", "--out", str(out), "--config", "hallucination_tiny"])
+        assert result.exit_code == 2 and "damaged record" in result.output, result.output
+        assert (out / "benchmark.json").read_text() == text
