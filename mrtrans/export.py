@@ -87,6 +87,22 @@ def preprocessing_record(translator: Any, fmt: ExportFormat, checkpoint: Path) -
     }
 
 
+class FixedField(torch.nn.Module):
+    """The generator behind a check of the slice size it was trained for: the networks would run on another
+    size (63 x 63 in, 64 x 64 out) and give a translation of the wrong grid without a word."""
+
+    def __init__(self, generator: torch.nn.Module, size: int) -> None:
+        super().__init__()
+        self.generator = generator
+        self.size = size
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        if image.dim() != 4 or image.shape[1] != 1 or image.shape[2] != self.size or image.shape[3] != self.size:
+            raise ValueError(f"expected slices of shape (N, 1, {self.size}, {self.size}); pad or crop each slice to "
+                             f"{self.size} x {self.size} as preprocessing.json says")  # fmt: skip
+        return self.generator(image)
+
+
 def export_model(
     model: str | Path, out: str | Path, fmt: str | ExportFormat = ExportFormat.onnx, direction: str | None = None,
     overwrite: bool = False,
@@ -109,14 +125,14 @@ def export_model(
         target = tmp / FILES[fmt]
         if fmt is ExportFormat.torchscript:
             with torch.no_grad():
-                torch.jit.trace(generator, example).save(str(target))
+                torch.jit.script(FixedField(torch.jit.trace(generator, example), size)).save(str(target))
         else:
             try:
                 import onnx  # noqa: F401  (the exporter needs it)
             except ImportError:
                 raise MrtransError("ONNX export needs the onnx package: pip install 'mrtrans[export]' "
                                    "(or use --format torchscript)") from None  # fmt: skip
-            dynamic = {0: "batch", 2: "height", 3: "width"}
+            dynamic = {0: "batch"}  # height and width fixed: ONNX Runtime refuses slices of another size
             with torch.no_grad():
                 torch.onnx.export(generator, (example,), str(target), input_names=["image"], output_names=["translation"],
                                   dynamic_axes={"image": dynamic, "translation": dynamic}, opset_version=OPSET,

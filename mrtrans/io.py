@@ -71,10 +71,26 @@ def load_nifti(path: str | Path) -> nib.Nifti1Image:
         raise MrtransError(f"{path}: not a NIfTI file (expected .nii or .nii.gz)")
     try:
         img = nib.load(str(path))
-        img.get_fdata(dtype=np.float32)  # force decompression now, so truncation is caught here
+    except Exception as exc:  # nibabel/gzip/zlib raise many types for a bad file
+        raise MrtransError(f"{path}: cannot read NIfTI ({type(exc).__name__}: {exc}); re-export or re-download it") from exc
+    shape = tuple(int(n) for n in img.shape)
+    voxels = int(np.prod(shape, dtype=np.int64)) if shape else 0
+    if voxels > MAX_VOXELS:  # check the header's claim before allocating anything
+        raise MrtransError(f"{path}: header claims {' x '.join(map(str, shape))} voxels ({voxels * 4 / 2**30:.0f} GiB as float32), "
+                           f"more than mrtrans reads ({MAX_VOXELS:.0e}); check the file's header")  # fmt: skip
+    if np.issubdtype(img.get_data_dtype(), np.complexfloating):
+        raise MrtransError(f"{path}: complex-valued image ({img.get_data_dtype()}); give a magnitude image (e.g. abs())")
+    try:
+        with np.errstate(over="ignore"):  # values beyond float32 are reported by read_volume, with the file
+            img.get_fdata(dtype=np.float32)  # force decompression now, so truncation is caught here
+    except MemoryError:
+        raise MrtransError(f"{path}: not enough memory to read {' x '.join(map(str, shape))} voxels") from None
     except Exception as exc:  # nibabel/gzip/zlib raise many types for a bad file
         raise MrtransError(f"{path}: cannot read NIfTI ({type(exc).__name__}: {exc}); re-export or re-download it") from exc
     return img
+
+
+MAX_VOXELS = 2 * 10**9  # 8 GiB of float32: far beyond any MR volume
 
 
 def read_volume(path: str | Path) -> tuple[np.ndarray, nib.Nifti1Image]:
@@ -88,13 +104,16 @@ def read_volume(path: str | Path) -> tuple[np.ndarray, nib.Nifti1Image]:
         MrtransError: unreadable, not 3D (a 4D file with one volume is accepted), NaN/Inf, or empty.
     """
     img = load_nifti(path)
-    data = np.asanyarray(img.dataobj).astype(np.float32, copy=False)
-    if data.ndim == 4 and data.shape[3] == 1:
-        data = data[..., 0]
-    if data.ndim != 3:
-        raise MrtransError(f"{path}: expected a 3D volume, got shape {data.shape}; pass one 3D image per file")
-    if not np.isfinite(data).all():
+    raw = np.asanyarray(img.dataobj)
+    if raw.ndim == 4 and raw.shape[3] == 1:
+        raw = raw[..., 0]
+    if raw.ndim != 3:
+        raise MrtransError(f"{path}: expected a 3D volume, got shape {raw.shape}; pass one 3D image per file")
+    if not np.isfinite(raw).all():
         raise MrtransError(f"{path}: contains NaN or Inf values; fix the file (e.g. replace them by 0)")
+    if np.issubdtype(raw.dtype, np.floating) and np.abs(raw).max() > np.finfo(np.float32).max:
+        raise MrtransError(f"{path}: values up to {np.abs(raw).max():.3g}, beyond float32's range; rescale the image")
+    data = raw.astype(np.float32, copy=False)
     if not np.any(data):
         raise MrtransError(f"{path}: volume is empty (all zeros)")
     return data, img

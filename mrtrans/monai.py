@@ -111,6 +111,10 @@ class Translated(MapTransform):
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
+        missing = [str(k) for k in self.keys if k not in d]
+        if missing and not self.allow_missing_keys:
+            raise MrtransError(f"Translated: key {', '.join(map(repr, missing))} is not in the data (keys: "
+                               f"{', '.join(map(str, d)) or 'none'}); load it first, or pass allow_missing_keys=True")  # fmt: skip
         outputs = dict(zip(self.keys, self.output_keys))
         for key in self.key_iterator(d):
             out_key = outputs[key]
@@ -118,6 +122,8 @@ class Translated(MapTransform):
                 continue
             img = d[key]
             affine = None
+            if self.mask_key is not None and self.mask_key not in d:
+                raise MrtransError(f"Translated: mask_key {self.mask_key!r} is not in the data (keys: {', '.join(map(str, d))})")
             if not isinstance(img, MetaTensor):
                 meta = d.get(f"{key}_{self.meta_key_postfix}") or {}
                 affine = meta.get("affine")

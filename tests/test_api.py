@@ -101,6 +101,11 @@ def test_a_mask_limits_the_output(translator: mrtrans.Translator, flair: Path) -
         ((np.zeros((8, 8, 8), np.float32), np.eye(4)), "no brain"),
         (("not a volume",), "not found"),
         ((3.0,), "cannot translate a float"),
+        ((np.ones((8, 8, 8), np.float32), np.zeros((4, 4))), "bottom row"),
+        ((np.ones((8, 8, 8), np.float32), np.diag([1.0, 0.0, 1.0, 1.0])), "singular"),
+        ((np.ones((8, 8, 8), np.float32), np.full((4, 4), np.nan)), "NaN or Inf"),
+        ((np.ones((8, 8, 8), np.float32), [["a"] * 4] * 4), "not a numeric 4x4"),
+        ((np.ones((8, 8, 8), np.float32), np.vstack([np.eye(4)[:3], [1, 0, 0, 1]])), "bottom row"),
     ],
 )
 def test_bad_inputs_are_refused_with_what_to_do(translator: mrtrans.Translator, args: tuple, message: str) -> None:
@@ -148,6 +153,31 @@ def test_translated_defaults_and_plain_arrays(translator: mrtrans.Translator, fl
     with pytest.raises(MrtransError, match="one output key per key"):
         Translated(keys=["flair", "t2"], model=translator, output_key="t1")
     assert Translated(keys="t2", model=translator, allow_missing_keys=True)({"flair": data}) == {"flair": data}
+    with pytest.raises(MrtransError, match="key 't2' is not in the data"):
+        Translated(keys="t2", model=translator)({"flair": data})
+
+
+def test_volumes_the_header_or_the_values_make_unusable_are_refused(translator: mrtrans.Translator, flair: Path, tmp_path: Path) -> None:
+    img = nib.load(flair)
+    data = img.get_fdata(dtype=np.float64)
+    cases = {
+        "complex": (data.astype(np.complex64), "complex-valued"),
+        "huge": (data * 1e39, "beyond float32's range"),
+    }
+    for name, (values, message) in cases.items():
+        path = tmp_path / f"{name}.nii.gz"
+        nib.save(nib.Nifti1Image(values, img.affine), path)
+        before = path.read_bytes()
+        with pytest.raises(MrtransError, match=re.escape(message)):
+            translator(path)
+        assert path.read_bytes() == before
+    claim = tmp_path / "claims_3000.nii"  # a header that claims 3000^3 voxels over a few bytes of data
+    header = nib.Nifti1Header()
+    header.set_data_shape((3000, 3000, 3000))
+    header.set_data_dtype(np.int16)
+    claim.write_bytes(header.binaryblock + b"\0" * 4 + b"\0" * 64)
+    with pytest.raises(MrtransError, match=r"claims_3000.nii: header claims 3000 x 3000 x 3000 voxels"):
+        translator(claim)
 
 
 def python_blocks(text: str) -> list[str]:

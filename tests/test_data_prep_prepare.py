@@ -124,7 +124,8 @@ def _save_like(path, data, affine=None):
 def test_each_bad_subject_is_skipped_with_its_reason(synth_root, tmp_path):
     root = shutil.copytree(synth_root, tmp_path / "raw")
     src = "SynthBraTS_001"
-    names = ("BadCorrupt", "BadMissing", "Bad4D", "BadNaN", "BadEmpty", "BadGrid", "BadSegNeg", "BadSegFloat", "BadSegLabel")
+    names = ("BadCorrupt", "BadMissing", "Bad4D", "BadNaN", "BadEmpty", "BadGrid", "BadSegNeg", "BadSegFloat", "BadSegLabel",
+             "Bad2D", "BadComplex")
     bad = {name: _copy_subject(root, src, name) for name in names}
     f = bad["BadCorrupt"] / "BadCorrupt_flair.nii.gz"
     f.write_bytes(f.read_bytes()[:3000])
@@ -146,6 +147,10 @@ def test_each_bad_subject_is_skipped_with_its_reason(synth_root, tmp_path):
     _save_like(bad["BadSegNeg"] / "BadSegNeg_seg.nii.gz", np.where(seg > 0, seg.astype(np.int16), np.int16(-1)))  # background -1
     _save_like(bad["BadSegFloat"] / "BadSegFloat_seg.nii.gz", (seg > 0) * np.float32(0.5))  # labels 0.5
     _save_like(bad["BadSegLabel"] / "BadSegLabel_seg.nii.gz", np.where(seg == 4, 3, seg).astype(np.uint8))  # 3: not BraTS 2018-21
+    p = bad["Bad2D"] / "Bad2D_flair.nii.gz"
+    _save_like(p, np.asanyarray(nib.load(p).dataobj)[:, :, 20])
+    p = bad["BadComplex"] / "BadComplex_t1.nii.gz"
+    _save_like(p, np.asanyarray(nib.load(p).dataobj).astype(np.complex64))
     before = {p: p.read_bytes() for p in root.rglob("*.nii.gz")}
     summary = prepare_brats(root, tmp_path / "out", PrepareConfig(**SMALL_PREPARE))
     assert {p: p.read_bytes() for p in root.rglob("*.nii.gz")} == before  # inputs byte for byte unchanged
@@ -160,6 +165,8 @@ def test_each_bad_subject_is_skipped_with_its_reason(synth_root, tmp_path):
     assert "BadSegNeg_seg" in reasons["BadSegNeg"] and "labels -1" in reasons["BadSegNeg"]
     assert "not integer labels" in reasons["BadSegFloat"] and "0.5" in reasons["BadSegFloat"]
     assert "labels 3" in reasons["BadSegLabel"] and "0/1/2/4" in reasons["BadSegLabel"]
+    assert "Bad2D_flair" in reasons["Bad2D"] and "3D" in reasons["Bad2D"]
+    assert "BadComplex_t1" in reasons["BadComplex"] and "complex" in reasons["BadComplex"]
     meta = json.loads((tmp_path / "out" / "prepare.json").read_text())
     assert {d["subject"] for d in meta["subjects"]["skipped"]} == set(bad)
     # The good subjects are untouched: the same split and slices as without the bad ones.

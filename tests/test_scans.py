@@ -508,6 +508,10 @@ def test_exported_model_gives_the_checkpoint_output(tiny_run: Path, tmp_path: Pa
         ort = pytest.importorskip("onnxruntime")
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         got = session.run(["translation"], {"image": slices.numpy()})[0]
+        with pytest.raises(Exception, match="(?i)dimension|shape|invalid"):  # 63x63: refused, not translated onto 64x64
+            session.run(["translation"], {"image": slices.numpy()[:, :, :63, :63]})
     else:
         got = torch.jit.load(str(path))(slices).detach().numpy()
+        with pytest.raises(Exception, match="expected slices of shape"):
+            torch.jit.load(str(path))(slices[:, :, :63, :63])
     np.testing.assert_allclose(got, expected, atol=1e-4)

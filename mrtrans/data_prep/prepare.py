@@ -40,7 +40,7 @@ import pandas as pd
 
 from mrtrans import __version__
 from mrtrans.config import IntensityRange, PrepareConfig, to_dict
-from mrtrans.data_prep.discovery import SEG, SEG_LABELS, DiscoveryReport, Subject, discover_subjects
+from mrtrans.data_prep.discovery import SEG, SEG_LABELS, DiscoveryReport, Layout, Subject, discover_subjects
 from mrtrans.errors import MrtransError
 from mrtrans.outputs import OutputKind, atomic_dir, check_output
 
@@ -188,17 +188,41 @@ def process_subject(subject: Subject, cfg: PrepareConfig, scratch_dir: str, pixd
     return result
 
 
-def subject_spacing(subject: Subject, modality: str) -> tuple[float, float, float]:
-    """The subject's voxel size (mm, RAS x, y, z) from ``modality``'s header, rounded to 0.001 mm."""
+def _header(path: Path):
     import nibabel as nib
 
-    from mrtrans.data_prep.conventions import ras_spacing
-
-    path = subject.files[modality]
     try:
-        img = nib.load(str(path))
+        return nib.load(str(path))
     except Exception as exc:  # unreadable header: the pipeline reports the file with its own message
         raise MrtransError(f"{path}: cannot read NIfTI header ({type(exc).__name__}: {exc})") from exc
+
+
+def check_headers(subject: Subject, keys: list[str]) -> None:
+    """What the headers alone show is unusable, before any voxel is read: not 3D (MSD's 4D image aside),
+    complex values, or a size no MR volume has.
+
+    Raises:
+        MrtransError: naming the file.
+    """
+    from mrtrans.io import MAX_VOXELS
+
+    for path in dict.fromkeys(subject.files[k] for k in keys):
+        img = _header(path)
+        shape = tuple(int(n) for n in img.shape)
+        four_d = subject.layout is Layout.msd and path != subject.files[SEG]
+        if len(shape) < 3 or (len(shape) > 3 and not four_d and shape[3:] != (1,) * (len(shape) - 3)):
+            raise MrtransError(f"{path}: expected a 3D volume, got shape {shape}; give one 3D image per file")
+        if np.issubdtype(img.get_data_dtype(), np.complexfloating):
+            raise MrtransError(f"{path}: complex-valued image ({img.get_data_dtype()}); give a magnitude image (e.g. abs())")
+        if int(np.prod(shape, dtype=np.int64)) > MAX_VOXELS:
+            raise MrtransError(f"{path}: header claims {' x '.join(map(str, shape))} voxels; check the file's header")
+
+
+def subject_spacing(subject: Subject, modality: str) -> tuple[float, float, float]:
+    """The subject's voxel size (mm, RAS x, y, z) from ``modality``'s header, rounded to 0.001 mm."""
+    from mrtrans.data_prep.conventions import ras_spacing
+
+    img = _header(subject.files[modality])
     x, y, z = ras_spacing(img.affine, img.shape[:3])
     return round(x, 3), round(y, 3), round(z, 3)
 
@@ -348,6 +372,7 @@ def prepare_brats(
     spacings = {}
     for subject in list(usable):
         try:
+            check_headers(subject, [source, target, SEG])
             spacings[subject.subject_id] = subject_spacing(subject, source)
         except MrtransError as exc:
             skipped.append((subject.subject_id, str(exc)))

@@ -108,9 +108,7 @@ class Translator:
         """``data`` as (X, Y, Z) or (1, X, Y, Z) -> its translation in the same layout."""
         if affine is None:
             raise MrtransError(f"{what}: an array needs its 4x4 affine (voxel -> world, RAS): translator(array, affine)")
-        affine = _as_numpy(affine).astype(np.float64)
-        if affine.shape != (4, 4):
-            raise MrtransError(f"{what}: affine has shape {affine.shape}, expected (4, 4)")
+        affine = check_affine(affine, what)
         channel = data.ndim == 4 and data.shape[0] == 1
         volume = data[0] if channel else data
         if volume.ndim != 3:
@@ -128,6 +126,27 @@ class Translator:
             raise MrtransError(f"{what}: no brain (all zeros)")
         out = translate_array(volume, affine, self, brain, check=self.check_conventions)
         return out[None] if channel else out
+
+
+def check_affine(affine: Any, what: Any) -> np.ndarray:
+    """A usable voxel-to-world affine as float64 (4, 4): numeric, finite, invertible, bottom row (0, 0, 0, 1).
+
+    Raises:
+        MrtransError: saying which of these fails.
+    """
+    try:
+        matrix = _as_numpy(affine).astype(np.float64)
+    except (TypeError, ValueError):
+        raise MrtransError(f"{what}: affine is not a numeric 4x4 matrix ({type(affine).__name__})") from None
+    if matrix.shape != (4, 4):
+        raise MrtransError(f"{what}: affine has shape {matrix.shape}, expected (4, 4)")
+    if not np.isfinite(matrix).all():
+        raise MrtransError(f"{what}: affine contains NaN or Inf")
+    if not np.allclose(matrix[3], (0, 0, 0, 1)):
+        raise MrtransError(f"{what}: affine's bottom row is {matrix[3].tolist()}, not [0, 0, 0, 1]")
+    if abs(np.linalg.det(matrix[:3, :3])) < 1e-12:
+        raise MrtransError(f"{what}: affine is singular (zero voxel size or collinear axes); pass the image's real affine")
+    return matrix
 
 
 def _as_numpy(value: Any) -> np.ndarray:
