@@ -224,6 +224,10 @@ def markdown(table: pd.DataFrame, report: Path, cfg: ReproduceConfig, skipped: d
             values = sel[column] if column in sel else pd.Series(dtype=float)
             return "–" if values.isna().all() else f"{np.nanmean(values):.0%}"
 
+        validity = report / "tumor_validity.csv"
+        if validity.is_file():  # what the audit can decide on this data, before its numbers
+            lines[-2:-2] = [f"- {r.direction}, {r.aspect}: **{'can decide' if r.decidable else 'cannot decide'}** - {r.reason}"
+                            for r in pd.read_csv(validity).itertuples()] + [""]  # fmt: skip
         for label in ["copy-source", *(method_label(m) for m in cfg.methods)]:
             runs = _runs_of(audit, label)
             for d in directions:

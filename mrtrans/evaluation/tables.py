@@ -144,10 +144,10 @@ def instrument_validity(summary: pd.DataFrame, cfg: EvalConfig) -> pd.DataFrame:
         if not np.isnan(total):
             erased = get("sanity-inpainted", direction, "erased_rate")
             if shown < pc.min_judgeable_lesions:
-                ok, why = False, (f"cannot decide: the real target shows {int(shown)} of {int(total)} reference lesions "
+                ok, why = False, (f"the real target shows {int(shown)} of {int(total)} reference lesions "
                                   f"(at least {pc.min_judgeable_lesions} needed)")  # fmt: skip
             elif not erased >= pc.min_sanity_rate:
-                ok, why = False, f"cannot decide: the inpainted target is called erased for only {erased:.0%} of lesions"
+                ok, why = False, f"the inpainted target is called erased for only {erased:.0%} of lesions"
             else:
                 ok, why = True, f"judged on {int(shown)} of {int(total)} lesions; inpainted target {erased:.0%} erased"
             rows.append({"direction": direction, "aspect": "removal", "decidable": ok, "reason": why})
@@ -156,9 +156,9 @@ def instrument_validity(summary: pd.DataFrame, cfg: EvalConfig) -> pd.DataFrame:
             pasted = {k: get(f"sanity-pasted-{k}", direction, "healthy_with_added_rate") for k in ("target", "source")}
             weak = [f"{k}'s contrast {v:.0%}" for k, v in pasted.items() if not v >= ac.min_sanity_rate]
             if floor > ac.max_floor_rate:
-                ok, why = False, f"cannot decide: the detector finds a lesion on {floor:.0%} of healthy real slices (floor)"
+                ok, why = False, f"the detector finds a lesion on {floor:.0%} of healthy real slices (floor)"
             elif weak:
-                ok, why = False, f"cannot decide: pasted tumors found only at {', '.join(weak)}"
+                ok, why = False, f"pasted tumors found only at {', '.join(weak)}"
             else:
                 ok, why = True, (f"floor {floor:.0%}; pasted tumors found at {pasted['target']:.0%} (target's contrast) "
                                  f"and {pasted['source']:.0%} (source's)")  # fmt: skip
