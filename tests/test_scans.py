@@ -401,12 +401,14 @@ def test_inputs_that_would_share_an_output_name_are_refused_before_any_work(tiny
     for sub, path in zip("ab", flairs):
         (tmp_path / "c" / sub).mkdir(parents=True)
         shutil.copy(path, tmp_path / "c" / sub / "flair.nii.gz")
+    before = {p: p.read_bytes() for p in (tmp_path / "c").rglob("*.nii.gz")}
     for extra in ([], ["--overwrite"], ["--num-parts", "2", "--part-id", "1"]):
         result = runner.invoke(app, ["translate", str(tmp_path / "c" / "*" / "flair.nii.gz"), "--model", str(tiny_run),
                                      "--out", str(tmp_path / "co"), "--device", "cpu", *extra])  # fmt: skip
         assert result.exit_code == 2, result.output
         assert "c/a/flair.nii.gz and" in result.output and "c/b/flair.nii.gz" in result.output, result.output
         assert not (tmp_path / "co").exists()  # refused before any work
+    assert {p: p.read_bytes() for p in (tmp_path / "c").rglob("*.nii.gz")} == before
     text_file = tmp_path / "notes.txt"
     text_file.write_text("keep")
     result = runner.invoke(app, ["translate", str(flairs[0]), "--model", str(tiny_run), "--out", str(text_file), "--device", "cpu"])
