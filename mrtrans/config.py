@@ -341,7 +341,7 @@ class AuditConfig:
     # The tumor region the detector learns: auto (core without edema for T1/T1ce, whole tumor for
     # FLAIR/T2), whole or core (mrtrans.evaluation.audit.region_labels).
     region: TumorRegion = TumorRegion.auto
-    # Train on intensity-inverted copies too (half the batches), so an added lesion is found whatever
+    # Train on copies whose tumors are inverted in their own context too (half the batches), so an added lesion is found whatever
     # its polarity (a tumor with the source's contrast as well as with the target's).
     both_polarities: bool = True
     # The additions verdict is printed only when the detector can see additions: at most this share of

@@ -50,8 +50,8 @@ DEFINITIONS = {
     "threshold, the (1 - false_present_rate) quantile of |CNR| on the real target with its tumors inpainted; judgeable "
     "= present in the real target; outcomes of judgeable lesions: erased, present_same (real polarity), "
     "present_opposite; cnr_error = |CNR pred - CNR real| of present_same lesions",
-    "additions": "BasicUNet trained on real target training slices and their intensity-inverted copies (both "
-    "polarities) for the sequence's tumor region; added = detected lesions overlapping no tumor label; "
+    "additions": "BasicUNet trained on real target training slices and copies whose tumors are inverted in their own "
+    "context (both polarities) for the sequence's tumor region; added = detected lesions overlapping no tumor label; "
     "healthy_with_added_rate = share of healthy slices with one",
     "copy-source": "the source slice itself scored as the translation: the trivial baseline",
 }
@@ -79,9 +79,6 @@ def summarize(per_slice: pd.DataFrame, cfg: EvalConfig) -> pd.DataFrame:
         row |= {"n_slices": len(df), "n_subjects": df["subject"].nunique()}
         rows.append(row)
     return pd.DataFrame(rows)
-
-
-PRESENCE_WORDS = {"erased": "Erased", "present_same": "Present, real polarity", "present_opposite": "Present, opposite polarity"}
 
 
 def _patient_rate(hits: pd.Series, subjects: pd.Series, order: list[str], boot: tuple) -> tuple[int, int, float, float, float]:
@@ -339,7 +336,8 @@ def consistency_markdown(summary: pd.DataFrame, directions: list[str], validity:
         lines.append("")
     if "healthy_with_added_rate" in summary:
         lines += ["### Tumor additions on healthy slices (detector of both polarities)", "",
-                  "A lesion found by a detector trained on the real target slices and their intensity-inverted copies, "
+                  "A lesion found by a detector trained on the real target slices and on copies whose tumors are inverted "
+                  "in their own context (both polarities), "
                   "outside every tumor label. Cells: share of healthy test slices with an added lesion (count/healthy "
                   "slices) [CI over patients]. `real` is the false-addition floor; `sanity-pasted-target` and "
                   "`sanity-pasted-source` (a real tumor pasted into healthy slices with the target's and with the source's "
