@@ -36,6 +36,8 @@ def main() -> None:
     parser.add_argument("--synth-seed", type=int, default=11, help="validation subjects (the benchmark's test data use 3)")
     parser.add_argument("--subjects", type=int, default=40, help="validation subjects (the sweep of docs/training.md used 40)")
     parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--fractions", type=float, nargs="+", default=[0.5, 0.0, 1.0],
+                        help="target tumor fractions (settings); fewer make a quicker, weaker sweep")
     args = parser.parse_args()
     methods_dir = args.out.with_name(args.out.name + "_methods")
     methods_dir.mkdir(parents=True, exist_ok=True)
@@ -44,8 +46,8 @@ def main() -> None:
         path = methods_dir / f"{name}.yaml"
         path.write_text(yaml.safe_dump({"loss": {"smooth_features": "histogram", "smooth_normalization": "brain_pairs", **loss}}))
         methods.append(str(path))
-    cfg = load_config(HallucinationConfig, "hallucination_cpu", {"methods": methods, "seeds": list(range(args.seeds))},
-                      folder="evaluation")  # fmt: skip
+    cfg = load_config(HallucinationConfig, "hallucination_cpu", {"methods": methods, "seeds": list(range(args.seeds)),
+                      "target_tumor_fractions": args.fractions}, folder="evaluation")  # fmt: skip
     cfg = dataclasses.replace(cfg, synth=dataclasses.replace(cfg.synth, seed=args.synth_seed, subjects=args.subjects))
     table = run_hallucination_benchmark(args.out, cfg)
     print(table.read_text())

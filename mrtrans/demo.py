@@ -21,7 +21,7 @@ from mrtrans.outputs import MARKER, OutputKind, check_output, output_lock, write
 
 @dataclass(frozen=True)
 class DemoPlan:
-    """Sizes of the demo; the defaults take about ten minutes on two CPU cores."""
+    """Sizes of the demo; the defaults take about fifteen minutes on two CPU cores."""
 
     subjects: int = 32
     tumor_fraction: float = 0.9
