@@ -30,7 +30,7 @@ from mrtrans.training.step import smoothness_term  # noqa: E402
 
 def measure(x: torch.Tensor, y: torch.Tensor, norm: SmoothNormalization) -> tuple[float, float]:
     """(L_smooth, ||dL/dG(x)|| / ||d cycle/dG(x)||) for one slice."""
-    term = smoothness_term(LossConfig(smooth_normalization=norm))
+    term = smoothness_term(LossConfig(smooth_normalization=norm, patch_size=8))  # 8 at both sizes, as recorded
     fake = y.clone().requires_grad_()
     loss = term(x, fake, x)
     (grad,) = torch.autograd.grad(loss, fake)

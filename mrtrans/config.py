@@ -177,16 +177,21 @@ class LossConfig:
 GRAPH_NODES_PER_SIDE = 32  # the paper's graph: 256 / 8
 
 
+def graph_patch_size(image_size: int) -> int:
+    """The default patch side for ``image_size``: a graph of 32 x 32 nodes (8 at 256, 2 at 64), at least 1."""
+    return max(1, image_size // GRAPH_NODES_PER_SIDE)
+
+
 def resolve_patch_size(cfg: "TrainConfig", image_size: int) -> "TrainConfig":
-    """``cfg`` with ``loss.patch_size`` set (None -> image_size // 32, at least 1).
+    """``cfg`` with ``loss.patch_size`` set (None -> :func:`graph_patch_size`).
 
     Raises:
         MrtransError: the patch size does not divide the image size.
     """
-    patch = cfg.loss.patch_size or max(1, image_size // GRAPH_NODES_PER_SIDE)
+    patch = cfg.loss.patch_size or graph_patch_size(image_size)
     if image_size % patch:
         raise MrtransError(f"config key 'loss.patch_size': {patch} does not divide the image size {image_size}; "
-                           f"use a divisor (e.g. {max(1, image_size // GRAPH_NODES_PER_SIDE)}) or leave it unset")  # fmt: skip
+                           f"use a divisor (e.g. {graph_patch_size(image_size)}) or leave it unset")  # fmt: skip
     return dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, patch_size=patch))
 
 

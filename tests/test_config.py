@@ -20,7 +20,10 @@ def test_defaults_are_the_paper_settings():
     assert (cfg.loss.lambda_cycle, cfg.loss.lambda_gan) == (10.0, 1.0)
     # The paper leaves the scale of Eq. 6 open: lambda 5 on the brain-pair graph was chosen by the benchmark.
     assert (cfg.loss.lambda_smooth, cfg.loss.smooth_normalization.value) == (5.0, "brain_pairs")
-    assert (cfg.loss.patch_size, cfg.loss.histogram_bins) == (8, 16)
+    assert (cfg.loss.patch_size, cfg.loss.histogram_bins) == (None, 16)  # None: a 32x32-node graph, 8x8 at 256
+    from mrtrans.config import resolve_patch_size
+
+    assert resolve_patch_size(cfg, 256).loss.patch_size == 8 and resolve_patch_size(cfg, 64).loss.patch_size == 2
     assert (cfg.optim.lr, cfg.optim.beta1) == (2e-4, 0.5)
     assert (cfg.optim.epochs_constant, cfg.optim.epochs_decay) == (100, 100)
     assert (cfg.data.image_size, cfg.data.pool_size) == (None, 50)  # None: as prepared (256 by default)

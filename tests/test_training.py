@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from mrtrans.checkpoint import load_checkpoint, save_checkpoint
 from mrtrans.cli import app
-from mrtrans.config import TrainConfig, load_config
+from mrtrans.config import TrainConfig, load_config, resolve_patch_size
 from mrtrans.data.slices import Direction
 from mrtrans.errors import MrtransError
 from mrtrans.training.loop import lr_factor, train
@@ -83,7 +83,8 @@ def test_run_folder_holds_config_checkpoint_and_metadata(prepared, tmp_path, tin
     assert payload["kind"] == "harmonicgan-histogram"
     assert payload["normalization"]["range"] == [-1.0, 1.0]
     assert payload["state"]["global_step"] == 3
-    assert load_config(TrainConfig, tmp_path / "run" / "config.yaml") == cfg
+    saved = load_config(TrainConfig, tmp_path / "run" / "config.yaml")
+    assert saved.loss.patch_size == 2 and saved == resolve_patch_size(cfg, 64)  # the patch size it used, recorded
     info = json.loads((tmp_path / "run" / "run.json").read_text())
     assert info["versions"]["torch"] and info["seed"] == 0
     assert len((tmp_path / "run" / "losses.csv").read_text().splitlines()) == 4

@@ -16,6 +16,7 @@ F(x)), so it has no such norm.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -24,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mrtrans.config import LossConfig, SmoothFeatures, UnitLossConfig
+from mrtrans.config import LossConfig, SmoothFeatures, UnitLossConfig, graph_patch_size
 from mrtrans.losses.adversarial import gan_loss
 from mrtrans.losses.cycle import cycle_loss, identity_loss
 from mrtrans.losses.distance import distance_loss
@@ -109,8 +110,16 @@ def distance_mode(cfg: LossConfig, batch_size: int) -> str:
 def smoothness_term(cfg: LossConfig, vgg: nn.Module | None = None, value_range: tuple[float, float] = (-1.0, 1.0)) -> Smoothness:
     """(x, G(x), F(G(x))) -> one direction of Eq. 6 with the configured features and normalisation.
 
-    ``value_range`` is the prepared intensity range; its low end is the background.
+    ``value_range`` is the prepared intensity range; its low end is the background. An unset
+    ``cfg.patch_size`` is resolved from the images' size at each call (:func:`mrtrans.config.graph_patch_size`);
+    the training loop resolves it once and records it.
     """
+    if cfg.patch_size is None:
+        def resolved(x: torch.Tensor, gx: torch.Tensor, rec: torch.Tensor) -> torch.Tensor:
+            sized = dataclasses.replace(cfg, patch_size=graph_patch_size(x.shape[-1]))
+            return smoothness_term(sized, vgg, value_range)(x, gx, rec)
+
+        return resolved
     return functools.partial(
         smoothness_loss,
         features=patch_features(cfg, vgg, value_range),
