@@ -151,7 +151,7 @@ class LossConfig:
     lambda_gan: float = field(default=1.0, metadata=_range(0.0))
     lambda_cycle: float = field(default=10.0, metadata=_range(0.0))
     lambda_identity: float = field(default=0.0, metadata=_range(0.0))
-    # 5 with brain_pairs: chosen on a validation set with the hallucination benchmark (docs/training.md).
+    # 5 with brain_pairs: from an earlier validation sweep whose rule is retired; not confirmed (docs/training.md).
     lambda_smooth: float = field(default=5.0, metadata=_range(0.0))
     smooth_features: SmoothFeatures = SmoothFeatures.histogram
     smooth_normalization: SmoothNormalization = SmoothNormalization.brain_pairs
