@@ -312,21 +312,26 @@ def graph_table(data: Path, cfg: HallucinationConfig, methods: dict[str, str]) -
     return pd.DataFrame(rows)
 
 
-def _hits(report: Path, outcome: str, run_names: list[str], direction: str) -> tuple[np.ndarray, np.ndarray]:
-    """(runs, units) 0/1 hits and (units,) patients: judgeable lesions erased, or healthy slices with an addition."""
+def _hits(tables: dict[str, pd.DataFrame], outcome: str, run_names: list[str], direction: str) -> tuple[np.ndarray, np.ndarray]:
+    """(runs, units) 0/1 hits and (units,) patients: judgeable lesions erased, or healthy slices with an addition.
+
+    Args:
+        tables: the report's ``lesions`` (tumor_lesions.csv) and ``slices`` (tumor_consistency.csv), read once.
+    """
     if outcome == "erased":
-        table = pd.read_csv(report / "tumor_lesions.csv")
+        table = tables["lesions"]
         table = table[(table["direction"] == direction) & table["judgeable"]]
-        rows = [table[table["run"] == r] for r in run_names]
-        hits = np.stack([(r["outcome"] == "erased").to_numpy(np.float64) for r in rows]) if rows else np.zeros((0, 0))
+        hit = lambda rows: rows["outcome"] == "erased"  # noqa: E731
     else:
-        table = pd.read_csv(report / "tumor_consistency.csv")
+        table = tables["slices"]
         if "added_lesions" not in table:
             return np.zeros((len(run_names), 0)), np.zeros(0)
         table = table[(table["direction"] == direction) & (table["label"] == "healthy")].sort_values(["subject", "slice_index"])
-        rows = [table[table["run"] == r] for r in run_names]
-        hits = np.stack([(r["added_lesions"] > 0).to_numpy(np.float64) for r in rows]) if rows else np.zeros((0, 0))
-    return hits, (rows[0]["subject"].to_numpy() if rows else np.zeros(0))
+        hit = lambda rows: rows["added_lesions"] > 0  # noqa: E731
+    rows = [table[table["run"] == r] for r in run_names]  # every run has the same units in the same order
+    if not rows:
+        return np.zeros((0, 0)), np.zeros(0)
+    return np.stack([hit(r).to_numpy(np.float64) for r in rows]), rows[0]["subject"].to_numpy()
 
 
 def claim_table(report: Path, specs: list[RunSpec], cfg: HallucinationConfig, methods: dict[str, str],
@@ -338,6 +343,10 @@ def claim_table(report: Path, specs: list[RunSpec], cfg: HallucinationConfig, me
     validity_path = report / "tumor_validity.csv"
     validity = pd.read_csv(validity_path).set_index(["direction", "aspect"]) if validity_path.is_file() else None
     can_act = graphs.set_index("direction")["mechanism_can_act"]
+    lesions = report / "tumor_lesions.csv"  # absent when the test set has no lesion of either region
+    tables = {"lesions": pd.read_csv(lesions) if lesions.is_file() else pd.DataFrame(columns=["run", "direction", "judgeable",
+                                                                                              "outcome", "subject"]),
+              "slices": pd.read_csv(report / "tumor_consistency.csv")}  # fmt: skip
     labels = list(methods)
     reference, rows = labels[0], []
     ev = cfg.evaluation
@@ -346,9 +355,9 @@ def claim_table(report: Path, specs: list[RunSpec], cfg: HallucinationConfig, me
             for outcome in SETTING_OUTCOMES.get(setting, ("erased", "added")):
                 aspect = "removal" if outcome == "erased" else "additions"
                 runs = {m: [s.name for s in specs if s.setting == setting and s.method == m] for m in labels}
-                ref_hits, patients = _hits(report, outcome, runs[reference], direction)
+                ref_hits, patients = _hits(tables, outcome, runs[reference], direction)
                 for method in labels[1:]:
-                    hits, _ = _hits(report, outcome, runs[method], direction)
+                    hits, _ = _hits(tables, outcome, runs[method], direction)
                     diff = hierarchical_bootstrap_difference(hits, ref_hits, patients, cfg.claim_resamples, ev.bootstrap_seed,
                                                              ev.confidence) if hits.size and ref_hits.size else {}  # fmt: skip
                     decidable = validity is not None and (direction, aspect) in validity.index and bool(

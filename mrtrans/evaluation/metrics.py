@@ -166,13 +166,6 @@ def brain_shared_metrics(
     return region_metrics(p, r, {"brain": brain, "tumor": tumor & brain, "healthy": brain & ~tumor}, 1.0, ssim_mask=brain)
 
 
-def tumor_contrast(images: np.ndarray, brain: np.ndarray, tumor: np.ndarray) -> np.ndarray:
-    """Per slice: mean intensity in the tumor / mean intensity in healthy brain (NaN without tumor)."""
-    healthy = brain.astype(bool) & ~tumor
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return _region_mean(images, tumor) / _region_mean(images, healthy)
-
-
 def through_plane_metrics(pred: np.ndarray, real: np.ndarray, brain: np.ndarray) -> dict[str, float]:
     """What a slice-wise translator can get wrong across slices, on (X, Y, Z) volumes in [0, 1] (RAS).
 

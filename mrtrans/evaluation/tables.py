@@ -28,7 +28,6 @@ KEYS = ["run", "method", "direction", "protocol", "region"]
 DISPLAY = {"flair": "Flair", "t1": "T1", "t1ce": "T1ce", "t2": "T2"}
 ARROWS = {"mae": "↓", "mse": "↓", "psnr": "↑", "ssim": "↑"}
 PAPER_METHODS = ["CycleGAN", "DiscoGAN", "DistanceGAN", "UNIT", "HarmonicGAN-histogram", "HarmonicGAN-VGG"]
-PSEUDO_RUNS = ("real", "sanity-inpainted", "sanity-pasted-target", "sanity-pasted-source")
 
 DEFINITIONS = {
     "protocols": {
