@@ -58,6 +58,21 @@ def atomic_path(final: str | Path) -> Iterator[Path]:
         tmp_path.unlink(missing_ok=True)
 
 
+def remove_partial_files(final: str | Path) -> list[Path]:
+    """Remove files that :func:`atomic_path` left beside ``final`` when its process was killed (call under its lock).
+
+    Only plain files named like ``atomic_path``'s temporaries of this very output (``.<name>.*.tmp<suffix>``) are removed.
+    """
+    final = Path(final)
+    suffix = nifti_suffix(final) or final.suffix
+    if not final.parent.is_dir():
+        return []
+    removed = [p for p in final.parent.glob(f".{final.name}.*.tmp{suffix}") if p.is_file() and not p.is_symlink()]
+    for path in removed:
+        path.unlink(missing_ok=True)
+    return removed
+
+
 def load_nifti(path: str | Path) -> nib.Nifti1Image:
     """Open a NIfTI file and read its data, turning every failure into one clear error.
 

@@ -468,6 +468,20 @@ def test_a_killed_part_is_resumed_and_a_claim_of_another_host_taken_over_when_ol
         assert nib.load(out / f"s{i}.nii.gz").get_fdata().shape == nib.load(inputs / f"s{i}.nii.gz").shape
 
 
+def test_a_temporary_left_by_a_killed_writer_is_removed_and_nothing_else(tiny_run: Path, synth_root: Path, tmp_path: Path) -> None:
+    inputs = _cohort(synth_root, tmp_path / "in", n=1)
+    out = tmp_path / "o"
+    out.mkdir()
+    partial = out / ".s0.nii.gz.k1ll3d.tmp.nii.gz"  # atomic_path's name for a write cut short by SIGKILL
+    partial.write_bytes(b"half a gzip")
+    others = [out / ".s1.nii.gz.k1ll3d.tmp.nii.gz", out / ".s0.nii.gz.notes", out / "s0.tmp.nii.gz"]
+    for path in others:  # another output's temporary, and files mrtrans did not name: kept
+        path.write_bytes(b"keep")
+    report = translate_files([inputs / "s0.nii.gz"], out, load_translator(tiny_run, device="cpu"))
+    assert report.written == [out / "s0.nii.gz"] and not partial.exists()
+    assert all(path.read_bytes() == b"keep" for path in others)
+
+
 def test_an_unreadable_lock_is_taken_over_once_it_is_old(tmp_path: Path) -> None:
     import time
 

@@ -34,7 +34,7 @@ from mrtrans.data_prep.conventions import WHAT_TO_DO, convention_problem, ras_sp
 from mrtrans.data_prep.transforms import BrainPercentileScale, n4_correct, resample_brain
 from mrtrans.devices import resolve_device
 from mrtrans.errors import MrtransError, describe_os_error
-from mrtrans.io import dicom_series, image_like, nifti_suffix, read_dicom_series, read_volume, write_nifti
+from mrtrans.io import dicom_series, image_like, nifti_suffix, read_dicom_series, read_volume, remove_partial_files, write_nifti
 from mrtrans.models import load_generators
 from mrtrans.outputs import output_lock
 
@@ -441,6 +441,7 @@ def _translate_each(inputs: list[Path], outputs: list[Path], translator: Transla
             if dst.resolve() in protected:
                 raise MrtransError(f"{dst}: output path is an input of this command; choose another --out")
             with output_lock(dst, stale_after=CLAIM_STALE_S):  # this file, not the folder: parts run side by side
+                remove_partial_files(dst)  # a part killed while writing this file left its temporary
                 if dst.exists():
                     if not written_by_translate(dst):
                         raise MrtransError(f"{dst}: exists and was not written by `mrtrans translate`; it is never replaced, "

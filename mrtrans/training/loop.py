@@ -38,7 +38,7 @@ from mrtrans.config import (GeneratorArchitecture, Method, SmoothFeatures, Train
 from mrtrans.data.slices import Direction, PreparedSlices, to_tensor
 from mrtrans.devices import plan_device
 from mrtrans.errors import MrtransError
-from mrtrans.io import atomic_path
+from mrtrans.io import atomic_path, remove_partial_files
 from mrtrans.models import build_discriminator, build_generator, build_unit, size_factor
 from mrtrans.outputs import MARKER, OutputKind, check_inputs, marker_kind, output_lock, write_marker
 from mrtrans.provenance import git_commit, versions
@@ -219,8 +219,7 @@ def _claim_run_folder(out: Path, ckpt_path: Path, resume: bool, rank: int) -> bo
     """
     has_files = out.is_dir() and any(p.name != MARKER for p in out.iterdir())
     if rank == 0:  # checkpoints half-written by a killed run (atomic_path's temporary names), under our lock
-        for path in ckpt_path.parent.glob(f".{ckpt_path.name}.*.tmp.pt"):
-            path.unlink()
+        remove_partial_files(ckpt_path)
     if ckpt_path.is_file():
         if not resume:
             raise MrtransError(f"{out}: run folder exists; pass --resume to continue it or choose another --out")
