@@ -166,6 +166,10 @@ class LossConfig:
     # L1 distance lies in [0, 2]. sigma = 0.5 gives w = 1 for equal patches, e^-4 ~ 0.02 for
     # patches that share half their histogram mass, e^-8 for disjoint ones (docs/training.md).
     sigma: float = field(default=0.5, metadata=_range(1e-6))
+    # Eq. 6's second half weighs F(G(x)) by the graph of G(x). True (every run so far): that graph is a constant,
+    # the gradient reaches G only through the first half; False: the paper's Eq. 6 as written, w_ij(G(x)) too
+    # gets a gradient (it can lower the term by pulling G(x)'s patches apart).
+    detach_translated_graph: bool = True
     vgg_weights: str | None = None
     # DiscoGAN: reconstruction by mean squared error; CycleGAN: L1.
     cycle_distance: ReconstructionDistance = ReconstructionDistance.l1

@@ -173,19 +173,25 @@ def test_an_image_without_brain_contributes_zero_and_bad_names_fail():
         smoothness_penalty(torch.ones(1, 2, 2), torch.ones(1, 2, 3), torch.ones(1, 2, dtype=torch.bool), "per_pixel")
 
 
+@pytest.mark.parametrize("detach", [True, False])
 @pytest.mark.parametrize("normalization", ["all_pairs", "brain_pairs", "brain_affinity"])
-def test_smoothness_loss_equals_eq6_written_out_with_two_graphs(normalization):
+def test_smoothness_loss_equals_eq6_written_out_with_two_graphs(normalization, detach):
     torch.manual_seed(1)
     x = torch.rand(2, 1, 32, 32) * 2 - 1
     x[..., :8, :] = -1.0  # some background
     fake = (torch.rand(2, 1, 32, 32) * 2 - 1).requires_grad_()
     rec = (torch.rand(2, 1, 32, 32) * 2 - 1).requires_grad_()
-    got = smoothness_loss(x, fake, rec, _hist, sigma=0.5, normalization=normalization)
+    got = smoothness_loss(x, fake, rec, _hist, sigma=0.5, normalization=normalization, detach_translated_graph=detach)
     nodes = foreground_patches(x, 8, -1.0) if normalization != "all_pairs" else None
     f_fake = _hist(fake)
+    w_fake = patch_affinity(f_fake.detach() if detach else f_fake, 0.5)
     expected = (smoothness_penalty(patch_affinity(_hist(x), 0.5), f_fake, nodes, normalization)
-                + smoothness_penalty(patch_affinity(f_fake.detach(), 0.5), _hist(rec), nodes, normalization))  # fmt: skip
+                + smoothness_penalty(w_fake, _hist(rec), nodes, normalization))  # fmt: skip
     assert torch.allclose(got, expected, rtol=1e-6, atol=1e-7)
     g1 = torch.autograd.grad(got, (fake, rec))
     g2 = torch.autograd.grad(expected, (fake, rec))
     assert all(torch.allclose(a, b, rtol=1e-5, atol=1e-8) for a, b in zip(g1, g2))
+    other = smoothness_loss(x, fake, rec, _hist, sigma=0.5, normalization=normalization, detach_translated_graph=not detach)
+    assert torch.allclose(other, got)  # the same value; only the gradient through w_ij(G(x)) differs
+    g3 = torch.autograd.grad(other, (fake, rec))
+    assert not torch.allclose(g3[0], g1[0]) and torch.allclose(g3[1], g1[1], rtol=1e-5, atol=1e-8)

@@ -147,6 +147,7 @@ def smoothness_loss(
     patch_size: int = 8,
     background: float = -1.0,
     min_fraction: float = 0.5,
+    detach_translated_graph: bool = True,
 ) -> torch.Tensor:
     """One direction of Eq. 6 (or Eq. 7): the graph of x weights G(x), the graph of G(x) weights F(G(x)).
 
@@ -158,6 +159,8 @@ def smoothness_loss(
         sigma: affinity bandwidth.
         normalization: ``all_pairs``, ``brain_pairs`` or ``brain_affinity`` (module docstring).
         patch_size, background, min_fraction: which patches of x are graph nodes (brain normalisations).
+        detach_translated_graph: treat the weights w_ij(G(x)) of the second half as constants (no gradient
+            through them); False is Eq. 6 as written.
     """
     with torch.autocast(device_type=source.device.type, enabled=False):  # distances need fp32
         with torch.no_grad():  # the source graph only gives weights: no autograd bookkeeping
@@ -167,9 +170,9 @@ def smoothness_loss(
                 nodes = foreground_patches(source.float(), patch_size, background, min_fraction)
         f_fake = features(translated.float())
         f_rec = features(reconstructed.float())
-        # G(x)'s pairwise distances serve twice: penalised (with gradient) and, detached, as the weights of
-        # the second graph - one cdist instead of two (its backward is the costly part on CUDA).
+        # G(x)'s pairwise distances serve twice: penalised (with gradient) and, detached or not, as the weights
+        # of the second graph - one cdist instead of two (its backward is the costly part on CUDA).
         d_fake = torch.cdist(f_fake, f_fake, p=1)
-        w_fake = torch.exp(-d_fake.detach() / sigma**2)  # = patch_affinity(f_fake.detach(), sigma)
+        w_fake = torch.exp(-(d_fake.detach() if detach_translated_graph else d_fake) / sigma**2)  # = patch_affinity
         return (smoothness_penalty(w_src, f_fake, nodes, normalization, distances=d_fake)
                 + smoothness_penalty(w_fake, f_rec, nodes, normalization))  # fmt: skip

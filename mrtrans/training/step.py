@@ -128,6 +128,7 @@ def smoothness_term(cfg: LossConfig, vgg: nn.Module | None = None, value_range: 
         patch_size=cfg.patch_size,
         background=value_range[0],
         min_fraction=cfg.brain_patch_fraction,
+        detach_translated_graph=cfg.detach_translated_graph,
     )
 
 
