@@ -31,13 +31,13 @@ import pandas as pd
 from mrtrans.benchmark import check_methods, claim_output, method_label, remove_partial_run, stage_logger, synthetic_root, train_job
 from mrtrans.config import ReproduceConfig, TrainConfig, epoch_schedule, load_config, to_dict
 from mrtrans.errors import MrtransError
+from mrtrans.evaluation.metrics import METRICS, PAPER_METRICS, REGISTRY
 from mrtrans.io import atomic_path
 
 MARKER = "reproduction.json"
 # Rows of the paper's Table 1 and the method configs that train them.
 PAPER_NAMES = {"cyclegan": "CycleGAN", "discogan": "DiscoGAN", "distancegan": "DistanceGAN", "unit": "UNIT",
                "harmonicgan_hist": "HarmonicGAN-histogram", "harmonicgan_vgg": "HarmonicGAN-VGG"}  # fmt: skip
-METRICS = ("mae", "mse", "psnr", "ssim")
 
 
 def run_name(method: str, seed: int) -> str:
@@ -161,10 +161,10 @@ def _cell(row: pd.Series, metric: str) -> str:
     mean = row[f"{metric}_mean"]
     if pd.isna(mean):
         return "–"
-    digits = 3 if metric == "ssim" else 2
+    fmt = REGISTRY[metric].format
     if row["n_seeds"] > 1:
-        return f"{mean:.{digits}f} ± {row[f'{metric}_std_over_seeds']:.{digits}f}"
-    return f"{mean:.{digits}f} [{row[f'{metric}_ci_low']:.{digits}f}, {row[f'{metric}_ci_high']:.{digits}f}]"
+        return f"{fmt(mean)} ± {fmt(row[f'{metric}_std_over_seeds'])}"
+    return f"{fmt(mean)} [{fmt(row[f'{metric}_ci_low'])}, {fmt(row[f'{metric}_ci_high'])}]"
 
 
 def markdown(table: pd.DataFrame, report: Path, cfg: ReproduceConfig, skipped: dict[str, str], image_size: int) -> str:
@@ -172,6 +172,8 @@ def markdown(table: pd.DataFrame, report: Path, cfg: ReproduceConfig, skipped: d
 
     directions = list(dict.fromkeys(table["direction"]))
     arrow = {d: d.replace("2", " → ").replace("flair", "FLAIR").replace("t1", "T1") for d in directions}
+    # the paper's order: the lower-is-better metrics of every direction, then the higher-is-better ones
+    columns = [(m, d) for better in (False, True) for d in directions for m in METRICS if REGISTRY[m].higher_is_better is better]
     seeds = ", ".join(map(str, cfg.seeds))
     lines = [
         "# Table 1, reproduced",
@@ -183,18 +185,16 @@ def markdown(table: pd.DataFrame, report: Path, cfg: ReproduceConfig, skipped: d
         + " `copy-source` scores the source slice itself (no model): a method must beat it. These are our runs on our "
         "data at this command's scale, not the paper's numbers; those follow in their own table.",
         "",
-        "| Method | " + " | ".join(f"{arrow[d]} {m.upper()}" for d in directions for m in ("mae", "mse")) + " | "
-        + " | ".join(f"{arrow[d]} {m.upper()}" for d in directions for m in ("psnr", "ssim")) + " |",
-        "|---|" + "---|" * (4 * len(directions)),
+        "| Method | " + " | ".join(f"{arrow[d]} {REGISTRY[m].label}" for m, d in columns) + " |",
+        "|---|" + "---|" * len(columns),
     ]
     for label in dict.fromkeys(table["method"]):
         rows = table[table["method"] == label].set_index("direction")
         name = rows["paper_name"].iloc[0]
         if label in skipped:
-            lines.append(f"| {name} | " + " | ".join("–" for _ in range(4 * len(directions))) + " |")
+            lines.append(f"| {name} | " + " | ".join("–" for _ in columns) + " |")
             continue
-        cells = [_cell(rows.loc[d], m) for d in directions for m in ("mae", "mse")]
-        cells += [_cell(rows.loc[d], m) for d in directions for m in ("psnr", "ssim")]
+        cells = [_cell(rows.loc[d], m) for m, d in columns]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     for label, why in skipped.items():
         lines += ["", f"{PAPER_NAMES.get(label, label)}: {why}."]
@@ -202,11 +202,11 @@ def markdown(table: pd.DataFrame, report: Path, cfg: ReproduceConfig, skipped: d
     lines += ["", "## Published (Zhang, Pfister, Li, ICLR 2019, Table 1)", "",
               "The paper's numbers, for comparison only: its data (BRATS 2015), slice selection and training length "
               "differ from this run's (docs/reproduce_paper.md).", "",
-              "| Method | " + " | ".join(f"{arrow.get(d, d)} {m.upper()}" for d in directions for m in METRICS) + " |",
-              "|---|" + "---|" * (4 * len(directions))]  # fmt: skip
+              "| Method | " + " | ".join(f"{arrow.get(d, d)} {REGISTRY[m].label}" for d in directions for m in PAPER_METRICS) + " |",
+              "|---|" + "---|" * (len(PAPER_METRICS) * len(directions))]  # fmt: skip
     for name in dict.fromkeys(published["method"]):
         sel = published[published["method"] == name].set_index("direction")
-        cells = [f"{sel.loc[d, m]:g}" if d in sel.index else "–" for d in directions for m in METRICS]
+        cells = [f"{sel.loc[d, m]:g}" if d in sel.index else "–" for d in directions for m in PAPER_METRICS]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     tumor = report / "tumor_summary.csv"
     if tumor.is_file():

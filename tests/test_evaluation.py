@@ -89,6 +89,44 @@ def test_a_change_outside_the_tumor_leaves_tumor_metrics_unchanged():
     assert not np.allclose(a["healthy"]["mae"], b["healthy"]["mae"])
 
 
+def test_ms_ssim_is_ssim_at_one_scale_follows_monai_at_four_and_falls_with_noise():
+    from monai.metrics.regression import compute_ms_ssim
+    from scipy import ndimage
+
+    from mrtrans.evaluation.metrics import MS_SSIM_WEIGHTS, ms_ssim, ms_ssim_scales
+
+    pred, real, brain, tumor = _pair(seed=5, size=24)  # 24 px: one scale
+    assert ms_ssim_scales(pred.shape) == 1 and ms_ssim_scales((64, 64)) == 3 and ms_ssim_scales((256, 256)) == 5
+    m = paper_metrics(pred, real, brain, tumor)
+    for region in m:
+        assert np.allclose(m[region]["ms_ssim"], m[region]["ssim"], equal_nan=True), region
+    rng = np.random.default_rng(0)
+    real = ndimage.gaussian_filter(rng.random((2, 192, 192)), (0, 3, 3))
+    real = (real - real.min()) / (real.max() - real.min())
+    whole = np.ones(real.shape, bool)
+    weights = np.asarray(MS_SSIM_WEIGHTS[:4]) / sum(MS_SSIM_WEIGHTS[:4])
+    previous = 1.0 + 1e-12
+    for noise in (0.0, 0.02, 0.1, 0.3):
+        pred = np.clip(real + noise * rng.standard_normal(real.shape), 0, 1)
+        ours = ms_ssim(pred, real, whole, 1.0)
+        theirs = compute_ms_ssim(torch.tensor(pred[:, None]), torch.tensor(real[:, None]), 2, 1.0, weights=tuple(weights))
+        # MONAI differs by the sample-covariance correction and its unpadded windows: close, not equal
+        assert np.allclose(ours, theirs.numpy().ravel(), atol=0.01), noise
+        assert np.all(ours < previous) and (noise > 0 or np.allclose(ours, 1.0))
+        previous = ours
+
+
+def test_pearson_is_numpy_corrcoef_on_the_region_and_ignores_a_linear_change():
+    pred, real, brain, tumor = _pair(seed=6)
+    m = paper_metrics(pred, real, brain, tumor)
+    for i in range(len(pred)):
+        assert m["tumor"]["pearson"][i] == pytest.approx(np.corrcoef(pred[i][tumor[i]], real[i][tumor[i]])[0, 1])
+    scaled = brain_metrics(pred * 0.5 + 10, real, brain, tumor)["brain"]["pearson"]
+    assert np.allclose(scaled, brain_metrics(pred, real, brain, tumor)["brain"]["pearson"])
+    flat = paper_metrics(np.full_like(pred, 7.0), real, brain, tumor)["whole"]["pearson"]
+    assert np.isnan(flat).all()  # a constant image has no correlation, not 0
+
+
 @pytest.fixture(scope="module")
 def detectors(prepared):
     """Detectors as evaluate trains them: FLAIR on the whole tumor, T1 on the tumor core."""
@@ -285,10 +323,11 @@ def test_evaluate_writes_paper_layout_tables(prepared, runs, tmp_path):
     header = next(line for line in md if line.startswith("| Method"))
     cells = [c.strip() for c in header.strip("|").split("|")]
     assert cells == ["Method"] + [f"{d} {m}" for d in ("Flair → T1", "T1 → Flair")
-                                  for m in ("MAE ↓", "MSE ↓", "PSNR ↑", "SSIM ↑")]  # fmt: skip
+                                  for m in ("MAE ↓", "MSE ↓", "PSNR ↑", "SSIM ↑", "MS-SSIM ↑", "Pearson r ↑")]  # fmt: skip
     assert any(line.startswith("| cyc (cyclegan) |") for line in md)
     tex = (out / "table1.tex").read_text()
-    assert r"\multicolumn{4}{c}{Flair $\rightarrow$ T1}" in tex and r"\multicolumn{4}{c}{T1 $\rightarrow$ Flair}" in tex
+    assert r"\multicolumn{6}{c}{Flair $\rightarrow$ T1}" in tex and r"\multicolumn{6}{c}{T1 $\rightarrow$ Flair}" in tex
+    assert {"ms_ssim_mean", "pearson_mean", "pearson_ci_low"} <= set(summary.columns) and {"ms_ssim", "pearson"} <= set(paired.metric)
     per_slice = pd.read_csv(out / "per_slice.csv")
     assert set(per_slice.run) == {"copy-source", "cyc", "harm"} and set(per_slice.direction) == {"flair2t1", "t12flair"}
     tumor = pd.read_csv(out / "tumor_summary.csv")
@@ -306,7 +345,7 @@ def test_evaluate_writes_paper_layout_tables(prepared, runs, tmp_path):
     assert len(lesions[(lesions.run == "cyc") & (lesions.direction == "flair2t1")]) == cyc.lesions
     assert "Tumor presence per reference lesion" in text and "Tumor additions on healthy slices" in text
     assert len(list((out / "figures").glob("*.png"))) == 4
-    assert "definitions" in json.loads((out / "metrics.json").read_text())
+    assert {"ms_ssim", "pearson"} <= set(json.loads((out / "metrics.json").read_text())["definitions"]["metrics"])
     assert list((tmp_path / "cache").glob("detector_*.pt"))  # the detector is cached
 
 

@@ -30,6 +30,7 @@ from mrtrans.data_prep.discovery import subject_of
 from mrtrans.errors import MrtransError
 from mrtrans.evaluation import audit, presence
 from mrtrans.evaluation.metrics import (
+    METRICS,
     brain_metrics,
     brain_normalize,
     brain_shared_metrics,
@@ -40,7 +41,7 @@ from mrtrans.evaluation.metrics import (
 from mrtrans.checkpoint import check_model_checkpoint, load_checkpoint
 from mrtrans.devices import resolve_device
 from mrtrans.evaluation.scored import Scored, slice_frame
-from mrtrans.evaluation.tables import METRICS, write_tables
+from mrtrans.evaluation.tables import write_tables
 from mrtrans.inference.translate import forward_slices, ras_orientations
 from mrtrans.io import load_nifti, read_volume
 from mrtrans.models import load_generators

@@ -25,9 +25,19 @@ scikit-image's cropped mean. PSNR is capped at ``PSNR_CAP`` dB (identical images
 
 MONAI's SSIM applies the sample-covariance correction, which the paper protocol excludes, hence
 this implementation (about 30 lines, checked against scikit-image).
+
+Every metric is declared once, in :data:`REGISTRY` (function, which direction is better, display
+digits, whether the paper reports it, its definition); region scoring, the report's tables, LaTeX,
+``metrics.json``, reproduce-table1 and the benchmark read it. Besides the paper's four it holds MS-SSIM
+and Pearson's correlation, both recommended for MR image synthesis (Dohmen et al. 2024).
 """
 
 from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from scipy import ndimage
@@ -69,6 +79,17 @@ def ssim_map(a: np.ndarray, b: np.ndarray, data_range: float, mask: np.ndarray |
             (normalised convolution), so a window at the brain's edge does not see the zeroed background:
             an image cannot score well by matching the background. Outside the mask the map is 0.
     """
+    luminance, contrast_structure = ssim_terms(a, b, data_range, mask)
+    return luminance * contrast_structure
+
+
+def ssim_terms(
+    a: np.ndarray, b: np.ndarray, data_range: float, mask: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The two factors of :func:`ssim_map`: luminance l and contrast-structure cs maps (their product is SSIM).
+
+    ``mask`` may hold weights in [0, 1] (a pooled mask at a coarser MS-SSIM scale); both maps are 0 where it is 0.
+    """
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
 
     def blur(x: np.ndarray) -> np.ndarray:
@@ -88,8 +109,11 @@ def ssim_map(a: np.ndarray, b: np.ndarray, data_range: float, mask: np.ndarray |
     vy = local_mean(b * b) - uy * uy
     vxy = local_mean(a * b) - ux * uy
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-    out = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux**2 + uy**2 + c1) * (vx + vy + c2))
-    return out if mask is None else np.where(m > 0, out, 0.0)
+    luminance = (2 * ux * uy + c1) / (ux**2 + uy**2 + c1)
+    contrast_structure = (2 * vxy + c2) / (vx + vy + c2)
+    if mask is None:
+        return luminance, contrast_structure
+    return np.where(m > 0, luminance, 0.0), np.where(m > 0, contrast_structure, 0.0)
 
 
 def interior(shape: tuple[int, ...]) -> np.ndarray:
@@ -112,10 +136,129 @@ def psnr_from_mse(mse: np.ndarray, data_range: float) -> np.ndarray:
     return np.where(np.isnan(mse), np.nan, np.minimum(psnr, PSNR_CAP))
 
 
+# MS-SSIM (Wang, Simoncelli, Bovik 2003): the weights of its five scales; the coarsest keeps at least
+# MS_SSIM_MIN_SIDE pixels a side, so an 11 x 11 window still fits (64 px: 3 scales, 128: 4, >= 256: 5).
+MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
+MS_SSIM_MIN_SIDE = 16
+
+
+def ms_ssim_scales(shape: tuple[int, ...]) -> int:
+    """How many of MS-SSIM's five scales an (H, W) slice allows (at least 1)."""
+    side = min(shape[-2:])
+    return max(1, min(len(MS_SSIM_WEIGHTS), 1 + int(math.floor(math.log2(max(side, 1) / MS_SSIM_MIN_SIDE)))))
+
+
+def _pool2(x: np.ndarray) -> np.ndarray:
+    """2 x 2 average pooling of (N, H, W) (an odd last row/column is dropped, as torch's avg_pool2d does)."""
+    n, h, w = x.shape
+    x = x[:, : h // 2 * 2, : w // 2 * 2].astype(np.float64)
+    return x.reshape(n, h // 2, 2, w // 2, 2).mean(axis=(2, 4))
+
+
+def ms_ssim(
+    pred: np.ndarray, real: np.ndarray, region: np.ndarray, data_range: float, mask: np.ndarray | None = None
+) -> np.ndarray:
+    """(N,) MS-SSIM per slice over ``region``: prod_s mean_region(cs_s)^w_s, with l * cs at the coarsest scale.
+
+    Each scale is :func:`ssim_terms` (the same windows, covariance and ``mask`` as SSIM) on 2 x 2 average-pooled
+    images; the region at scale 0 is SSIM's (pixels >= 5 px from the border), at coarser scales every pooled pixel
+    the region touches (the windows reflect at the border). Scales follow :func:`ms_ssim_scales` with the first
+    weights renormalised to sum 1, so one scale is SSIM itself. Negative factors are clipped at 0 (as MONAI does).
+    """
+    scales = ms_ssim_scales(pred.shape)
+    weights = np.asarray(MS_SSIM_WEIGHTS[:scales]) / sum(MS_SSIM_WEIGHTS[:scales])
+    a, b = np.asarray(pred, np.float64), np.asarray(real, np.float64)
+    m = None if mask is None else np.asarray(mask, np.float64)
+    r = region.astype(bool) & interior(a.shape)
+    out = np.ones(len(a))
+    for s, weight in enumerate(weights):
+        luminance, cs = ssim_terms(a, b, data_range, m)
+        factor = luminance * cs if s == scales - 1 else cs
+        out = out * np.maximum(_region_mean(factor, r), 0.0) ** weight  # NaN (empty region) stays NaN
+        if s < scales - 1:
+            r = _pool2(region.astype(np.float64) if s == 0 else r.astype(np.float64)) > 0
+            a, b = _pool2(a), _pool2(b)
+            m = None if m is None else _pool2(m)
+    return out
+
+
+def pearson(pred: np.ndarray, real: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """(N,) Pearson correlation of the region's pixels per slice; NaN where either image is constant there."""
+    mp, mr = _region_mean(pred, region)[:, None, None], _region_mean(real, region)[:, None, None]
+    dp, dr = pred - mp, real - mr
+    cov, vp, vr = (_region_mean(x, region) for x in (dp * dr, dp * dp, dr * dr))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where((vp > 1e-20) & (vr > 1e-20), cov / np.sqrt(vp * vr), np.nan)
+
+
+@dataclass
+class SliceStack:
+    """What the metrics of one protocol read, each computed once: (N, H, W) images in the protocol's range."""
+
+    pred: np.ndarray
+    real: np.ndarray
+    data_range: float
+    ssim_mask: np.ndarray | None = None
+
+    @cached_property
+    def diff(self) -> np.ndarray:
+        return np.asarray(self.pred, np.float64) - np.asarray(self.real, np.float64)
+
+    @cached_property
+    def ssim(self) -> np.ndarray:
+        return ssim_map(self.pred, self.real, self.data_range, self.ssim_mask)
+
+    @cached_property
+    def interior(self) -> np.ndarray:
+        return interior(self.pred.shape)
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One image metric: how it is computed on a region, read and printed."""
+
+    name: str
+    label: str  # column header
+    higher_is_better: bool
+    compute: Callable[[SliceStack, np.ndarray], np.ndarray]  # (stack, (N, H, W) region) -> (N,) values, NaN if empty
+    definition: str
+    digits: int = 3  # below 10; values of 10 or more get 2 (PSNR in dB, MAE/MSE on 0-255)
+    in_paper: bool = False  # a column of the paper's Table 1
+
+    @property
+    def arrow(self) -> str:
+        return "↑" if self.higher_is_better else "↓"
+
+    def format(self, value: float | None) -> str:
+        if value is None or (isinstance(value, float) and np.isnan(value)):
+            return "–"
+        return f"{value:.{self.digits}f}" if abs(value) < 10 else f"{value:.2f}"
+
+
+REGISTRY: dict[str, Metric] = {m.name: m for m in [
+    Metric("mae", "MAE", False, lambda st, r: _region_mean(np.abs(st.diff), r), "mean absolute error over the region",
+           in_paper=True),
+    Metric("mse", "MSE", False, lambda st, r: _region_mean(st.diff**2, r), "mean squared error over the region",
+           in_paper=True),
+    Metric("psnr", "PSNR", True, lambda st, r: psnr_from_mse(_region_mean(st.diff**2, r), st.data_range),
+           "10 log10(data_range^2 / MSE), capped at 100 dB", digits=2, in_paper=True),
+    Metric("ssim", "SSIM", True, lambda st, r: _region_mean(st.ssim, r & st.interior),
+           "mean of the SSIM map (Gaussian window sigma 1.5, population covariance) over region pixels >= 5 px "
+           "from the slice border", in_paper=True),
+    Metric("ms_ssim", "MS-SSIM", True, lambda st, r: ms_ssim(st.pred, st.real, r, st.data_range, st.ssim_mask),
+           "multi-scale SSIM (Wang et al. 2003): SSIM's windows on 2x2-pooled images, as many of the 5 scales as "
+           "the slice allows (64 px: 3), weights renormalised"),
+    Metric("pearson", "Pearson r", True, lambda st, r: pearson(st.pred, st.real, r),
+           "Pearson correlation of the region's pixel intensities per slice"),
+]}  # fmt: skip
+METRICS = tuple(REGISTRY)
+PAPER_METRICS = tuple(name for name, metric in REGISTRY.items() if metric.in_paper)
+
+
 def region_metrics(
     pred: np.ndarray, real: np.ndarray, regions: dict[str, np.ndarray], data_range: float, ssim_mask: np.ndarray | None = None
 ) -> dict[str, dict[str, np.ndarray]]:
-    """MAE, MSE, PSNR and SSIM per slice for each region.
+    """Every metric of :data:`REGISTRY` per slice for each region.
 
     Args:
         pred, real: (N, H, W) in the protocol's range.
@@ -126,20 +269,8 @@ def region_metrics(
     Returns:
         region -> metric -> (N,) values; NaN where a slice has no pixel of the region.
     """
-    diff = np.asarray(pred, np.float64) - np.asarray(real, np.float64)
-    smap = ssim_map(pred, real, data_range, ssim_mask)
-    inner = interior(pred.shape)
-    out = {}
-    for name, mask in regions.items():
-        mask = mask.astype(bool)
-        mse = _region_mean(diff**2, mask)
-        out[name] = {
-            "mae": _region_mean(np.abs(diff), mask),
-            "mse": mse,
-            "psnr": psnr_from_mse(mse, data_range),
-            "ssim": _region_mean(smap, mask & inner),
-        }
-    return out
+    stack = SliceStack(np.asarray(pred, np.float64), np.asarray(real, np.float64), data_range, ssim_mask)
+    return {name: {m.name: m.compute(stack, mask.astype(bool)) for m in REGISTRY.values()} for name, mask in regions.items()}
 
 
 def paper_metrics(pred: np.ndarray, real: np.ndarray, brain: np.ndarray, tumor: np.ndarray) -> dict[str, dict[str, np.ndarray]]:

@@ -18,15 +18,14 @@ import pandas as pd
 from mrtrans.config import EvalConfig, to_dict
 from mrtrans.data.slices import Direction
 from mrtrans.evaluation import presence
+from mrtrans.evaluation.metrics import METRICS, PSNR_CAP, REGISTRY
 from mrtrans.evaluation.scored import Scored
 from mrtrans.evaluation.statistics import bootstrap_ratio, paired_difference
 from mrtrans.provenance import git_commit, versions
 from mrtrans.resources import resource_dir
 
-METRICS = ["mae", "mse", "psnr", "ssim"]
 KEYS = ["run", "method", "direction", "protocol", "region"]
 DISPLAY = {"flair": "Flair", "t1": "T1", "t1ce": "T1ce", "t2": "T2"}
-ARROWS = {"mae": "↓", "mse": "↓", "psnr": "↑", "ssim": "↑"}
 PAPER_METHODS = ["CycleGAN", "DiscoGAN", "DistanceGAN", "UNIT", "HarmonicGAN-histogram", "HarmonicGAN-VGG"]
 
 DEFINITIONS = {
@@ -39,8 +38,9 @@ DEFINITIONS = {
         "PSNR = 10 log10(255^2/MSE); SSIM data_range 255, Gaussian window sigma 1.5 (11x11), population covariance",
     },
     "regions": {"whole": "all pixels (paper)", "brain": "brain mask", "tumor": "seg > 0", "healthy": "brain minus tumor"},
-    "ssim_region": "mean of the SSIM map over region pixels at least 5 px from the slice border",
-    "psnr_cap_db": 100.0,
+    "metrics": {name: f"{m.definition} ({'higher' if m.higher_is_better else 'lower'} is better)"
+                for name, m in REGISTRY.items()},
+    "psnr_cap_db": PSNR_CAP,
     "ci": "percentile bootstrap over patients (resample subjects with replacement, recompute the mean over their slices)",
     "paired": "per-patient mean of run minus reference; bootstrap CI over patients; Wilcoxon signed-rank p (scipy)",
     "presence": "per reference lesion (8-connected component >= min_lesion_pixels of the sequence's tumor region: "
@@ -184,7 +184,7 @@ def paired_table(per_slice: pd.DataFrame, reference: str | None, cfg: EvalConfig
     """Every run (and copy-source) against ``reference``: per-patient differences of each metric."""
     if reference is None or reference not in set(per_slice["run"]):
         return pd.DataFrame()
-    subj = per_slice.groupby([*KEYS, "subject"], sort=False)[METRICS].mean().reset_index()
+    subj = per_slice.groupby([*KEYS, "subject"], sort=False)[list(METRICS)].mean().reset_index()
     ref = subj[subj["run"] == reference].drop(columns=["run", "method"])
     rows = []
     for (run, method), df in subj[subj["run"] != reference].groupby(["run", "method"], sort=False):
@@ -214,9 +214,7 @@ def seed_table(summary: pd.DataFrame, groups: dict[str, str]) -> pd.DataFrame:
 
 
 def _num(value: float, metric: str) -> str:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return "–"
-    return f"{value:.3f}" if metric in ("ssim", "mae", "mse") and abs(value) < 10 else f"{value:.2f}"
+    return REGISTRY[metric].format(value)
 
 
 def _ci_cell(row: pd.Series, metric: str) -> str:
@@ -249,13 +247,13 @@ def _paper_rows(directions: list[str]) -> list[tuple[str, list[str]]]:
         cells = []
         for d in directions:
             r = ref[(ref["method"] == label) & (ref["direction"] == d)]
-            cells += [_num(float(r[m].iloc[0]), m) if len(r) else "–" for m in METRICS]
+            cells += [_num(float(r[m].iloc[0]), m) if len(r) and m in r else "–" for m in METRICS]  # MS-SSIM, r: not in it
         rows.append((label, cells))
     return rows
 
 
 def markdown_table(title: str, directions: list[str], rows: list[tuple[str, list[str]]], note: str = "") -> str:
-    head = ["Method"] + [f"{direction_label(d)} {m.upper()} {ARROWS[m]}" for d in directions for m in METRICS]
+    head = ["Method"] + [f"{direction_label(d)} {REGISTRY[m].label} {REGISTRY[m].arrow}" for d in directions for m in METRICS]
     lines = [f"### {title}", ""] + ([note, ""] if note else [])
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join([name, *cells]) + " |" for name, cells in rows]
@@ -267,12 +265,14 @@ def latex_table(title: str, directions: list[str], rows: list[tuple[str, list[st
         return text.replace("_", r"\_").replace("&", r"\&").replace("%", r"\%")
 
     arrow = r"$\rightarrow$"
-    groups = " & ".join(rf"\multicolumn{{4}}{{c}}{{{esc(direction_label(d)).replace('→', arrow)}}}" for d in directions)
-    metric_head = " & ".join(["MAE$\\downarrow$", "MSE$\\downarrow$", "PSNR$\\uparrow$", "SSIM$\\uparrow$"] * len(directions))
+    width = len(METRICS)
+    groups = " & ".join(rf"\multicolumn{{{width}}}{{c}}{{{esc(direction_label(d)).replace('→', arrow)}}}" for d in directions)
+    heads = [esc(REGISTRY[m].label) + ("$\\uparrow$" if REGISTRY[m].higher_is_better else "$\\downarrow$") for m in METRICS]
+    metric_head = " & ".join(heads * len(directions))
     body = "\n".join(f"{esc(name)} & {' & '.join(cells).replace('–', '--')} \\\\" for name, cells in rows)
     return (
         f"% {esc(title)}\n\\begin{{table}}[t]\n\\centering\n\\caption{{{esc(title)}}}\n"
-        f"\\begin{{tabular}}{{l{'cccc' * len(directions)}}}\n\\toprule\nMethod & {groups} \\\\\n"
+        f"\\begin{{tabular}}{{l{'c' * width * len(directions)}}}\n\\toprule\nMethod & {groups} \\\\\n"
         f"& {metric_head} \\\\\n\\midrule\n{body}\n\\bottomrule\n\\end{{tabular}}\n\\end{{table}}\n"
     )
 
@@ -408,7 +408,7 @@ def write_tables(
     consistency = pd.concat([s.consistency for _, s in scored], ignore_index=True)
     per_slice.insert(0, "mode", mode)
     per_slice.to_csv(folder / "per_slice.csv", index=False)
-    per_subject = per_slice.groupby([*KEYS, "subject"], sort=False)[METRICS].mean()
+    per_subject = per_slice.groupby([*KEYS, "subject"], sort=False)[list(METRICS)].mean()
     per_subject["n_slices"] = per_slice.groupby([*KEYS, "subject"], sort=False).size()
     per_subject.reset_index().to_csv(folder / "per_subject.csv", index=False)
     summary = summarize(per_slice, cfg)
