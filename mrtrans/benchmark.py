@@ -226,7 +226,7 @@ def run_hallucination_benchmark(
 
     stage(f"evaluate {len(specs)} runs on the shared test slices -> {out / 'report'}")
     if (out / "report").is_dir() and marker_kind(out / "report") is None:
-        shutil.rmtree(out / "report")  # an unmarked report of mrtrans <= 0.2, inside the folder this benchmark made
+        shutil.rmtree(out / "report")  # an unmarked report of mrtrans < 0.2, inside the folder this benchmark made
     evaluate_runs([out / "runs" / s.name for s in specs], out / "data" / "balanced", out / "report", cfg.evaluation,
                   cache_dir=out / "cache", overwrite=True, log=lambda s: None)  # fmt: skip
     per_run = collect(out / "report", specs)

@@ -90,7 +90,7 @@ class SmoothFeatures(str, enum.Enum):
 class SmoothNormalization(str, enum.Enum):
     """How the sum of Eq. 6 is normalised (mrtrans.losses.smoothness, docs/training.md)."""
 
-    all_pairs = "all_pairs"  # mean over all patch pairs (mrtrans <= 0.1)
+    all_pairs = "all_pairs"  # mean over all patch pairs (mrtrans < 0.2)
     brain_pairs = "brain_pairs"  # mean over pairs of brain patches
     brain_affinity = "brain_affinity"  # sum(w d) / sum(w) over pairs of brain patches
 
@@ -627,7 +627,7 @@ def load_config(
 
 
 # Keys added after a run was made, with the value such a run used. A resolved config.yaml lists every
-# key of its version, so a missing key means the run predates it (mrtrans <= 0.1).
+# key of its version, so a missing key means the run predates it (mrtrans < 0.2).
 LEGACY_TRAIN_VALUES = {"loss.smooth_normalization": SmoothNormalization.all_pairs.value}
 
 

@@ -62,7 +62,7 @@ def run_demo(out: Path, plan: DemoPlan = DemoPlan(), overwrite: bool = False, lo
 def _claim(out: Path, overwrite: bool) -> None:
     """Make ``out`` an empty, marked demo folder (replacing an earlier demo only with ``overwrite``)."""
     if _legacy_demo_folder(out):
-        write_marker(out, OutputKind.demo)  # made by the demo of mrtrans <= 0.2, before folders were marked
+        write_marker(out, OutputKind.demo)  # made by the demo of mrtrans < 0.2, before folders were marked
     check_output(out, OutputKind.demo, overwrite)
     if out.is_dir() and any(out.iterdir()):
         shutil.rmtree(out)  # a demo folder (its marker says so): everything in it was made by the demo

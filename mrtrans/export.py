@@ -57,7 +57,7 @@ def preprocessing_record(translator: Any, fmt: ExportFormat, checkpoint: Path) -
         "brain mask: the non-zero voxels of the skull-stripped volume (background must be 0), or your own mask",
         (f"resample in-plane to {spacing[0]:g} x {spacing[1]:g} mm when the volume's voxel size differs by more than 1% "
          "(mrtrans interpolates brain*mask / mask bilinearly; new mask where the resampled mask > 0.5)")
-        if spacing else "in-plane spacing: not recorded by this model (mrtrans <= 0.2); use the training data's (BraTS: 1 mm)",
+        if spacing else "in-plane spacing: not recorded by this model (mrtrans < 0.2); use the training data's (BraTS: 1 mm)",
     ]  # fmt: skip
     if norm.get("bias_field") == "n4":
         steps.append("N4 bias-field correction inside the brain mask (SimpleITK N4BiasFieldCorrectionImageFilter, "

@@ -66,7 +66,7 @@ def region_labels(modality: str, region: str, layouts: list[str] | None) -> tupl
     Args:
         region: ``whole``, ``core`` or ``auto`` (core for T1/T1ce, whole otherwise).
         layouts: seg conventions of the prepared subjects (prepare.json); None for sets prepared by
-            mrtrans <= 0.1, which are taken as BraTS (labels 1 and 4, and 3 of BraTS 2023+).
+            mrtrans < 0.2, which are taken as BraTS (labels 1 and 4, and 3 of BraTS 2023+).
 
     Raises:
         ValueError: the subjects mix seg conventions whose core labels differ.

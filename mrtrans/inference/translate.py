@@ -62,7 +62,7 @@ class Translator:
 
     @property
     def spacing(self) -> tuple[float, float] | None:
-        """In-plane voxel size (mm, RAS x and y) the model was trained at; None for models of mrtrans <= 0.2."""
+        """In-plane voxel size (mm, RAS x and y) the model was trained at; None for models of mrtrans < 0.2."""
         spacing = self.normalization.get("spacing")
         return None if spacing is None else (float(spacing[0]), float(spacing[1]))
 

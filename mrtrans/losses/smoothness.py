@@ -12,7 +12,7 @@ to 1 per patch, so every entry is in [0, 1] and the L1 distance of two patches i
 The paper writes Eq. 6 as a sum over all pairs and leaves its scale open. How the sum is
 normalised decides what lambda_smooth means, so it is a named choice (``normalization``):
 
-* ``all_pairs`` -- mean over all N^2 pairs of the image (mrtrans <= 0.1). On brain MRI 75-80 % of the
+* ``all_pairs`` -- mean over all N^2 pairs of the image (mrtrans < 0.2). On brain MRI 75-80 % of the
   patches of a 256 x 256 slice are background, and background pairs (distance 0 while the
   background stays black) hold most of the affinity mass, so the brain's part is diluted ~25x and
   the same lambda acts ~15x more strongly at 64 x 64 than at 256 x 256.

@@ -231,7 +231,7 @@ def _claim_run_folder(out: Path, ckpt_path: Path, resume: bool, rank: int) -> bo
             out.mkdir(parents=True, exist_ok=True)
             write_marker(out, OutputKind.run)
         return False
-    ours = marker_kind(out) is OutputKind.run or (out / "run.json").is_file()  # run.json: runs of mrtrans <= 0.2
+    ours = marker_kind(out) is OutputKind.run or (out / "run.json").is_file()  # run.json: runs of mrtrans < 0.2
     if not ours:
         raise MrtransError(f"{out}: exists and is not a run of `mrtrans train`; choose another --out")
     # Stopped before its first checkpoint: nothing to continue, so start again, replacing only train's own files.
@@ -260,7 +260,7 @@ def _check_resume(ckpt: dict[str, Any], ckpt_path: Path, cfg: TrainConfig, datas
             f"without --config/--preset to keep the run's own, or train the new configuration into another --out"
         )
     saved = ckpt.get("data")
-    if saved is None:  # checkpoints of mrtrans <= 0.2 record only the normalisation
+    if saved is None:  # checkpoints of mrtrans < 0.2 record only the normalisation
         if int(ckpt["normalization"]["image_size"]) != dataset.image_size:
             raise MrtransError(f"{ckpt_path}: the run was trained on {ckpt['normalization']['image_size']}-pixel slices, "
                                f"{dataset.folder} has {dataset.image_size}; resume with the run's own --data")  # fmt: skip

@@ -1,0 +1,31 @@
+"""The docs that describe the code stay true to it."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import mrtrans
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_architecture_names_every_module_of_the_package() -> None:
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    package_map = text[text.index("## The package"):text.index("Imports point one way")]
+    modules = sorted(p.relative_to(ROOT / "mrtrans").as_posix() for p in (ROOT / "mrtrans").rglob("*.py"))
+    named = set(re.findall(r"[\w/]+\.py", package_map))
+    assert modules and not set(modules) - named, f"modules missing from docs/architecture.md: {set(modules) - named}"
+    assert not named - set(modules), f"docs/architecture.md names modules that do not exist: {named - set(modules)}"
+
+
+def test_the_version_is_the_changelog_s_latest_release() -> None:
+    changelog = (ROOT / "CHANGELOG.md").read_text()
+    releases = re.findall(r"^## \[?(\d+\.\d+\.\d+)\]?", changelog, flags=re.M)
+    assert releases and releases[0] == mrtrans.__version__
+    # compatibility branches name a version the changelog describes
+    cited = set()
+    for path in (ROOT / "mrtrans").rglob("*.py"):
+        cited |= set(re.findall(r"mrtrans <=? (\d+\.\d+)", path.read_text()))
+    described = {".".join(r.split(".")[:2]) for r in releases}
+    assert cited <= described, f"code cites versions the changelog lacks: {cited - described}"
