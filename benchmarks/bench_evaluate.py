@@ -37,9 +37,20 @@ def main() -> None:
     pred = np.clip(real + rng.normal(0, 0.1, real.shape), -1, 1).astype(np.float32)
     seg = np.zeros((n, s, s), np.uint8)
     seg[: n // 2, 100:140, 90:130] = 2
-    slices = pd.DataFrame({"subject": "s", "slice_index": np.arange(n), "label": ["tumor"] * (n // 2) + ["healthy"] * (n - n // 2)})
-    t = median_time(lambda: score_slices("r", "m", Direction("flair", "t1"), real, pred, real, brain, seg, slices, (-1, 1)), args.repeats)
-    rows = [[f"score {n} slice pairs ({s}x{s}), 2 protocols x 3 regions x 4 metrics + contrast", f"{t:.2f}", f"{1000 * t / n:.1f}"]]
+    slices = pd.DataFrame(
+        {"subject": "s", "slice_index": np.arange(n), "label": ["tumor"] * (n // 2) + ["healthy"] * (n - n // 2)}
+    )
+    t = median_time(
+        lambda: score_slices("r", "m", Direction("flair", "t1"), real, pred, real, brain, seg, slices, (-1, 1)),
+        args.repeats,
+    )
+    rows = [
+        [
+            f"score {n} slice pairs ({s}x{s}), 2 protocols x 3 regions x 4 metrics + contrast",
+            f"{t:.2f}",
+            f"{1000 * t / n:.1f}",
+        ]
+    ]
     notes = f"median of {args.repeats}, one process. Target: seconds, not minutes."
     report("evaluate: scoring time", ["what", "s", "ms / slice"], rows, notes, not args.no_append)
 

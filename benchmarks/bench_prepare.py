@@ -64,8 +64,13 @@ def main() -> None:
         ["read + decompress (floor)", f"{floor:.3f}", "1.00"],
         ["prepare-brats per-subject pipeline", f"{full:.3f}", f"{full / floor:.2f}"],
     ]
-    notes = f"{len(subjects)} subjects of {shape} ({source}), median of {args.repeats} runs, one process. Target: ratio <= 3."
-    report("prepare-brats: seconds per subject", ["what", "s / subject", "ratio to floor"], rows, notes, not args.no_append)
+    notes = (
+        f"{len(subjects)} subjects of {shape} ({source}), median of {args.repeats} runs, one process. "
+        "Target: ratio <= 3."
+    )
+    report(
+        "prepare-brats: seconds per subject", ["what", "s / subject", "ratio to floor"], rows, notes, not args.no_append
+    )
 
 
 if __name__ == "__main__":

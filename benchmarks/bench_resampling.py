@@ -53,11 +53,19 @@ def main() -> None:
     cfg = load_config(TrainConfig, None, {"generator.base_channels": 8, "generator.num_res_blocks": 2})
     torch.manual_seed(0)
     models = {n: build_generator(cfg.generator).state_dict() for n in ("gen_s2t", "gen_t2s")}
-    norm = {"lower_percentile": 0.5, "upper_percentile": 99.5, "range": [-1.0, 1.0], "image_size": 256, "spacing": [1.0, 1.0, 1.0]}
+    norm = {
+        "lower_percentile": 0.5,
+        "upper_percentile": 99.5,
+        "range": [-1.0, 1.0],
+        "image_size": 256,
+        "spacing": [1.0, 1.0, 1.0],
+    }
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = save_checkpoint(model_payload("cyclegan", "flair", "t1", to_dict(cfg), norm, models), Path(tmp) / "m.pt")
-        networks = ["identity", "untrained ResNet (8 channels, 2 blocks)"] + ([f"trained: {args.model}"] if args.model else [])
+        networks = ["identity", "untrained ResNet (8 channels, 2 blocks)"] + (
+            [f"trained: {args.model}"] if args.model else []
+        )
         for name in networks:
             translator = load_translator(args.model if name.startswith("trained") else ckpt, device="cpu", batch_size=8)
             translator.normalization.setdefault("spacing", [1.0, 1.0, 1.0])
@@ -69,14 +77,28 @@ def main() -> None:
                 out = translate_array(scan, scan_affine, translator)
                 expected, _, _ = resample_brain(reference, data != 0, affine, pixdim=grid)
                 diff = np.abs(out - expected)[brain]
-                rows.append([name, "x".join(f"{v:g}" for v in grid), "x".join(map(str, scan.shape)),
-                             f"{diff.mean():.4f}", f"{np.percentile(diff, 95):.4f}"])  # fmt: skip
+                rows.append(
+                    [
+                        name,
+                        "x".join(f"{v:g}" for v in grid),
+                        "x".join(map(str, scan.shape)),
+                        f"{diff.mean():.4f}",
+                        f"{np.percentile(diff, 95):.4f}",
+                    ]
+                )
                 print(rows[-1], flush=True)
-    notes = (f"Input: {label} (1 mm). Difference = |translate(resampled scan) - resample(translate(1 mm scan))| inside the "
-             "resampled brain, output scale [0, 1]. A 0.5 mm grid holds the 1 mm grid exactly; a 2 mm scan has lost "
-             "detail that no resampling restores.")  # fmt: skip
-    report("translate: agreement across voxel sizes", ["network", "input mm", "input shape", "mean |diff|", "p95 |diff|"],
-           rows, notes, not args.no_append)  # fmt: skip
+    notes = (
+        f"Input: {label} (1 mm). Difference = |translate(resampled scan) - resample(translate(1 mm scan))| inside the "
+        "resampled brain, output scale [0, 1]. A 0.5 mm grid holds the 1 mm grid exactly; a 2 mm scan has lost "
+        "detail that no resampling restores."
+    )
+    report(
+        "translate: agreement across voxel sizes",
+        ["network", "input mm", "input shape", "mean |diff|", "p95 |diff|"],
+        rows,
+        notes,
+        not args.no_append,
+    )
 
 
 if __name__ == "__main__":

@@ -61,11 +61,22 @@ def main() -> None:
                 vals.append(v)
                 ratios.append(r)
             q, qr = np.percentile(vals, [50, 25, 75]), np.percentile(ratios, [50, 25, 75])
-            rows.append([norm.value, f"{s}x{s}", f"{q[0]:.4f} ({q[1]:.4f}-{q[2]:.4f})", f"{qr[0]:.3f} ({qr[1]:.3f}-{qr[2]:.3f})"])
-    report("Smoothness term scale (bench_smoothness_scale.py)",
-           ["normalisation", "size", "L_smooth, median (IQR)", "gradient norm / 10x cycle's, median (IQR)"], rows,
-           notes=f"{n} paired test slices of {args.data.name} ({src}->{tgt}); translation = real target, reconstruction = real source.",
-           append=not args.no_append)  # fmt: skip
+            rows.append(
+                [
+                    norm.value,
+                    f"{s}x{s}",
+                    f"{q[0]:.4f} ({q[1]:.4f}-{q[2]:.4f})",
+                    f"{qr[0]:.3f} ({qr[1]:.3f}-{qr[2]:.3f})",
+                ]
+            )
+    report(
+        "Smoothness term scale (bench_smoothness_scale.py)",
+        ["normalisation", "size", "L_smooth, median (IQR)", "gradient norm / 10x cycle's, median (IQR)"],
+        rows,
+        notes=f"{n} paired test slices of {args.data.name} ({src}->{tgt}); translation = real target, "
+        "reconstruction = real source.",
+        append=not args.no_append,
+    )
 
 
 if __name__ == "__main__":

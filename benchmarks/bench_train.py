@@ -2,7 +2,8 @@
 
 Times the optimisation step -- exactly what ``mrtrans train`` runs per step -- for cyclegan,
 harmonicgan_hist, harmonicgan_vgg, unit, discogan, distancegan and distancegan_cycle, and reports each
-against cyclegan (targets: the smoothness term adds at most 10%; the other papers' methods within 1.5x). On a GPU it also times the variants of the step: fp32, bf16
+against cyclegan (targets: the smoothness term adds at most 10%; the other papers' methods within 1.5x).
+On a GPU it also times the variants of the step: fp32, bf16
 autocast, channels_last on and off, torch.compile on and off (target: bf16 at least 1.8x the
 iterations/s of fp32; the issue's goal: about 13 ms per HarmonicGAN-histogram step on an H100). VGG
 timings use random weights of the right shape (speed does not depend on the values).
@@ -24,10 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import median_time, report  # noqa: E402
 
 from mrtrans.config import Method, SmoothFeatures, TrainConfig, load_config  # noqa: E402
-from mrtrans.losses.distance import distance_statistics  # noqa: E402
-from mrtrans.networks.vgg import VGG16Relu43  # noqa: E402
 from mrtrans.devices import resolve_device  # noqa: E402
+from mrtrans.losses.distance import distance_statistics  # noqa: E402
 from mrtrans.models import build_discriminator, build_generator, build_unit  # noqa: E402
+from mrtrans.networks.vgg import VGG16Relu43  # noqa: E402
 from mrtrans.training.pool import ImagePool  # noqa: E402
 from mrtrans.training.step import (  # noqa: E402
     Discriminators,
@@ -54,11 +55,18 @@ class Variant:
         return " + ".join(parts)
 
 
-CUDA_VARIANTS = (Variant(), Variant(amp=True), Variant(amp=True, channels_last=True), Variant(amp=True, compile=True),
-                 Variant(amp=True, channels_last=True, compile=True))  # fmt: skip
+CUDA_VARIANTS = (
+    Variant(),
+    Variant(amp=True),
+    Variant(amp=True, channels_last=True),
+    Variant(amp=True, compile=True),
+    Variant(amp=True, channels_last=True, compile=True),
+)
 
 
-def seconds_per_iteration(cfg: TrainConfig, device: torch.device, size: int, variant: Variant, repeats: int, vgg_path: Path) -> float:
+def seconds_per_iteration(
+    cfg: TrainConfig, device: torch.device, size: int, variant: Variant, repeats: int, vgg_path: Path
+) -> float:
     torch.manual_seed(0)
     fmt = torch.channels_last if (variant.channels_last and device.type == "cuda") else torch.contiguous_format
     amp = variant.amp
@@ -67,7 +75,9 @@ def seconds_per_iteration(cfg: TrainConfig, device: torch.device, size: int, var
         gens = build_unit(cfg.generator).to(device, memory_format=fmt)
     else:
         gens = Generators(build_generator(cfg.generator), build_generator(cfg.generator)).to(device, memory_format=fmt)
-    discs = Discriminators(build_discriminator(cfg.discriminator), build_discriminator(cfg.discriminator)).to(device, memory_format=fmt)
+    discs = Discriminators(build_discriminator(cfg.discriminator), build_discriminator(cfg.discriminator)).to(
+        device, memory_format=fmt
+    )
     if variant.compile:
         gens.compile()  # in place: the state_dict keys stay those of checkpoints
         discs.compile()
@@ -91,10 +101,25 @@ def seconds_per_iteration(cfg: TrainConfig, device: torch.device, size: int, var
 
     def step() -> None:
         if unit:
-            unit_optimisation_step(gens, discs, gens, discs, opt_g, opt_d, real_s, real_t, cfg.unit, cfg.loss.gan_mode.value, autocast)
+            unit_optimisation_step(
+                gens, discs, gens, discs, opt_g, opt_d, real_s, real_t, cfg.unit, cfg.loss.gan_mode.value, autocast
+            )
         else:
-            optimisation_step(gens, discs, gens, discs, opt_g, opt_d, *pools, real_s, real_t, cfg.loss, smoothness, autocast,
-                              distance=distance)  # fmt: skip
+            optimisation_step(
+                gens,
+                discs,
+                gens,
+                discs,
+                opt_g,
+                opt_d,
+                *pools,
+                real_s,
+                real_t,
+                cfg.loss,
+                smoothness,
+                autocast,
+                distance=distance,
+            )
         if device.type == "cuda":
             torch.cuda.synchronize()
 
@@ -106,8 +131,19 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--methods", nargs="+", default=["cyclegan", "harmonicgan_hist", "harmonicgan_vgg", "unit", "discogan",
-                                                          "distancegan", "distancegan_cycle"])  # fmt: skip
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        default=[
+            "cyclegan",
+            "harmonicgan_hist",
+            "harmonicgan_vgg",
+            "unit",
+            "discogan",
+            "distancegan",
+            "distancegan_cycle",
+        ],
+    )
     parser.add_argument("--no-append", action="store_true")
     args = parser.parse_args()
     device = resolve_device(args.device)
@@ -119,15 +155,26 @@ def main() -> None:
         for method in args.methods:
             cfg = load_config(TrainConfig, method)
             for variant in variants:
-                results[method, variant] = seconds_per_iteration(cfg, device, args.size, variant, args.repeats, vgg_path)
+                results[method, variant] = seconds_per_iteration(
+                    cfg, device, args.size, variant, args.repeats, vgg_path
+                )
     base = args.methods[0]
     rows = []
     for (method, variant), sec in results.items():
-        rows.append([method, variant.name, f"{sec:.4f}", f"{1 / sec:.2f}", f"{sec / results[base, variant]:.3f}",
-                     f"{results[method, Variant()] / sec:.2f}"])  # fmt: skip
+        rows.append(
+            [
+                method,
+                variant.name,
+                f"{sec:.4f}",
+                f"{1 / sec:.2f}",
+                f"{sec / results[base, variant]:.3f}",
+                f"{results[method, Variant()] / sec:.2f}",
+            ]
+        )
     header = ["method", "variant", "s / iteration", "iterations / s", f"ratio to {base}", "speed-up over fp32"]
     notes = (
-        f"Batch 1, {args.size}x{args.size}, each method's networks as its config builds them (ResNet-9 + 70x70 PatchGAN for "
+        f"Batch 1, {args.size}x{args.size}, each method's networks as its config builds them (ResNet-9 + 70x70 "
+        "PatchGAN for "
         f"CycleGAN, HarmonicGAN and DistanceGAN; UNIT's and DiscoGAN's own), one optimisation step (generators, then "
         f"discriminators), median of {args.repeats} after 2 warm-up steps, device {device}. Targets: smoothness adds "
         "<= 10% (ratio to cyclegan <= 1.10); unit, discogan, distancegan within 1.5x; on GPU bf16 >= 1.8x fp32."

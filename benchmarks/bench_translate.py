@@ -6,7 +6,8 @@ bare batched forward of the same slices (the floor); and the same volume given a
 in-plane, which translate resamples to the model's 1 mm and back (target: under 10% more than the
 1 mm volume). Paper generator (ResNet-9, 256x256), untrained weights (speed does not depend on them).
 
-    python benchmarks/bench_translate.py [--input FLAIR.nii.gz] [--batch-sizes 1,16] [--repeats 1] [--device auto] [--no-append]
+    python benchmarks/bench_translate.py [--input FLAIR.nii.gz] [--batch-sizes 1,16] [--repeats 1] \
+        [--device auto] [--no-append]
 """
 
 from __future__ import annotations
@@ -50,8 +51,16 @@ def main() -> None:
         cfg = TrainConfig()
         torch.manual_seed(0)
         models = {n: build_generator(cfg.generator).state_dict() for n in ("gen_s2t", "gen_t2s")}
-        norm = {"lower_percentile": 0.5, "upper_percentile": 99.5, "range": [-1.0, 1.0], "image_size": 256, "spacing": [1.0, 1.0, 1.0]}
-        ckpt = save_checkpoint(model_payload("harmonicgan-histogram", "flair", "t1", to_dict(cfg), norm, models), tmp / "m.pt")
+        norm = {
+            "lower_percentile": 0.5,
+            "upper_percentile": 99.5,
+            "range": [-1.0, 1.0],
+            "image_size": 256,
+            "spacing": [1.0, 1.0, 1.0],
+        }
+        ckpt = save_checkpoint(
+            model_payload("harmonicgan-histogram", "flair", "t1", to_dict(cfg), norm, models), tmp / "m.pt"
+        )
         default = load_translator(ckpt, device=args.device)
         sizes = [int(b) for b in args.batch_sizes.split(",")] if args.batch_sizes else sorted({default.batch_size, 16})
         img = nib.load(src)
@@ -62,6 +71,7 @@ def main() -> None:
             def run() -> None:
                 result = translate_files([path], tmp / "out.nii.gz", translator, overwrite=True)
                 assert not result.failed, result.failed
+
             return median_time(run, args.repeats, warmup=0)
 
         times = {}
@@ -81,21 +91,37 @@ def main() -> None:
                 torch.cuda.synchronize()
 
         t_bare = median_time(bare, args.repeats, warmup=1)
-        rows.append([f"bare forward, batch {default.batch_size} (floor)", f"{t_bare:.1f}", f"{t_bare / n_slices:.3f}", ""])
+        rows.append(
+            [f"bare forward, batch {default.batch_size} (floor)", f"{t_bare:.1f}", f"{t_bare / n_slices:.3f}", ""]
+        )
         base = times[default.batch_size]
         for mm in (0.5, 2.0):
             scan, _, affine = resample_brain(data, data != 0, img.affine, pixdim=(mm, mm, -1))
             path = write_nifti(scan, tmp / f"at_{mm}.nii.gz", affine=affine)
             t = whole(path, default)
-            rows.append([f"translate, input at {mm:g} mm in-plane ({scan.shape[0]}x{scan.shape[1]}), resampled to 1 mm and back",
-                         f"{t:.1f}", f"{t / n_slices:.3f}", f"{100 * (t / base - 1):+.1f}%"])  # fmt: skip
+            rows.append(
+                [
+                    f"translate, input at {mm:g} mm in-plane ({scan.shape[0]}x{scan.shape[1]}), resampled to 1 mm and "
+                    "back",
+                    f"{t:.1f}",
+                    f"{t / n_slices:.3f}",
+                    f"{100 * (t / base - 1):+.1f}%",
+                ]
+            )
     shape = "x".join(map(str, data.shape))
     source = "synthetic" if args.input is None else str(args.input)
-    notes = (f"One {shape} 1 mm volume ({source}), {n_slices} axial slices with brain; paper generator (ResNet-9, 256x256), "
-             f"device {default.device}, median of {args.repeats}. s / slice = whole command / slices with brain. "
-             "Resampling overhead: against the 1 mm volume at the default batch; target under +10%.")  # fmt: skip
-    report(f"translate: batch size and resampling ({default.device.type})", ["what", "s / volume", "s / slice", "vs 1 mm"],
-           rows, notes, not args.no_append)  # fmt: skip
+    notes = (
+        f"One {shape} 1 mm volume ({source}), {n_slices} axial slices with brain; paper generator (ResNet-9, 256x256), "
+        f"device {default.device}, median of {args.repeats}. s / slice = whole command / slices with brain. "
+        "Resampling overhead: against the 1 mm volume at the default batch; target under +10%."
+    )
+    report(
+        f"translate: batch size and resampling ({default.device.type})",
+        ["what", "s / volume", "s / slice", "vs 1 mm"],
+        rows,
+        notes,
+        not args.no_append,
+    )
 
 
 if __name__ == "__main__":

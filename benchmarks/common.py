@@ -41,9 +41,8 @@ def report(title: str, header: list[str], rows: list[list[str]], notes: str = ""
     lines += [f"| {' | '.join(r)} |" for r in rows]
     table = "\n".join(lines)
     command = " ".join(shlex.quote(a) for a in ["python", *sys.argv])
-    text = (
-        f"\n## {title}\n\n{datetime.date.today().isoformat()}, `{command}`  \n"
-        f"Machine: {machine()}\n\n{table}\n" + (f"\n{notes}\n" if notes else "")
+    text = f"\n## {title}\n\n{datetime.date.today().isoformat()}, `{command}`  \nMachine: {machine()}\n\n{table}\n" + (
+        f"\n{notes}\n" if notes else ""
     )
     print(text)
     if append:

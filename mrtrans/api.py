@@ -15,8 +15,17 @@ from typing import Any
 
 from mrtrans.inference.translate import TranslateReport, Translator, load_translator
 
-__all__ = ["synth_brats", "prepare_brats", "train", "load_translator", "translate", "translate_files", "evaluate",
-           "evaluate_volumes", "reproduce_table1"]  # fmt: skip
+__all__ = [
+    "synth_brats",
+    "prepare_brats",
+    "train",
+    "load_translator",
+    "translate",
+    "translate_files",
+    "evaluate",
+    "evaluate_volumes",
+    "reproduce_table1",
+]
 
 ConfigSpec = str | Path | dict[str, Any] | Sequence[str | Path | dict[str, Any]]
 
@@ -89,12 +98,20 @@ def prepare_brats(
     if isinstance(spacing, (int, float)):
         spacing = [spacing]
     overrides = {
-        "spacing": spacing, "bias_field_correction": bias_field_correction, "allow_unstripped": allow_unstripped,
-        "modalities": modalities, "train_slices": train_slices, "test_slices": test_slices,
-        "test_fraction": test_fraction, "min_tumor_pixels": min_tumor_pixels,
-        "min_brain_fraction": min_brain_fraction, "image_size": image_size, "seed": seed,
-        "source_tumor_fraction": source_tumor_fraction, "target_tumor_fraction": target_tumor_fraction,
-    }  # fmt: skip
+        "spacing": spacing,
+        "bias_field_correction": bias_field_correction,
+        "allow_unstripped": allow_unstripped,
+        "modalities": modalities,
+        "train_slices": train_slices,
+        "test_slices": test_slices,
+        "test_fraction": test_fraction,
+        "min_tumor_pixels": min_tumor_pixels,
+        "min_brain_fraction": min_brain_fraction,
+        "image_size": image_size,
+        "seed": seed,
+        "source_tumor_fraction": source_tumor_fraction,
+        "target_tumor_fraction": target_tumor_fraction,
+    }
     cfg = load_config(PrepareConfig, config, overrides, folder="data_prep")
     return run_prepare(root, out, cfg, workers=workers, overwrite=overwrite, progress=progress, on_start=on_start)
 
@@ -134,9 +151,13 @@ def train(
     out = Path(out)
     overrides = {
         **epoch_schedule(epochs),
-        "run.max_steps": max_steps, "data.batch_size": batch_size, "optim.lr": lr,
-        "loss.lambda_smooth": lambda_smooth, "run.device": device, "run.seed": seed,
-    }  # fmt: skip
+        "run.max_steps": max_steps,
+        "data.batch_size": batch_size,
+        "optim.lr": lr,
+        "loss.lambda_smooth": lambda_smooth,
+        "run.device": device,
+        "run.seed": seed,
+    }
     if resume and not config and (out / "config.yaml").is_file():
         cfg = load_run_config(out / "config.yaml", overrides)  # a resumed run keeps its own resolved config
     else:
@@ -173,7 +194,11 @@ def translate(
         Normalised target-sequence intensities in [0, 1], zero outside the brain. Use
         :func:`translate_files` to write files.
     """
-    translator = model if isinstance(model, Translator) else load_translator(model, direction, device, allow_unstripped=allow_unstripped)
+    translator = (
+        model
+        if isinstance(model, Translator)
+        else load_translator(model, direction, device, allow_unstripped=allow_unstripped)
+    )
     return translator(image, affine=affine, mask=mask)
 
 
@@ -216,8 +241,9 @@ def translate_files(
         translator = model
     else:
         translator = load_translator(model, direction, device, batch_size, precision, allow_unstripped)
-    return run_files(files, Path(out), translator, mask=None if mask is None else Path(mask), overwrite=overwrite,
-                     progress=progress)  # fmt: skip
+    return run_files(
+        files, Path(out), translator, mask=None if mask is None else Path(mask), overwrite=overwrite, progress=progress
+    )
 
 
 def evaluate(
@@ -250,10 +276,23 @@ def evaluate(
     from mrtrans.evaluation.evaluate import evaluate_runs
 
     runs = [Path(runs)] if isinstance(runs, (str, Path)) else [Path(r) for r in runs]
-    overrides = {"audit.steps": audit_steps, "audit.enabled": None if audit else False, "device": device, "precision": precision}
+    overrides = {
+        "audit.steps": audit_steps,
+        "audit.enabled": None if audit else False,
+        "device": device,
+        "precision": precision,
+    }
     cfg = load_config(EvalConfig, config, overrides, folder="evaluation")
-    return evaluate_runs(runs, Path(data), Path(out), cfg, cache_dir=None if cache_dir is None else Path(cache_dir),
-                         overwrite=overwrite, log=log, reference=reference)  # fmt: skip
+    return evaluate_runs(
+        runs,
+        Path(data),
+        Path(out),
+        cfg,
+        cache_dir=None if cache_dir is None else Path(cache_dir),
+        overwrite=overwrite,
+        log=log,
+        reference=reference,
+    )
 
 
 def evaluate_volumes(

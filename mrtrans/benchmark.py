@@ -35,7 +35,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mrtrans.config import HallucinationConfig, SynthConfig, TrainConfig, epoch_schedule, load_config, resolve_config_path, to_dict
+from mrtrans.config import (
+    HallucinationConfig,
+    SynthConfig,
+    TrainConfig,
+    epoch_schedule,
+    load_config,
+    resolve_config_path,
+    to_dict,
+)
 from mrtrans.errors import MrtransError
 from mrtrans.io import atomic_path
 from mrtrans.outputs import OutputKind, check_inputs, marker_kind
@@ -110,7 +118,9 @@ def remove_partial_run(scratch: Path) -> None:
     if not scratch.exists():
         return
     if marker_kind(scratch) is not OutputKind.run and any(scratch.iterdir()):
-        raise MrtransError(f"{scratch}: not a training run this command started; move it away and run the command again")
+        raise MrtransError(
+            f"{scratch}: not a training run this command started; move it away and run the command again"
+        )
     shutil.rmtree(scratch)
 
 
@@ -158,11 +168,15 @@ def claim_output(out: Path, marker: str, config: dict, root: Path | None, comman
             if not isinstance(earlier, dict) or not isinstance(earlier.get("config", {}), dict):
                 raise ValueError("not a record")
         except (OSError, ValueError) as exc:
-            raise MrtransError(f"{path}: damaged record of an earlier `{command}` ({type(exc).__name__}); if this folder is "
-                               "yours to discard, remove it, else choose another --out") from None  # fmt: skip
+            raise MrtransError(
+                f"{path}: damaged record of an earlier `{command}` ({type(exc).__name__}); if this folder is "
+                "yours to discard, remove it, else choose another --out"
+            ) from None
         if binding(earlier) != binding(record):
-            raise MrtransError(f"{out}: holds a {what} with other data, methods, seeds or training; choose another --out "
-                               "(or give the same options as before to continue it)")  # fmt: skip
+            raise MrtransError(
+                f"{out}: holds a {what} with other data, methods, seeds or training; choose another --out "
+                "(or give the same options as before to continue it)"
+            )
     else:
         out.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:  # a half-written record would lock the folder out of every later run
@@ -191,7 +205,7 @@ def run_hallucination_benchmark(
 
     out = Path(out)
     root = Path(root) if root is not None else None
-    direction = Direction.parse(cfg.direction)
+    Direction.parse(cfg.direction)  # a bad direction stops here, before any work
     methods = check_methods(cfg.methods, cfg.train_presets)
     claim_output(out, MARKER, to_dict(cfg), root, "mrtrans benchmark hallucination", "benchmark")
     stage = stage_logger(log)
@@ -205,7 +219,12 @@ def run_hallucination_benchmark(
             stage(f"prepare {name} (target training slices {fraction:.0%} tumor) -> {folder}")
             prepare_brats(root, folder, replace(cfg.prepare, target_tumor_fraction=fraction))
 
-    specs = [RunSpec(setting_name(f), label, seed) for f in cfg.target_tumor_fractions for label in methods for seed in cfg.seeds]
+    specs = [
+        RunSpec(setting_name(f), label, seed)
+        for f in cfg.target_tumor_fractions
+        for label in methods
+        for seed in cfg.seeds
+    ]
     todo = [s for s in specs if not (out / "runs" / s.name).is_dir()]
     jobs = min(cfg.jobs, max(1, len(todo)))
     threads = max(1, (os.cpu_count() or 1) // jobs)
@@ -214,10 +233,25 @@ def run_hallucination_benchmark(
     for spec in todo:
         scratch = out / "runs" / f".partial-{spec.name}"
         remove_partial_run(scratch)  # an interrupted run of this benchmark, inside the folder it made
-        train_cfg = load_config(TrainConfig, [methods[spec.method], *cfg.train_presets], {
-            **epoch_schedule(cfg.epochs), "run.seed": spec.seed, "run.checkpoint_every": 10**9, "run.sample_every": 10**9,
-        })  # fmt: skip
-        args.append((str(out / "data" / spec.setting), str(out / "runs" / spec.name), cfg.direction, to_dict(train_cfg), threads))
+        train_cfg = load_config(
+            TrainConfig,
+            [methods[spec.method], *cfg.train_presets],
+            {
+                **epoch_schedule(cfg.epochs),
+                "run.seed": spec.seed,
+                "run.checkpoint_every": 10**9,
+                "run.sample_every": 10**9,
+            },
+        )
+        args.append(
+            (
+                str(out / "data" / spec.setting),
+                str(out / "runs" / spec.name),
+                cfg.direction,
+                to_dict(train_cfg),
+                threads,
+            )
+        )
     if todo:
         stage(f"train {len(todo)} of {len(specs)} runs, {jobs} at a time ({threads} threads each)")
         with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
@@ -227,17 +261,32 @@ def run_hallucination_benchmark(
     stage(f"evaluate {len(specs)} runs on the shared test slices -> {out / 'report'}")
     if (out / "report").is_dir() and marker_kind(out / "report") is None:
         shutil.rmtree(out / "report")  # an unmarked report of mrtrans < 0.2, inside the folder this benchmark made
-    evaluate_runs([out / "runs" / s.name for s in specs], out / "data" / "balanced", out / "report", cfg.evaluation,
-                  cache_dir=out / "cache", overwrite=True, log=lambda s: None)  # fmt: skip
+    evaluate_runs(
+        [out / "runs" / s.name for s in specs],
+        out / "data" / "balanced",
+        out / "report",
+        cfg.evaluation,
+        cache_dir=out / "cache",
+        overwrite=True,
+        log=lambda s: None,
+    )
     per_run = collect(out / "report", specs)
     summary = summarize_seeds(per_run)
     graphs = graph_table(out / "data" / "balanced", cfg, methods)
     claims = claim_table(out / "report", specs, cfg, methods, graphs)
-    for frame, name in ((per_run, "hallucination.csv"), (summary, "hallucination_summary.csv"), (graphs, "graph.csv"),
-                        (claims, "claims.csv")):  # fmt: skip
+    for frame, name in (
+        (per_run, "hallucination.csv"),
+        (summary, "hallucination_summary.csv"),
+        (graphs, "graph.csv"),
+        (claims, "claims.csv"),
+    ):
         with atomic_path(out / name) as tmp:
             frame.to_csv(tmp, index=False)
-    validity = pd.read_csv(out / "report" / "tumor_validity.csv") if (out / "report" / "tumor_validity.csv").is_file() else None
+    validity = (
+        pd.read_csv(out / "report" / "tumor_validity.csv")
+        if (out / "report" / "tumor_validity.csv").is_file()
+        else None
+    )
     md = out / "hallucination.md"
     with atomic_path(md) as tmp:
         tmp.write_text(markdown(summary, cfg, graphs, claims, validity))
@@ -267,8 +316,13 @@ def collect(report: Path, specs: list[RunSpec]) -> pd.DataFrame:
     for _, t in tumor.iterrows():
         spec = by_name.get(t["run"])
         b = brain[(brain["run"] == t["run"]) & (brain["direction"] == t["direction"])]
-        row = {"setting": spec.setting if spec else "all", "method": spec.method if spec else t["run"],
-               "seed": spec.seed if spec else np.nan, "run": t["run"], "direction": t["direction"]}  # fmt: skip
+        row = {
+            "setting": spec.setting if spec else "all",
+            "method": spec.method if spec else t["run"],
+            "seed": spec.seed if spec else np.nan,
+            "run": t["run"],
+            "direction": t["direction"],
+        }
         for column in TUMOR_COLUMNS + COUNT_COLUMNS:
             row[column] = t.get(column, np.nan)
         row["brain_mae"] = float(b["mae_mean"].iloc[0]) if len(b) else np.nan
@@ -297,7 +351,10 @@ def graph_table(data: Path, cfg: HallucinationConfig, methods: dict[str, str]) -
     from mrtrans.evaluation.graph import graph_statistics, summarize_graph
 
     dataset = PreparedSlices(data)
-    configs = [resolve_patch_size(load_config(TrainConfig, [m, *cfg.train_presets]), dataset.image_size) for m in methods.values()]
+    configs = [
+        resolve_patch_size(load_config(TrainConfig, [m, *cfg.train_presets]), dataset.image_size)
+        for m in methods.values()
+    ]
     loss = next((c.loss for c in configs if c.loss.lambda_smooth > 0), configs[0].loss)
     seg = np.asarray(dataset.test("seg"))
     min_px = cfg.evaluation.audit.min_lesion_pixels or max(1, cfg.prepare.min_tumor_pixels // 2)
@@ -305,14 +362,28 @@ def graph_table(data: Path, cfg: HallucinationConfig, methods: dict[str, str]) -
     rows = []
     for direction in (forward, forward.reversed()):
         labels = audit.region_labels(direction.target, cfg.evaluation.audit.region.value, dataset.meta.get("layouts"))
-        per_lesion, per_slice = graph_statistics(np.asarray(dataset.test(direction.source), np.float32),
-                                                 audit.region_mask(seg, labels), seg > 0, loss, min_px)  # fmt: skip
-        rows.append({"direction": direction.name, "image_size": dataset.image_size, "patch_size": loss.patch_size,
-                     "sigma": loss.sigma, **summarize_graph(per_lesion, per_slice, cfg.min_graph_nodes)})  # fmt: skip
+        per_lesion, per_slice = graph_statistics(
+            np.asarray(dataset.test(direction.source), np.float32),
+            audit.region_mask(seg, labels),
+            seg > 0,
+            loss,
+            min_px,
+        )
+        rows.append(
+            {
+                "direction": direction.name,
+                "image_size": dataset.image_size,
+                "patch_size": loss.patch_size,
+                "sigma": loss.sigma,
+                **summarize_graph(per_lesion, per_slice, cfg.min_graph_nodes),
+            }
+        )
     return pd.DataFrame(rows)
 
 
-def _hits(tables: dict[str, pd.DataFrame], outcome: str, run_names: list[str], direction: str) -> tuple[np.ndarray, np.ndarray]:
+def _hits(
+    tables: dict[str, pd.DataFrame], outcome: str, run_names: list[str], direction: str
+) -> tuple[np.ndarray, np.ndarray]:
     """(runs, units) 0/1 hits and (units,) patients: judgeable lesions erased, or healthy slices with an addition.
 
     Args:
@@ -326,7 +397,9 @@ def _hits(tables: dict[str, pd.DataFrame], outcome: str, run_names: list[str], d
         table = tables["slices"]
         if "added_lesions" not in table:
             return np.zeros((len(run_names), 0)), np.zeros(0)
-        table = table[(table["direction"] == direction) & (table["label"] == "healthy")].sort_values(["subject", "slice_index"])
+        table = table[(table["direction"] == direction) & (table["label"] == "healthy")].sort_values(
+            ["subject", "slice_index"]
+        )
         hit = lambda rows: rows["added_lesions"] > 0  # noqa: E731
     rows = [table[table["run"] == r] for r in run_names]  # every run has the same units in the same order
     if not rows:
@@ -334,8 +407,9 @@ def _hits(tables: dict[str, pd.DataFrame], outcome: str, run_names: list[str], d
     return np.stack([hit(r).to_numpy(np.float64) for r in rows]), rows[0]["subject"].to_numpy()
 
 
-def claim_table(report: Path, specs: list[RunSpec], cfg: HallucinationConfig, methods: dict[str, str],
-                graphs: pd.DataFrame) -> pd.DataFrame:  # fmt: skip
+def claim_table(
+    report: Path, specs: list[RunSpec], cfg: HallucinationConfig, methods: dict[str, str], graphs: pd.DataFrame
+) -> pd.DataFrame:
     """Per setting, direction and tumor outcome: each method against the reference method (the first), the rate
     difference with a hierarchical bootstrap over seeds, test patients and units, and the answer."""
     from mrtrans.evaluation.statistics import claim_answer, hierarchical_bootstrap_difference
@@ -344,9 +418,12 @@ def claim_table(report: Path, specs: list[RunSpec], cfg: HallucinationConfig, me
     validity = pd.read_csv(validity_path).set_index(["direction", "aspect"]) if validity_path.is_file() else None
     can_act = graphs.set_index("direction")["mechanism_can_act"]
     lesions = report / "tumor_lesions.csv"  # absent when the test set has no lesion of either region
-    tables = {"lesions": pd.read_csv(lesions) if lesions.is_file() else pd.DataFrame(columns=["run", "direction", "judgeable",
-                                                                                              "outcome", "subject"]),
-              "slices": pd.read_csv(report / "tumor_consistency.csv")}  # fmt: skip
+    tables = {
+        "lesions": pd.read_csv(lesions)
+        if lesions.is_file()
+        else pd.DataFrame(columns=["run", "direction", "judgeable", "outcome", "subject"]),
+        "slices": pd.read_csv(report / "tumor_consistency.csv"),
+    }
     labels = list(methods)
     reference, rows = labels[0], []
     ev = cfg.evaluation
@@ -358,18 +435,36 @@ def claim_table(report: Path, specs: list[RunSpec], cfg: HallucinationConfig, me
                 ref_hits, patients = _hits(tables, outcome, runs[reference], direction)
                 for method in labels[1:]:
                     hits, _ = _hits(tables, outcome, runs[method], direction)
-                    diff = hierarchical_bootstrap_difference(hits, ref_hits, patients, cfg.claim_resamples, ev.bootstrap_seed,
-                                                             ev.confidence) if hits.size and ref_hits.size else {}  # fmt: skip
-                    decidable = validity is not None and (direction, aspect) in validity.index and bool(
-                        validity.loc[(direction, aspect), "decidable"])
+                    diff = (
+                        hierarchical_bootstrap_difference(
+                            hits, ref_hits, patients, cfg.claim_resamples, ev.bootstrap_seed, ev.confidence
+                        )
+                        if hits.size and ref_hits.size
+                        else {}
+                    )
+                    decidable = (
+                        validity is not None
+                        and (direction, aspect) in validity.index
+                        and bool(validity.loc[(direction, aspect), "decidable"])
+                    )
                     if not bool(can_act.get(direction, False)):
                         answer = "not at this scale"
                     elif not decidable:
                         answer = "cannot decide"
                     else:
                         answer = claim_answer(diff, cfg.claim_margin) if diff else "cannot decide"
-                    rows.append({"setting": setting, "direction": direction, "outcome": outcome, "method": method,
-                                 "reference": reference, "answer": answer, "margin": cfg.claim_margin, **diff})  # fmt: skip
+                    rows.append(
+                        {
+                            "setting": setting,
+                            "direction": direction,
+                            "outcome": outcome,
+                            "method": method,
+                            "reference": reference,
+                            "answer": answer,
+                            "margin": cfg.claim_margin,
+                            **diff,
+                        }
+                    )
     return pd.DataFrame(rows)
 
 
@@ -385,8 +480,13 @@ def _count(value: float) -> str:
     return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else str(int(value))
 
 
-def markdown(summary: pd.DataFrame, cfg: HallucinationConfig, graphs: pd.DataFrame, claims: pd.DataFrame,
-             validity: pd.DataFrame | None) -> str:  # fmt: skip
+def markdown(
+    summary: pd.DataFrame,
+    cfg: HallucinationConfig,
+    graphs: pd.DataFrame,
+    claims: pd.DataFrame,
+    validity: pd.DataFrame | None,
+) -> str:
     """The benchmark's report: setting, graph statistics, what the instrument can decide, outcomes, claim answers."""
     methods = [method_label(m) for m in cfg.methods]
     settings = ", ".join(setting_name(f) for f in cfg.target_tumor_fractions)
@@ -408,18 +508,23 @@ def markdown(summary: pd.DataFrame, cfg: HallucinationConfig, graphs: pd.DataFra
         f"the affinity mass of its neighbours; the share of affinity mass linking a tumor node to a healthy one. The "
         f"mechanism is taken to be able to act when lesions span at least {cfg.min_graph_nodes} nodes (median).",
         "",
-        "| Direction | Image | Patch | Sigma | Lesions | Tumor nodes per lesion (median) | Tumor-tumor edges (median) | "
+        "| Direction | Image | Patch | Sigma | Lesions | Tumor nodes per lesion (median) | Tumor-tumor edges (median) "
+        "| "
         "Effective neighbours per node | Lesion-healthy affinity mass | Mechanism can act |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for _, g in graphs.iterrows():
-        lines.append(f"| {g['direction']} | {g['image_size']} | {g['patch_size']} | {g['sigma']:g} | {g['lesions']} | "
-                     f"{g['tumor_nodes_median']:g} | {g['tumor_edges_median']:g} | {g['effective_neighbours']:.1f} | "
-                     f"{g['lesion_healthy_mass']:.3f} | {'yes' if g['mechanism_can_act'] else '**no: not at this scale**'} |")  # fmt: skip
+        lines.append(
+            f"| {g['direction']} | {g['image_size']} | {g['patch_size']} | {g['sigma']:g} | {g['lesions']} | "
+            f"{g['tumor_nodes_median']:g} | {g['tumor_edges_median']:g} | {g['effective_neighbours']:.1f} | "
+            f"{g['lesion_healthy_mass']:.3f} | {'yes' if g['mechanism_can_act'] else '**no: not at this scale**'} |"
+        )
     if validity is not None and len(validity):
         lines += ["", "## Can the audit decide? (its ceiling and sanity rows, docs/evaluation.md)", ""]
-        lines += [f"- {r['direction']}, {r['aspect']}: **{'yes' if r['decidable'] else 'no'}** - {r['reason']}"
-                  for _, r in validity.iterrows()]  # fmt: skip
+        lines += [
+            f"- {r['direction']}, {r['aspect']}: **{'yes' if r['decidable'] else 'no'}** - {r['reason']}"
+            for _, r in validity.iterrows()
+        ]
     lines += [
         "",
         "## Tumor outcomes",
@@ -436,26 +541,40 @@ def markdown(summary: pd.DataFrame, cfg: HallucinationConfig, graphs: pd.DataFra
     trained_first = summary.assign(_all=summary["setting"] == "all").sort_values("_all", kind="stable")
     for _, r in trained_first.iterrows():
         lines.append(
-            f"| {r['setting']} | {r['method']} | {r['direction']} | {_count(r['judgeable_lesions'])} / {_count(r['lesions'])} | "
+            f"| {r['setting']} | {r['method']} | {r['direction']} | {_count(r['judgeable_lesions'])} / "
+            f"{_count(r['lesions'])} | "
             + " | ".join(_cell(r[f"{c}_mean"], r[f"{c}_std"], True) for c in TUMOR_COLUMNS[:3])
-            + f" | {_count(r['n_healthy_slices'])} | {_cell(r['healthy_with_added_rate_mean'], r['healthy_with_added_rate_std'], True)} | "
+            + f" | {_count(r['n_healthy_slices'])} | "
+            f"{_cell(r['healthy_with_added_rate_mean'], r['healthy_with_added_rate_std'], True)} | "
             f"{_cell(r['brain_mae_mean'], r['brain_mae_std'], False)} |"
         )
     if len(claims):
         level = f"{cfg.evaluation.confidence:.0%}"
-        lines += ["", f"## Does each method erase or add fewer tumors than `{methods[0]}`?", "",
-                  f"Difference of rates (method - {methods[0]}) with a {level} interval from a hierarchical bootstrap over "
-                  f"seeds, test patients and lesions (or healthy slices) within patients ({cfg.claim_resamples} resamples). "
-                  f"Margin stated before running: {cfg.claim_margin:.0%}. **better**: the whole interval below "
-                  f"-{cfg.claim_margin:.0%}; **worse**: above +{cfg.claim_margin:.0%}; **no difference shown** otherwise; "
-                  "**not at this scale**: lesions span too few graph nodes for the term to act; **cannot decide**: the "
-                  "audit's ceiling or sanity rows fail in that direction.", "",
-                  "| Setting | Direction | Outcome | Method | Rate (method / reference) | Units (patients) | "
-                  "Difference [CI] | Answer |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        lines += [
+            "",
+            f"## Does each method erase or add fewer tumors than `{methods[0]}`?",
+            "",
+            f"Difference of rates (method - {methods[0]}) with a {level} interval from a hierarchical bootstrap over "
+            f"seeds, test patients and lesions (or healthy slices) within patients ({cfg.claim_resamples} resamples). "
+            f"Margin stated before running: {cfg.claim_margin:.0%}. **better**: the whole interval below "
+            f"-{cfg.claim_margin:.0%}; **worse**: above +{cfg.claim_margin:.0%}; **no difference shown** otherwise; "
+            "**not at this scale**: lesions span too few graph nodes for the term to act; **cannot decide**: the "
+            "audit's ceiling or sanity rows fail in that direction.",
+            "",
+            "| Setting | Direction | Outcome | Method | Rate (method / reference) | Units (patients) | "
+            "Difference [CI] | Answer |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for _, c in claims.iterrows():
             rate = "–" if pd.isna(c.get("rate_a")) else f"{c['rate_a']:.0%} / {c['rate_b']:.0%}"
-            diff = "–" if pd.isna(c.get("difference")) else f"{c['difference']:+.0%} [{c['ci_low']:+.0%}, {c['ci_high']:+.0%}]"
+            diff = (
+                "–"
+                if pd.isna(c.get("difference"))
+                else f"{c['difference']:+.0%} [{c['ci_low']:+.0%}, {c['ci_high']:+.0%}]"
+            )
             units = "–" if pd.isna(c.get("n_units")) else f"{int(c['n_units'])} ({int(c['n_patients'])})"
-            lines.append(f"| {c['setting']} | {c['direction']} | {c['outcome']} | {c['method']} | {rate} | {units} | {diff} "
-                         f"| **{c['answer']}** |")  # fmt: skip
+            lines.append(
+                f"| {c['setting']} | {c['direction']} | {c['outcome']} | {c['method']} | {rate} | {units} | {diff} "
+                f"| **{c['answer']}** |"
+            )
     return "\n".join(lines) + "\n"

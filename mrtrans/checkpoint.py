@@ -37,8 +37,13 @@ def model_payload(
         normalization: prepare-brats' normalisation (percentiles, range, image_size).
         models: state dicts, at least ``gen_s2t`` and ``gen_t2s``.
     """
-    return {"kind": kind, "direction": {"source": source, "target": target}, "config": config,
-            "normalization": normalization, "models": models}  # fmt: skip
+    return {
+        "kind": kind,
+        "direction": {"source": source, "target": target},
+        "config": config,
+        "normalization": normalization,
+        "models": models,
+    }
 
 
 def save_checkpoint(payload: dict[str, Any], path: str | Path) -> Path:
@@ -58,7 +63,9 @@ def check_model_checkpoint(ckpt: dict[str, Any], path: str | Path) -> None:
     from mrtrans.config import TrainConfig, from_dict
 
     def bad(what: str) -> MrtransError:
-        return MrtransError(f"{path}: {what}; not a usable mrtrans model checkpoint (use one written by `mrtrans train`)")
+        return MrtransError(
+            f"{path}: {what}; not a usable mrtrans model checkpoint (use one written by `mrtrans train`)"
+        )
 
     for key in ("kind", "direction", "config", "normalization", "models"):
         if key not in ckpt:

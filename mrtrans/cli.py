@@ -2,15 +2,14 @@
 
 Error convention: a known bad input raises :class:`mrtrans.errors.MrtransError`; the command prints
 ``error: <message>`` on one line to stderr and exits with status 2. Operating-system errors (an
-unwritable output, a full disk, a path under a file) are printed the same way, with the file. ``mrtrans --debug ...`` (or
-``MRTRANS_DEBUG=1``) shows the traceback instead. Heavy modules are imported inside commands so
-that ``--help`` is instant.
+unwritable output, a full disk, a path under a file) are printed the same way, with the file.
+``mrtrans --debug ...`` (or ``MRTRANS_DEBUG=1``) shows the traceback instead. Heavy modules are imported
+inside commands so that ``--help`` is instant.
 """
 
 from __future__ import annotations
 
 import dataclasses
-
 import functools
 import os
 from collections.abc import Callable
@@ -51,7 +50,9 @@ def main(
     _DEBUG["on"] = debug or os.environ.get("MRTRANS_DEBUG", "") not in ("", "0")
 
 
-benchmark_app = typer.Typer(help="Experiments that test the method's claims (mrtrans benchmark hallucination).", no_args_is_help=True)
+benchmark_app = typer.Typer(
+    help="Experiments that test the method's claims (mrtrans benchmark hallucination).", no_args_is_help=True
+)
 app.add_typer(benchmark_app, name="benchmark")
 
 
@@ -118,31 +119,51 @@ def prepare_brats(
     modalities: Annotated[
         str | None, typer.Option("--modalities", help="Source,target modalities, e.g. flair,t1.")
     ] = None,
-    train_slices: Annotated[int | None, typer.Option("--train-slices", help="Training slices per domain (half tumor).")] = None,
+    train_slices: Annotated[
+        int | None, typer.Option("--train-slices", help="Training slices per domain (half tumor).")
+    ] = None,
     test_slices: Annotated[int | None, typer.Option("--test-slices", help="Paired test slices (half tumor).")] = None,
-    test_fraction: Annotated[float | None, typer.Option("--test-fraction", help="Share of patients held out for test.")] = None,
-    min_tumor_pixels: Annotated[int | None, typer.Option("--min-tumor-pixels", help="Tumor slice: at least this many seg>0 pixels.")] = None,
+    test_fraction: Annotated[
+        float | None, typer.Option("--test-fraction", help="Share of patients held out for test.")
+    ] = None,
+    min_tumor_pixels: Annotated[
+        int | None, typer.Option("--min-tumor-pixels", help="Tumor slice: at least this many seg>0 pixels.")
+    ] = None,
     min_brain_fraction: Annotated[
-        float | None, typer.Option("--min-brain-fraction", help="Healthy slice: no tumor and at least this share of brain.")
+        float | None,
+        typer.Option("--min-brain-fraction", help="Healthy slice: no tumor and at least this share of brain."),
     ] = None,
     image_size: Annotated[int | None, typer.Option("--image-size", help="In-plane size after crop/pad.")] = None,
     spacing: Annotated[
         str | None,
-        typer.Option("--spacing", help="Resample to this voxel size in mm first: in-plane, or in-plane,through-plane "
-                     "(e.g. 2 or 2,3; default: the data's own, e.g. BraTS 1 mm). 2 mm fits a brain in --image-size 128."),
-    ] = None,  # fmt: skip
-    n4: Annotated[bool, typer.Option("--n4", help="N4 bias-field correction (SimpleITK) before normalisation; translate repeats it.")] = False,
+        typer.Option(
+            "--spacing",
+            help="Resample to this voxel size in mm first: in-plane, or in-plane,through-plane "
+            "(e.g. 2 or 2,3; default: the data's own, e.g. BraTS 1 mm). 2 mm fits a brain in --image-size 128.",
+        ),
+    ] = None,
+    n4: Annotated[
+        bool,
+        typer.Option("--n4", help="N4 bias-field correction (SimpleITK) before normalisation; translate repeats it."),
+    ] = False,
     allow_unstripped: Annotated[
-        bool, typer.Option("--allow-unstripped", help="Use subjects that fail the checks of background 0 and skull-stripping.")
+        bool,
+        typer.Option(
+            "--allow-unstripped", help="Use subjects that fail the checks of background 0 and skull-stripping."
+        ),
     ] = False,
     source_tumor_fraction: Annotated[
-        float | None, typer.Option("--source-tumor-fraction", help="Share of tumor slices in the source training set (default 0.5).")
+        float | None,
+        typer.Option("--source-tumor-fraction", help="Share of tumor slices in the source training set (default 0.5)."),
     ] = None,
     target_tumor_fraction: Annotated[
         float | None,
-        typer.Option("--target-tumor-fraction", help="Share of tumor slices in the target training set (default 0.5; "
-                     "0 or 1 make the hallucination setting of Cohen et al. 2018). The test set stays 50/50."),
-    ] = None,  # fmt: skip
+        typer.Option(
+            "--target-tumor-fraction",
+            help="Share of tumor slices in the target training set (default 0.5; "
+            "0 or 1 make the hallucination setting of Cohen et al. 2018). The test set stays 50/50.",
+        ),
+    ] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed of the patient split and the slice draw.")] = None,
     workers: Annotated[int, typer.Option("--workers", min=1, help="Subjects processed in parallel.")] = 1,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
@@ -160,13 +181,27 @@ def prepare_brats(
 
     with bar:
         summary = run_prepare(
-            root, out, config, modalities=modalities, train_slices=train_slices, test_slices=test_slices,
-            test_fraction=test_fraction, min_tumor_pixels=min_tumor_pixels, min_brain_fraction=min_brain_fraction,
-            image_size=image_size, spacing=spacing, bias_field_correction=n4 or None,
-            allow_unstripped=allow_unstripped or None, source_tumor_fraction=source_tumor_fraction,
-            target_tumor_fraction=target_tumor_fraction, seed=seed, workers=workers, overwrite=overwrite,
-            progress=bar.update, on_start=on_start,
-        )  # fmt: skip
+            root,
+            out,
+            config,
+            modalities=modalities,
+            train_slices=train_slices,
+            test_slices=test_slices,
+            test_fraction=test_fraction,
+            min_tumor_pixels=min_tumor_pixels,
+            min_brain_fraction=min_brain_fraction,
+            image_size=image_size,
+            spacing=spacing,
+            bias_field_correction=n4 or None,
+            allow_unstripped=allow_unstripped or None,
+            source_tumor_fraction=source_tumor_fraction,
+            target_tumor_fraction=target_tumor_fraction,
+            seed=seed,
+            workers=workers,
+            overwrite=overwrite,
+            progress=bar.update,
+            on_start=on_start,
+        )
     for note in summary.notes:
         typer.echo(note)
     for sid, reason in summary.skipped:
@@ -177,61 +212,99 @@ def prepare_brats(
 
 @command("train")
 def train(
-    direction: Annotated[str, typer.Argument(help="flair2t1 or t12flair (any <source>2<target> of the prepared pair).")],
+    direction: Annotated[
+        str, typer.Argument(help="flair2t1 or t12flair (any <source>2<target> of the prepared pair).")
+    ],
     data: Annotated[Path, typer.Option("--data", help="Folder written by prepare-brats.")],
     out: Annotated[Path, typer.Option("--out", help="Run folder (config, checkpoints, losses, samples).")],
     config: Annotated[
         list[str] | None,
-        typer.Option("--config", help="Method config: harmonicgan_hist (default), cyclegan, harmonicgan_vgg, or a YAML path."),
+        typer.Option(
+            "--config", help="Method config: harmonicgan_hist (default), cyclegan, harmonicgan_vgg, or a YAML path."
+        ),
     ] = None,
     preset: Annotated[
         list[str] | None, typer.Option("--preset", help="Extra config layered on top, e.g. cpu_small.")
     ] = None,
     epochs: Annotated[
-        int | None, typer.Option("--epochs", min=1, help="Total epochs, split half constant lr, half linear decay (paper: 200).")
+        int | None,
+        typer.Option("--epochs", min=1, help="Total epochs, split half constant lr, half linear decay (paper: 200)."),
     ] = None,
     max_steps: Annotated[int | None, typer.Option("--max-steps", min=1, help="Stop after this many steps.")] = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size", min=1, help="Slices per step and process.")] = None,
     lr: Annotated[float | None, typer.Option("--lr", help="Adam learning rate (paper: 2e-4).")] = None,
-    lambda_smooth: Annotated[float | None, typer.Option("--lambda-smooth", help="Weight of the smoothness term (0 = CycleGAN).")] = None,
+    lambda_smooth: Annotated[
+        float | None, typer.Option("--lambda-smooth", help="Weight of the smoothness term (0 = CycleGAN).")
+    ] = None,
     device: Annotated[str | None, typer.Option("--device", help="auto (CUDA if present), cpu, cuda, cuda:N.")] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed of weights, data order and pools.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in OUT from its last checkpoint.")] = False,
 ) -> None:
-    """Train HarmonicGAN (or CycleGAN) on a prepared slice set. Multi-GPU: torchrun --nproc_per_node=N -m mrtrans train ..."""
+    """Train HarmonicGAN (or CycleGAN) on a prepared slice set. Multi-GPU: torchrun --nproc_per_node=N -m mrtrans train
+    ...
+    """
     from mrtrans.api import train as run_train
 
-    checkpoint = run_train(direction, data, out, config, preset, epochs=epochs, max_steps=max_steps, batch_size=batch_size,
-                           lr=lr, lambda_smooth=lambda_smooth, device=device, seed=seed, resume=resume)  # fmt: skip
+    checkpoint = run_train(
+        direction,
+        data,
+        out,
+        config,
+        preset,
+        epochs=epochs,
+        max_steps=max_steps,
+        batch_size=batch_size,
+        lr=lr,
+        lambda_smooth=lambda_smooth,
+        device=device,
+        seed=seed,
+        resume=resume,
+    )
     if os.environ.get("RANK", "0") == "0":  # under torchrun, one line rather than one per process
         typer.echo(f"checkpoint: {checkpoint}")
 
 
 @command("translate")
 def translate(
-    inputs: Annotated[str, typer.Argument(help="A NIfTI file, a folder of them, or a quoted glob ('scans/*_flair.nii.gz').")],
+    inputs: Annotated[
+        str, typer.Argument(help="A NIfTI file, a folder of them, or a quoted glob ('scans/*_flair.nii.gz').")
+    ],
     model: Annotated[Path, typer.Option("--model", help="Run folder of `mrtrans train`, or a checkpoint file.")],
-    out: Annotated[Path, typer.Option("--out", help="Output .nii.gz for one input, else a folder (names follow the inputs).")],
+    out: Annotated[
+        Path, typer.Option("--out", help="Output .nii.gz for one input, else a folder (names follow the inputs).")
+    ],
     direction: Annotated[
         str | None, typer.Option("--direction", help="flair2t1 or t12flair; default: the model's own direction.")
     ] = None,
-    mask: Annotated[Path | None, typer.Option("--mask", help="Brain mask on the input's grid (default: non-zero voxels).")] = None,
+    mask: Annotated[
+        Path | None, typer.Option("--mask", help="Brain mask on the input's grid (default: non-zero voxels).")
+    ] = None,
     batch_size: Annotated[
-        int | None, typer.Option("--batch-size", min=1, help="Slices per forward pass (default: 1 on the CPU, 16 on CUDA).")
+        int | None,
+        typer.Option("--batch-size", min=1, help="Slices per forward pass (default: 1 on the CPU, 16 on CUDA)."),
     ] = None,
     device: Annotated[str, typer.Option("--device", help="auto (CUDA if present), cpu, cuda, cuda:N.")] = "auto",
     precision: Annotated[
         str, typer.Option("--precision", help="fp32 (default) or bf16 (autocast on CUDA; no effect on the CPU).")
     ] = "fp32",
     allow_unstripped: Annotated[
-        bool, typer.Option("--allow-unstripped", help="Translate volumes that fail the checks of background 0 and skull-stripping.")
+        bool,
+        typer.Option(
+            "--allow-unstripped", help="Translate volumes that fail the checks of background 0 and skull-stripping."
+        ),
     ] = False,
-    num_parts: Annotated[int, typer.Option("--num-parts", min=1, help="Split the sorted inputs into N disjoint parts...")] = 1,
+    num_parts: Annotated[
+        int, typer.Option("--num-parts", min=1, help="Split the sorted inputs into N disjoint parts...")
+    ] = 1,
     part_id: Annotated[
         int, typer.Option("--part-id", min=0, help="...and translate part K (0-based), e.g. $SLURM_ARRAY_TASK_ID.")
     ] = 0,
     overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Redo outputs an earlier translate wrote (kept otherwise); other files are never replaced.")
+        bool,
+        typer.Option(
+            "--overwrite",
+            help="Redo outputs an earlier translate wrote (kept otherwise); other files are never replaced.",
+        ),
     ] = False,
 ) -> None:
     """Translate whole volumes (NIfTI files or DICOM series folders); outputs keep the input's grid (shape, affine,
@@ -246,7 +319,9 @@ def translate(
         typer.echo(f"part {part_id} of {num_parts}: nothing to do ({len(found)} inputs in all)")
         return
     translator = load_translator(model, direction, device, batch_size, precision, allow_unstripped)
-    with tqdm(total=len(files), desc=f"translate {translator.direction.name}", unit="volume", disable=len(files) == 1) as bar:
+    with tqdm(
+        total=len(files), desc=f"translate {translator.direction.name}", unit="volume", disable=len(files) == 1
+    ) as bar:
         report = translate_files(files, out, translator, mask=mask, overwrite=overwrite, progress=bar.update)
     for path in report.written:
         typer.echo(f"wrote {path}")
@@ -263,7 +338,9 @@ def translate(
 def export(
     model: Annotated[Path, typer.Argument(help="Run folder of `mrtrans train`, or a checkpoint file.")],
     out: Annotated[Path, typer.Option("--out", help="Folder to create: the network file and preprocessing.json.")],
-    fmt: Annotated[str, typer.Option("--format", help="onnx (needs: pip install 'mrtrans[export]') or torchscript.")] = "onnx",
+    fmt: Annotated[
+        str, typer.Option("--format", help="onnx (needs: pip install 'mrtrans[export]') or torchscript.")
+    ] = "onnx",
     direction: Annotated[
         str | None, typer.Option("--direction", help="flair2t1 or t12flair; default: the model's own direction.")
     ] = None,
@@ -283,11 +360,15 @@ def evaluate(
     out: Annotated[Path, typer.Option("--out", help="Report folder (CSV tables, table1.md/.tex, figures).")],
     runs: Annotated[
         list[Path] | None,
-        typer.Argument(help="Run folders of `mrtrans train` (or checkpoint files). None: only the baseline, the ceiling "
-                       "and the sanity rows - what the instrument can see on this data."),
+        typer.Argument(
+            help="Run folders of `mrtrans train` (or checkpoint files). None: only the baseline, the ceiling "
+            "and the sanity rows - what the instrument can see on this data."
+        ),
     ] = None,
     config: Annotated[str, typer.Option("--config", help="Evaluation YAML or a name in evaluation/.")] = "default",
-    audit_steps: Annotated[int | None, typer.Option("--audit-steps", min=1, help="Training steps of the tumor detector.")] = None,
+    audit_steps: Annotated[
+        int | None, typer.Option("--audit-steps", min=1, help="Training steps of the tumor detector.")
+    ] = None,
     no_audit: Annotated[bool, typer.Option("--no-audit", help="Skip the hallucination audit.")] = False,
     cache_dir: Annotated[Path | None, typer.Option("--cache-dir", help="Where trained detectors are cached.")] = None,
     device: Annotated[str | None, typer.Option("--device", help="auto (CUDA if present), cpu, cuda, cuda:N.")] = None,
@@ -295,16 +376,32 @@ def evaluate(
         str | None, typer.Option("--precision", help="fp32 (default) or bf16 (autocast, CUDA only) for the generators.")
     ] = None,
     reference: Annotated[
-        str | None, typer.Option("--reference", help="Run (folder name) the others are compared with; default the first CycleGAN run.")
+        str | None,
+        typer.Option(
+            "--reference", help="Run (folder name) the others are compared with; default the first CycleGAN run."
+        ),
     ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
 ) -> None:
     """Score runs on the paired test slices beside the copy-source baseline: MAE/MSE/PSNR/SSIM with patient-bootstrap
-    CIs (brain_shared, brain and paper protocols), paired comparisons, seeds, per-lesion tumor presence and additions."""
+    CIs (brain_shared, brain and paper protocols), paired comparisons, seeds, per-lesion tumor presence and
+    additions."""
     from mrtrans.api import evaluate as run_evaluate
 
-    report = run_evaluate(runs or [], data, out, config, audit=not no_audit, audit_steps=audit_steps, cache_dir=cache_dir,
-                          device=device, precision=precision, reference=reference, overwrite=overwrite, log=typer.echo)  # fmt: skip
+    report = run_evaluate(
+        runs or [],
+        data,
+        out,
+        config,
+        audit=not no_audit,
+        audit_steps=audit_steps,
+        cache_dir=cache_dir,
+        device=device,
+        precision=precision,
+        reference=reference,
+        overwrite=overwrite,
+        log=typer.echo,
+    )
     typer.echo(f"report: {report} (table1.md, summary.csv, per_slice.csv, tumor_summary.csv, figures/)")
 
 
@@ -314,10 +411,15 @@ def evaluate_volumes(
     ref: Annotated[list[Path], typer.Option("--ref", help="Real target-modality volume, same grid (repeat).")],
     seg: Annotated[list[Path], typer.Option("--seg", help="Seg of the subject, same grid (repeat).")],
     out: Annotated[Path, typer.Option("--out", help="Report folder.")],
-    direction: Annotated[str, typer.Option("--direction", help="Direction of the translation, e.g. flair2t1.")] = "flair2t1",
+    direction: Annotated[
+        str, typer.Option("--direction", help="Direction of the translation, e.g. flair2t1.")
+    ] = "flair2t1",
     name: Annotated[str, typer.Option("--name", help="Name of the method in the tables.")] = "translate",
     rules: Annotated[
-        str, typer.Option("--rules", help="Slice rules: a prepare recipe YAML or name in data_prep/ (default: paper_protocol).")
+        str,
+        typer.Option(
+            "--rules", help="Slice rules: a prepare recipe YAML or name in data_prep/ (default: paper_protocol)."
+        ),
     ] = "paper_protocol",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
 ) -> None:
@@ -334,12 +436,16 @@ def demo(
     out: Annotated[Path, typer.Option("--out", help="Folder for everything the demo makes.")] = Path("demo"),
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
 ) -> None:
-    """Run the whole job on synthetic data: synth -> prepare -> train CycleGAN and HarmonicGAN -> translate -> evaluate."""
+    """Run the whole job on synthetic data: synth -> prepare -> train CycleGAN and HarmonicGAN -> translate ->
+    evaluate.
+    """
     from mrtrans.demo import run_demo
 
     report = run_demo(out, overwrite=overwrite, log=typer.echo)
-    typer.echo(f"\nResults: {report}/table1.md (tables), {report}/summary.csv, {report}/figures/, "
-               f"translated volume in {out}/translated/, runs in {out}/runs/")  # fmt: skip
+    typer.echo(
+        f"\nResults: {report}/table1.md (tables), {report}/summary.csv, {report}/figures/, "
+        f"translated volume in {out}/translated/, runs in {out}/runs/"
+    )
 
 
 @command("reproduce-table1")
@@ -349,9 +455,14 @@ def reproduce_table1(
         Path | None, typer.Argument(help="BraTS dataset root; omitted: synthetic subjects made by the command.")
     ] = None,
     scale: Annotated[
-        str, typer.Option("--scale", help="paper (the paper's protocol and schedule; GPU days) or cpu (~30 min on 2 cores).")
+        str,
+        typer.Option(
+            "--scale", help="paper (the paper's protocol and schedule; GPU days) or cpu (~30 min on 2 cores)."
+        ),
     ] = "paper",
-    config: Annotated[str | None, typer.Option("--config", help="A reproduction YAML instead of --scale's preset.")] = None,
+    config: Annotated[
+        str | None, typer.Option("--config", help="A reproduction YAML instead of --scale's preset.")
+    ] = None,
     seeds: Annotated[int | None, typer.Option("--seeds", min=1, help="Number of seeds (0..N-1) per method.")] = None,
     jobs: Annotated[int | None, typer.Option("--jobs", min=1, help="Training runs in parallel.")] = None,
 ) -> None:
@@ -366,22 +477,30 @@ def reproduce_table1(
 
 @command("hallucination", group=benchmark_app)
 def benchmark_hallucination(
-    out: Annotated[Path, typer.Option("--out", help="Benchmark folder (data, runs, report, hallucination.md); resumable.")],
+    out: Annotated[
+        Path, typer.Option("--out", help="Benchmark folder (data, runs, report, hallucination.md); resumable.")
+    ],
     root: Annotated[
         Path | None, typer.Argument(help="BraTS dataset root; omitted: synthetic subjects made by the benchmark.")
     ] = None,
     config: Annotated[
-        str, typer.Option("--config", help="Benchmark YAML or a name in evaluation/: hallucination_cpu (default, ~60 min on "
-                          "2 cores), hallucination_real (a BraTS root at 2 mm), hallucination_tiny (seconds).")
+        str,
+        typer.Option(
+            "--config",
+            help="Benchmark YAML or a name in evaluation/: hallucination_cpu (default, ~60 min on "
+            "2 cores), hallucination_real (a BraTS root at 2 mm), hallucination_tiny (seconds).",
+        ),
     ] = "hallucination_cpu",
     method: Annotated[
-        list[str] | None, typer.Option("--method", help="Method config (configs/ name or YAML), repeat; the first is the reference.")
+        list[str] | None,
+        typer.Option("--method", help="Method config (configs/ name or YAML), repeat; the first is the reference."),
     ] = None,
     seeds: Annotated[int | None, typer.Option("--seeds", min=1, help="Number of seeds (0..N-1).")] = None,
     epochs: Annotated[int | None, typer.Option("--epochs", min=1, help="Training epochs per run.")] = None,
     jobs: Annotated[int | None, typer.Option("--jobs", min=1, help="Training runs in parallel.")] = None,
     preset: Annotated[
-        list[str] | None, typer.Option("--preset", help="Training config layered on every method (configs/ name or YAML); repeat.")
+        list[str] | None,
+        typer.Option("--preset", help="Training config layered on every method (configs/ name or YAML); repeat."),
     ] = None,
 ) -> None:
     """Train CycleGAN and HarmonicGAN in the balanced setting and on skewed target domains; do they erase or add tumors?
@@ -395,7 +514,12 @@ def benchmark_hallucination(
     from mrtrans.benchmark import run_hallucination_benchmark
     from mrtrans.config import HallucinationConfig, load_config
 
-    overrides = {"methods": method or None, "seeds": None if seeds is None else list(range(seeds)), "epochs": epochs, "jobs": jobs}
+    overrides = {
+        "methods": method or None,
+        "seeds": None if seeds is None else list(range(seeds)),
+        "epochs": epochs,
+        "jobs": jobs,
+    }
     cfg = load_config(HallucinationConfig, config, overrides, folder="evaluation")
     if preset:
         cfg = dataclasses.replace(cfg, train_presets=(*cfg.train_presets, *preset))

@@ -14,9 +14,9 @@ import enum
 import math
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Sequence
 from typing import Any, TypeVar
 
 import yaml
@@ -50,7 +50,9 @@ class Method(str, enum.Enum):
 
 
 class GeneratorArchitecture(str, enum.Enum):
-    """ResNet (Johnson et al. 2016; CycleGAN, HarmonicGAN, DistanceGAN), DiscoGAN's encoder-decoder, UNIT's encoder+decoder."""
+    """ResNet (Johnson et al. 2016; CycleGAN, HarmonicGAN, DistanceGAN), DiscoGAN's encoder-decoder, UNIT's
+    encoder+decoder.
+    """
 
     resnet = "resnet"
     discogan = "discogan"
@@ -186,7 +188,7 @@ def graph_patch_size(image_size: int) -> int:
     return max(1, image_size // GRAPH_NODES_PER_SIDE)
 
 
-def resolve_patch_size(cfg: "TrainConfig", image_size: int) -> "TrainConfig":
+def resolve_patch_size(cfg: TrainConfig, image_size: int) -> TrainConfig:
     """``cfg`` with ``loss.patch_size`` set (None -> :func:`graph_patch_size`).
 
     Raises:
@@ -194,8 +196,10 @@ def resolve_patch_size(cfg: "TrainConfig", image_size: int) -> "TrainConfig":
     """
     patch = cfg.loss.patch_size or graph_patch_size(image_size)
     if image_size % patch:
-        raise MrtransError(f"config key 'loss.patch_size': {patch} does not divide the image size {image_size}; "
-                           f"use a divisor (e.g. {graph_patch_size(image_size)}) or leave it unset")  # fmt: skip
+        raise MrtransError(
+            f"config key 'loss.patch_size': {patch} does not divide the image size {image_size}; "
+            f"use a divisor (e.g. {graph_patch_size(image_size)}) or leave it unset"
+        )
     return dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, patch_size=patch))
 
 
@@ -223,8 +227,10 @@ class OptimConfig:
 
     def __post_init__(self) -> None:
         if self.epochs_constant + self.epochs_decay == 0:
-            raise MrtransError("config keys 'optim.epochs_constant' and 'optim.epochs_decay' are both 0, so the run "
-                               "would train no step; give at least one epoch (e.g. --epochs 1)")  # fmt: skip
+            raise MrtransError(
+                "config keys 'optim.epochs_constant' and 'optim.epochs_decay' are both 0, so the run "
+                "would train no step; give at least one epoch (e.g. --epochs 1)"
+            )
 
 
 @dataclass(frozen=True)
@@ -270,9 +276,11 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if (self.method is Method.unit) != (self.generator.architecture is GeneratorArchitecture.unit):
-            raise MrtransError(f"config keys 'method' ({self.method.value}) and 'generator.architecture' "
-                               f"({self.generator.architecture.value}): UNIT's step needs UNIT's networks and only them; "
-                               "use --config unit")  # fmt: skip
+            raise MrtransError(
+                f"config keys 'method' ({self.method.value}) and 'generator.architecture' "
+                f"({self.generator.architecture.value}): UNIT's step needs UNIT's networks and only them; "
+                "use --config unit"
+            )
         if self.method is Method.unit and self.generator.num_res_blocks < 2:
             raise MrtransError("config key 'generator.num_res_blocks': UNIT needs at least 2 (one is shared)")
 
@@ -312,14 +320,21 @@ class PrepareConfig:
 
     def __post_init__(self) -> None:
         if self.spacing is not None and (len(self.spacing) not in (1, 2) or min(self.spacing) <= 0):
-            raise MrtransError(f"config key 'spacing': {list(self.spacing)}: give the in-plane voxel size in mm, optionally "
-                               "followed by the through-plane one (e.g. 2 or 2,3), all > 0")  # fmt: skip
+            raise MrtransError(
+                f"config key 'spacing': {list(self.spacing)}: give the in-plane voxel size in mm, optionally "
+                "followed by the through-plane one (e.g. 2 or 2,3), all > 0"
+            )
         if self.image_size % 4:
-            raise MrtransError(f"config key 'image_size': {self.image_size} is not a multiple of 4; the generators halve "
-                               f"the size twice and double it back, so use e.g. {self.image_size // 4 * 4 or 16} or {self.image_size // 4 * 4 + 4}")  # fmt: skip
+            raise MrtransError(
+                f"config key 'image_size': {self.image_size} is not a multiple of 4; the generators halve "
+                f"the size twice and double it back, so use e.g. {self.image_size // 4 * 4 or 16} or "
+                f"{self.image_size // 4 * 4 + 4}"
+            )
         if not self.lower_percentile < self.upper_percentile:
-            raise MrtransError(f"config keys 'lower_percentile' ({self.lower_percentile}) and 'upper_percentile' "
-                               f"({self.upper_percentile}): the lower must be below the upper")  # fmt: skip
+            raise MrtransError(
+                f"config keys 'lower_percentile' ({self.lower_percentile}) and 'upper_percentile' "
+                f"({self.upper_percentile}): the lower must be below the upper"
+            )
 
 
 @dataclass(frozen=True)
@@ -350,7 +365,8 @@ class AuditConfig:
     # The tumor region the detector learns: auto (core without edema for T1/T1ce, whole tumor for
     # FLAIR/T2), whole or core (mrtrans.evaluation.audit.region_labels).
     region: TumorRegion = TumorRegion.auto
-    # Train on copies whose tumors are inverted in their own context too (half the batches), so an added lesion is found whatever
+    # Train on copies whose tumors are inverted in their own context too (half the batches), so an added lesion is found
+    # whatever
     # its polarity (a tumor with the source's contrast as well as with the target's).
     both_polarities: bool = True
     # The additions verdict is printed only when the detector can see additions: at most this share of
@@ -414,7 +430,10 @@ class HallucinationConfig:
     # 1: only tumor (towards addition). Every setting is tested on the same balanced test slices.
     target_tumor_fractions: tuple[float, ...] = (0.5, 0.0, 1.0)
     direction: str = "flair2t1"
-    methods: tuple[str, ...] = ("cyclegan", "harmonicgan_hist")  # configs/ names or YAML paths; the first is the reference
+    methods: tuple[str, ...] = (
+        "cyclegan",
+        "harmonicgan_hist",
+    )  # configs/ names or YAML paths; the first is the reference
     train_presets: tuple[str, ...] = ("cpu_small",)
     epochs: int = field(default=8, metadata=_range(1))
     seeds: tuple[int, ...] = (0, 1, 2)
@@ -439,8 +458,9 @@ class ReproduceConfig:
 
     synth: SynthConfig = SynthConfig(subjects=48, shape=(64, 64, 48), tumor_fraction=0.9, seed=3)
     prepare: PrepareConfig = PrepareConfig()
-    synth_prepare: PrepareConfig = PrepareConfig(train_slices=160, test_slices=40, image_size=64, min_tumor_pixels=10,
-                                                 min_brain_fraction=0.15)  # fmt: skip
+    synth_prepare: PrepareConfig = PrepareConfig(
+        train_slices=160, test_slices=40, image_size=64, min_tumor_pixels=10, min_brain_fraction=0.15
+    )
     direction: str = "flair2t1"
     # configs/ names (or YAML paths) in the paper's row order; the labels in the table are the file names.
     methods: tuple[str, ...] = ("cyclegan", "discogan", "distancegan", "unit", "harmonicgan_hist", "harmonicgan_vgg")
@@ -619,7 +639,9 @@ def load_config(
         files = [files]
     tree: dict[str, Any] = {}
     for item in files:
-        tree = _merge(tree, copy.deepcopy(item) if isinstance(item, dict) else read_yaml(resolve_config_path(item, folder)))
+        tree = _merge(
+            tree, copy.deepcopy(item) if isinstance(item, dict) else read_yaml(resolve_config_path(item, folder))
+        )
     for dotted, value in (overrides or {}).items():
         if value is not None:
             _set_dotted(tree, dotted, value)
@@ -655,8 +677,18 @@ def run_config_from_tree(tree: dict[str, Any], overrides: dict[str, Any] | None 
 
 # What a resumed run may change: where and how fast it runs, how often it writes, how long it lasts.
 # Everything else (method, losses, architecture, data handling, optimiser, seed) must match the run.
-RESUME_MAY_CHANGE = ("run.device", "run.amp", "run.channels_last", "run.compile", "run.max_steps", "run.log_every",
-                     "run.sample_every", "run.checkpoint_every", "optim.epochs_constant", "optim.epochs_decay")  # fmt: skip
+RESUME_MAY_CHANGE = (
+    "run.device",
+    "run.amp",
+    "run.channels_last",
+    "run.compile",
+    "run.max_steps",
+    "run.log_every",
+    "run.sample_every",
+    "run.checkpoint_every",
+    "optim.epochs_constant",
+    "optim.epochs_decay",
+)
 
 
 def flat_dict(cfg: Any) -> dict[str, Any]:
@@ -673,7 +705,11 @@ def flat_dict(cfg: Any) -> dict[str, Any]:
 def resume_differences(run: TrainConfig, asked: TrainConfig) -> list[str]:
     """``key: run value -> asked value`` for every key a resume may not change."""
     a, b = flat_dict(run), flat_dict(asked)
-    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if k not in RESUME_MAY_CHANGE and a.get(k) != b.get(k)]
+    return [
+        f"{k}: {a.get(k)!r} -> {b.get(k)!r}"
+        for k in sorted(set(a) | set(b))
+        if k not in RESUME_MAY_CHANGE and a.get(k) != b.get(k)
+    ]
 
 
 def epoch_schedule(epochs: int | None) -> dict[str, int | None]:

@@ -47,7 +47,9 @@ def _legacy_demo_folder(out: Path) -> bool:
     return bool(names) and names <= DEMO_ENTRIES and (out / "prepared" / "prepare.json").is_file()
 
 
-def run_demo(out: Path, plan: DemoPlan = DemoPlan(), overwrite: bool = False, log: Callable[[str], None] = print) -> Path:
+def run_demo(
+    out: Path, plan: DemoPlan = DemoPlan(), overwrite: bool = False, log: Callable[[str], None] = print
+) -> Path:
     """Run every stage into ``out`` and return the report folder.
 
     Raises:
@@ -87,20 +89,36 @@ def _stages(out: Path, plan: DemoPlan, log: Callable[[str], None]) -> Path:
     write_synthetic_brats(out / "brats", SynthConfig(plan.subjects, plan.shape, plan.tumor_fraction, plan.seed))
 
     stage(f"2/5 prepare-brats -> {out / 'prepared'}")
-    prep = load_config(PrepareConfig, "paper_protocol", {
-        "train_slices": plan.train_slices, "test_slices": plan.test_slices, "image_size": plan.image_size,
-        "min_tumor_pixels": plan.min_tumor_pixels, "min_brain_fraction": plan.min_brain_fraction, "seed": plan.seed,
-    }, folder="data_prep")  # fmt: skip
+    prep = load_config(
+        PrepareConfig,
+        "paper_protocol",
+        {
+            "train_slices": plan.train_slices,
+            "test_slices": plan.test_slices,
+            "image_size": plan.image_size,
+            "min_tumor_pixels": plan.min_tumor_pixels,
+            "min_brain_fraction": plan.min_brain_fraction,
+            "seed": plan.seed,
+        },
+        folder="data_prep",
+    )
     prepare_brats(out / "brats", out / "prepared", prep)
 
     direction = Direction.parse("flair2t1")
     runs = []
     for method in ("cyclegan", "harmonicgan_hist"):
         run = out / "runs" / method
-        cfg = load_config(TrainConfig, [method, "cpu_small"], {
-            **epoch_schedule(plan.epochs),
-            "run.seed": plan.seed, "run.log_every": 20, "run.sample_every": 500, "run.checkpoint_every": 500,
-        })  # fmt: skip
+        cfg = load_config(
+            TrainConfig,
+            [method, "cpu_small"],
+            {
+                **epoch_schedule(plan.epochs),
+                "run.seed": plan.seed,
+                "run.log_every": 20,
+                "run.sample_every": 500,
+                "run.checkpoint_every": 500,
+            },
+        )
         stage(f"3/5 train {method} flair2t1 ({plan.epochs} epochs) -> {run}")
         train(out / "prepared", run, direction, cfg)
         runs.append(run)

@@ -30,8 +30,10 @@ def plan_device(name: str, local_rank: int = 0, world: int = 1, cuda_available: 
         if device.index is None:
             return torch.device(f"cuda:{local_rank}")
         if world > 1:
-            raise MrtransError(f"--device {name} under torchrun would put all {world} processes on one GPU; use --device cuda "
-                               f"(each process takes the GPU of its LOCAL_RANK)")  # fmt: skip
+            raise MrtransError(
+                f"--device {name} under torchrun would put all {world} processes on one GPU; use --device cuda "
+                f"(each process takes the GPU of its LOCAL_RANK)"
+            )
     return device
 
 

@@ -55,21 +55,28 @@ def preprocessing_record(translator: Any, fmt: ExportFormat, checkpoint: Path) -
         "reorient the volume to RAS (a permutation/flip of voxel axes; nibabel as_closest_canonical); axial slices "
         "are array[:, :, k], each (x, y) with x the right-left axis",
         "brain mask: the non-zero voxels of the skull-stripped volume (background must be 0), or your own mask",
-        (f"resample in-plane to {spacing[0]:g} x {spacing[1]:g} mm when the volume's voxel size differs by more than 1% "
-         "(mrtrans interpolates brain*mask / mask bilinearly; new mask where the resampled mask > 0.5)")
-        if spacing else "in-plane spacing: not recorded by this model (mrtrans < 0.2); use the training data's (BraTS: 1 mm)",
-    ]  # fmt: skip
+        (
+            f"resample in-plane to {spacing[0]:g} x {spacing[1]:g} mm when the volume's voxel size differs by more "
+            "than 1% "
+            "(mrtrans interpolates brain*mask / mask bilinearly; new mask where the resampled mask > 0.5)"
+        )
+        if spacing
+        else "in-plane spacing: not recorded by this model (mrtrans < 0.2); use the training data's (BraTS: 1 mm)",
+    ]
     if norm.get("bias_field") == "n4":
-        steps.append("N4 bias-field correction inside the brain mask (SimpleITK N4BiasFieldCorrectionImageFilter, "
-                     "fitted on the volume shrunk by 4, 50 iterations x 4 levels)")  # fmt: skip
+        steps.append(
+            "N4 bias-field correction inside the brain mask (SimpleITK N4BiasFieldCorrectionImageFilter, "
+            "fitted on the volume shrunk by 4, 50 iterations x 4 levels)"
+        )
     steps += [
-        f"inside the brain: clip to the brain's {norm['lower_percentile']}th and {norm['upper_percentile']}th percentiles "
+        f"inside the brain: clip to the brain's {norm['lower_percentile']}th and {norm['upper_percentile']}th "
+        "percentiles "
         f"and scale linearly to [{lo:g}, {hi:g}]; outside the brain: {lo:g}",
         f"centre pad/crop each axial slice to {size} x {size} (pad value {lo:g}; the brain must fit)",
         f"run the network on the slices that contain brain, as float32 (N, 1, {size}, {size})",
         f"map the output from [{lo:g}, {hi:g}] to [0, 1], undo the pad/crop, resample back onto the input grid, set 0 "
         "outside the brain, reorient back",
-    ]  # fmt: skip
+    ]
     return {
         "format": fmt.value,
         "file": FILES[fmt],
@@ -98,15 +105,20 @@ class FixedField(torch.nn.Module):
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         if image.dim() != 4 or image.shape[1] != 1 or image.shape[2] != self.size or image.shape[3] != self.size:
-            raise ValueError(f"expected slices of shape (N, 1, {self.size}, {self.size}); pad or crop each slice to "
-                             f"{self.size} x {self.size} as preprocessing.json says")  # fmt: skip
+            raise ValueError(
+                f"expected slices of shape (N, 1, {self.size}, {self.size}); pad or crop each slice to "
+                f"{self.size} x {self.size} as preprocessing.json says"
+            )
         return self.generator(image)
 
 
 def export_model(
-    model: str | Path, out: str | Path, fmt: str | ExportFormat = ExportFormat.onnx, direction: str | None = None,
+    model: str | Path,
+    out: str | Path,
+    fmt: str | ExportFormat = ExportFormat.onnx,
+    direction: str | None = None,
     overwrite: bool = False,
-) -> Path:  # fmt: skip
+) -> Path:
     """Write the generator of ``direction`` (default the model's own) to ``out`` (see module docstring).
 
     Raises:
@@ -130,13 +142,21 @@ def export_model(
             try:
                 import onnx  # noqa: F401  (the exporter needs it)
             except ImportError:
-                raise MrtransError("ONNX export needs the onnx package: pip install 'mrtrans[export]' "
-                                   "(or use --format torchscript)") from None  # fmt: skip
+                raise MrtransError(
+                    "ONNX export needs the onnx package: pip install 'mrtrans[export]' (or use --format torchscript)"
+                ) from None
             dynamic = {0: "batch"}  # height and width fixed: ONNX Runtime refuses slices of another size
             with torch.no_grad():
-                torch.onnx.export(generator, (example,), str(target), input_names=["image"], output_names=["translation"],
-                                  dynamic_axes={"image": dynamic, "translation": dynamic}, opset_version=OPSET,
-                                  dynamo=False)  # fmt: skip
+                torch.onnx.export(
+                    generator,
+                    (example,),
+                    str(target),
+                    input_names=["image"],
+                    output_names=["translation"],
+                    dynamic_axes={"image": dynamic, "translation": dynamic},
+                    opset_version=OPSET,
+                    dynamo=False,
+                )
         record = preprocessing_record(translator, fmt, checkpoint)
         (tmp / "preprocessing.json").write_text(json.dumps(record, indent=2))
     return Path(out)

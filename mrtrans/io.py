@@ -61,7 +61,8 @@ def atomic_path(final: str | Path) -> Iterator[Path]:
 def remove_partial_files(final: str | Path) -> list[Path]:
     """Remove files that :func:`atomic_path` left beside ``final`` when its process was killed (call under its lock).
 
-    Only plain files named like ``atomic_path``'s temporaries of this very output (``.<name>.*.tmp<suffix>``) are removed.
+    Only plain files named like ``atomic_path``'s temporaries of this very output (``.<name>.*.tmp<suffix>``) are
+    removed.
     """
     final = Path(final)
     suffix = nifti_suffix(final) or final.suffix
@@ -87,21 +88,29 @@ def load_nifti(path: str | Path) -> nib.Nifti1Image:
     try:
         img = nib.load(str(path))
     except Exception as exc:  # nibabel/gzip/zlib raise many types for a bad file
-        raise MrtransError(f"{path}: cannot read NIfTI ({type(exc).__name__}: {exc}); re-export or re-download it") from exc
+        raise MrtransError(
+            f"{path}: cannot read NIfTI ({type(exc).__name__}: {exc}); re-export or re-download it"
+        ) from exc
     shape = tuple(int(n) for n in img.shape)
     voxels = int(np.prod(shape, dtype=np.int64)) if shape else 0
     if voxels > MAX_VOXELS:  # check the header's claim before allocating anything
-        raise MrtransError(f"{path}: header claims {' x '.join(map(str, shape))} voxels ({voxels * 4 / 2**30:.0f} GiB as float32), "
-                           f"more than mrtrans reads ({MAX_VOXELS:.0e}); check the file's header")  # fmt: skip
+        raise MrtransError(
+            f"{path}: header claims {' x '.join(map(str, shape))} voxels ({voxels * 4 / 2**30:.0f} GiB as float32), "
+            f"more than mrtrans reads ({MAX_VOXELS:.0e}); check the file's header"
+        )
     if np.issubdtype(img.get_data_dtype(), np.complexfloating):
-        raise MrtransError(f"{path}: complex-valued image ({img.get_data_dtype()}); give a magnitude image (e.g. abs())")
+        raise MrtransError(
+            f"{path}: complex-valued image ({img.get_data_dtype()}); give a magnitude image (e.g. abs())"
+        )
     try:
         with np.errstate(over="ignore"):  # values beyond float32 are reported by read_volume, with the file
             img.get_fdata(dtype=np.float32)  # force decompression now, so truncation is caught here
     except MemoryError:
         raise MrtransError(f"{path}: not enough memory to read {' x '.join(map(str, shape))} voxels") from None
     except Exception as exc:  # nibabel/gzip/zlib raise many types for a bad file
-        raise MrtransError(f"{path}: cannot read NIfTI ({type(exc).__name__}: {exc}); re-export or re-download it") from exc
+        raise MrtransError(
+            f"{path}: cannot read NIfTI ({type(exc).__name__}: {exc}); re-export or re-download it"
+        ) from exc
     return img
 
 
@@ -187,8 +196,10 @@ def check_dicom_slices(folder: Path, files: list[str]) -> None:
             with quiet_itk():
                 reader.ReadImageInformation()
         except RuntimeError as exc:
-            raise MrtransError(f"{name}: cannot read this DICOM slice ({itk_message(exc)}); replace it or remove it "
-                               "from the series folder")  # fmt: skip
+            raise MrtransError(
+                f"{name}: cannot read this DICOM slice ({itk_message(exc)}); replace it or remove it "
+                "from the series folder"
+            ) from None
         tags = {k: reader.GetMetaData(k).strip() for k in ("0020|0032", "0020|0037") if reader.HasMetaDataKey(k)}
         heads.append((name, tuple(reader.GetSize()[:2]), tags))
     if len(heads) < 2:
@@ -196,8 +207,10 @@ def check_dicom_slices(folder: Path, files: list[str]) -> None:
     sizes = {size for _, size, _ in heads}
     if len(sizes) > 1:
         odd = next(name for name, size, _ in heads if size != heads[0][1])
-        raise MrtransError(f"{folder}: slices of different sizes ({', '.join('x'.join(map(str, s)) for s in sorted(sizes))}; "
-                           f"e.g. {Path(odd).name}); remove the slices that do not belong to the series")  # fmt: skip
+        raise MrtransError(
+            f"{folder}: slices of different sizes ({', '.join('x'.join(map(str, s)) for s in sorted(sizes))}; "
+            f"e.g. {Path(odd).name}); remove the slices that do not belong to the series"
+        )
     if any(len(tags) < 2 for _, _, tags in heads):
         return  # no patient geometry in the headers: ITK's own spacing is all there is
     try:
@@ -206,8 +219,9 @@ def check_dicom_slices(folder: Path, files: list[str]) -> None:
     except ValueError:
         raise MrtransError(f"{folder}: slice positions or orientations are not numbers in the DICOM headers") from None
     if any(len(o) != 6 or not np.allclose(o, orientations[0], atol=1e-4) for o in orientations):
-        raise MrtransError(f"{folder}: slices with different orientations; the series is not one volume - "
-                           "export it again or split it")  # fmt: skip
+        raise MrtransError(
+            f"{folder}: slices with different orientations; the series is not one volume - export it again or split it"
+        )
     normal = np.cross(orientations[0][:3], orientations[0][3:])
     order = np.argsort(positions @ normal)
     along = (positions @ normal)[order]
@@ -220,9 +234,11 @@ def check_dicom_slices(folder: Path, files: list[str]) -> None:
         listed = {Path(f).resolve() for f in files}
         left_out = sorted(p.name for p in folder.iterdir() if p.is_file() and p.resolve() not in listed)
         extra = f"; files not read as slices of the series (unreadable?): {', '.join(left_out[:5])}" if left_out else ""
-        raise MrtransError(f"{folder}: slices are not evenly spaced: {gaps[k]:.3g} mm between {a} and {b}, {step:.3g} mm "
-                           f"elsewhere ({len(files)} slices; a missing, duplicated or misplaced slice?){extra}; complete the "
-                           "series or export it again")  # fmt: skip
+        raise MrtransError(
+            f"{folder}: slices are not evenly spaced: {gaps[k]:.3g} mm between {a} and {b}, {step:.3g} mm "
+            f"elsewhere ({len(files)} slices; a missing, duplicated or misplaced slice?){extra}; complete the "
+            "series or export it again"
+        )
 
 
 def read_dicom_series(folder: str | Path) -> tuple[np.ndarray, nib.Nifti1Image]:
@@ -242,8 +258,10 @@ def read_dicom_series(folder: str | Path) -> tuple[np.ndarray, nib.Nifti1Image]:
     if not series:
         raise MrtransError(f"{folder}: no DICOM series found (and no NIfTI files)")
     if len(series) > 1:
-        raise MrtransError(f"{folder}: holds {len(series)} DICOM series ({', '.join(series[:3])}...); "
-                           "put each series in its own folder and pass that")  # fmt: skip
+        raise MrtransError(
+            f"{folder}: holds {len(series)} DICOM series ({', '.join(series[:3])}...); "
+            "put each series in its own folder and pass that"
+        )
     reader = sitk.ImageSeriesReader()
     with quiet_itk():
         files = list(reader.GetGDCMSeriesFileNames(str(folder), series[0]))
@@ -255,8 +273,10 @@ def read_dicom_series(folder: str | Path) -> tuple[np.ndarray, nib.Nifti1Image]:
     except RuntimeError as exc:
         raise MrtransError(f"{folder}: cannot read the DICOM series ({itk_message(exc)})") from None
     if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
-        raise MrtransError(f"{folder}: expected a 3D single-channel series, got {image.GetDimension()}D "
-                           f"with {image.GetNumberOfComponentsPerPixel()} components")  # fmt: skip
+        raise MrtransError(
+            f"{folder}: expected a 3D single-channel series, got {image.GetDimension()}D "
+            f"with {image.GetNumberOfComponentsPerPixel()} components"
+        )
     data = sitk.GetArrayFromImage(image).astype(np.float32).transpose(2, 1, 0)  # sitk arrays are (Z, Y, X)
     lps = np.eye(4)
     lps[:3, :3] = np.asarray(image.GetDirection()).reshape(3, 3) @ np.diag(image.GetSpacing())

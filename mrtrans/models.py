@@ -32,7 +32,9 @@ def build_generator(cfg: GeneratorConfig) -> nn.Module:
         return DiscoGenerator(cfg.in_channels, cfg.out_channels, cfg.base_channels, cfg.num_downsampling)
     if cfg.architecture is GeneratorArchitecture.unit:
         return UnitTranslator.build(cfg.in_channels, cfg.out_channels, cfg.base_channels, cfg.num_res_blocks)
-    return ResnetGenerator(cfg.in_channels, cfg.out_channels, cfg.base_channels, cfg.num_res_blocks, cfg.num_downsampling)
+    return ResnetGenerator(
+        cfg.in_channels, cfg.out_channels, cfg.base_channels, cfg.num_res_blocks, cfg.num_downsampling
+    )
 
 
 def build_discriminator(cfg: DiscriminatorConfig) -> nn.Module:
@@ -51,7 +53,9 @@ def size_factor(cfg: GeneratorConfig) -> int:
     return 4 if cfg.architecture is GeneratorArchitecture.unit else 2**cfg.num_downsampling
 
 
-def load_generators(checkpoint: dict[str, Any], device: torch.device | str = "cpu") -> tuple[torch.nn.Module, torch.nn.Module]:
+def load_generators(
+    checkpoint: dict[str, Any], device: torch.device | str = "cpu"
+) -> tuple[torch.nn.Module, torch.nn.Module]:
     """Rebuild (gen_s2t, gen_t2s) from a checkpoint alone, in eval mode.
 
     Raises:
@@ -64,6 +68,8 @@ def load_generators(checkpoint: dict[str, Any], device: torch.device | str = "cp
         try:
             gen.load_state_dict(checkpoint["models"][name])
         except (RuntimeError, TypeError, AttributeError) as exc:  # missing/unexpected keys, size mismatch
-            raise MrtransError(f"checkpoint weights of {name} do not fit its recorded generator config: {str(exc)[:300]}") from None
+            raise MrtransError(
+                f"checkpoint weights of {name} do not fit its recorded generator config: {str(exc)[:300]}"
+            ) from None
         gens.append(gen.to(device).eval())
     return gens[0], gens[1]

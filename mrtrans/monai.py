@@ -33,8 +33,14 @@ from mrtrans.inference.translate import Translator, load_translator
 __all__ = ["Translate", "Translated"]
 
 
-def _translator(model: str | Path | Translator, direction: str | None, device: str, batch_size: int | None, precision: str,
-                allow_unstripped: bool) -> Translator:  # fmt: skip
+def _translator(
+    model: str | Path | Translator,
+    direction: str | None,
+    device: str,
+    batch_size: int | None,
+    precision: str,
+    allow_unstripped: bool,
+) -> Translator:
     if isinstance(model, Translator):
         return model
     return load_translator(model, direction, device, batch_size, precision, allow_unstripped)
@@ -54,8 +60,15 @@ class Translate(Transform):
 
     backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
 
-    def __init__(self, model: str | Path | Translator, direction: str | None = None, device: str = "auto",
-                 batch_size: int | None = None, precision: str = "fp32", allow_unstripped: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self,
+        model: str | Path | Translator,
+        direction: str | None = None,
+        device: str = "auto",
+        batch_size: int | None = None,
+        precision: str = "fp32",
+        allow_unstripped: bool = False,
+    ) -> None:
         self.translator = _translator(model, direction, device, batch_size, precision, allow_unstripped)
 
     def __call__(self, img: Any, affine: Any = None, mask: Any = None) -> Any:
@@ -104,7 +117,10 @@ class Translated(MapTransform):
         else:
             self.output_keys = [output_key] if isinstance(output_key, str) else list(output_key)
         if len(self.output_keys) != len(self.keys):
-            raise MrtransError(f"Translated: {len(self.keys)} keys but {len(self.output_keys)} output keys; give one output key per key")
+            raise MrtransError(
+                f"Translated: {len(self.keys)} keys but {len(self.output_keys)} output keys; give one output key per "
+                "key"
+            )
         self.mask_key = mask_key
         self.only_if_missing = only_if_missing
         self.meta_key_postfix = meta_key_postfix
@@ -113,8 +129,10 @@ class Translated(MapTransform):
         d = dict(data)
         missing = [str(k) for k in self.keys if k not in d]
         if missing and not self.allow_missing_keys:
-            raise MrtransError(f"Translated: key {', '.join(map(repr, missing))} is not in the data (keys: "
-                               f"{', '.join(map(str, d)) or 'none'}); load it first, or pass allow_missing_keys=True")  # fmt: skip
+            raise MrtransError(
+                f"Translated: key {', '.join(map(repr, missing))} is not in the data (keys: "
+                f"{', '.join(map(str, d)) or 'none'}); load it first, or pass allow_missing_keys=True"
+            )
         outputs = dict(zip(self.keys, self.output_keys))
         for key in self.key_iterator(d):
             out_key = outputs[key]
@@ -123,13 +141,17 @@ class Translated(MapTransform):
             img = d[key]
             affine = None
             if self.mask_key is not None and self.mask_key not in d:
-                raise MrtransError(f"Translated: mask_key {self.mask_key!r} is not in the data (keys: {', '.join(map(str, d))})")
+                raise MrtransError(
+                    f"Translated: mask_key {self.mask_key!r} is not in the data (keys: {', '.join(map(str, d))})"
+                )
             if not isinstance(img, MetaTensor):
                 meta = d.get(f"{key}_{self.meta_key_postfix}") or {}
                 affine = meta.get("affine")
                 if affine is None:
-                    raise MrtransError(f"Translated: data[{key!r}] is a plain {type(img).__name__} and data has no "
-                                       f"'{key}_{self.meta_key_postfix}' with an affine; load it with LoadImaged")  # fmt: skip
+                    raise MrtransError(
+                        f"Translated: data[{key!r}] is a plain {type(img).__name__} and data has no "
+                        f"'{key}_{self.meta_key_postfix}' with an affine; load it with LoadImaged"
+                    )
             mask = d[self.mask_key] if self.mask_key is not None else None
             d[out_key] = self.translate(img, affine=affine, mask=mask)
         return d

@@ -25,8 +25,8 @@ import json
 import os
 import shutil
 import socket
-import time
 import tempfile
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -64,8 +64,13 @@ def marker_kind(folder: Path) -> OutputKind | None:
 
 
 def write_marker(folder: Path, kind: OutputKind) -> None:
-    record = {"kind": kind.name, "mrtrans_version": __version__, "pid": os.getpid(), "host": socket.gethostname(),
-              "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}  # fmt: skip
+    record = {
+        "kind": kind.name,
+        "mrtrans_version": __version__,
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
     (folder / MARKER).write_text(json.dumps(record, indent=2))
     os.chmod(folder / MARKER, 0o666 & ~umask())
 
@@ -90,7 +95,9 @@ def check_inputs(out: str | Path, inputs: Iterable[str | Path], option: str = "-
     for inp in inputs:
         relation = _relation(out_r, Path(inp).resolve())
         if relation:
-            raise MrtransError(f"{option} {out}: {relation} the input {inp}; write outputs to a folder outside the inputs")
+            raise MrtransError(
+                f"{option} {out}: {relation} the input {inp}; write outputs to a folder outside the inputs"
+            )
 
 
 def check_output(out: str | Path, kind: OutputKind, overwrite: bool = False, inputs: Iterable[str | Path] = ()) -> None:
@@ -115,8 +122,10 @@ def check_output(out: str | Path, kind: OutputKind, overwrite: bool = False, inp
             f"Choose another --out, or remove the folder yourself"
         )
     if found is not kind:
-        raise MrtransError(f"{out}: holds output of another kind ({found.value}; this command writes: {kind.value}); "
-                           f"--overwrite replaces only the same kind of output")  # fmt: skip
+        raise MrtransError(
+            f"{out}: holds output of another kind ({found.value}; this command writes: {kind.value}); "
+            f"--overwrite replaces only the same kind of output"
+        )
 
 
 def make_folder(folder: str | Path) -> Path:
@@ -125,7 +134,9 @@ def make_folder(folder: str | Path) -> Path:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
-        raise MrtransError(f"{folder}: cannot create this folder, a part of its path is a file; choose another path") from None
+        raise MrtransError(
+            f"{folder}: cannot create this folder, a part of its path is a file; choose another path"
+        ) from None
     return folder
 
 
@@ -182,8 +193,11 @@ def output_lock(final: str | Path, stale_after: float | None = None) -> Iterator
             holder = holder if isinstance(holder, dict) else {}
             known = isinstance(holder.get("pid"), int) and isinstance(holder.get("host"), str)
             here = known and holder["host"] == me["host"]
-            stale = ((here and not _alive(holder["pid"])) or (not known and age > UNREADABLE_LOCK_STALE_S)
-                     or (known and not here and stale_after is not None and age > stale_after))  # fmt: skip
+            stale = (
+                (here and not _alive(holder["pid"]))
+                or (not known and age > UNREADABLE_LOCK_STALE_S)
+                or (known and not here and stale_after is not None and age > stale_after)
+            )
             if stale:
                 lock.unlink(missing_ok=True)  # our own kind of file, left by a process that is gone
                 continue

@@ -28,16 +28,29 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mrtrans.benchmark import check_methods, claim_output, method_label, remove_partial_run, stage_logger, synthetic_root, train_job
+from mrtrans.benchmark import (
+    check_methods,
+    claim_output,
+    method_label,
+    remove_partial_run,
+    stage_logger,
+    synthetic_root,
+    train_job,
+)
 from mrtrans.config import ReproduceConfig, TrainConfig, epoch_schedule, load_config, to_dict
-from mrtrans.errors import MrtransError
 from mrtrans.evaluation.metrics import METRICS, PAPER_METRICS, REGISTRY
 from mrtrans.io import atomic_path
 
 MARKER = "reproduction.json"
 # Rows of the paper's Table 1 and the method configs that train them.
-PAPER_NAMES = {"cyclegan": "CycleGAN", "discogan": "DiscoGAN", "distancegan": "DistanceGAN", "unit": "UNIT",
-               "harmonicgan_hist": "HarmonicGAN-histogram", "harmonicgan_vgg": "HarmonicGAN-VGG"}  # fmt: skip
+PAPER_NAMES = {
+    "cyclegan": "CycleGAN",
+    "discogan": "DiscoGAN",
+    "distancegan": "DistanceGAN",
+    "unit": "UNIT",
+    "harmonicgan_hist": "HarmonicGAN-histogram",
+    "harmonicgan_vgg": "HarmonicGAN-VGG",
+}
 
 
 def run_name(method: str, seed: int) -> str:
@@ -54,8 +67,10 @@ def vgg_missing(cfg: TrainConfig) -> str | None:
     candidates = vgg16_weight_candidates(cfg.loss.vgg_weights)
     if any(p.is_file() for p in candidates):
         return None
-    return (f"not run: ImageNet VGG-16 weights not found. Copy torchvision's {TORCHVISION_FILE} to {candidates[-1]} "
-            "or set $MRTRANS_VGG16_WEIGHTS to its path, then run the same command again")  # fmt: skip
+    return (
+        f"not run: ImageNet VGG-16 weights not found. Copy torchvision's {TORCHVISION_FILE} to {candidates[-1]} "
+        "or set $MRTRANS_VGG16_WEIGHTS to its path, then run the same command again"
+    )
 
 
 def reproduce_table1(
@@ -101,8 +116,10 @@ def reproduce_table1(
     for label, why in skipped.items():
         stage(f"{label}: {why}")
     if todo:
-        stage(f"train {len(todo)} of {len(specs)} runs, {jobs} at a time ({threads} threads each); "
-              f"{len(specs) - len(todo)} finished earlier")  # fmt: skip
+        stage(
+            f"train {len(todo)} of {len(specs)} runs, {jobs} at a time ({threads} threads each); "
+            f"{len(specs) - len(todo)} finished earlier"
+        )
         if jobs == 1:
             for i, a in enumerate(args, 1):
                 stage(f"  run {i}/{len(todo)}: {Path(a[1]).name}")
@@ -116,8 +133,15 @@ def reproduce_table1(
 
     report = out / "report"
     stage(f"evaluate {len(specs)} runs on the shared test slices -> {report}")
-    evaluate_runs([out / "runs" / run_name(m, s) for m, s in specs], data, report, cfg.evaluation,
-                  cache_dir=out / "cache", overwrite=True, log=lambda _: None)  # fmt: skip
+    evaluate_runs(
+        [out / "runs" / run_name(m, s) for m, s in specs],
+        data,
+        report,
+        cfg.evaluation,
+        cache_dir=out / "cache",
+        overwrite=True,
+        log=lambda _: None,
+    )
     table = table1(report, cfg, skipped)
     with atomic_path(out / "table1.csv") as tmp:
         table.to_csv(tmp, index=False)
@@ -145,8 +169,13 @@ def table1(report: Path, cfg: ReproduceConfig, skipped: dict[str, str]) -> pd.Da
         for direction in sorted(whole["direction"].unique(), key=lambda d: d != cfg.direction):
             runs = whole[whole["direction"] == direction]
             runs = _runs_of(runs, label)
-            row: dict = {"method": label, "paper_name": PAPER_NAMES.get(label, label), "direction": direction,
-                         "n_seeds": len(runs), "note": skipped.get(label, "")}  # fmt: skip
+            row: dict = {
+                "method": label,
+                "paper_name": PAPER_NAMES.get(label, label),
+                "direction": direction,
+                "n_seeds": len(runs),
+                "note": skipped.get(label, ""),
+            }
             for metric in METRICS:
                 values = runs[f"{metric}_mean"].to_numpy(dtype=float)
                 row[f"{metric}_mean"] = float(values.mean()) if len(values) else math.nan
@@ -173,15 +202,24 @@ def markdown(table: pd.DataFrame, report: Path, cfg: ReproduceConfig, skipped: d
     directions = list(dict.fromkeys(table["direction"]))
     arrow = {d: d.replace("2", " → ").replace("flair", "FLAIR").replace("t1", "T1") for d in directions}
     # the paper's order: the lower-is-better metrics of every direction, then the higher-is-better ones
-    columns = [(m, d) for better in (False, True) for d in directions for m in METRICS if REGISTRY[m].higher_is_better is better]
+    columns = [
+        (m, d)
+        for better in (False, True)
+        for d in directions
+        for m in METRICS
+        if REGISTRY[m].higher_is_better is better
+    ]
     seeds = ", ".join(map(str, cfg.seeds))
     lines = [
         "# Table 1, reproduced",
         "",
-        f"Protocol \"paper\" of `mrtrans evaluate`: whole {image_size}x{image_size} test slices, intensities mapped to "
+        f'Protocol "paper" of `mrtrans evaluate`: whole {image_size}x{image_size} test slices, intensities mapped to '
         f"0-255, as the paper scores (docs/evaluation.md). Seeds {seeds}. Cells: mean over test slices "
-        + ("± standard deviation over seeds (copy-source, which has no seed: [95% CI, bootstrap over patients])."
-           if len(cfg.seeds) > 1 else "[95% CI, bootstrap over patients].")
+        + (
+            "± standard deviation over seeds (copy-source, which has no seed: [95% CI, bootstrap over patients])."
+            if len(cfg.seeds) > 1
+            else "[95% CI, bootstrap over patients]."
+        )
         + " `copy-source` scores the source slice itself (no model): a method must beat it. These are our runs on our "
         "data at this command's scale, not the paper's numbers; those follow in their own table.",
         "",
@@ -199,11 +237,18 @@ def markdown(table: pd.DataFrame, report: Path, cfg: ReproduceConfig, skipped: d
     for label, why in skipped.items():
         lines += ["", f"{PAPER_NAMES.get(label, label)}: {why}."]
     published = pd.read_csv(resource_dir("evaluation") / "paper_table1.csv", comment="#")
-    lines += ["", "## Published (Zhang, Pfister, Li, ICLR 2019, Table 1)", "",
-              "The paper's numbers, for comparison only: its data (BRATS 2015), slice selection and training length "
-              "differ from this run's (docs/reproduce_paper.md).", "",
-              "| Method | " + " | ".join(f"{arrow.get(d, d)} {REGISTRY[m].label}" for d in directions for m in PAPER_METRICS) + " |",
-              "|---|" + "---|" * (len(PAPER_METRICS) * len(directions))]  # fmt: skip
+    lines += [
+        "",
+        "## Published (Zhang, Pfister, Li, ICLR 2019, Table 1)",
+        "",
+        "The paper's numbers, for comparison only: its data (BRATS 2015), slice selection and training length "
+        "differ from this run's (docs/reproduce_paper.md).",
+        "",
+        "| Method | "
+        + " | ".join(f"{arrow.get(d, d)} {REGISTRY[m].label}" for d in directions for m in PAPER_METRICS)
+        + " |",
+        "|---|" + "---|" * (len(PAPER_METRICS) * len(directions)),
+    ]
     for name in dict.fromkeys(published["method"]):
         sel = published[published["method"] == name].set_index("direction")
         cells = [f"{sel.loc[d, m]:g}" if d in sel.index else "–" for d in directions for m in PAPER_METRICS]
@@ -211,14 +256,20 @@ def markdown(table: pd.DataFrame, report: Path, cfg: ReproduceConfig, skipped: d
     tumor = report / "tumor_summary.csv"
     if tumor.is_file():
         audit = pd.read_csv(tumor)
-        lines += ["", "## Tumor audit per method", "",
-                  "Per-lesion outcomes of `mrtrans evaluate` (docs/evaluation.md), over the reference lesions the real "
-                  "target shows: erased (no longer stands out from the healthy brain around it), kept with the real "
-                  "target's polarity or with the opposite one; added = share of healthy test slices with a lesion found "
-                  "by the two-polarity detector outside every tumor label. Mean over seeds; whether each can be decided "
-                  "on this data is in the report's table1.md and tumor_validity.csv.", "",
-                  "| Method | Direction | Erased ↓ | Present, real polarity ↑ | Present, opposite polarity | "
-                  "Healthy slices with added lesion ↓ |", "|---|---|---|---|---|---|"]  # fmt: skip
+        lines += [
+            "",
+            "## Tumor audit per method",
+            "",
+            "Per-lesion outcomes of `mrtrans evaluate` (docs/evaluation.md), over the reference lesions the real "
+            "target shows: erased (no longer stands out from the healthy brain around it), kept with the real "
+            "target's polarity or with the opposite one; added = share of healthy test slices with a lesion found "
+            "by the two-polarity detector outside every tumor label. Mean over seeds; whether each can be decided "
+            "on this data is in the report's table1.md and tumor_validity.csv.",
+            "",
+            "| Method | Direction | Erased ↓ | Present, real polarity ↑ | Present, opposite polarity | "
+            "Healthy slices with added lesion ↓ |",
+            "|---|---|---|---|---|---|",
+        ]
 
         def mean(sel: pd.DataFrame, column: str) -> str:
             values = sel[column] if column in sel else pd.Series(dtype=float)
@@ -226,14 +277,18 @@ def markdown(table: pd.DataFrame, report: Path, cfg: ReproduceConfig, skipped: d
 
         validity = report / "tumor_validity.csv"
         if validity.is_file():  # what the audit can decide on this data, before its numbers
-            lines[-2:-2] = [f"- {r.direction}, {r.aspect}: **{'can decide' if r.decidable else 'cannot decide'}** - {r.reason}"
-                            for r in pd.read_csv(validity).itertuples()] + [""]  # fmt: skip
+            lines[-2:-2] = [
+                f"- {r.direction}, {r.aspect}: **{'can decide' if r.decidable else 'cannot decide'}** - {r.reason}"
+                for r in pd.read_csv(validity).itertuples()
+            ] + [""]
         for label in ["copy-source", *(method_label(m) for m in cfg.methods)]:
             runs = _runs_of(audit, label)
             for d in directions:
                 sel = runs[runs["direction"] == d]
                 if len(sel):
-                    lines.append(f"| {PAPER_NAMES.get(label, label)} | {arrow[d]} | {mean(sel, 'erased_rate')} | "
-                                 f"{mean(sel, 'present_same_rate')} | {mean(sel, 'present_opposite_rate')} | "
-                                 f"{mean(sel, 'healthy_with_added_rate')} |")  # fmt: skip
+                    lines.append(
+                        f"| {PAPER_NAMES.get(label, label)} | {arrow[d]} | {mean(sel, 'erased_rate')} | "
+                        f"{mean(sel, 'present_same_rate')} | {mean(sel, 'present_opposite_rate')} | "
+                        f"{mean(sel, 'healthy_with_added_rate')} |"
+                    )
     return "\n".join(lines) + "\n"

@@ -22,7 +22,9 @@ def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-SMALL_PREPARE = dict(train_slices=16, test_slices=12, image_size=64, min_tumor_pixels=10, min_brain_fraction=0.15, seed=0)
+SMALL_PREPARE = dict(
+    train_slices=16, test_slices=12, image_size=64, min_tumor_pixels=10, min_brain_fraction=0.15, seed=0
+)
 
 
 @pytest.fixture(scope="session")

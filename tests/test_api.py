@@ -29,8 +29,10 @@ def translator(tiny_run: Path) -> mrtrans.Translator:
 
 
 def test_public_names_resolve_and_import_mrtrans_is_light() -> None:
-    code = "import sys, mrtrans; assert 'torch' not in sys.modules, 'import mrtrans pulled in torch'; " \
-           "[getattr(mrtrans, n) for n in mrtrans.__all__]; print(sorted(mrtrans.__all__))"  # fmt: skip
+    code = (
+        "import sys, mrtrans; assert 'torch' not in sys.modules, 'import mrtrans pulled in torch'; "
+        "[getattr(mrtrans, n) for n in mrtrans.__all__]; print(sorted(mrtrans.__all__))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "load_translator" in out and "prepare_brats" in out
     with pytest.raises(AttributeError):
@@ -52,7 +54,9 @@ def test_inference_never_imports_the_training_code(tiny_run: Path, flair: Path) 
     assert done.stdout.startswith("ok")
 
 
-def test_every_input_kind_gives_the_file_translation(translator: mrtrans.Translator, flair: Path, tmp_path: Path) -> None:
+def test_every_input_kind_gives_the_file_translation(
+    translator: mrtrans.Translator, flair: Path, tmp_path: Path
+) -> None:
     report = mrtrans.translate_files(flair, tmp_path / "t1.nii.gz", translator)
     assert report.written == [tmp_path / "t1.nii.gz"]
     expected = nib.load(report.written[0]).get_fdata(dtype=np.float32)
@@ -120,11 +124,13 @@ def test_translated_fills_a_missing_t1_in_a_monai_pipeline(translator: mrtrans.T
     from mrtrans.monai import Translated
 
     keys = ["flair", "t1"]
-    pipeline = Compose([
-        LoadImaged(keys=keys, allow_missing_keys=True, image_only=True),
-        EnsureChannelFirstd(keys=keys, allow_missing_keys=True),
-        Translated(keys="flair", model=translator, output_key="t1", only_if_missing=True),
-    ])  # fmt: skip
+    pipeline = Compose(
+        [
+            LoadImaged(keys=keys, allow_missing_keys=True, image_only=True),
+            EnsureChannelFirstd(keys=keys, allow_missing_keys=True),
+            Translated(keys="flair", model=translator, output_key="t1", only_if_missing=True),
+        ]
+    )
     only_flair = pipeline({"flair": str(flair)})
     t1 = only_flair["t1"]
     assert isinstance(t1, MetaTensor) and t1.shape == only_flair["flair"].shape
@@ -157,7 +163,9 @@ def test_translated_defaults_and_plain_arrays(translator: mrtrans.Translator, fl
         Translated(keys="t2", model=translator)({"flair": data})
 
 
-def test_volumes_the_header_or_the_values_make_unusable_are_refused(translator: mrtrans.Translator, flair: Path, tmp_path: Path) -> None:
+def test_volumes_the_header_or_the_values_make_unusable_are_refused(
+    translator: mrtrans.Translator, flair: Path, tmp_path: Path
+) -> None:
     img = nib.load(flair)
     data = img.get_fdata(dtype=np.float64)
     cases = {

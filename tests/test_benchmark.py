@@ -37,8 +37,12 @@ def test_benchmark_trains_every_method_setting_and_seed_and_writes_its_table(ben
     # the config; whatever the graph says, every claim gets one of the five answers, with its counts.
     claims = pd.read_csv(bench / "claims.csv")
     assert set(claims["answer"]) <= {"better", "worse", "no difference shown", "not at this scale", "cannot decide"}
-    assert set(zip(claims.setting, claims.outcome)) == {("balanced", "erased"), ("balanced", "added"),
-                                                         ("target0", "erased"), ("target100", "added")}  # fmt: skip
+    assert set(zip(claims.setting, claims.outcome)) == {
+        ("balanced", "erased"),
+        ("balanced", "added"),
+        ("target0", "erased"),
+        ("target100", "added"),
+    }
     graphs = pd.read_csv(bench / "graph.csv")
     assert set(graphs.direction) == {"flair2t1", "t12flair"} and (graphs.patch_size == 1).all()
     small = graphs.set_index("direction")["mechanism_can_act"]
@@ -52,8 +56,21 @@ def test_not_at_this_scale_when_lesions_span_too_few_nodes(tmp_path):
     """The tiny preset with 8x8 patches: every lesion is a node or less, so every claim is 'not at this scale'."""
     (tmp_path / "p8.yaml").write_text("loss:\n  patch_size: 8\n")
     out = tmp_path / "b"
-    result = runner.invoke(app, ["benchmark", "hallucination", "--out", str(out), "--config", "hallucination_tiny",
-                                 "--seeds", "1", "--preset", str(tmp_path / "p8.yaml")])  # fmt: skip
+    result = runner.invoke(
+        app,
+        [
+            "benchmark",
+            "hallucination",
+            "--out",
+            str(out),
+            "--config",
+            "hallucination_tiny",
+            "--seeds",
+            "1",
+            "--preset",
+            str(tmp_path / "p8.yaml"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     graphs = pd.read_csv(out / "graph.csv")
     assert (graphs.patch_size == 8).all() and not graphs.mechanism_can_act.any()
@@ -75,7 +92,9 @@ def test_a_rerun_reuses_finished_runs_and_foreign_folders_are_refused(bench, tmp
     assert (foreign / "notes.txt").read_text() == "keep"
     marker = json.loads((bench / "benchmark.json").read_text())
     assert marker["config"]["seeds"] == [0, 1]
-    result = runner.invoke(app, ["benchmark", "hallucination", "--out", str(bench), "--config", "hallucination_tiny", "--seeds", "3"])
+    result = runner.invoke(
+        app, ["benchmark", "hallucination", "--out", str(bench), "--config", "hallucination_tiny", "--seeds", "3"]
+    )
     assert result.exit_code == 2 and "other data, methods, seeds or training" in result.output
 
 
@@ -84,8 +103,10 @@ def test_an_out_inside_the_dataset_or_a_damaged_record_is_refused_before_writing
 
     root = shutil.copytree(synth_root, tmp_path / "data")
     before = sorted(p.relative_to(root) for p in root.rglob("*"))
-    for command in (["benchmark", "hallucination", str(root), "--out", str(root / "bench"), "--config", "hallucination_tiny"],
-                    ["reproduce-table1", str(root), "--out", str(root / "rep"), "--config", "reproduce_tiny"]):  # fmt: skip
+    for command in (
+        ["benchmark", "hallucination", str(root), "--out", str(root / "bench"), "--config", "hallucination_tiny"],
+        ["reproduce-table1", str(root), "--out", str(root / "rep"), "--config", "reproduce_tiny"],
+    ):
         result = runner.invoke(app, command)
         assert result.exit_code == 2 and "inside the input" in result.output, result.output
     assert sorted(p.relative_to(root) for p in root.rglob("*")) == before  # nothing written into the dataset

@@ -84,13 +84,21 @@ def _edit_json(path, edit):
 def _prepare_into_input(t, fx):
     root = _copy(fx["synth_root"], t / "brats")
     before = _files(root)
-    return ["prepare-brats", str(root), "--out", str(root), "--overwrite"], "is the input", lambda: _files(root) == before
+    return (
+        ["prepare-brats", str(root), "--out", str(root), "--overwrite"],
+        "is the input",
+        lambda: _files(root) == before,
+    )
 
 
 def _prepare_into_parent(t, fx):
     root = _copy(fx["synth_root"], t / "d" / "brats")
     before = _files(t / "d")
-    return ["prepare-brats", str(root), "--out", str(t / "d"), "--overwrite"], "contains the input", lambda: _files(t / "d") == before
+    return (
+        ["prepare-brats", str(root), "--out", str(t / "d"), "--overwrite"],
+        "contains the input",
+        lambda: _files(t / "d") == before,
+    )
 
 
 def _evaluate_into_run(t, fx):
@@ -165,7 +173,11 @@ def _resume_other_volumes(t, fx):
 def _prepare_twice(t, fx):
     out = _copy(fx["prepared"], t / "prep")
     before = _files(out)
-    return ["prepare-brats", str(fx["synth_root"]), "--out", str(out)], "exists and is not empty", lambda: _files(out) == before
+    return (
+        ["prepare-brats", str(fx["synth_root"]), "--out", str(out)],
+        "exists and is not empty",
+        lambda: _files(out) == before,
+    )
 
 
 def _output_under_a_file(t, fx):
@@ -232,7 +244,9 @@ def _truncated_npy(t, fx):
 
 
 def _pickled_npy(t, fx):
-    args, check = _evaluate_broken_data(t, fx, lambda d: np.save(d / "test" / "t1.npy", np.array([{"a": 1}]), allow_pickle=True))
+    args, check = _evaluate_broken_data(
+        t, fx, lambda d: np.save(d / "test" / "t1.npy", np.array([{"a": 1}]), allow_pickle=True)
+    )
     return args, "t1.npy: cannot read", check
 
 
@@ -268,11 +282,32 @@ def _demo_over_a_user_folder(t, fx):
     return args, "not made by mrtrans", lambda: (t / "mine" / "data.csv").read_text() == "precious"
 
 
-HOSTILE = [_prepare_into_input, _prepare_into_parent, _evaluate_into_run, _evaluate_into_data, _train_nan, _train_inf_lr,
-           _train_zero_epochs, _resume_other_method, _resume_other_architecture, _resume_other_data, _resume_other_volumes,
-           _prepare_twice, _output_under_a_file, _checkpoint_without_config, _checkpoint_odd_size, _nan_model, _evaluate_nan_model,
-           _truncated_npy, _pickled_npy, _broken_prepare_json, _prepare_odd_size, _evaluate_existing_out_before_work,
-           _too_few_slices_says_why, _demo_over_a_user_folder]  # fmt: skip
+HOSTILE = [
+    _prepare_into_input,
+    _prepare_into_parent,
+    _evaluate_into_run,
+    _evaluate_into_data,
+    _train_nan,
+    _train_inf_lr,
+    _train_zero_epochs,
+    _resume_other_method,
+    _resume_other_architecture,
+    _resume_other_data,
+    _resume_other_volumes,
+    _prepare_twice,
+    _output_under_a_file,
+    _checkpoint_without_config,
+    _checkpoint_odd_size,
+    _nan_model,
+    _evaluate_nan_model,
+    _truncated_npy,
+    _pickled_npy,
+    _broken_prepare_json,
+    _prepare_odd_size,
+    _evaluate_existing_out_before_work,
+    _too_few_slices_says_why,
+    _demo_over_a_user_folder,
+]
 
 
 @pytest.mark.parametrize("case", HOSTILE, ids=[c.__name__.strip("_") for c in HOSTILE])

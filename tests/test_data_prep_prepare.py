@@ -5,6 +5,8 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import SMALL_PREPARE
+from test_data_prep_discovery import to_brats2023, to_msd
 from typer.testing import CliRunner
 
 from mrtrans.cli import app
@@ -12,9 +14,6 @@ from mrtrans.config import PrepareConfig
 from mrtrans.data_prep import prepare as prepare_module
 from mrtrans.data_prep.prepare import prepare_brats, split_patients
 from mrtrans.errors import MrtransError
-
-from conftest import SMALL_PREPARE
-from test_data_prep_discovery import to_brats2023, to_msd
 
 
 def _manifest(folder):
@@ -105,7 +104,9 @@ def test_other_layouts_give_the_same_slices(synth_root, prepared, tmp_path, conv
     out = prepare_brats(root, tmp_path / "out", PrepareConfig(**SMALL_PREPARE)).out
     for name in ("train/flair.npy", "train/t1.npy", "test/flair.npy", "test/t1.npy"):
         assert np.array_equal(np.load(out / name), np.load(prepared / name)), name
-    assert np.array_equal(np.load(out / "test/seg.npy") > 0, np.load(prepared / "test/seg.npy") > 0)  # labels differ by layout
+    assert np.array_equal(
+        np.load(out / "test/seg.npy") > 0, np.load(prepared / "test/seg.npy") > 0
+    )  # labels differ by layout
 
 
 def _copy_subject(root, src_id, new_id):
@@ -124,8 +125,19 @@ def _save_like(path, data, affine=None):
 def test_each_bad_subject_is_skipped_with_its_reason(synth_root, tmp_path):
     root = shutil.copytree(synth_root, tmp_path / "raw")
     src = "SynthBraTS_001"
-    names = ("BadCorrupt", "BadMissing", "Bad4D", "BadNaN", "BadEmpty", "BadGrid", "BadSegNeg", "BadSegFloat", "BadSegLabel",
-             "Bad2D", "BadComplex")
+    names = (
+        "BadCorrupt",
+        "BadMissing",
+        "Bad4D",
+        "BadNaN",
+        "BadEmpty",
+        "BadGrid",
+        "BadSegNeg",
+        "BadSegFloat",
+        "BadSegLabel",
+        "Bad2D",
+        "BadComplex",
+    )
     bad = {name: _copy_subject(root, src, name) for name in names}
     f = bad["BadCorrupt"] / "BadCorrupt_flair.nii.gz"
     f.write_bytes(f.read_bytes()[:3000])
@@ -144,9 +156,13 @@ def test_each_bad_subject_is_skipped_with_its_reason(synth_root, tmp_path):
     _save_like(p, np.asanyarray(nib.load(p).dataobj), affine=shifted)
 
     seg = np.asanyarray(nib.load(root / src / f"{src}_seg.nii.gz").dataobj)
-    _save_like(bad["BadSegNeg"] / "BadSegNeg_seg.nii.gz", np.where(seg > 0, seg.astype(np.int16), np.int16(-1)))  # background -1
+    _save_like(
+        bad["BadSegNeg"] / "BadSegNeg_seg.nii.gz", np.where(seg > 0, seg.astype(np.int16), np.int16(-1))
+    )  # background -1
     _save_like(bad["BadSegFloat"] / "BadSegFloat_seg.nii.gz", (seg > 0) * np.float32(0.5))  # labels 0.5
-    _save_like(bad["BadSegLabel"] / "BadSegLabel_seg.nii.gz", np.where(seg == 4, 3, seg).astype(np.uint8))  # 3: not BraTS 2018-21
+    _save_like(
+        bad["BadSegLabel"] / "BadSegLabel_seg.nii.gz", np.where(seg == 4, 3, seg).astype(np.uint8)
+    )  # 3: not BraTS 2018-21
     p = bad["Bad2D"] / "Bad2D_flair.nii.gz"
     _save_like(p, np.asanyarray(nib.load(p).dataobj)[:, :, 20])
     p = bad["BadComplex"] / "BadComplex_t1.nii.gz"
@@ -174,7 +190,9 @@ def test_each_bad_subject_is_skipped_with_its_reason(synth_root, tmp_path):
 
 
 def test_too_few_slices_fails_with_counts_and_writes_nothing(synth_root, tmp_path):
-    with pytest.raises(MrtransError, match=r"too few eligible slices: .*asked 500 tumor \+ 500 healthy, only \d+ tumor"):
+    with pytest.raises(
+        MrtransError, match=r"too few eligible slices: .*asked 500 tumor \+ 500 healthy, only \d+ tumor"
+    ):
         prepare_brats(synth_root, tmp_path / "out", PrepareConfig(**(SMALL_PREPARE | {"train_slices": 1000})))
     assert list(tmp_path.iterdir()) == []
 
@@ -191,8 +209,24 @@ def test_interrupted_run_leaves_nothing(synth_root, tmp_path, monkeypatch):
 
 def test_cli_prepare_brats(synth_root, tmp_path):
     runner = CliRunner()
-    args = ["prepare-brats", str(synth_root), "--out", str(tmp_path / "out"), "--train-slices", "8", "--test-slices", "4",
-            "--image-size", "64", "--min-tumor-pixels", "10", "--min-brain-fraction", "0.15", "--workers", "2"]  # fmt: skip
+    args = [
+        "prepare-brats",
+        str(synth_root),
+        "--out",
+        str(tmp_path / "out"),
+        "--train-slices",
+        "8",
+        "--test-slices",
+        "4",
+        "--image-size",
+        "64",
+        "--min-tumor-pixels",
+        "10",
+        "--min-brain-fraction",
+        "0.15",
+        "--workers",
+        "2",
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert (tmp_path / "out" / "contact_sheet.png").stat().st_size > 1000
@@ -226,7 +260,9 @@ def test_skewed_training_domains_keep_the_balanced_test_set(synth_root, prepared
     test_rows = [m[m.split == "test"][cols].reset_index(drop=True) for m in (skewed, balanced)]
     assert test_rows[0].equals(test_rows[1])
     for key in ("flair", "t1", "seg"):
-        assert np.array_equal(np.load(tmp_path / "skewed" / "test" / f"{key}.npy"), np.load(prepared / "test" / f"{key}.npy"))
+        assert np.array_equal(
+            np.load(tmp_path / "skewed" / "test" / f"{key}.npy"), np.load(prepared / "test" / f"{key}.npy")
+        )
 
 
 def test_sigkill_leftovers_are_removed_by_the_next_run(synth_root, tmp_path):
@@ -235,9 +271,25 @@ def test_sigkill_leftovers_are_removed_by_the_next_run(synth_root, tmp_path):
     import sys
     import time
 
-    args = [sys.executable, "-m", "mrtrans", "prepare-brats", str(synth_root), "--out", str(tmp_path / "out"),
-            "--train-slices", "16", "--test-slices", "12", "--image-size", "64", "--min-tumor-pixels", "10",
-            "--min-brain-fraction", "0.15"]  # fmt: skip
+    args = [
+        sys.executable,
+        "-m",
+        "mrtrans",
+        "prepare-brats",
+        str(synth_root),
+        "--out",
+        str(tmp_path / "out"),
+        "--train-slices",
+        "16",
+        "--test-slices",
+        "12",
+        "--image-size",
+        "64",
+        "--min-tumor-pixels",
+        "10",
+        "--min-brain-fraction",
+        "0.15",
+    ]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while not list(tmp_path.glob(".out.*.tmp/_scratch/*")) and time.monotonic() < deadline:

@@ -36,7 +36,18 @@ def test_real_sample_chain(real_sample, tmp_path):
     """prepare -> train a few steps -> translate a whole volume -> evaluate, on real anatomy."""
     prepared, run, report = tmp_path / "prepared", tmp_path / "run", tmp_path / "report"
     steps = [
-        ["prepare-brats", str(real_sample), "--out", str(prepared), "--train-slices", "20", "--test-slices", "10", "--workers", "2"],
+        [
+            "prepare-brats",
+            str(real_sample),
+            "--out",
+            str(prepared),
+            "--train-slices",
+            "20",
+            "--test-slices",
+            "10",
+            "--workers",
+            "2",
+        ],
         ["train", "flair2t1", "--data", str(prepared), "--out", str(run), "--preset", "cpu_small", "--max-steps", "3"],
         ["evaluate", str(run), "--data", str(prepared), "--out", str(report), "--no-audit"],
     ]

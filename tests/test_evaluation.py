@@ -7,6 +7,7 @@ import pytest
 import torch
 from scipy import stats
 from skimage.metrics import mean_squared_error, peak_signal_noise_ratio, structural_similarity
+from test_inference import make_checkpoint
 from typer.testing import CliRunner
 
 from mrtrans.checkpoint import save_checkpoint
@@ -18,8 +19,6 @@ from mrtrans.evaluation import audit
 from mrtrans.evaluation.evaluate import evaluate_runs, evaluate_volumes, score_slices
 from mrtrans.evaluation.metrics import PSNR_CAP, brain_metrics, interior, paper_metrics, ssim_map, through_plane_metrics
 from mrtrans.evaluation.statistics import bootstrap_ratio, paired_difference
-
-from test_inference import make_checkpoint
 
 runner = CliRunner()
 
@@ -52,15 +51,18 @@ def test_paper_protocol_matches_scikit_image():
         assert m["mae"][i] == pytest.approx(np.abs(pred[i] - real[i]).mean())
         assert m["mse"][i] == pytest.approx(mean_squared_error(real[i], pred[i]))
         assert m["psnr"][i] == pytest.approx(peak_signal_noise_ratio(real[i], pred[i], data_range=255))
-        ref = structural_similarity(real[i], pred[i], data_range=255, gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
+        ref = structural_similarity(
+            real[i], pred[i], data_range=255, gaussian_weights=True, sigma=1.5, use_sample_covariance=False
+        )
         assert m["ssim"][i] == pytest.approx(ref, abs=1e-10)
 
 
 def test_region_ssim_is_the_scikit_image_map_averaged_over_the_region():
     pred, real, brain, tumor = _pair(seed=2)
     ours = ssim_map(pred, real, 255.0)
-    _, full = structural_similarity(real[0], pred[0], data_range=255, gaussian_weights=True, sigma=1.5,
-                                    use_sample_covariance=False, full=True)  # fmt: skip
+    _, full = structural_similarity(
+        real[0], pred[0], data_range=255, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, full=True
+    )
     assert np.allclose(ours[0], full)
     m = paper_metrics(pred, real, brain, tumor)["tumor"]
     assert m["ssim"][0] == pytest.approx(full[tumor[0] & interior(full.shape)].mean())
@@ -109,7 +111,9 @@ def test_ms_ssim_is_ssim_at_one_scale_follows_monai_at_four_and_falls_with_noise
     for noise in (0.0, 0.02, 0.1, 0.3):
         pred = np.clip(real + noise * rng.standard_normal(real.shape), 0, 1)
         ours = ms_ssim(pred, real, whole, 1.0)
-        theirs = compute_ms_ssim(torch.tensor(pred[:, None]), torch.tensor(real[:, None]), 2, 1.0, weights=tuple(weights))
+        theirs = compute_ms_ssim(
+            torch.tensor(pred[:, None]), torch.tensor(real[:, None]), 2, 1.0, weights=tuple(weights)
+        )
         # MONAI differs by the sample-covariance correction and its unpadded windows: close, not equal
         assert np.allclose(ours, theirs.numpy().ravel(), atol=0.01), noise
         assert np.all(ours < previous) and (noise > 0 or np.allclose(ours, 1.0))
@@ -137,7 +141,10 @@ def detectors(prepared):
         labels = audit.region_labels(modality, "auto", data.meta.get("layouts"))
         masks = audit.region_mask(data.train_seg(modality), labels).astype(np.uint8)
         tumor = np.asarray(data.train_seg(modality)) > 0
-        out[modality] = (audit.train_detector(data.train(modality), masks, cfg, torch.device("cpu"), tumor=tumor), labels)
+        out[modality] = (
+            audit.train_detector(data.train(modality), masks, cfg, torch.device("cpu"), tumor=tumor),
+            labels,
+        )
     return out, data
 
 
@@ -181,7 +188,9 @@ def test_pasted_tumors_carry_the_donor_contrast():
     assert labels[0, 9, 9] == 2 and pasted[0, 4, 4] == 0.5
     soft = donor.copy()
     soft[1, 8:12, 8:12] = -0.2  # a tumor 0.2 above its tissue keeps that contrast in the brighter slice
-    assert audit.paste_tumors(target, seg, brain, np.array([True, False]), np.array([1]), donor_images=soft)[0][0, 9, 9] == pytest.approx(0.7)
+    assert audit.paste_tumors(target, seg, brain, np.array([True, False]), np.array([1]), donor_images=soft)[0][
+        0, 9, 9
+    ] == pytest.approx(0.7)
 
 
 def test_instrument_validity_says_when_it_cannot_decide():
@@ -190,22 +199,31 @@ def test_instrument_validity_says_when_it_cannot_decide():
     def row(run, direction, **values):
         return {"run": run, "direction": direction, **values}
 
-    summary = pd.DataFrame([
-        row("real", "t12flair", lesions=40, judgeable_lesions=36, healthy_with_added_rate=0.05),
-        row("sanity-inpainted", "t12flair", erased_rate=0.95),
-        row("sanity-pasted-target", "t12flair", healthy_with_added_rate=1.0),
-        row("sanity-pasted-source", "t12flair", healthy_with_added_rate=0.9),
-        row("real", "flair2t1", lesions=40, judgeable_lesions=4, healthy_with_added_rate=0.5),
-        row("sanity-inpainted", "flair2t1", erased_rate=0.95),
-        row("sanity-pasted-target", "flair2t1", healthy_with_added_rate=1.0),
-        row("sanity-pasted-source", "flair2t1", healthy_with_added_rate=0.2),
-    ])  # fmt: skip
+    summary = pd.DataFrame(
+        [
+            row("real", "t12flair", lesions=40, judgeable_lesions=36, healthy_with_added_rate=0.05),
+            row("sanity-inpainted", "t12flair", erased_rate=0.95),
+            row("sanity-pasted-target", "t12flair", healthy_with_added_rate=1.0),
+            row("sanity-pasted-source", "t12flair", healthy_with_added_rate=0.9),
+            row("real", "flair2t1", lesions=40, judgeable_lesions=4, healthy_with_added_rate=0.5),
+            row("sanity-inpainted", "flair2t1", erased_rate=0.95),
+            row("sanity-pasted-target", "flair2t1", healthy_with_added_rate=1.0),
+            row("sanity-pasted-source", "flair2t1", healthy_with_added_rate=0.2),
+        ]
+    )
     v = instrument_validity(summary, EvalConfig()).set_index(["direction", "aspect"])
     assert v.loc[("t12flair", "removal"), "decidable"] and v.loc[("t12flair", "additions"), "decidable"]
-    assert not v.loc[("flair2t1", "removal"), "decidable"] and "shows 4 of 40" in v.loc[("flair2t1", "removal"), "reason"]
+    assert (
+        not v.loc[("flair2t1", "removal"), "decidable"] and "shows 4 of 40" in v.loc[("flair2t1", "removal"), "reason"]
+    )
     assert not v.loc[("flair2t1", "additions"), "decidable"] and "50%" in v.loc[("flair2t1", "additions"), "reason"]
     summary.loc[summary.run == "sanity-inpainted", "erased_rate"] = 0.5
-    assert "inpainted" in instrument_validity(summary, EvalConfig()).set_index(["direction", "aspect"]).loc[("t12flair", "removal"), "reason"]
+    assert (
+        "inpainted"
+        in instrument_validity(summary, EvalConfig())
+        .set_index(["direction", "aspect"])
+        .loc[("t12flair", "removal"), "reason"]
+    )
 
 
 def test_lesion_inversion_swaps_the_tumor_polarity_in_its_own_context():
@@ -300,40 +318,86 @@ def runs(tmp_path_factory):
 
 def test_evaluate_writes_paper_layout_tables(prepared, runs, tmp_path):
     cfg = EvalConfig(audit=AuditConfig(steps=5))
-    out = evaluate_runs([runs / "cyc", runs / "harm"], prepared, tmp_path / "report", cfg, cache_dir=tmp_path / "cache", log=lambda s: None)
+    out = evaluate_runs(
+        [runs / "cyc", runs / "harm"],
+        prepared,
+        tmp_path / "report",
+        cfg,
+        cache_dir=tmp_path / "cache",
+        log=lambda s: None,
+    )
     names = {p.name for p in out.iterdir()}
-    assert {"per_slice.csv", "per_subject.csv", "summary.csv", "table1.md", "table1.tex", "brain.tex", "tumor_consistency.csv",
-            "tumor_summary.csv", "paired.csv", "metrics.json", "figures"} <= names  # fmt: skip
+    assert {
+        "per_slice.csv",
+        "per_subject.csv",
+        "summary.csv",
+        "table1.md",
+        "table1.tex",
+        "brain.tex",
+        "tumor_consistency.csv",
+        "tumor_summary.csv",
+        "paired.csv",
+        "metrics.json",
+        "figures",
+    } <= names
     summary = pd.read_csv(out / "summary.csv")
     assert set(summary.protocol) == {"paper", "brain", "brain_shared"}
     assert set(summary.region) == {"whole", "brain", "tumor", "healthy"}
     assert set(summary.run) == {"copy-source", "cyc", "harm"} and set(summary["mode"]) == {"slices"}
     assert (summary[(summary.protocol == "paper") & (summary.region == "whole")].n_slices == 12).all()
-    assert (summary.mae_ci_low <= summary.mae_mean + 1e-12).all() and (summary.mae_mean <= summary.mae_ci_high + 1e-12).all()
+    assert (summary.mae_ci_low <= summary.mae_mean + 1e-12).all() and (
+        summary.mae_mean <= summary.mae_ci_high + 1e-12
+    ).all()
     paired = pd.read_csv(out / "paired.csv")
-    assert set(paired.reference) == {"cyc"} and set(paired.run) == {"copy-source", "harm"}  # the CycleGAN run is the reference
+    assert set(paired.reference) == {"cyc"} and set(paired.run) == {
+        "copy-source",
+        "harm",
+    }  # the CycleGAN run is the reference
     text = (out / "table1.md").read_text()
-    order = [text.index(h) for h in ("protocol brain_shared): intensity", "Tumor region", "Tumor presence",
-                                     "Paired comparison", "The paper's protocol", "Numbers reported in the paper")]  # fmt: skip
+    order = [
+        text.index(h)
+        for h in (
+            "protocol brain_shared): intensity",
+            "Tumor region",
+            "Tumor presence",
+            "Paired comparison",
+            "The paper's protocol",
+            "Numbers reported in the paper",
+        )
+    ]
     assert order == sorted(order)  # brain and tumor lead; the paper's numbers stand apart, last
-    paper_part = text[text.index("Numbers reported in the paper"):]
+    paper_part = text[text.index("Numbers reported in the paper") :]
     assert "| HarmonicGAN-histogram | 6.38" in paper_part and "cyc (cyclegan)" not in paper_part
     md = text.splitlines()
     assert any(line.startswith("| copy-source |") for line in md)
     header = next(line for line in md if line.startswith("| Method"))
     cells = [c.strip() for c in header.strip("|").split("|")]
-    assert cells == ["Method"] + [f"{d} {m}" for d in ("Flair → T1", "T1 → Flair")
-                                  for m in ("MAE ↓", "MSE ↓", "PSNR ↑", "SSIM ↑", "MS-SSIM ↑", "Pearson r ↑")]  # fmt: skip
+    assert cells == ["Method"] + [
+        f"{d} {m}"
+        for d in ("Flair → T1", "T1 → Flair")
+        for m in ("MAE ↓", "MSE ↓", "PSNR ↑", "SSIM ↑", "MS-SSIM ↑", "Pearson r ↑")
+    ]
     assert any(line.startswith("| cyc (cyclegan) |") for line in md)
     tex = (out / "table1.tex").read_text()
     assert r"\multicolumn{6}{c}{Flair $\rightarrow$ T1}" in tex and r"\multicolumn{6}{c}{T1 $\rightarrow$ Flair}" in tex
-    assert {"ms_ssim_mean", "pearson_mean", "pearson_ci_low"} <= set(summary.columns) and {"ms_ssim", "pearson"} <= set(paired.metric)
+    assert {"ms_ssim_mean", "pearson_mean", "pearson_ci_low"} <= set(summary.columns) and {"ms_ssim", "pearson"} <= set(
+        paired.metric
+    )
     per_slice = pd.read_csv(out / "per_slice.csv")
     assert set(per_slice.run) == {"copy-source", "cyc", "harm"} and set(per_slice.direction) == {"flair2t1", "t12flair"}
     tumor = pd.read_csv(out / "tumor_summary.csv")
     assert {"real", "sanity-inpainted", "sanity-pasted-target", "sanity-pasted-source", "copy-source"} <= set(tumor.run)
-    assert {"erased_rate", "erased_rate_ci_low", "present_same_rate", "present_opposite_rate", "judgeable_lesions",
-            "not_judgeable_lesions", "cnr_error_mean", "added_per_slice", "healthy_with_added_rate"} <= set(tumor.columns)
+    assert {
+        "erased_rate",
+        "erased_rate_ci_low",
+        "present_same_rate",
+        "present_opposite_rate",
+        "judgeable_lesions",
+        "not_judgeable_lesions",
+        "cnr_error_mean",
+        "added_per_slice",
+        "healthy_with_added_rate",
+    } <= set(tumor.columns)
     assert not {"removed_rate", "contrast_abs_error_mean"} & set(tumor.columns)  # the old, misleading columns are gone
     real = tumor[tumor.run == "real"]
     assert (real.present_same_rate == 1).all() and (real.erased_rate == 0).all()  # the ceiling, by definition
@@ -367,24 +431,79 @@ def test_bad_inputs_fail_clearly_and_write_nothing(prepared, runs, tmp_path):
         evaluate_runs([runs / "cyc"], no_seg, tmp_path / "r2", cfg, log=lambda s: None)
     with pytest.raises(MrtransError, match="shapes differ"):
         z = np.zeros((2, 8, 8))
-        score_slices("r", "m", Direction("flair", "t1"), z, z, np.zeros((2, 8, 9)), z, z, pd.DataFrame({"subject": ["a", "b"],
-                     "slice_index": [0, 1], "label": ["healthy", "tumor"]}), (-1, 1))  # fmt: skip
+        score_slices(
+            "r",
+            "m",
+            Direction("flair", "t1"),
+            z,
+            z,
+            np.zeros((2, 8, 9)),
+            z,
+            z,
+            pd.DataFrame({"subject": ["a", "b"], "slice_index": [0, 1], "label": ["healthy", "tumor"]}),
+            (-1, 1),
+        )
     with pytest.raises(MrtransError, match="empty test set"):
         z = np.zeros((0, 8, 8))
-        score_slices("r", "m", Direction("flair", "t1"), z, z, z, z, z, pd.DataFrame({"subject": [], "slice_index": [], "label": []}), (-1, 1))
+        score_slices(
+            "r",
+            "m",
+            Direction("flair", "t1"),
+            z,
+            z,
+            z,
+            z,
+            z,
+            pd.DataFrame({"subject": [], "slice_index": [], "label": []}),
+            (-1, 1),
+        )
     assert not any((tmp_path / n).exists() for n in ("r1", "r2"))
 
 
 def test_cli_evaluate_and_evaluate_volumes(prepared, runs, synth_root, tmp_path):
-    result = runner.invoke(app, ["evaluate", str(runs / "cyc"), "--data", str(prepared), "--out", str(tmp_path / "rep"), "--no-audit", "--device", "cpu"])
+    result = runner.invoke(
+        app,
+        [
+            "evaluate",
+            str(runs / "cyc"),
+            "--data",
+            str(prepared),
+            "--out",
+            str(tmp_path / "rep"),
+            "--no-audit",
+            "--device",
+            "cpu",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert (tmp_path / "rep" / "table1.md").is_file()
     sid = "SynthBraTS_001"
     flair, t1, seg = (synth_root / sid / f"{sid}_{m}.nii.gz" for m in ("flair", "t1", "seg"))
     pred = tmp_path / f"{sid}_t1_from_flair.nii.gz"
-    assert runner.invoke(app, ["translate", str(flair), "--model", str(runs / "cyc"), "--out", str(pred), "--device", "cpu"]).exit_code == 0
-    vol = runner.invoke(app, ["evaluate-volumes", "--pred", str(pred), "--ref", str(t1), "--seg", str(seg),
-                              "--out", str(tmp_path / "vrep"), "--name", "cyc", "--rules", "paper_protocol"])  # fmt: skip
+    assert (
+        runner.invoke(
+            app, ["translate", str(flair), "--model", str(runs / "cyc"), "--out", str(pred), "--device", "cpu"]
+        ).exit_code
+        == 0
+    )
+    vol = runner.invoke(
+        app,
+        [
+            "evaluate-volumes",
+            "--pred",
+            str(pred),
+            "--ref",
+            str(t1),
+            "--seg",
+            str(seg),
+            "--out",
+            str(tmp_path / "vrep"),
+            "--name",
+            "cyc",
+            "--rules",
+            "paper_protocol",
+        ],
+    )
     assert vol.exit_code == 0, vol.output
     per_slice = pd.read_csv(tmp_path / "vrep" / "per_slice.csv")
     assert set(per_slice.subject) == {sid} and per_slice.mae.notna().all() and set(per_slice["mode"]) == {"volumes"}
@@ -394,7 +513,9 @@ def test_cli_evaluate_and_evaluate_volumes(prepared, runs, synth_root, tmp_path)
     assert len(list((tmp_path / "vrep" / "figures").glob("*_planes.png"))) == 1
     bad = tmp_path / f"{sid}_bad.nii.gz"
     nib.save(nib.Nifti1Image(np.ones((8, 8, 8), np.float32), np.eye(4)), bad)
-    mismatch = runner.invoke(app, ["evaluate-volumes", "--pred", str(bad), "--ref", str(t1), "--seg", str(seg), "--out", str(tmp_path / "x")])
+    mismatch = runner.invoke(
+        app, ["evaluate-volumes", "--pred", str(bad), "--ref", str(t1), "--seg", str(seg), "--out", str(tmp_path / "x")]
+    )
     assert mismatch.exit_code == 2 and "does not match the reference" in mismatch.stderr
     assert not (tmp_path / "x").exists()
 
@@ -407,8 +528,22 @@ def test_evaluate_volumes_accepts_a_tumor_free_seg(synth_root, runs, tmp_path):
     nib.save(nib.Nifti1Image(np.zeros(ref.shape, np.uint8), ref.affine), healthy)
     t1 = synth_root / sid / f"{sid}_t1.nii.gz"
     pred = tmp_path / f"{sid}_t1_pred.nii.gz"
-    assert runner.invoke(app, ["translate", str(synth_root / sid / f"{sid}_flair.nii.gz"), "--model", str(runs / "cyc"),
-                               "--out", str(pred), "--device", "cpu"]).exit_code == 0  # fmt: skip
+    assert (
+        runner.invoke(
+            app,
+            [
+                "translate",
+                str(synth_root / sid / f"{sid}_flair.nii.gz"),
+                "--model",
+                str(runs / "cyc"),
+                "--out",
+                str(pred),
+                "--device",
+                "cpu",
+            ],
+        ).exit_code
+        == 0
+    )
     out = evaluate_volumes([pred], [t1], [healthy], tmp_path / "rep", Direction.parse("flair2t1"))
     per_slice = pd.read_csv(out / "per_slice.csv")
     assert set(per_slice.label) == {"healthy"} and "tumor" not in set(per_slice.region)
@@ -434,7 +569,11 @@ def test_through_plane_measure_is_zero_for_the_reference_and_grows_with_flicker(
     brain[4:28, 4:28, :] = True
     ref = np.where(brain, ref, 0.0)
     same = through_plane_metrics(ref, ref, brain)
-    assert same["through_plane_mae"] == 0 and same["ssim_coronal"] == pytest.approx(1) and same["ssim_sagittal"] == pytest.approx(1)
+    assert (
+        same["through_plane_mae"] == 0
+        and same["ssim_coronal"] == pytest.approx(1)
+        and same["ssim_sagittal"] == pytest.approx(1)
+    )
     values = []
     for shift in (0.02, 0.1):
         flicker = ref.copy()
@@ -481,8 +620,13 @@ def test_generators_run_in_fp32_unless_bf16_is_asked(prepared, runs, tmp_path, m
     evaluate_runs([runs / "cyc"], prepared, tmp_path / "a", cfg, log=lambda s: None)
     assert seen and not any(seen)
     seen.clear()
-    evaluate_runs([runs / "cyc"], prepared, tmp_path / "b", EvalConfig(audit=AuditConfig(enabled=False), figure_slices=0,
-                                                                        precision=Precision.bf16), log=lambda s: None)  # fmt: skip
+    evaluate_runs(
+        [runs / "cyc"],
+        prepared,
+        tmp_path / "b",
+        EvalConfig(audit=AuditConfig(enabled=False), figure_slices=0, precision=Precision.bf16),
+        log=lambda s: None,
+    )
     assert seen and all(seen)
 
 
@@ -494,12 +638,17 @@ def _closer_than_copy(source, real, brain, seg):
     blend = np.where(brain, (source + real) / 2, real)
     d = Direction("flair", "t1")
     frame = pd.DataFrame({"subject": "s", "slice_index": np.arange(len(real)), "label": "tumor"})
-    scores = {name: score_slices(name, name, d, source, pred, real, brain, seg, frame, (-1, 1)).per_slice
-              for name, pred in (("copy", source), ("blend", blend))}  # fmt: skip
-    means = {k: v[v.protocol != "brain"].groupby(["protocol", "region"])[["mae", "mse", "psnr", "ssim"]].mean()
-             for k, v in scores.items()}  # fmt: skip
+    scores = {
+        name: score_slices(name, name, d, source, pred, real, brain, seg, frame, (-1, 1)).per_slice
+        for name, pred in (("copy", source), ("blend", blend))
+    }
+    means = {
+        k: v[v.protocol != "brain"].groupby(["protocol", "region"])[["mae", "mse", "psnr", "ssim"]].mean()
+        for k, v in scores.items()
+    }
     better = (means["blend"][["mae", "mse"]] < means["copy"][["mae", "mse"]]).join(
-        means["blend"][["psnr", "ssim"]] > means["copy"][["psnr", "ssim"]])
+        means["blend"][["psnr", "ssim"]] > means["copy"][["psnr", "ssim"]]
+    )
     assert better.to_numpy().all(), better
 
 
@@ -514,7 +663,10 @@ def test_closer_scores_better_on_real_sample_slices(real_sample):
     from mrtrans.evaluation.metrics import brain_normalize
 
     subject = sorted(p for p in real_sample.iterdir() if p.is_dir())[0]
-    vol = {m: np.asarray(nib.load(subject / f"{subject.name}_{m}.nii.gz").dataobj, np.float32) for m in ("flair", "t1", "seg")}
+    vol = {
+        m: np.asarray(nib.load(subject / f"{subject.name}_{m}.nii.gz").dataobj, np.float32)
+        for m in ("flair", "t1", "seg")
+    }
     brain = vol["t1"] > 0
     z = np.flatnonzero((vol["seg"] > 0).sum(axis=(0, 1)) > 200)[::6][:6]
     stack = {m: np.moveaxis(v[:, :, z], 2, 0) for m, v in vol.items()}

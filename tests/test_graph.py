@@ -8,10 +8,12 @@ from mrtrans.evaluation.graph import graph_statistics, summarize_graph
 
 
 def _slice(lesion_patches: int, patch: int = 4, size: int = 32):
-    """A flat brain (value 0) filling the slice, one lesion of value 0.8 covering ``lesion_patches`` whole patches in a row."""
+    """A flat brain (value 0) filling the slice, one lesion of value 0.8 covering ``lesion_patches`` whole patches in a
+    row.
+    """
     image = np.zeros((1, size, size), np.float32)
     region = np.zeros((1, size, size), bool)
-    region[0, 8:8 + patch, 4:4 + patch * lesion_patches] = True
+    region[0, 8 : 8 + patch, 4 : 4 + patch * lesion_patches] = True
     image[region] = 0.8
     return image, region
 
@@ -19,7 +21,9 @@ def _slice(lesion_patches: int, patch: int = 4, size: int = 32):
 def test_a_lesion_of_k_patches_gives_k_tumor_nodes_and_all_their_edges():
     for k in (1, 3, 5):
         image, region = _slice(k)
-        per_lesion, per_slice = graph_statistics(image, region, region, LossConfig(patch_size=4, sigma=0.5), min_pixels=4)
+        per_lesion, per_slice = graph_statistics(
+            image, region, region, LossConfig(patch_size=4, sigma=0.5), min_pixels=4
+        )
         assert per_lesion["tumor_nodes"].tolist() == [k]
         assert per_lesion["tumor_edges"].tolist() == [k * (k - 1) // 2]  # identical patches: w = 1 for every pair
         n = 64  # 8 x 8 brain nodes

@@ -60,12 +60,15 @@ def oblique(shape):
 LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 
-@pytest.mark.parametrize("name, affine, shape", [
-    ("ras", np.eye(4), (45, 57, 11)),
-    ("lps", LPS, (45, 57, 11)),
-    ("oblique", None, (47, 51, 9)),
-    ("odd-cropped", np.eye(4), (81, 73, 5)),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "name, affine, shape",
+    [
+        ("ras", np.eye(4), (45, 57, 11)),
+        ("lps", LPS, (45, 57, 11)),
+        ("oblique", None, (47, 51, 9)),
+        ("odd-cropped", np.eye(4), (81, 73, 5)),
+    ],
+)
 def test_output_grid_equals_input_grid(tmp_path, translator, name, affine, shape):
     affine = oblique(shape) if affine is None else affine
     data = np.zeros(shape, np.float32)
@@ -135,11 +138,19 @@ def test_batch_with_bad_files_finishes_the_others(tmp_path, ckpt):
     save(inputs / "nan.nii.gz", np.full((8, 8, 8), np.nan, np.float32), np.eye(4))
     save(inputs / "empty.nii.gz", np.zeros((8, 8, 8), np.float32), np.eye(4))
     save(inputs / "flat.nii.gz", np.ones((8, 8), np.float32), np.eye(4))
-    result = runner.invoke(app, ["translate", str(inputs), "--model", str(ckpt), "--out", str(tmp_path / "out"), "--device", "cpu"])
+    result = runner.invoke(
+        app, ["translate", str(inputs), "--model", str(ckpt), "--out", str(tmp_path / "out"), "--device", "cpu"]
+    )
     assert result.exit_code == 2
     written = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert written == ["good0.nii.gz", "good1.nii.gz"]  # nothing partial for the bad ones
-    for name, reason in [("corrupt", "cannot read"), ("fourd", "3D"), ("nan", "NaN"), ("empty", "empty"), ("flat", "3D")]:
+    for name, reason in [
+        ("corrupt", "cannot read"),
+        ("fourd", "3D"),
+        ("nan", "NaN"),
+        ("empty", "empty"),
+        ("flat", "3D"),
+    ]:
         assert any(f"{name}.nii.gz" in line and reason in line for line in result.stderr.splitlines()), name
     assert "5 of 7 volumes failed" in result.stderr
 
@@ -173,8 +184,19 @@ def test_batch_rerun_after_interruption_keeps_finished_volumes(tmp_path, ckpt, t
 
     with pytest.raises(KeyboardInterrupt):
         translate_files(inputs, tmp_path / "out", translator, progress=stop_after_first)
-    result = runner.invoke(app, ["translate", str(tmp_path / "*_flair.nii.gz"), "--model", str(ckpt), "--device", "cpu",
-                                 "--out", str(tmp_path / "out")])  # fmt: skip
+    result = runner.invoke(
+        app,
+        [
+            "translate",
+            str(tmp_path / "*_flair.nii.gz"),
+            "--model",
+            str(ckpt),
+            "--device",
+            "cpu",
+            "--out",
+            str(tmp_path / "out"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "failed" not in result.output
     assert "kept" in result.stdout and result.stdout.count("wrote") == 2

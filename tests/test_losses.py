@@ -185,13 +185,16 @@ def test_smoothness_loss_equals_eq6_written_out_with_two_graphs(normalization, d
     nodes = foreground_patches(x, 8, -1.0) if normalization != "all_pairs" else None
     f_fake = _hist(fake)
     w_fake = patch_affinity(f_fake.detach() if detach else f_fake, 0.5)
-    expected = (smoothness_penalty(patch_affinity(_hist(x), 0.5), f_fake, nodes, normalization)
-                + smoothness_penalty(w_fake, _hist(rec), nodes, normalization))  # fmt: skip
+    expected = smoothness_penalty(patch_affinity(_hist(x), 0.5), f_fake, nodes, normalization) + smoothness_penalty(
+        w_fake, _hist(rec), nodes, normalization
+    )
     assert torch.allclose(got, expected, rtol=1e-6, atol=1e-7)
     g1 = torch.autograd.grad(got, (fake, rec))
     g2 = torch.autograd.grad(expected, (fake, rec))
     assert all(torch.allclose(a, b, rtol=1e-5, atol=1e-8) for a, b in zip(g1, g2))
-    other = smoothness_loss(x, fake, rec, _hist, sigma=0.5, normalization=normalization, detach_translated_graph=not detach)
+    other = smoothness_loss(
+        x, fake, rec, _hist, sigma=0.5, normalization=normalization, detach_translated_graph=not detach
+    )
     assert torch.allclose(other, got)  # the same value; only the gradient through w_ij(G(x)) differs
     g3 = torch.autograd.grad(other, (fake, rec))
     assert not torch.allclose(g3[0], g1[0]) and torch.allclose(g3[1], g1[1], rtol=1e-5, atol=1e-8)

@@ -62,10 +62,12 @@ def test_unit_translator_is_deterministic_and_loads_from_the_view() -> None:
 
 @pytest.mark.parametrize(
     ("change", "message"),
-    [({"method": "unit"}, "UNIT's step needs UNIT's networks"),
-     ({"generator": {"architecture": "unit"}}, "UNIT's step needs UNIT's networks"),
-     ({"method": "unit", "generator": {"architecture": "unit", "num_res_blocks": 1}}, "at least 2")],
-)  # fmt: skip
+    [
+        ({"method": "unit"}, "UNIT's step needs UNIT's networks"),
+        ({"generator": {"architecture": "unit"}}, "UNIT's step needs UNIT's networks"),
+        ({"method": "unit", "generator": {"architecture": "unit", "num_res_blocks": 1}}, "at least 2"),
+    ],
+)
 def test_unit_config_is_consistent(change: dict, message: str) -> None:
     with pytest.raises(MrtransError, match=message):
         load_config(TrainConfig, [change])
@@ -128,8 +130,19 @@ def test_unit_gradients_reach_encoders_and_generators_not_discriminators() -> No
     # the whole step: the discriminators learn only from their own loss
     model.zero_grad()
     discs.requires_grad_(True)
-    _, d = unit_optimisation_step(model, discs, model, discs, opt_g, opt_d, x, y, UnitLossConfig(), "vanilla",
-                                  torch.autocast("cpu", enabled=False))  # fmt: skip
+    _, d = unit_optimisation_step(
+        model,
+        discs,
+        model,
+        discs,
+        opt_g,
+        opt_d,
+        x,
+        y,
+        UnitLossConfig(),
+        "vanilla",
+        torch.autocast("cpu", enabled=False),
+    )
     assert set(d) == {"disc_s", "disc_t", "total_d"}
     assert any(not torch.equal(a, b) for a, b in zip(before, discs.parameters()))
 
@@ -154,9 +167,18 @@ def method_runs(prepared: Path, tmp_path_factory: pytest.TempPathFactory) -> dic
     runs = {}
     for method in METHODS:
         generator = {"base_channels": 8} if method == "discogan" else {"base_channels": 8, "num_res_blocks": 2}
-        small = {"generator": generator, "discriminator": {"base_channels": 8},
-                 "run": {"max_steps": STEPS, "log_every": 1, "sample_every": 10_000, "checkpoint_every": 10_000}}  # fmt: skip
-        train(prepared, folder / method, Direction.parse("flair2t1"), load_config(TrainConfig, [method, small]), show_progress=False)
+        small = {
+            "generator": generator,
+            "discriminator": {"base_channels": 8},
+            "run": {"max_steps": STEPS, "log_every": 1, "sample_every": 10_000, "checkpoint_every": 10_000},
+        }
+        train(
+            prepared,
+            folder / method,
+            Direction.parse("flair2t1"),
+            load_config(TrainConfig, [method, small]),
+            show_progress=False,
+        )
         runs[method] = folder / method
     return runs
 
@@ -170,7 +192,9 @@ def test_a_few_hundred_steps_reduce_the_reconstruction_loss(method_runs: dict[st
     assert last < 0.95 * first, (first, last)
 
 
-def test_translate_and_evaluate_use_every_method(method_runs: dict[str, Path], prepared: Path, synth_root: Path, tmp_path: Path) -> None:
+def test_translate_and_evaluate_use_every_method(
+    method_runs: dict[str, Path], prepared: Path, synth_root: Path, tmp_path: Path
+) -> None:
     from mrtrans.api import evaluate, translate_files
     from mrtrans.checkpoint import load_checkpoint
 
@@ -179,9 +203,16 @@ def test_translate_and_evaluate_use_every_method(method_runs: dict[str, Path], p
     for method, run in method_runs.items():
         kinds[method] = load_checkpoint(run)["kind"]
         for direction in ("flair2t1", "t12flair"):
-            report = translate_files(flair, tmp_path / f"{method}_{direction}.nii.gz", run, direction=direction, device="cpu")
+            report = translate_files(
+                flair, tmp_path / f"{method}_{direction}.nii.gz", run, direction=direction, device="cpu"
+            )
             assert report.written and not report.failed, report.failed
-    assert kinds == {"unit": "unit", "discogan": "discogan", "distancegan": "distancegan", "distancegan_cycle": "distancegan-cycle"}
+    assert kinds == {
+        "unit": "unit",
+        "discogan": "discogan",
+        "distancegan": "distancegan",
+        "distancegan_cycle": "distancegan-cycle",
+    }
     folder = evaluate(list(method_runs.values()), prepared, tmp_path / "report", audit=False, log=lambda _: None)
     import pandas as pd
 

@@ -94,5 +94,7 @@ def test_leftovers_of_a_killed_run_are_removed_and_nothing_else(tmp_path):
 
 def test_os_errors_read_as_one_line_with_the_file_and_what_to_do():
     text = describe_os_error(OSError(errno.ENOSPC, "No space left on device", "/data/out/x.npy"))
-    assert text == "/data/out/x.npy: No space left on device (disk full; free space or choose an output on another disk)"
+    assert (
+        text == "/data/out/x.npy: No space left on device (disk full; free space or choose an output on another disk)"
+    )
     assert "no permission" in describe_os_error(PermissionError(errno.EACCES, "Permission denied", "/root/x"))

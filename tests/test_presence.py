@@ -88,11 +88,15 @@ def test_copy_source_keeps_t1_cores_with_the_opposite_polarity(prepared):
     flair, t1 = (np.asarray(data.test(m), np.float32) for m in ("flair", "t1"))
     core = audit.region_mask(seg, audit.region_labels("t1", "auto", data.meta.get("layouts")))
     rings = presence.lesion_rings(core, seg > 0, brain, min_pixels=5, ring_width=4)
-    cnr = {name: presence.signed_cnr(x, rings, noise_floor=0.02)
-           for name, x in (("real", t1), ("copy", flair), ("inpainted", audit.inpaint_tumors(t1, seg, brain)))}  # fmt: skip
+    cnr = {
+        name: presence.signed_cnr(x, rings, noise_floor=0.02)
+        for name, x in (("real", t1), ("copy", flair), ("inpainted", audit.inpaint_tumors(t1, seg, brain)))
+    }
     threshold = presence.calibrate_threshold(cnr["inpainted"], 0.05)
     judgeable, outcome = presence.lesion_outcomes(cnr["copy"], cnr["real"], threshold)
     assert judgeable.sum() >= 3
     assert (outcome[judgeable] == "present_opposite").mean() >= 0.9
     _, inpainted = presence.lesion_outcomes(cnr["inpainted"], cnr["real"], threshold)
-    assert (inpainted != "erased").sum() <= max(1, 0.05 * len(rings))  # the 95% quantile of a few lesions: one may stay above
+    assert (inpainted != "erased").sum() <= max(
+        1, 0.05 * len(rings)
+    )  # the 95% quantile of a few lesions: one may stay above

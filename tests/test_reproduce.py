@@ -33,7 +33,9 @@ def vgg_weights(tmp_path: Path) -> Path:
     return path
 
 
-def test_without_vgg_weights_the_vgg_row_says_how_to_supply_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_vgg_weights_the_vgg_row_says_how_to_supply_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("MRTRANS_VGG16_WEIGHTS", raising=False)
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
     why = vgg_missing(load_config(TrainConfig, "harmonicgan_vgg"))
@@ -45,7 +47,18 @@ def test_reproduce_table1_resumes_after_a_kill(tmp_path: Path, vgg_weights: Path
     """Kill the command once its first run is finished; the second invocation keeps that run and does the rest."""
     out = tmp_path / "repro"
     env = {**os.environ, "MRTRANS_VGG16_WEIGHTS": str(vgg_weights), "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "mrtrans", "reproduce-table1", "--out", str(out), "--config", str(TINY), "--seeds", "1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mrtrans",
+        "reproduce-table1",
+        "--out",
+        str(out),
+        "--config",
+        str(TINY),
+        "--seeds",
+        "1",
+    ]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     first = out / "runs" / "cyclegan-s0" / "checkpoints" / "last.pt"
     try:

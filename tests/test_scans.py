@@ -13,6 +13,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from conftest import SMALL_PREPARE
 from typer.testing import CliRunner
 
 from mrtrans.checkpoint import load_checkpoint, save_checkpoint
@@ -23,8 +24,6 @@ from mrtrans.data_prep.prepare import plan_spacing, prepare_brats
 from mrtrans.data_prep.transforms import n4_correct, resample_brain
 from mrtrans.errors import MrtransError
 from mrtrans.inference.translate import cohort_part, load_translator, translate_array, translate_files
-
-from conftest import SMALL_PREPARE
 
 runner = CliRunner()
 
@@ -72,8 +71,10 @@ def test_plan_spacing(spacings, wanted, target, resampled, noted) -> None:
 
 
 def test_prepare_resamples_to_spacing_and_records_it(synth_root: Path, tmp_path: Path) -> None:
-    cfg = PrepareConfig(**{**SMALL_PREPARE, "image_size": 32, "min_tumor_pixels": 3, "train_slices": 8, "test_slices": 6},
-                        spacing=(2.0,))  # fmt: skip
+    cfg = PrepareConfig(
+        **{**SMALL_PREPARE, "image_size": 32, "min_tumor_pixels": 3, "train_slices": 8, "test_slices": 6},
+        spacing=(2.0,),
+    )
     summary = prepare_brats(synth_root, tmp_path / "p2", cfg)
     meta = json.loads((tmp_path / "p2" / "prepare.json").read_text())
     assert meta["normalization"]["spacing"] == [2.0, 2.0, None]
@@ -93,7 +94,9 @@ def test_prepare_resamples_the_odd_subject_to_the_common_spacing(synth_root: Pat
             from monai.data import MetaTensor
             from monai.transforms import Spacing
 
-            new = Spacing(pixdim=(0.5, 0.5, 1.0), mode="nearest")(MetaTensor(torch.from_numpy(data[None]), affine=torch.from_numpy(img.affine)))
+            new = Spacing(pixdim=(0.5, 0.5, 1.0), mode="nearest")(
+                MetaTensor(torch.from_numpy(data[None]), affine=torch.from_numpy(img.affine))
+            )
             save(path, new[0].numpy(), new.affine.numpy())
         else:
             new, _, affine = resample_brain(data, data != 0, img.affine, pixdim=(0.5, 0.5, 1.0))
@@ -129,7 +132,9 @@ def test_translate_without_resampling_machinery_at_the_model_spacing(translator,
     import mrtrans.inference.translate as module
 
     data, affine, _ = volume_of(synth_root)
-    monkeypatch.setattr(module, "resample_brain", lambda *a, **k: pytest.fail("resampled a 1 mm volume for a 1 mm model"))
+    monkeypatch.setattr(
+        module, "resample_brain", lambda *a, **k: pytest.fail("resampled a 1 mm volume for a 1 mm model")
+    )
     translate_array(data, affine, translator)
 
 
@@ -194,8 +199,18 @@ def test_broken_conventions_give_one_line_and_allow_unstripped_overrides(tiny_ru
     assert result.exit_code == 2 and message in result.stderr and "--allow-unstripped" in result.stderr
     assert not (tmp_path / "o.nii.gz").exists()
     if message == "as a scalp is":  # the user knows better: translated as given
-        forced = runner.invoke(app, ["translate", str(src), "--model", str(tiny_run), "--out",
-                                     str(tmp_path / "o.nii.gz"), "--allow-unstripped"])  # fmt: skip
+        forced = runner.invoke(
+            app,
+            [
+                "translate",
+                str(src),
+                "--model",
+                str(tiny_run),
+                "--out",
+                str(tmp_path / "o.nii.gz"),
+                "--allow-unstripped",
+            ],
+        )
         assert forced.exit_code == 0, forced.output
 
 
@@ -234,7 +249,9 @@ def test_prepare_skips_subjects_that_break_conventions(synth_root: Path, tmp_pat
     data = nib.load(flair).get_fdata(dtype=np.float32)
     data[:, :, data.shape[2] // 2 :] = 0  # FLAIR's field of view misses the upper half of the brain
     save(flair, data, nib.load(flair).affine)
-    summary = prepare_brats(root, tmp_path / "p", PrepareConfig(**{**SMALL_PREPARE, "train_slices": 8, "test_slices": 6}))
+    summary = prepare_brats(
+        root, tmp_path / "p", PrepareConfig(**{**SMALL_PREPARE, "train_slices": 8, "test_slices": 6})
+    )
     reasons = dict(summary.skipped)
     assert "background is -1" in reasons[minus.name]
     assert "as a scalp is" in reasons[ringed.name]
@@ -281,7 +298,9 @@ def test_translate_repeats_the_recorded_n4(translator, synth_root: Path, monkeyp
 # ---------------------------------------------------------------- DICOM
 
 
-def write_dicom_series(data: np.ndarray, affine: np.ndarray, folder: Path, series: str = "1.2.826.0.1.3680043.2.1125.1.42") -> Path:
+def write_dicom_series(
+    data: np.ndarray, affine: np.ndarray, folder: Path, series: str = "1.2.826.0.1.3680043.2.1125.1.42"
+) -> Path:
     """Write (X, Y, Z) int16 data as a DICOM MR series with the affine's geometry (SimpleITK)."""
     import SimpleITK as sitk
 
@@ -301,10 +320,14 @@ def write_dicom_series(data: np.ndarray, affine: np.ndarray, folder: Path, serie
     for k in range(image.GetDepth()):
         piece = image[:, :, k]
         for tag, value in {
-            "0008|0060": "MR", "0020|000e": series, "0020|000d": series + ".1", "0008|0018": f"{series}.2.{k}",
-            "0020|0037": orientation, "0020|0013": str(k + 1),
+            "0008|0060": "MR",
+            "0020|000e": series,
+            "0020|000d": series + ".1",
+            "0008|0018": f"{series}.2.{k}",
+            "0020|0037": orientation,
+            "0020|0013": str(k + 1),
             "0020|0032": "\\".join(f"{v:.6f}" for v in image.TransformIndexToPhysicalPoint((0, 0, k))),
-        }.items():  # fmt: skip
+        }.items():
             piece.SetMetaData(tag, value)
         writer.SetFileName(str(folder / f"slice{k:03d}.dcm"))
         with quiet_itk():  # GDCM's writer leaves the process locale at "C" otherwise
@@ -344,7 +367,9 @@ def test_a_folder_with_two_series_is_refused(synth_root: Path, tmp_path: Path, t
     assert locale.getpreferredencoding(False) == encoding  # GDCM left the process locale alone
 
 
-def test_a_dicom_series_with_a_missing_truncated_or_odd_slice_is_refused(synth_root: Path, tmp_path: Path, translator) -> None:
+def test_a_dicom_series_with_a_missing_truncated_or_odd_slice_is_refused(
+    synth_root: Path, tmp_path: Path, translator
+) -> None:
     """ITK would average a gap into one spacing (47 slices at 1.02 mm instead of 48 at 1 mm): refused, named."""
     import SimpleITK as sitk
 
@@ -390,28 +415,59 @@ def test_translate_part_of_a_cohort(tiny_run: Path, synth_root: Path, tmp_path: 
         shutil.copy(path, inputs / f"s{i}.nii.gz")
     run = str(tiny_run)
     for part in range(3):
-        result = runner.invoke(app, ["translate", str(inputs), "--model", run, "--out", str(tmp_path / "o"),
-                                     "--num-parts", "3", "--part-id", str(part), "--device", "cpu"])  # fmt: skip
+        result = runner.invoke(
+            app,
+            [
+                "translate",
+                str(inputs),
+                "--model",
+                run,
+                "--out",
+                str(tmp_path / "o"),
+                "--num-parts",
+                "3",
+                "--part-id",
+                str(part),
+                "--device",
+                "cpu",
+            ],
+        )
         assert result.exit_code == 0, result.output
     assert sorted(p.name for p in (tmp_path / "o").iterdir() if p.suffix == ".gz") == [f"s{i}.nii.gz" for i in range(4)]
 
 
-def test_inputs_that_would_share_an_output_name_are_refused_before_any_work(tiny_run: Path, synth_root: Path, tmp_path: Path) -> None:
+def test_inputs_that_would_share_an_output_name_are_refused_before_any_work(
+    tiny_run: Path, synth_root: Path, tmp_path: Path
+) -> None:
     flairs = sorted(synth_root.glob("*/*_flair.nii.gz"))[:2]
     for sub, path in zip("ab", flairs):
         (tmp_path / "c" / sub).mkdir(parents=True)
         shutil.copy(path, tmp_path / "c" / sub / "flair.nii.gz")
     before = {p: p.read_bytes() for p in (tmp_path / "c").rglob("*.nii.gz")}
     for extra in ([], ["--overwrite"], ["--num-parts", "2", "--part-id", "1"]):
-        result = runner.invoke(app, ["translate", str(tmp_path / "c" / "*" / "flair.nii.gz"), "--model", str(tiny_run),
-                                     "--out", str(tmp_path / "co"), "--device", "cpu", *extra])  # fmt: skip
+        result = runner.invoke(
+            app,
+            [
+                "translate",
+                str(tmp_path / "c" / "*" / "flair.nii.gz"),
+                "--model",
+                str(tiny_run),
+                "--out",
+                str(tmp_path / "co"),
+                "--device",
+                "cpu",
+                *extra,
+            ],
+        )
         assert result.exit_code == 2, result.output
         assert "c/a/flair.nii.gz and" in result.output and "c/b/flair.nii.gz" in result.output, result.output
         assert not (tmp_path / "co").exists()  # refused before any work
     assert {p: p.read_bytes() for p in (tmp_path / "c").rglob("*.nii.gz")} == before
     text_file = tmp_path / "notes.txt"
     text_file.write_text("keep")
-    result = runner.invoke(app, ["translate", str(flairs[0]), "--model", str(tiny_run), "--out", str(text_file), "--device", "cpu"])
+    result = runner.invoke(
+        app, ["translate", str(flairs[0]), "--model", str(tiny_run), "--out", str(text_file), "--device", "cpu"]
+    )
     assert result.exit_code != 0 and "is a file" in result.output and "several inputs" not in result.output
     assert text_file.read_text() == "keep"
 
@@ -424,23 +480,49 @@ def _cohort(synth_root: Path, folder: Path, n: int = 4) -> Path:
 
 
 def _part_command(inputs: Path, run: Path, out: Path, part: int, parts: int = 2) -> list[str]:
-    return [sys.executable, "-m", "mrtrans", "translate", str(inputs), "--model", str(run), "--out", str(out),
-            "--num-parts", str(parts), "--part-id", str(part), "--device", "cpu"]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "mrtrans",
+        "translate",
+        str(inputs),
+        "--model",
+        str(run),
+        "--out",
+        str(out),
+        "--num-parts",
+        str(parts),
+        "--part-id",
+        str(part),
+        "--device",
+        "cpu",
+    ]
 
 
-def test_the_job_array_recipe_runs_parts_at_once_into_one_folder(tiny_run: Path, synth_root: Path, tmp_path: Path) -> None:
+def test_the_job_array_recipe_runs_parts_at_once_into_one_folder(
+    tiny_run: Path, synth_root: Path, tmp_path: Path
+) -> None:
     """docs/translate.md: `--num-parts N --part-id K` jobs into one --out, all at the same time."""
     inputs = _cohort(synth_root, tmp_path / "in")
     before = {p: p.read_bytes() for p in inputs.iterdir()}
-    jobs = [subprocess.Popen(_part_command(inputs, tiny_run, tmp_path / "o", k), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-            for k in range(2)]  # fmt: skip
+    jobs = [
+        subprocess.Popen(
+            _part_command(inputs, tiny_run, tmp_path / "o", k),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for k in range(2)
+    ]
     outputs = [job.communicate(timeout=300)[0] for job in jobs]
     assert [job.returncode for job in jobs] == [0, 0], outputs
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == [f"s{i}.nii.gz" for i in range(4)]  # no lock left
     assert {p: p.read_bytes() for p in inputs.iterdir()} == before
 
 
-def test_a_killed_part_is_resumed_and_a_claim_of_another_host_taken_over_when_old(tiny_run: Path, synth_root: Path, tmp_path: Path) -> None:
+def test_a_killed_part_is_resumed_and_a_claim_of_another_host_taken_over_when_old(
+    tiny_run: Path, synth_root: Path, tmp_path: Path
+) -> None:
     import json
     import signal
     import socket
@@ -448,7 +530,9 @@ def test_a_killed_part_is_resumed_and_a_claim_of_another_host_taken_over_when_ol
 
     inputs = _cohort(synth_root, tmp_path / "in", n=6)
     out = tmp_path / "o"
-    job = subprocess.Popen(_part_command(inputs, tiny_run, out, 0, parts=1), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    job = subprocess.Popen(
+        _part_command(inputs, tiny_run, out, 0, parts=1), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 120
     while time.time() < deadline and not (out.is_dir() and any(p.suffix == ".gz" for p in out.iterdir())):
         time.sleep(0.05)
@@ -457,18 +541,28 @@ def test_a_killed_part_is_resumed_and_a_claim_of_another_host_taken_over_when_ol
     # A claim left by a job killed on another cluster node: refused while young, taken over once old.
     foreign = out / ".s5.nii.gz.lock"
     foreign.write_text(json.dumps({"pid": 12345, "host": socket.gethostname() + "-elsewhere"}))
-    result = subprocess.run(_part_command(inputs, tiny_run, out, 0, parts=1), capture_output=True, text=True, timeout=300)
-    assert result.returncode != 0 and "s5.nii.gz" in result.stdout + result.stderr and "elsewhere" in result.stdout + result.stderr
+    result = subprocess.run(
+        _part_command(inputs, tiny_run, out, 0, parts=1), capture_output=True, text=True, timeout=300
+    )
+    assert (
+        result.returncode != 0
+        and "s5.nii.gz" in result.stdout + result.stderr
+        and "elsewhere" in result.stdout + result.stderr
+    )
     old = time.time() - 7200
     os.utime(foreign, (old, old))
-    result = subprocess.run(_part_command(inputs, tiny_run, out, 0, parts=1), capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        _part_command(inputs, tiny_run, out, 0, parts=1), capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert sorted(p.name for p in out.iterdir()) == [f"s{i}.nii.gz" for i in range(6)]
     for i in range(6):
         assert nib.load(out / f"s{i}.nii.gz").get_fdata().shape == nib.load(inputs / f"s{i}.nii.gz").shape
 
 
-def test_a_temporary_left_by_a_killed_writer_is_removed_and_nothing_else(tiny_run: Path, synth_root: Path, tmp_path: Path) -> None:
+def test_a_temporary_left_by_a_killed_writer_is_removed_and_nothing_else(
+    tiny_run: Path, synth_root: Path, tmp_path: Path
+) -> None:
     inputs = _cohort(synth_root, tmp_path / "in", n=1)
     out = tmp_path / "o"
     out.mkdir()
@@ -510,11 +604,16 @@ def test_batch_size_follows_the_device(tiny_run: Path) -> None:
 
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
 def test_exported_model_gives_the_checkpoint_output(tiny_run: Path, tmp_path: Path, fmt: str) -> None:
-    result = runner.invoke(app, ["export", str(tiny_run), "--out", str(tmp_path / "x"), "--format", fmt, "--direction", "t12flair"])
+    result = runner.invoke(
+        app, ["export", str(tiny_run), "--out", str(tmp_path / "x"), "--format", fmt, "--direction", "t12flair"]
+    )
     assert result.exit_code == 0, result.output
     recipe = json.loads((tmp_path / "x" / "preprocessing.json").read_text())
     assert recipe["spacing_mm"] == [1.0, 1.0] and recipe["field_size"] == 64
-    assert recipe["direction"] == {"source": "t1", "target": "flair"} and recipe["normalization"]["range"] == [-1.0, 1.0]
+    assert recipe["direction"] == {"source": "t1", "target": "flair"} and recipe["normalization"]["range"] == [
+        -1.0,
+        1.0,
+    ]
     generator = load_translator(tiny_run, "t12flair", device="cpu").generator
     slices = torch.rand(3, 1, 64, 64) * 2 - 1
     with torch.no_grad():

@@ -19,6 +19,7 @@ from mrtrans.errors import MrtransError
 from mrtrans.training.loop import lr_factor, train
 from mrtrans.training.pool import ImagePool
 
+
 def tiny_config(tiny_yaml, method="harmonicgan_hist", **overrides):
     return load_config(TrainConfig, [method, tiny_yaml], overrides)
 
@@ -96,8 +97,14 @@ def test_run_folder_holds_config_checkpoint_and_metadata(prepared, tmp_path, tin
 def test_tiny_model_lowers_its_cycle_loss(prepared, tmp_path, tiny_yaml):
     cfg = tiny_config(tiny_yaml, **{"run.max_steps": 300, "run.log_every": 50})
     cycle = []
-    train(prepared, tmp_path / "run", Direction.parse("flair2t1"), cfg, show_progress=False,
-          on_step=lambda step, losses: cycle.append(losses["cycle_s"] + losses["cycle_t"]))  # fmt: skip
+    train(
+        prepared,
+        tmp_path / "run",
+        Direction.parse("flair2t1"),
+        cfg,
+        show_progress=False,
+        on_step=lambda step, losses: cycle.append(losses["cycle_s"] + losses["cycle_t"]),
+    )
     first, last = np.mean(cycle[:30]), np.mean(cycle[-30:])
     assert last < 0.5 * first, (first, last)
 
@@ -151,7 +158,14 @@ def test_vgg_variant_trains_with_test_weights(prepared, tmp_path, tiny_yaml, mon
     monkeypatch.setenv("MRTRANS_VGG16_WEIGHTS", str(tmp_path / "vgg.pth"))
     cfg = tiny_config(tiny_yaml, "harmonicgan_vgg", **{"run.max_steps": 2})
     losses = []
-    train(prepared, tmp_path / "v", Direction.parse("flair2t1"), cfg, show_progress=False, on_step=lambda s, l: losses.append(l))
+    train(
+        prepared,
+        tmp_path / "v",
+        Direction.parse("flair2t1"),
+        cfg,
+        show_progress=False,
+        on_step=lambda step, values: losses.append(values),
+    )
     assert "smooth_s2t" in losses[0] and np.isfinite(losses[-1]["total_g"])
     monkeypatch.setenv("MRTRANS_VGG16_WEIGHTS", str(tmp_path / "missing.pth"))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
@@ -161,15 +175,32 @@ def test_vgg_variant_trains_with_test_weights(prepared, tmp_path, tiny_yaml, mon
 
 def test_cli_train_and_resume(prepared, tmp_path, tiny_yaml):
     runner = CliRunner()
-    args = ["train", "flair2t1", "--data", str(prepared), "--out", str(tmp_path / "run"), "--config", "cyclegan",
-            "--preset", str(tiny_yaml), "--max-steps", "2", "--lr", "1e-3"]  # fmt: skip
+    args = [
+        "train",
+        "flair2t1",
+        "--data",
+        str(prepared),
+        "--out",
+        str(tmp_path / "run"),
+        "--config",
+        "cyclegan",
+        "--preset",
+        str(tiny_yaml),
+        "--max-steps",
+        "2",
+        "--lr",
+        "1e-3",
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     cfg = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
     assert cfg["optim"]["lr"] == 1e-3 and cfg["loss"]["lambda_smooth"] == 0.0
     again = runner.invoke(app, args)
     assert again.exit_code == 2 and "--resume" in again.stderr
-    resumed = runner.invoke(app, ["train", "flair2t1", "--data", str(prepared), "--out", str(tmp_path / "run"), "--resume", "--max-steps", "4"])
+    resumed = runner.invoke(
+        app,
+        ["train", "flair2t1", "--data", str(prepared), "--out", str(tmp_path / "run"), "--resume", "--max-steps", "4"],
+    )
     assert resumed.exit_code == 0, resumed.output
     assert load_checkpoint(tmp_path / "run")["state"]["global_step"] == 4
     assert load_checkpoint(tmp_path / "run")["config"]["loss"]["lambda_smooth"] == 0.0  # kept its own config
@@ -178,9 +209,27 @@ def test_cli_train_and_resume(prepared, tmp_path, tiny_yaml):
 @pytest.mark.slow
 def test_distributed_two_cpu_processes_with_gloo(prepared, tmp_path, tiny_yaml):
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "mrtrans",
-           "train", "flair2t1", "--data", str(prepared), "--out", str(out), "--preset", str(tiny_yaml),
-           "--max-steps", "6", "--device", "cpu"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "mrtrans",
+        "train",
+        "flair2t1",
+        "--data",
+        str(prepared),
+        "--out",
+        str(out),
+        "--preset",
+        str(tiny_yaml),
+        "--max-steps",
+        "6",
+        "--device",
+        "cpu",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=Path(__file__).parents[1])
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -209,8 +258,21 @@ def test_gradient_norms_match_a_hand_computation_on_a_tiny_model():
     cfg = LossConfig(lambda_gan=1.5, lambda_cycle=10.0, lambda_smooth=3.0)
     smooth = smoothness_term(cfg)
     opts = [torch.optim.SGD(m.parameters(), lr=0.0) for m in (gens, discs)]
-    g, _ = optimisation_step(gens, discs, gens, discs, *opts, ImagePool(0), ImagePool(0), x, y, cfg, smooth,
-                             torch.autocast("cpu", enabled=False), measure_gradients=True)  # fmt: skip
+    g, _ = optimisation_step(
+        gens,
+        discs,
+        gens,
+        discs,
+        *opts,
+        ImagePool(0),
+        ImagePool(0),
+        x,
+        y,
+        cfg,
+        smooth,
+        torch.autocast("cpu", enabled=False),
+        measure_gradients=True,
+    )
     n = x.numel()
     fake_t, fake_s = p * x, q * y
     # Adversarial: 1.5 * (mean (u G(x) - 1)^2 + mean (v F(y) - 1)^2)
@@ -229,7 +291,13 @@ def test_gradient_norms_match_a_hand_computation_on_a_tiny_model():
 
 
 def test_losses_csv_logs_gradient_norms(prepared, tmp_path, tiny_yaml):
-    train(prepared, tmp_path / "run", Direction.parse("flair2t1"), tiny_config(tiny_yaml, **{"run.max_steps": 2}), show_progress=False)
+    train(
+        prepared,
+        tmp_path / "run",
+        Direction.parse("flair2t1"),
+        tiny_config(tiny_yaml, **{"run.max_steps": 2}),
+        show_progress=False,
+    )
     rows = list(csv.DictReader((tmp_path / "run" / "losses.csv").open()))
     assert len(rows) == 2
     for key in ("grad_adversarial", "grad_cycle", "grad_smoothness"):
@@ -305,8 +373,10 @@ def test_device_plan_gives_each_process_its_device_and_backend(name, local_rank,
     assert process_group_backend(device) == ("nccl" if expected.startswith("cuda") else "gloo")
 
 
-@pytest.mark.parametrize("name, world, cuda, message", [("cuda:0", 2, True, "one GPU"), ("cuda", 1, False, "not available"),
-                                                         ("gpu", 1, True, "not a device")])  # fmt: skip
+@pytest.mark.parametrize(
+    "name, world, cuda, message",
+    [("cuda:0", 2, True, "one GPU"), ("cuda", 1, False, "not available"), ("gpu", 1, True, "not a device")],
+)
 def test_device_plan_refuses_what_cannot_work(name, world, cuda, message):
     from mrtrans.devices import plan_device
 
@@ -335,8 +405,14 @@ def test_resume_with_another_number_of_processes_is_refused(prepared, tmp_path, 
     payload["world_size"] = 4  # as if trained with torchrun --nproc_per_node=4
     save_checkpoint(payload, ckpt)
     with pytest.raises(MrtransError, match="trained by 4 process"):
-        train(prepared, tmp_path / "run", Direction.parse("flair2t1"), tiny_config(tiny_yaml, **{"run.max_steps": 4}),
-              resume=True, show_progress=False)  # fmt: skip
+        train(
+            prepared,
+            tmp_path / "run",
+            Direction.parse("flair2t1"),
+            tiny_config(tiny_yaml, **{"run.max_steps": 4}),
+            resume=True,
+            show_progress=False,
+        )
 
 
 def test_replica_stats_stay_on_the_models_device():

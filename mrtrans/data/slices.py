@@ -29,11 +29,11 @@ class Direction:
     def name(self) -> str:
         return f"{self.source}2{self.target}"
 
-    def reversed(self) -> "Direction":
+    def reversed(self) -> Direction:
         return Direction(self.target, self.source)
 
     @classmethod
-    def parse(cls, text: str) -> "Direction":
+    def parse(cls, text: str) -> Direction:
         """``flair2t1`` -> Direction("flair", "t1"); modality names may contain digits (``t12flair``)."""
         from mrtrans.config import Modality
 
@@ -43,7 +43,8 @@ class Direction:
                 if a != b and text.lower() == f"{a}2{b}":
                     return cls(a, b)
         raise MrtransError(
-            f"unknown direction {text!r}; use <source>2<target> with modalities {', '.join(names)} (e.g. flair2t1, t12flair)"
+            f"unknown direction {text!r}; use <source>2<target> with modalities {', '.join(names)} (e.g. flair2t1, "
+            "t12flair)"
         )
 
 
@@ -61,7 +62,9 @@ class PreparedSlices:
         self.folder = Path(folder)
         meta_path = self.folder / "prepare.json"
         if not meta_path.is_file():
-            raise MrtransError(f"{self.folder}: not a prepared dataset (no prepare.json); run `mrtrans prepare-brats` first")
+            raise MrtransError(
+                f"{self.folder}: not a prepared dataset (no prepare.json); run `mrtrans prepare-brats` first"
+            )
         try:
             self.meta: dict[str, Any] = json.loads(meta_path.read_text())
             self.modalities = (str(self.meta["modalities"]["source"]), str(self.meta["modalities"]["target"]))
@@ -70,10 +73,13 @@ class PreparedSlices:
             lo, hi = (float(v) for v in self.normalization["range"])
         except (ValueError, KeyError, TypeError) as exc:
             raise MrtransError(
-                f"{meta_path}: broken ({type(exc).__name__}: {exc}); this file is written by prepare-brats, prepare the dataset again"
+                f"{meta_path}: broken ({type(exc).__name__}: {exc}); this file is written by prepare-brats, prepare "
+                "the dataset again"
             ) from None
         if self.image_size < 16 or not lo < hi:
-            raise MrtransError(f"{meta_path}: image_size {self.image_size} or range [{lo}, {hi}] is invalid; prepare the dataset again")
+            raise MrtransError(
+                f"{meta_path}: image_size {self.image_size} or range [{lo}, {hi}] is invalid; prepare the dataset again"
+            )
 
     def _load(self, relative: str) -> np.ndarray:
         path = self.folder / relative
@@ -82,7 +88,9 @@ class PreparedSlices:
         try:
             array = np.load(path, mmap_mode="r", allow_pickle=False)
         except (ValueError, OSError, EOFError) as exc:  # truncated, pickled (object) or not .npy at all
-            raise MrtransError(f"{path}: cannot read ({type(exc).__name__}: {exc}); prepare the dataset again") from None
+            raise MrtransError(
+                f"{path}: cannot read ({type(exc).__name__}: {exc}); prepare the dataset again"
+            ) from None
         size = self.image_size
         if array.ndim != 3 or array.shape[1:] != (size, size):
             raise MrtransError(f"{path}: shape {array.shape}, expected (N, {size}, {size}); prepare the dataset again")
@@ -112,7 +120,9 @@ class PreparedSlices:
         try:
             frame = pd.read_csv(path)
         except (OSError, ValueError) as exc:  # missing, empty or garbled (pandas' errors are ValueErrors)
-            raise MrtransError(f"{path}: cannot read ({type(exc).__name__}: {exc}); prepare the dataset again") from None
+            raise MrtransError(
+                f"{path}: cannot read ({type(exc).__name__}: {exc}); prepare the dataset again"
+            ) from None
         missing = {"subject", "split", "slice_index", "label", "array_index"} - set(frame.columns)
         if missing:
             raise MrtransError(f"{path}: columns {', '.join(sorted(missing))} missing; prepare the dataset again")

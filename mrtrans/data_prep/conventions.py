@@ -25,13 +25,17 @@ MAX_BORDER_SHARE = 0.2
 MAX_RIM_RATIO = 2.0
 RIM_WIDTH = 3
 
-WHAT_TO_DO = ("skull-strip the volume first (e.g. HD-BET, SynthStrip) with background 0, or pass --mask with a "
-              "brain mask; --allow-unstripped translates it anyway")  # fmt: skip
+WHAT_TO_DO = (
+    "skull-strip the volume first (e.g. HD-BET, SynthStrip) with background 0, or pass --mask with a "
+    "brain mask; --allow-unstripped translates it anyway"
+)
 
 
 def ras_spacing(affine: np.ndarray, shape: tuple[int, ...]) -> tuple[float, float, float]:
     """Voxel size in mm along the RAS-reoriented axes (x, y in-plane, z through-plane)."""
-    to_ras = orientations.ornt_transform(orientations.io_orientation(affine), orientations.axcodes2ornt(("R", "A", "S")))
+    to_ras = orientations.ornt_transform(
+        orientations.io_orientation(affine), orientations.axcodes2ornt(("R", "A", "S"))
+    )
     ras_affine = affine @ orientations.inv_ornt_aff(to_ras, shape[:3])
     x, y, z = (float(v) for v in affines.voxel_sizes(ras_affine))
     return x, y, z
@@ -41,11 +45,16 @@ def background_problem(volume: np.ndarray) -> str | None:
     """Why ``volume`` (any orientation) has no zero background at its minimum, or None."""
     low = float(volume.min())
     if low < 0 and float(np.mean(volume == low)) > 0.05:
-        return f"background is {low:g}, not 0 (its most common low value); mrtrans expects background 0 at the image minimum"
+        return (
+            f"background is {low:g}, not 0 (its most common low value); mrtrans expects background 0 at the image "
+            "minimum"
+        )
     share = float(np.mean(volume != 0))
     if share > MAX_FOREGROUND_SHARE:
-        return (f"{share:.0%} of the voxels are non-zero, so there is no zero background (brain = non-zero voxels); "
-                "mrtrans expects a skull-stripped volume with background 0")  # fmt: skip
+        return (
+            f"{share:.0%} of the voxels are non-zero, so there is no zero background (brain = non-zero voxels); "
+            "mrtrans expects a skull-stripped volume with background 0"
+        )
     return None
 
 
@@ -70,15 +79,21 @@ def rim_ratio(volume: np.ndarray, mask: np.ndarray, width: int = RIM_WIDTH) -> f
 
 
 def unstripped_problem(volume: np.ndarray, mask: np.ndarray) -> str | None:
-    """Why the foreground ``mask`` of ``volume`` (X, Y, Z, RAS) looks like a head, not a skull-stripped brain, or None."""
+    """Why the foreground ``mask`` of ``volume`` (X, Y, Z, RAS) looks like a head, not a skull-stripped brain, or
+    None.
+    """
     share = border_share(mask)
     if share > MAX_BORDER_SHARE:
-        return (f"the foreground touches the field's edge along {share:.0%} of an axial slice's border, as a head "
-                "does, not a skull-stripped brain")  # fmt: skip
+        return (
+            f"the foreground touches the field's edge along {share:.0%} of an axial slice's border, as a head "
+            "does, not a skull-stripped brain"
+        )
     ratio = rim_ratio(volume, mask)
     if ratio > MAX_RIM_RATIO:
-        return (f"the foreground's outer rim is {ratio:.1f}x as bright as its inside, as a scalp is, not a "
-                "skull-stripped brain's edge")  # fmt: skip
+        return (
+            f"the foreground's outer rim is {ratio:.1f}x as bright as its inside, as a scalp is, not a "
+            "skull-stripped brain's edge"
+        )
     return None
 
 
@@ -106,6 +121,8 @@ def extent_problem(masks: dict[str, np.ndarray], max_missing: float) -> str | No
             inside = int(masks[b].sum())
             missing = int((masks[b] & ~masks[a]).sum()) / max(inside, 1)
             if missing > max_missing:
-                return (f"{a} lacks {missing:.0%} of the brain that {b} shows (cut field of view?); the sequences must "
-                        f"cover the same brain (allowed: {max_missing:.0%}, prepare key max_extent_mismatch)")  # fmt: skip
+                return (
+                    f"{a} lacks {missing:.0%} of the brain that {b} shows (cut field of view?); the sequences must "
+                    f"cover the same brain (allowed: {max_missing:.0%}, prepare key max_extent_mismatch)"
+                )
     return None

@@ -139,7 +139,9 @@ def _discover_msd(images_dir: Path, report: DiscoveryReport) -> None:
     labels_dir = images_dir.parent / "labelsTr"
     for image in sorted(p for p in images_dir.iterdir() if nifti_suffix(p) and _is_visible(p.relative_to(images_dir))):
         sid = strip_nifti_suffix(image)
-        label = next((labels_dir / f"{sid}{s}" for s in (".nii.gz", ".nii") if (labels_dir / f"{sid}{s}").exists()), None)
+        label = next(
+            (labels_dir / f"{sid}{s}" for s in (".nii.gz", ".nii") if (labels_dir / f"{sid}{s}").exists()), None
+        )
         if label is None:
             report.skipped.append((sid, f"no label file in {labels_dir}"))
             continue
@@ -195,7 +197,9 @@ def discover_subjects(root: str | Path) -> DiscoveryReport:
     ids = [s.subject_id for s in report.subjects]
     duplicates = {i for i in ids if ids.count(i) > 1}
     if duplicates:
-        report.skipped += [(i, "subject ID found more than once under the root; keep one copy") for i in sorted(duplicates)]
+        report.skipped += [
+            (i, "subject ID found more than once under the root; keep one copy") for i in sorted(duplicates)
+        ]
         report.subjects = [s for s in report.subjects if s.subject_id not in duplicates]
     if not report.subjects:
         raise MrtransError(

@@ -110,16 +110,22 @@ def seg_label_error(seg: np.ndarray, subject: Subject) -> str | None:
     allowed = SEG_LABELS[subject.layout]
     if not np.all(np.isfinite(values)) or not np.all(values == np.round(values)):
         bad = values[~np.isfinite(values) | (values != np.round(values))]
-        return (f"{subject.files[SEG]}: seg values are not integer labels (e.g. {', '.join(f'{v:g}' for v in bad[:5])}); "
-                f"give the {subject.layout.value} label map ({'/'.join(map(str, allowed))})")  # fmt: skip
+        return (
+            f"{subject.files[SEG]}: seg values are not integer labels (e.g. {', '.join(f'{v:g}' for v in bad[:5])}); "
+            f"give the {subject.layout.value} label map ({'/'.join(map(str, allowed))})"
+        )
     unknown = sorted(set(values.astype(np.int64).tolist()) - set(allowed))
     if unknown:
-        return (f"{subject.files[SEG]}: seg holds labels {', '.join(map(str, unknown))}, not in the {subject.layout.value} "
-                f"label set {'/'.join(map(str, allowed))}; convert the labels or check the file")  # fmt: skip
+        return (
+            f"{subject.files[SEG]}: seg holds labels {', '.join(map(str, unknown))}, not in the {subject.layout.value} "
+            f"label set {'/'.join(map(str, allowed))}; convert the labels or check the file"
+        )
     return None
 
 
-def process_subject(subject: Subject, cfg: PrepareConfig, scratch_dir: str, pixdim: tuple[float, ...] | None = None) -> SubjectResult:
+def process_subject(
+    subject: Subject, cfg: PrepareConfig, scratch_dir: str, pixdim: tuple[float, ...] | None = None
+) -> SubjectResult:
     """Run one subject through the pipeline and keep its eligible slices (a worker's job).
 
     Keeps both modalities, the seg and the brain mask of every eligible slice; the patient's role
@@ -138,10 +144,18 @@ def process_subject(subject: Subject, cfg: PrepareConfig, scratch_dir: str, pixd
         data = subject_data(subject, [source, target])
         result.input_hash = _hash_files([subject.files[k] for k in (source, target, SEG)])
         pipeline = subject_pipeline(
-            subject, [source, target], cfg.image_size, cfg.lower_percentile, cfg.upper_percentile, b_min, b_max,
-            pixdim=pixdim, max_extent_mismatch=cfg.max_extent_mismatch, check_stripped=not cfg.allow_unstripped,
+            subject,
+            [source, target],
+            cfg.image_size,
+            cfg.lower_percentile,
+            cfg.upper_percentile,
+            b_min,
+            b_max,
+            pixdim=pixdim,
+            max_extent_mismatch=cfg.max_extent_mismatch,
+            check_stripped=not cfg.allow_unstripped,
             bias_field_correction=cfg.bias_field_correction,
-        )  # fmt: skip
+        )
         out = pipeline(data)
     except (MrtransError, RuntimeError, OSError, ValueError, EOFError, IndexError) as exc:
         result.error = _error_text(exc)
@@ -149,8 +163,10 @@ def process_subject(subject: Subject, cfg: PrepareConfig, scratch_dir: str, pixd
     kept = int(out[BRAIN].sum())
     if kept < out["brain_voxels"]:  # the in-plane crop to image_size cut brain: never silently
         cut = 1 - kept / out["brain_voxels"]
-        result.error = (f"brain extends beyond the {cfg.image_size}x{cfg.image_size} field ({cut:.1%} of its voxels would be "
-                        "cut); use a larger --image-size or a coarser --spacing")  # fmt: skip
+        result.error = (
+            f"brain extends beyond the {cfg.image_size}x{cfg.image_size} field ({cut:.1%} of its voxels would be "
+            "cut); use a larger --image-size or a coarser --spacing"
+        )
         return result
 
     raw = out[SEG][0].numpy()
@@ -213,7 +229,9 @@ def check_headers(subject: Subject, keys: list[str]) -> None:
         if len(shape) < 3 or (len(shape) > 3 and not four_d and shape[3:] != (1,) * (len(shape) - 3)):
             raise MrtransError(f"{path}: expected a 3D volume, got shape {shape}; give one 3D image per file")
         if np.issubdtype(img.get_data_dtype(), np.complexfloating):
-            raise MrtransError(f"{path}: complex-valued image ({img.get_data_dtype()}); give a magnitude image (e.g. abs())")
+            raise MrtransError(
+                f"{path}: complex-valued image ({img.get_data_dtype()}); give a magnitude image (e.g. abs())"
+            )
         if int(np.prod(shape, dtype=np.int64)) > MAX_VOXELS:
             raise MrtransError(f"{path}: header claims {' x '.join(map(str, shape))} voxels; check the file's header")
 
@@ -252,16 +270,24 @@ def plan_spacing(
         common = max(counts, key=lambda sp: (counts[sp], [-v for v in sp]))  # most common; ties: the finest
         target = common
         if len(counts) > 1:
-            notes.append(f"subjects have {len(counts)} different voxel sizes; resampling those not at the most common, "
-                         f"{common[0]:g}x{common[1]:g}x{common[2]:g} mm (choose with --spacing)")  # fmt: skip
-    pixdim = {sid: tuple(-1.0 if w is None else w for w in target) for sid, sp in spacings.items() if _differs(sp, target)}
+            notes.append(
+                f"subjects have {len(counts)} different voxel sizes; resampling those not at the most common, "
+                f"{common[0]:g}x{common[1]:g}x{common[2]:g} mm (choose with --spacing)"
+            )
+    pixdim = {
+        sid: tuple(-1.0 if w is None else w for w in target) for sid, sp in spacings.items() if _differs(sp, target)
+    }
     if wanted is not None and pixdim:
-        notes.append(f"resampling {len(pixdim)} of {len(spacings)} subjects to {wanted[0]:g} mm in-plane"
-                     + (f", {wanted[1]:g} mm through-plane" if len(wanted) > 1 else ""))  # fmt: skip
+        notes.append(
+            f"resampling {len(pixdim)} of {len(spacings)} subjects to {wanted[0]:g} mm in-plane"
+            + (f", {wanted[1]:g} mm through-plane" if len(wanted) > 1 else "")
+        )
     return target, pixdim, notes
 
 
-def _draw(candidates: pd.DataFrame, n_tumor: int, n_healthy: int, rng: np.random.Generator, what: str) -> tuple[pd.DataFrame, str | None]:
+def _draw(
+    candidates: pd.DataFrame, n_tumor: int, n_healthy: int, rng: np.random.Generator, what: str
+) -> tuple[pd.DataFrame, str | None]:
     """n_tumor tumor and n_healthy healthy rows, drawn without replacement; or the shortage as text."""
     parts, short = [], []
     for label, n in ((TUMOR, n_tumor), (HEALTHY, n_healthy)):
@@ -271,7 +297,9 @@ def _draw(candidates: pd.DataFrame, n_tumor: int, n_healthy: int, rng: np.random
             continue
         parts.append(pool.iloc[np.sort(rng.choice(len(pool), size=n, replace=False))])
     if short:
-        return candidates.iloc[:0], f"{what}: asked {n_tumor} tumor + {n_healthy} healthy, only {' and '.join(short)} available"
+        return candidates.iloc[
+            :0
+        ], f"{what}: asked {n_tumor} tumor + {n_healthy} healthy, only {' and '.join(short)} available"
     return pd.concat(parts).sort_values(["subject", "slice_index"]), None
 
 
@@ -300,7 +328,8 @@ def select_slices(rows: pd.DataFrame, cfg: PrepareConfig) -> dict[str, pd.DataFr
             problems.append(problem)
     if problems:
         raise MrtransError(
-            "too few eligible slices: " + "; ".join(problems)
+            "too few eligible slices: "
+            + "; ".join(problems)
             + ". Lower --train-slices/--test-slices, relax --min-tumor-pixels/--min-brain-fraction, or add subjects"
         )
     return chosen
@@ -319,7 +348,11 @@ def _gather(selected: pd.DataFrame, keys: list[str], scratch: dict[str, str]) ->
 def _skipped_text(skipped: list[tuple[str, str]], shown: int = 5) -> str:
     """``skipped N subjects: a: why; b: why ...`` (call only when something was skipped)."""
     more = f"; ... and {len(skipped) - shown} more" if len(skipped) > shown else ""
-    return f"skipped {len(skipped)} subject{'s' if len(skipped) > 1 else ''}: " + "; ".join(f"{s}: {w}" for s, w in skipped[:shown]) + more
+    return (
+        f"skipped {len(skipped)} subject{'s' if len(skipped) > 1 else ''}: "
+        + "; ".join(f"{s}: {w}" for s, w in skipped[:shown])
+        + more
+    )
 
 
 @dataclass
@@ -401,15 +434,19 @@ def prepare_brats(
         skipped += [(r.subject_id, r.error) for r in results if r.error]
         good = [r for r in results if not r.error]
         if len(good) < 3:
-            raise MrtransError(f"{root}: {len(good)} usable subjects, need at least 3 (test, train half A, train half B)"
-                               + (f"; {_skipped_text(skipped)}" if skipped else ""))  # fmt: skip
+            raise MrtransError(
+                f"{root}: {len(good)} usable subjects, need at least 3 (test, train half A, train half B)"
+                + (f"; {_skipped_text(skipped)}" if skipped else "")
+            )
         roles = split_patients([r.subject_id for r in good], cfg.test_fraction, cfg.seed)
         rows = pd.DataFrame([row for r in good for row in r.rows])
         rows["role"] = rows["subject"].map(roles)
         try:
             chosen = select_slices(rows, cfg)
         except MrtransError as exc:
-            raise MrtransError(f"{exc} ({len(good)} subjects used" + (f"; {_skipped_text(skipped)})" if skipped else ")")) from None
+            raise MrtransError(
+                f"{exc} ({len(good)} subjects used" + (f"; {_skipped_text(skipped)})" if skipped else ")")
+            ) from None
         scratch = {r.subject_id: r.scratch for r in good}
 
         (tmp / "train").mkdir()
@@ -428,7 +465,17 @@ def prepare_brats(
         manifest.append(chosen[TEST].assign(split="test", domain="paired", source_files=files))
         manifest_df = pd.concat(manifest)
         manifest_df["array_index"] = manifest_df.groupby(["split", "domain"]).cumcount()
-        columns = ["subject", "split", "domain", "slice_index", "label", "tumor_pixels", "brain_pixels", "array_index", "source_files"]
+        columns = [
+            "subject",
+            "split",
+            "domain",
+            "slice_index",
+            "label",
+            "tumor_pixels",
+            "brain_pixels",
+            "array_index",
+            "source_files",
+        ]
         manifest_df[columns].to_csv(tmp / "manifest.csv", index=False)
 
         counts = {

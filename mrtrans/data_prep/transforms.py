@@ -12,8 +12,8 @@ dictionary wrapper (``BrainPercentileScaled``).
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
 import zlib
+from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -60,7 +60,9 @@ class LoadVolumesd(MapTransform):
                 try:
                     loaded[path] = self.loader(path)
                 except (OSError, EOFError, ValueError, RuntimeError, zlib.error) as exc:
-                    raise MrtransError(f"{path}: cannot read ({type(exc).__name__}: {exc}); re-export or re-download it") from exc
+                    raise MrtransError(
+                        f"{path}: cannot read ({type(exc).__name__}: {exc}); re-export or re-download it"
+                    ) from exc
             d[key] = loaded[path]
         return d
 
@@ -139,7 +141,10 @@ class SelectChanneld(MapTransform):
         for key in self.key_iterator(d):
             img = d[key]
             if img.shape[0] <= self.channels[key]:
-                raise MrtransError(f"{_path(img)}: expected a 4D image with channel {self.channels[key]} ({key}), got shape {tuple(img.shape)}")
+                raise MrtransError(
+                    f"{_path(img)}: expected a 4D image with channel {self.channels[key]} ({key}), got shape "
+                    f"{tuple(img.shape)}"
+                )
             d[key] = img[self.channels[key] : self.channels[key] + 1]
         return d
 
@@ -166,13 +171,18 @@ class CheckVolumesd(MapTransform):
         for key in self.key_iterator(d):
             img = d[key]
             if img.ndim != 4 or img.shape[0] != 1:
-                raise MrtransError(f"{_path(img)}: expected a 3D volume, got shape {tuple(img.shape[1:]) if img.shape[0] == 1 else tuple(img.shape)} (4D file where 3D is expected?)")
+                raise MrtransError(
+                    f"{_path(img)}: expected a 3D volume, got shape "
+                    f"{tuple(img.shape[1:]) if img.shape[0] == 1 else tuple(img.shape)} (4D file where 3D is expected?)"
+                )
             if img.is_floating_point() and not torch.isfinite(_plain(img)).all():
                 raise MrtransError(f"{_path(img)}: contains NaN or Inf values")
             if key != SEG and not bool(_plain(img).any()):
                 raise MrtransError(f"{_path(img)}: volume is empty (all zeros)")
             ref = d[ref_key]
-            if img.shape[1:] != ref.shape[1:] or not np.allclose(np.asarray(img.affine), np.asarray(ref.affine), atol=self.atol):
+            if img.shape[1:] != ref.shape[1:] or not np.allclose(
+                np.asarray(img.affine), np.asarray(ref.affine), atol=self.atol
+            ):
                 raise MrtransError(
                     f"{_path(img)}: grid {tuple(img.shape[1:])} does not match {_path(ref)} {tuple(ref.shape[1:])} "
                     f"(shape or affine differ); resample the subject's images onto one grid"
@@ -195,7 +205,8 @@ def resample_brain(
     low percentiles (the normalisation) and dims the rim. Here the brain is interpolated as
     ``resample(volume * mask) / resample(mask)`` (normalised convolution, bilinear) and the new mask is
     where ``resample(mask) > min_weight`` (0.5: the nearest-neighbour mask; small: every voxel the brain
-    reaches, for putting a result back onto a grid whose mask is known). The grid is MONAI ``Spacing(pixdim)`` (a value <= 0 keeps that axis'
+    reaches, for putting a result back onto a grid whose mask is known). The grid is MONAI ``Spacing(pixdim)``
+    (a value <= 0 keeps that axis'
     spacing) or, with ``dst_affine`` and ``spatial_shape``, exactly that grid (``SpatialResample``).
 
     Returns:
@@ -208,8 +219,10 @@ def resample_brain(
         out = Spacing(pixdim=tuple(pixdim), mode="bilinear", padding_mode="zeros")(MetaTensor(pair, affine=src))
     else:
         out = SpatialResample(mode="bilinear", padding_mode="zeros")(
-            MetaTensor(pair, affine=src), dst_affine=torch.from_numpy(np.asarray(dst_affine, dtype=np.float64)),
-            spatial_size=tuple(spatial_shape))  # fmt: skip
+            MetaTensor(pair, affine=src),
+            dst_affine=torch.from_numpy(np.asarray(dst_affine, dtype=np.float64)),
+            spatial_size=tuple(spatial_shape),
+        )
     num, den = out.as_tensor().numpy()
     new_mask = den > min_weight
     new_volume = np.zeros(num.shape, np.float32)
@@ -232,8 +245,11 @@ class SpacingBraind(MapTransform):
             img = d[key]
             volume = _plain(img)[0].float().numpy()
             new, _, new_affine = resample_brain(volume, volume != 0, np.asarray(img.affine), pixdim=self.pixdim)
-            d[key] = MetaTensor(torch.from_numpy(new)[None], affine=torch.from_numpy(new_affine), meta={
-                k: v for k, v in img.meta.items() if k not in ("affine", "spatial_shape")})  # fmt: skip
+            d[key] = MetaTensor(
+                torch.from_numpy(new)[None],
+                affine=torch.from_numpy(new_affine),
+                meta={k: v for k, v in img.meta.items() if k not in ("affine", "spatial_shape")},
+            )
         return self.labels(d)
 
 
@@ -280,18 +296,25 @@ class N4BiasFieldd(MapTransform):
         mask = _plain(d[self.mask_key])[0].numpy().astype(np.uint8)
         for key in self.key_iterator(d):
             img = d[key]
-            spacing = np.linalg.norm(np.asarray(img.affine)[:3, :3], axis=0) if isinstance(img, MetaTensor) else np.ones(3)
-            corrected = n4_correct(_plain(img)[0].float().numpy(), mask, tuple(float(v) for v in spacing), self.shrink, self.iterations)
+            spacing = (
+                np.linalg.norm(np.asarray(img.affine)[:3, :3], axis=0) if isinstance(img, MetaTensor) else np.ones(3)
+            )
+            corrected = n4_correct(
+                _plain(img)[0].float().numpy(), mask, tuple(float(v) for v in spacing), self.shrink, self.iterations
+            )
             d[key] = _like(torch.from_numpy(corrected)[None], img)
         return d
 
 
-def n4_correct(volume: np.ndarray, mask: np.ndarray, spacing: tuple[float, float, float], shrink: int = 4,
-               iterations: int = 50) -> np.ndarray:  # fmt: skip
+def n4_correct(
+    volume: np.ndarray, mask: np.ndarray, spacing: tuple[float, float, float], shrink: int = 4, iterations: int = 50
+) -> np.ndarray:
     """``volume`` (X, Y, Z) divided by its N4 bias field fitted inside ``mask``; float32, 0 outside the mask."""
     import SimpleITK as sitk
 
-    image = sitk.GetImageFromArray(np.ascontiguousarray(volume.transpose(2, 1, 0), dtype=np.float32))  # sitk wants (Z, Y, X)
+    image = sitk.GetImageFromArray(
+        np.ascontiguousarray(volume.transpose(2, 1, 0), dtype=np.float32)
+    )  # sitk wants (Z, Y, X)
     image.SetSpacing(spacing)
     brain = sitk.GetImageFromArray(np.ascontiguousarray(mask.transpose(2, 1, 0), dtype=np.uint8))
     brain.CopyInformation(image)
@@ -355,7 +378,9 @@ def subject_pipeline(
     steps += [
         CountBraind(),
         BrainPercentileScaled(keys=list(modalities), lower=lower, upper=upper, b_min=b_min, b_max=b_max),
-        ResizeWithPadOrCropd(keys=list(modalities), spatial_size=(image_size, image_size, -1), mode="constant", value=b_min),
+        ResizeWithPadOrCropd(
+            keys=list(modalities), spatial_size=(image_size, image_size, -1), mode="constant", value=b_min
+        ),
         ResizeWithPadOrCropd(keys=[SEG, BRAIN], spatial_size=(image_size, image_size, -1), mode="constant", value=0),
     ]
     return Compose(steps, map_items=False)
@@ -365,5 +390,8 @@ def subject_data(subject: Subject, modalities: Sequence[str]) -> dict[str, str]:
     """The input dict of :func:`subject_pipeline`: key -> file path."""
     missing = [m for m in modalities if m not in subject.files]
     if missing:
-        raise MrtransError(f"{subject.subject_id}: missing modality {', '.join(missing)} (found: {', '.join(subject.modalities()) or 'none'})")
+        raise MrtransError(
+            f"{subject.subject_id}: missing modality {', '.join(missing)} (found: "
+            f"{', '.join(subject.modalities()) or 'none'})"
+        )
     return {k: str(subject.files[k]) for k in [*modalities, SEG]}

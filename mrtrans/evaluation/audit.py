@@ -34,7 +34,6 @@ import numpy as np
 import torch
 from monai.losses import DiceCELoss
 from monai.networks.nets import BasicUNet
-
 from scipy import ndimage
 
 from mrtrans.checkpoint import load_checkpoint, save_checkpoint
@@ -50,8 +49,10 @@ def detector_key(cfg: AuditConfig, data: dict, modality: str, image_size: int, d
     """Cache key of a trained detector: its config, the prepared set (input hash and recipe: sets of one
     root with other seeds split patients differently), the region, the size, and the device type
     (CPU and CUDA kernels train to slightly different weights)."""
-    text = json.dumps({"cfg": to_dict(cfg), "data": data, "modality": modality, "size": image_size, "device": device_type},
-                      sort_keys=True)  # fmt: skip
+    text = json.dumps(
+        {"cfg": to_dict(cfg), "data": data, "modality": modality, "size": image_size, "device": device_type},
+        sort_keys=True,
+    )
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -89,7 +90,9 @@ def region_mask(seg: np.ndarray, labels: tuple[int, ...] | None) -> np.ndarray:
     return seg > 0 if labels is None else np.isin(seg, labels)
 
 
-def invert_lesions(images: np.ndarray, tumor: np.ndarray, ring_width: int = 4, low: float = -1.0, high: float = 1.0) -> np.ndarray:
+def invert_lesions(
+    images: np.ndarray, tumor: np.ndarray, ring_width: int = 4, low: float = -1.0, high: float = 1.0
+) -> np.ndarray:
     """Copies of (N, S, S) images whose tumors have the opposite polarity in their own context: inside each
     slice's tumor (every label, dilated by 1 pixel, within the brain) v -> 2 m - v, m the mean of the healthy
     brain within ``ring_width`` pixels around it; the rest of the slice is unchanged. A FLAIR-bright tumor
@@ -105,8 +108,9 @@ def invert_lesions(images: np.ndarray, tumor: np.ndarray, ring_width: int = 4, l
     return out
 
 
-def train_detector(images: np.ndarray, seg: np.ndarray, cfg: AuditConfig, device: torch.device,
-                   tumor: np.ndarray | None = None) -> BasicUNet:  # fmt: skip
+def train_detector(
+    images: np.ndarray, seg: np.ndarray, cfg: AuditConfig, device: torch.device, tumor: np.ndarray | None = None
+) -> BasicUNet:
     """Train on (N, S, S) images in [-1, 1] and their region masks (or seg: > 0); random flips, Dice + BCE, Adam.
 
     With ``cfg.both_polarities`` each batch comes with probability 1/2 from copies whose tumors (``tumor``:
@@ -136,7 +140,12 @@ def train_detector(images: np.ndarray, seg: np.ndarray, cfg: AuditConfig, device
 
 
 def cached_detector(
-    images: np.ndarray, seg: np.ndarray, cfg: AuditConfig, key: str, cache_dir: Path, device: torch.device,
+    images: np.ndarray,
+    seg: np.ndarray,
+    cfg: AuditConfig,
+    key: str,
+    cache_dir: Path,
+    device: torch.device,
     tumor: np.ndarray | None = None,
 ) -> BasicUNet:
     """Load the detector for ``key`` from ``cache_dir``, or train and cache it (:func:`train_detector`)."""
@@ -151,7 +160,9 @@ def cached_detector(
 
 
 @torch.no_grad()
-def detect(net: torch.nn.Module, images: np.ndarray, threshold: float, device: torch.device, batch_size: int = 16) -> np.ndarray:
+def detect(
+    net: torch.nn.Module, images: np.ndarray, threshold: float, device: torch.device, batch_size: int = 16
+) -> np.ndarray:
     """(N, S, S) images in [-1, 1] -> (N, S, S) boolean tumor masks."""
     out = []
     for start in range(0, len(images), batch_size):
@@ -180,7 +191,9 @@ def lesions(mask: np.ndarray, min_pixels: int) -> tuple[np.ndarray, int]:
     return relabel[labels], int(keep.sum())
 
 
-def audit_lesions(detected: np.ndarray, reference: np.ndarray, any_tumor: np.ndarray, min_pixels: int) -> dict[str, np.ndarray]:
+def audit_lesions(
+    detected: np.ndarray, reference: np.ndarray, any_tumor: np.ndarray, min_pixels: int
+) -> dict[str, np.ndarray]:
     """Per slice: detected and added lesion counts, and Dice (module docstring).
 
     Args:
@@ -217,8 +230,15 @@ def inpaint_tumors(images: np.ndarray, seg: np.ndarray, brain: np.ndarray) -> np
     return out
 
 
-def paste_tumors(images: np.ndarray, seg: np.ndarray, brain: np.ndarray, healthy: np.ndarray, donors: np.ndarray,
-                 donor_images: np.ndarray | None = None, ring_width: int = 4) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+def paste_tumors(
+    images: np.ndarray,
+    seg: np.ndarray,
+    brain: np.ndarray,
+    healthy: np.ndarray,
+    donors: np.ndarray,
+    donor_images: np.ndarray | None = None,
+    ring_width: int = 4,
+) -> tuple[np.ndarray, np.ndarray]:
     """Sanity input: into each healthy slice, a real tumor (at its own place) from a donor tumor slice, with the
     donor's **contrast**: each pasted pixel is the donor's value minus the mean of the donor's healthy brain
     around the tumor, plus the mean of the receiving slice's brain around the same place.
@@ -243,7 +263,11 @@ def paste_tumors(images: np.ndarray, seg: np.ndarray, brain: np.ndarray, healthy
             continue
         near = ndimage.binary_dilation(tumor_d, iterations=ring_width)
         ring_d, ring_i = near & (brain[d] > 0) & ~tumor_d, near & (brain[i] > 0) & ~lesion
-        offset = (out[i][ring_i].mean() if ring_i.any() else 0.0) - (donor_images[d][ring_d].mean() if ring_d.any() else 0.0)
-        out[i][lesion] = np.clip(donor_images[d][lesion] + offset, -0.99, 1.0)  # stays brain (above the background's -1)
+        offset = (out[i][ring_i].mean() if ring_i.any() else 0.0) - (
+            donor_images[d][ring_d].mean() if ring_d.any() else 0.0
+        )
+        out[i][lesion] = np.clip(
+            donor_images[d][lesion] + offset, -0.99, 1.0
+        )  # stays brain (above the background's -1)
         pasted[i][lesion] = seg[d][lesion]
     return out, pasted

@@ -24,9 +24,11 @@ import numpy as np
 import pandas as pd
 from nibabel import orientations
 
-from mrtrans.config import EvalConfig, PrepareConfig, Precision
+from mrtrans.checkpoint import check_model_checkpoint, load_checkpoint
+from mrtrans.config import EvalConfig, Precision, PrepareConfig
 from mrtrans.data.slices import Direction, PreparedSlices, to_tensor
 from mrtrans.data_prep.discovery import subject_of
+from mrtrans.devices import resolve_device
 from mrtrans.errors import MrtransError
 from mrtrans.evaluation import audit, presence
 from mrtrans.evaluation.metrics import (
@@ -38,8 +40,6 @@ from mrtrans.evaluation.metrics import (
     through_plane_metrics,
     to_paper_range,
 )
-from mrtrans.checkpoint import check_model_checkpoint, load_checkpoint
-from mrtrans.devices import resolve_device
 from mrtrans.evaluation.scored import Scored, slice_frame
 from mrtrans.evaluation.tables import write_tables
 from mrtrans.inference.translate import forward_slices, ras_orientations
@@ -77,9 +77,11 @@ def score_slices(
     tumor = seg > 0
     pred255, real255 = to_paper_range(pred, *value_range), to_paper_range(real, *value_range)
     frames = []
-    protocols = (("brain_shared", brain_shared_metrics(pred, real, brain, tumor, value_range)),
-                 ("brain", brain_metrics(pred, real, brain, tumor)),
-                 ("paper", paper_metrics(pred255, real255, brain, tumor)))  # fmt: skip
+    protocols = (
+        ("brain_shared", brain_shared_metrics(pred, real, brain, tumor, value_range)),
+        ("brain", brain_metrics(pred, real, brain, tumor)),
+        ("paper", paper_metrics(pred255, real255, brain, tumor)),
+    )
     for protocol, scores in protocols:
         for region, values in scores.items():
             df = slice_frame(run, method, direction, slices)
@@ -164,7 +166,9 @@ def evaluate_runs(
     device = resolve_device(cfg.device)
     labels = [_run_label(r) for r in runs]
     if len(set(labels)) != len(labels) or {COPY_SOURCE, "real"} & set(labels):
-        raise MrtransError(f"run names must be unique and not 'copy-source' or 'real' ({', '.join(labels)}); rename the run folders")
+        raise MrtransError(
+            f"run names must be unique and not 'copy-source' or 'real' ({', '.join(labels)}); rename the run folders"
+        )
     if reference is not None and reference not in labels:
         raise MrtransError(f"--reference {reference}: not one of the runs ({', '.join(labels)})")
 
@@ -174,10 +178,13 @@ def evaluate_runs(
         check_model_checkpoint(ckpt, run)
         # Keep what scoring needs: a training checkpoint's optimisers, pools and discriminators are most of its size.
         ckpt = {k: ckpt[k] for k in ("kind", "direction", "config", "normalization")} | {
-            "models": {k: ckpt["models"][k] for k in ("gen_s2t", "gen_t2s")}}
+            "models": {k: ckpt["models"][k] for k in ("gen_s2t", "gen_t2s")}
+        }
         pair = {ckpt["direction"]["source"], ckpt["direction"]["target"]} if "direction" in ckpt else set()
         if pair != {source_mod, target_mod}:
-            raise MrtransError(f"{run}: model translates {'/'.join(sorted(pair)) or '?'}, the test set is {source_mod}/{target_mod}")
+            raise MrtransError(
+                f"{run}: model translates {'/'.join(sorted(pair)) or '?'}, the test set is {source_mod}/{target_mod}"
+            )
         checkpoints.append(ckpt)
     if reference is None and labels:
         reference = next((lab for lab, c in zip(labels, checkpoints) if c.get("kind") == "cyclegan"), labels[0])
@@ -200,10 +207,14 @@ def evaluate_runs(
         for direction in directions:
             gen = gen_s2t if direction == trained else gen_t2s
             log(f"translating {len(slices)} test slices: {label} {direction.name}")
-            pred = forward_slices(gen, to_tensor(arrays[direction.source]), device, cfg.batch_size, bf16=bf16)[:, 0].numpy()
+            pred = forward_slices(gen, to_tensor(arrays[direction.source]), device, cfg.batch_size, bf16=bf16)[
+                :, 0
+            ].numpy()
             if not np.isfinite(pred).all():
-                raise MrtransError(f"{runs[labels.index(label)]}: the model's {direction.name} output contains NaN or Inf; "
-                                   f"its training diverged (see losses.csv) - retrain it")  # fmt: skip
+                raise MrtransError(
+                    f"{runs[labels.index(label)]}: the model's {direction.name} output contains NaN or Inf; "
+                    f"its training diverged (see losses.csv) - retrain it"
+                )
             score(label, ckpt["kind"], direction, pred)
 
     min_px = cfg.audit.min_lesion_pixels or max(1, int(data.meta["config"]["min_tumor_pixels"]) // 2)
@@ -217,8 +228,18 @@ def evaluate_runs(
     return out
 
 
-def _tumor_direction(direction: Direction, data: PreparedSlices, arrays: dict, slices: pd.DataFrame, scored: list,
-                     cfg: EvalConfig, min_px: int, cache: Path, device, log: Callable[[str], None]) -> list:  # fmt: skip
+def _tumor_direction(
+    direction: Direction,
+    data: PreparedSlices,
+    arrays: dict,
+    slices: pd.DataFrame,
+    scored: list,
+    cfg: EvalConfig,
+    min_px: int,
+    cache: Path,
+    device,
+    log: Callable[[str], None],
+) -> list:
     """Tumor consistency of every translation into ``direction.target``: per-lesion presence (always) and
     the detector's additions (with ``cfg.audit.enabled``); return the ceiling and sanity rows.
 
@@ -243,7 +264,9 @@ def _tumor_direction(direction: Direction, data: PreparedSlices, arrays: dict, s
     try:
         threshold = presence.calibrate_threshold(cnr_inpainted, pc.false_present_rate) if len(rings) else np.nan
     except ValueError as exc:
-        raise MrtransError(f"{data.folder}: {direction.target} test slices: {exc}; prepare with more tumor slices") from None
+        raise MrtransError(
+            f"{data.folder}: {direction.target} test slices: {exc}; prepare with more tumor slices"
+        ) from None
     frame = slices.iloc[rings.slice_index].reset_index(drop=True)
 
     def lesion_frame(name: str, method: str, cnr_pred: np.ndarray) -> pd.DataFrame:
@@ -258,18 +281,28 @@ def _tumor_direction(direction: Direction, data: PreparedSlices, arrays: dict, s
 
     mine = [result for _, result in scored if result.consistency["direction"].iloc[0] == direction.name]
     for result in mine:
-        result.lesions = lesion_frame(result.consistency["run"].iloc[0], result.consistency["method"].iloc[0], cnr(result.pred))
+        result.lesions = lesion_frame(
+            result.consistency["run"].iloc[0], result.consistency["method"].iloc[0], cnr(result.pred)
+        )
 
     is_tumor = (slices["label"] == "tumor").to_numpy()
     donors = np.flatnonzero(reference.any(axis=(1, 2)))
-    rows = [("real", "real target (ceiling)", real, cnr_real),
-            ("sanity-inpainted", "real target, tumors inpainted (expect ~100% erased)", inpainted, cnr_inpainted)]
+    rows = [
+        ("real", "real target (ceiling)", real, cnr_real),
+        ("sanity-inpainted", "real target, tumors inpainted (expect ~100% erased)", inpainted, cnr_inpainted),
+    ]
     if cfg.audit.enabled and len(donors) and (~is_tumor).any():
         source = np.asarray(arrays[direction.source], np.float32)
         for name, donor, what in (("target", real, "the target's"), ("source", source, "the source's")):
             pasted, _ = audit.paste_tumors(real, seg, brain, ~is_tumor, donors, donor_images=donor)
-            rows.append((f"sanity-pasted-{name}", f"healthy real slices, a real tumor pasted in with {what} contrast "
-                                                  f"(expect ~100% added)", pasted, None))  # fmt: skip
+            rows.append(
+                (
+                    f"sanity-pasted-{name}",
+                    f"healthy real slices, a real tumor pasted in with {what} contrast (expect ~100% added)",
+                    pasted,
+                    None,
+                )
+            )
     out = []
     for name, method, images, values in rows:
         consistency = slice_frame(name, method, direction, slices)
@@ -286,13 +319,16 @@ def _tumor_direction(direction: Direction, data: PreparedSlices, arrays: dict, s
     return out
 
 
-def _detector(direction: Direction, data: PreparedSlices, labels, cfg: EvalConfig, cache: Path, device, log: Callable[[str], None]):
+def _detector(
+    direction: Direction, data: PreparedSlices, labels, cfg: EvalConfig, cache: Path, device, log: Callable[[str], None]
+):
     """The additions detector of ``direction.target``: trained on the real training slices (cached)."""
     train_masks = audit.region_mask(data.train_seg(direction.target), labels)
     has = train_masks.any(axis=(1, 2))
     if has.all() or not has.any():
         raise MrtransError(
-            f"{data.folder}: the {direction.target} training slices are {'all' if has.all() else 'without'} tumor, so no "
+            f"{data.folder}: the {direction.target} training slices are {'all' if has.all() else 'without'} tumor, so "
+            "no "
             f"detector can be trained for the audit; evaluate against a set prepared with --target-tumor-fraction 0.5 "
             f"(same --seed: same test slices), or pass --no-audit"
         )
@@ -300,8 +336,15 @@ def _detector(direction: Direction, data: PreparedSlices, labels, cfg: EvalConfi
     key = audit.detector_key(cfg.audit, identity, f"{direction.target}:{labels}", data.image_size, device.type)
     log(f"tumor detector for {direction.target} (cache {cache / f'detector_{key}.pt'})")
     cache.mkdir(parents=True, exist_ok=True)
-    return audit.cached_detector(data.train(direction.target), train_masks.astype(np.uint8), cfg.audit, key, cache, device,
-                                 tumor=np.asarray(data.train_seg(direction.target)) > 0)  # fmt: skip
+    return audit.cached_detector(
+        data.train(direction.target),
+        train_masks.astype(np.uint8),
+        cfg.audit,
+        key,
+        cache,
+        device,
+        tumor=np.asarray(data.train_seg(direction.target)) > 0,
+    )
 
 
 def _to_ras(data: np.ndarray, affine: np.ndarray) -> np.ndarray:
@@ -339,7 +382,9 @@ def _subject_for(path: Path, known: set[str]) -> str:
 def _pair_by_subject(preds: list[Path], refs: list[Path], segs: list[Path]) -> list[tuple[str, Path, Path, Path]]:
     """(subject, pred, ref, seg) triples matched by subject ID; a mismatch names the files."""
     if not (len(preds) == len(refs) == len(segs)) or not preds:
-        raise MrtransError(f"give as many --pred as --ref and --seg volumes (got {len(preds)}, {len(refs)}, {len(segs)})")
+        raise MrtransError(
+            f"give as many --pred as --ref and --seg volumes (got {len(preds)}, {len(refs)}, {len(segs)})"
+        )
     ref_ids = {subject_of(p): p for p in refs}
     if len(ref_ids) != len(refs):
         raise MrtransError(f"two --ref volumes have the same subject ID ({', '.join(map(str, refs))})")
@@ -349,8 +394,10 @@ def _pair_by_subject(preds: list[Path], refs: list[Path], segs: list[Path]) -> l
         for path in paths:
             sid = _subject_for(path, set(ref_ids))
             if sid not in ref_ids:
-                raise MrtransError(f"{path}: no --ref volume of subject {sid}; name each --{kind} after its subject "
-                                   f"(<ID>_..., as `mrtrans translate` does for folders) and give its reference")  # fmt: skip
+                raise MrtransError(
+                    f"{path}: no --ref volume of subject {sid}; name each --{kind} after its subject "
+                    f"(<ID>_..., as `mrtrans translate` does for folders) and give its reference"
+                )
             if sid in seen:
                 raise MrtransError(f"{path}: subject {sid} given twice as --{kind} (also {seen[sid]})")
             seen[sid] = path
@@ -394,8 +441,10 @@ def evaluate_volumes(
                 raise MrtransError(f"{path}: grid {arr.shape} does not match the reference {ref_path} {ref.shape}")
         lo, hi = float(np.min(pred)), float(np.max(pred))
         if lo < -RANGE_TOLERANCE or hi > 1 + RANGE_TOLERANCE:
-            raise MrtransError(f"{pred_path}: values span [{lo:.4g}, {hi:.4g}], not [0, 1]; score `mrtrans translate` "
-                               f"outputs (they are in [0, 1]), or rescale the prediction first")  # fmt: skip
+            raise MrtransError(
+                f"{pred_path}: values span [{lo:.4g}, {hi:.4g}], not [0, 1]; score `mrtrans translate` "
+                f"outputs (they are in [0, 1]), or rescale the prediction first"
+            )
         pred, ref, seg = (_to_ras(a, ref_img.affine) for a in (pred, ref, seg))
         brain = ref != 0
         # The reference as prepare-brats would normalise it: whole-volume brain percentiles -> [0, 1].
@@ -408,14 +457,31 @@ def evaluate_volumes(
             continue
         stack = [a[:, :, keep].transpose(2, 0, 1) for a in (pred01, ref_norm, seg, brain, ref)]
         frame = pd.DataFrame({"subject": subject, "slice_index": keep, "label": np.where(is_tumor, "tumor", "healthy")})
-        parts.append(score_slices(name, name, direction, stack[4], stack[0] * 2 - 1, stack[1] * 2 - 1,
-                                  stack[3], stack[2].astype(np.uint8), frame, (-1.0, 1.0)))  # fmt: skip
+        parts.append(
+            score_slices(
+                name,
+                name,
+                direction,
+                stack[4],
+                stack[0] * 2 - 1,
+                stack[1] * 2 - 1,
+                stack[3],
+                stack[2].astype(np.uint8),
+                frame,
+                (-1.0, 1.0),
+            )
+        )
     if not parts:
-        raise MrtransError("no slice of any volume passes the slice rules (tumor or enough brain); check --seg and the volumes")
+        raise MrtransError(
+            "no slice of any volume passes the slice rules (tumor or enough brain); check --seg and the volumes"
+        )
     merged = Scored(
         pd.concat([p.per_slice for p in parts], ignore_index=True),
         pd.concat([p.consistency for p in parts], ignore_index=True),
-        parts[0].source, parts[0].pred, parts[0].real, parts[0].seg,
+        parts[0].source,
+        parts[0].pred,
+        parts[0].real,
+        parts[0].seg,
     )
     with atomic_dir(out, OutputKind.report, overwrite=overwrite, inputs=[*preds, *refs, *segs]) as tmp:
         write_tables(tmp, [(name, merged)], [direction], cfg, figures=False, mode="volumes")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+
 import numpy as np
 
 from mrtrans.evaluation.scored import Scored
@@ -24,7 +25,9 @@ def _pyplot():  # type: ignore[no-untyped-def]
     return plt
 
 
-def write_volume_figures(folder: Path, name: str, volumes: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]) -> None:
+def write_volume_figures(
+    folder: Path, name: str, volumes: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]
+) -> None:
     """Per subject: the coronal and the sagittal plane through the brain's centre, translation above reference.
 
     Args:
@@ -33,9 +36,11 @@ def write_volume_figures(folder: Path, name: str, volumes: list[tuple[str, np.nd
     plt = _pyplot()
     folder.mkdir(exist_ok=True)
     for subject, pred, ref, seg in volumes:
-        centre = [int(np.mean(np.flatnonzero(ref.any(axis=tuple(a for a in range(3) if a != k))))) if ref.any() else 0
-                  for k in range(3)]  # fmt: skip
-        cuts = {"coronal": lambda v: v[:, centre[1], :], "sagittal": lambda v: v[centre[0], :, :]}
+        centre = [
+            int(np.mean(np.flatnonzero(ref.any(axis=tuple(a for a in range(3) if a != k))))) if ref.any() else 0
+            for k in range(3)
+        ]
+        cuts = {"coronal": lambda v, c=centre: v[:, c[1], :], "sagittal": lambda v, c=centre: v[c[0], :, :]}
         fig, axes = plt.subplots(2, 2, figsize=(6, 6), squeeze=False)
         for col, (plane, cut) in enumerate(cuts.items()):
             for row, (title, vol) in enumerate((("translation", pred), ("reference", ref))):
@@ -64,15 +69,24 @@ def write_figures(folder: Path, scored: list[tuple[str, Scored]], count: int) ->
         fig, axes = plt.subplots(len(picks), 4, figsize=(10, 2.6 * len(picks)), squeeze=False)
         for row, (name, i) in enumerate(picks):
             error = np.abs(s.pred[i] - s.real[i])
-            panels = [("source", s.source[i], "gray", (-1, 1)), ("translation", s.pred[i], "gray", (-1, 1)),
-                      ("real", s.real[i], "gray", (-1, 1)), ("|error|", error, "magma", (0, 1))]  # fmt: skip
+            panels = [
+                ("source", s.source[i], "gray", (-1, 1)),
+                ("translation", s.pred[i], "gray", (-1, 1)),
+                ("real", s.real[i], "gray", (-1, 1)),
+                ("|error|", error, "magma", (0, 1)),
+            ]
             for col, (title, img, cmap, (lo, hi)) in enumerate(panels):
                 ax = axes[row, col]
                 ax.imshow(np.rot90(img), cmap=cmap, vmin=lo, vmax=hi)
                 if (s.seg[i] > 0).any() and col in (1, 2):
                     ax.contour(np.rot90(s.seg[i] > 0), levels=[0.5], colors="red", linewidths=0.6)
-                ax.set_title(f"{title}" if col else f"{name}: {whole['subject'].iloc[i]} z={whole['slice_index'].iloc[i]}\n"
-                             f"MAE {whole['mae'].iloc[i]:.1f}", fontsize=7)  # fmt: skip
+                ax.set_title(
+                    f"{title}"
+                    if col
+                    else f"{name}: {whole['subject'].iloc[i]} z={whole['slice_index'].iloc[i]}\n"
+                    f"MAE {whole['mae'].iloc[i]:.1f}",
+                    fontsize=7,
+                )
                 ax.axis("off")
         fig.suptitle(f"{label} {direction}", fontsize=9)
         fig.tight_layout()

@@ -35,8 +35,15 @@ def node_fractions(mask: np.ndarray, patch_size: int) -> np.ndarray:
 
 
 @torch.no_grad()
-def graph_statistics(source: np.ndarray, region: np.ndarray, any_tumor: np.ndarray, loss: LossConfig, min_pixels: int,
-                     min_affinity: float = 0.1, background: float = -1.0) -> tuple[pd.DataFrame, pd.DataFrame]:  # fmt: skip
+def graph_statistics(
+    source: np.ndarray,
+    region: np.ndarray,
+    any_tumor: np.ndarray,
+    loss: LossConfig,
+    min_pixels: int,
+    min_affinity: float = 0.1,
+    background: float = -1.0,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The graph of the source slices as the smoothness term builds it.
 
     Args:
@@ -64,13 +71,24 @@ def graph_statistics(source: np.ndarray, region: np.ndarray, any_tumor: np.ndarr
         for k in range(1, n + 1):
             inside = (node_fractions((labels == k)[None], p)[0] > 0.5) & brain
             sub = w[np.ix_(inside, inside)]
-            per_lesion.append({"slice": i, "lesion_pixels": int((labels == k).sum()), "tumor_nodes": int(inside.sum()),
-                               "tumor_edges": int((np.triu(sub, 1) > min_affinity).sum())})  # fmt: skip
+            per_lesion.append(
+                {
+                    "slice": i,
+                    "lesion_pixels": int((labels == k).sum()),
+                    "tumor_nodes": int(inside.sum()),
+                    "tumor_edges": int((np.triu(sub, 1) > min_affinity).sum()),
+                }
+            )
         total = w.sum()
         t, h = tumor_nodes[i] & brain, ~tumor_nodes[i] & brain
-        per_slice.append({"slice": i, "brain_nodes": int(brain.sum()),
-                          "effective_neighbours": float(w.sum(axis=1)[brain].mean()) if brain.any() else np.nan,
-                          "lesion_healthy_mass": float(2 * w[np.ix_(t, h)].sum() / total) if total > 0 and t.any() else np.nan})  # fmt: skip
+        per_slice.append(
+            {
+                "slice": i,
+                "brain_nodes": int(brain.sum()),
+                "effective_neighbours": float(w.sum(axis=1)[brain].mean()) if brain.any() else np.nan,
+                "lesion_healthy_mass": float(2 * w[np.ix_(t, h)].sum() / total) if total > 0 and t.any() else np.nan,
+            }
+        )
     columns = ["slice", "lesion_pixels", "tumor_nodes", "tumor_edges"]
     return pd.DataFrame(per_lesion, columns=columns), pd.DataFrame(per_slice)
 
@@ -78,9 +96,13 @@ def graph_statistics(source: np.ndarray, region: np.ndarray, any_tumor: np.ndarr
 def summarize_graph(per_lesion: pd.DataFrame, per_slice: pd.DataFrame, min_nodes: int) -> dict:
     """Medians of the graph statistics and whether the mechanism can act (median tumor nodes >= ``min_nodes``)."""
     median_nodes = float(per_lesion["tumor_nodes"].median()) if len(per_lesion) else 0.0
-    return {"lesions": len(per_lesion), "tumor_nodes_median": median_nodes,
-            "tumor_edges_median": float(per_lesion["tumor_edges"].median()) if len(per_lesion) else 0.0,
-            "effective_neighbours": float(per_slice["effective_neighbours"].mean()),
-            "lesion_healthy_mass": float(per_slice["lesion_healthy_mass"].mean()),
-            "brain_nodes": float(per_slice["brain_nodes"].mean()), "min_nodes": min_nodes,
-            "mechanism_can_act": median_nodes >= min_nodes}  # fmt: skip
+    return {
+        "lesions": len(per_lesion),
+        "tumor_nodes_median": median_nodes,
+        "tumor_edges_median": float(per_lesion["tumor_edges"].median()) if len(per_lesion) else 0.0,
+        "effective_neighbours": float(per_slice["effective_neighbours"].mean()),
+        "lesion_healthy_mass": float(per_slice["lesion_healthy_mass"].mean()),
+        "brain_nodes": float(per_slice["brain_nodes"].mean()),
+        "min_nodes": min_nodes,
+        "mechanism_can_act": median_nodes >= min_nodes,
+    }

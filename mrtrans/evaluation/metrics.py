@@ -235,28 +235,70 @@ class Metric:
         return f"{value:.{self.digits}f}" if abs(value) < 10 else f"{value:.2f}"
 
 
-REGISTRY: dict[str, Metric] = {m.name: m for m in [
-    Metric("mae", "MAE", False, lambda st, r: _region_mean(np.abs(st.diff), r), "mean absolute error over the region",
-           in_paper=True),
-    Metric("mse", "MSE", False, lambda st, r: _region_mean(st.diff**2, r), "mean squared error over the region",
-           in_paper=True),
-    Metric("psnr", "PSNR", True, lambda st, r: psnr_from_mse(_region_mean(st.diff**2, r), st.data_range),
-           "10 log10(data_range^2 / MSE), capped at 100 dB", digits=2, in_paper=True),
-    Metric("ssim", "SSIM", True, lambda st, r: _region_mean(st.ssim, r & st.interior),
-           "mean of the SSIM map (Gaussian window sigma 1.5, population covariance) over region pixels >= 5 px "
-           "from the slice border", in_paper=True),
-    Metric("ms_ssim", "MS-SSIM", True, lambda st, r: ms_ssim(st.pred, st.real, r, st.data_range, st.ssim_mask),
-           "multi-scale SSIM (Wang et al. 2003): SSIM's windows on 2x2-pooled images, as many of the 5 scales as "
-           "the slice allows (64 px: 3), weights renormalised"),
-    Metric("pearson", "Pearson r", True, lambda st, r: pearson(st.pred, st.real, r),
-           "Pearson correlation of the region's pixel intensities per slice"),
-]}  # fmt: skip
+REGISTRY: dict[str, Metric] = {
+    m.name: m
+    for m in [
+        Metric(
+            "mae",
+            "MAE",
+            False,
+            lambda st, r: _region_mean(np.abs(st.diff), r),
+            "mean absolute error over the region",
+            in_paper=True,
+        ),
+        Metric(
+            "mse",
+            "MSE",
+            False,
+            lambda st, r: _region_mean(st.diff**2, r),
+            "mean squared error over the region",
+            in_paper=True,
+        ),
+        Metric(
+            "psnr",
+            "PSNR",
+            True,
+            lambda st, r: psnr_from_mse(_region_mean(st.diff**2, r), st.data_range),
+            "10 log10(data_range^2 / MSE), capped at 100 dB",
+            digits=2,
+            in_paper=True,
+        ),
+        Metric(
+            "ssim",
+            "SSIM",
+            True,
+            lambda st, r: _region_mean(st.ssim, r & st.interior),
+            "mean of the SSIM map (Gaussian window sigma 1.5, population covariance) over region pixels >= 5 px "
+            "from the slice border",
+            in_paper=True,
+        ),
+        Metric(
+            "ms_ssim",
+            "MS-SSIM",
+            True,
+            lambda st, r: ms_ssim(st.pred, st.real, r, st.data_range, st.ssim_mask),
+            "multi-scale SSIM (Wang et al. 2003): SSIM's windows on 2x2-pooled images, as many of the 5 scales as "
+            "the slice allows (64 px: 3), weights renormalised",
+        ),
+        Metric(
+            "pearson",
+            "Pearson r",
+            True,
+            lambda st, r: pearson(st.pred, st.real, r),
+            "Pearson correlation of the region's pixel intensities per slice",
+        ),
+    ]
+}
 METRICS = tuple(REGISTRY)
 PAPER_METRICS = tuple(name for name, metric in REGISTRY.items() if metric.in_paper)
 
 
 def region_metrics(
-    pred: np.ndarray, real: np.ndarray, regions: dict[str, np.ndarray], data_range: float, ssim_mask: np.ndarray | None = None
+    pred: np.ndarray,
+    real: np.ndarray,
+    regions: dict[str, np.ndarray],
+    data_range: float,
+    ssim_mask: np.ndarray | None = None,
 ) -> dict[str, dict[str, np.ndarray]]:
     """Every metric of :data:`REGISTRY` per slice for each region.
 
@@ -270,31 +312,43 @@ def region_metrics(
         region -> metric -> (N,) values; NaN where a slice has no pixel of the region.
     """
     stack = SliceStack(np.asarray(pred, np.float64), np.asarray(real, np.float64), data_range, ssim_mask)
-    return {name: {m.name: m.compute(stack, mask.astype(bool)) for m in REGISTRY.values()} for name, mask in regions.items()}
+    return {
+        name: {m.name: m.compute(stack, mask.astype(bool)) for m in REGISTRY.values()} for name, mask in regions.items()
+    }
 
 
-def paper_metrics(pred: np.ndarray, real: np.ndarray, brain: np.ndarray, tumor: np.ndarray) -> dict[str, dict[str, np.ndarray]]:
+def paper_metrics(
+    pred: np.ndarray, real: np.ndarray, brain: np.ndarray, tumor: np.ndarray
+) -> dict[str, dict[str, np.ndarray]]:
     """Protocol ``paper`` on 0-255 images: regions whole, tumor, healthy."""
     whole = np.ones(pred.shape, bool)
     regions = {"whole": whole, "tumor": tumor, "healthy": brain.astype(bool) & ~tumor}
     return region_metrics(pred, real, regions, 255.0)
 
 
-def brain_metrics(pred: np.ndarray, real: np.ndarray, brain: np.ndarray, tumor: np.ndarray) -> dict[str, dict[str, np.ndarray]]:
+def brain_metrics(
+    pred: np.ndarray, real: np.ndarray, brain: np.ndarray, tumor: np.ndarray
+) -> dict[str, dict[str, np.ndarray]]:
     """Protocol ``brain`` on raw images of any range: per-image brain normalisation, regions brain, tumor, healthy."""
     brain = brain.astype(bool)
     p, r = brain_normalize(pred, brain), brain_normalize(real, brain)
-    return region_metrics(p, r, {"brain": brain, "tumor": tumor & brain, "healthy": brain & ~tumor}, 1.0, ssim_mask=brain)
+    return region_metrics(
+        p, r, {"brain": brain, "tumor": tumor & brain, "healthy": brain & ~tumor}, 1.0, ssim_mask=brain
+    )
 
 
 def brain_shared_metrics(
     pred: np.ndarray, real: np.ndarray, brain: np.ndarray, tumor: np.ndarray, value_range: tuple[float, float]
 ) -> dict[str, dict[str, np.ndarray]]:
-    """Protocol ``brain_shared``: model range -> [0, 1] for both images alike, 0 outside the brain; regions brain, tumor, healthy."""
+    """Protocol ``brain_shared``: model range -> [0, 1] for both images alike, 0 outside the brain; regions brain,
+    tumor, healthy.
+    """
     lo, hi = value_range
     brain = brain.astype(bool)
     p, r = (np.where(brain, np.clip((np.asarray(x, np.float64) - lo) / (hi - lo), 0.0, 1.0), 0.0) for x in (pred, real))
-    return region_metrics(p, r, {"brain": brain, "tumor": tumor & brain, "healthy": brain & ~tumor}, 1.0, ssim_mask=brain)
+    return region_metrics(
+        p, r, {"brain": brain, "tumor": tumor & brain, "healthy": brain & ~tumor}, 1.0, ssim_mask=brain
+    )
 
 
 def through_plane_metrics(pred: np.ndarray, real: np.ndarray, brain: np.ndarray) -> dict[str, float]:

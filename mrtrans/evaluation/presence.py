@@ -58,7 +58,9 @@ class LesionRings:
         return np.array([len(p) for p in self.lesion], np.int64)
 
 
-def lesion_rings(reference: np.ndarray, any_tumor: np.ndarray, brain: np.ndarray, min_pixels: int, ring_width: int) -> LesionRings:
+def lesion_rings(
+    reference: np.ndarray, any_tumor: np.ndarray, brain: np.ndarray, min_pixels: int, ring_width: int
+) -> LesionRings:
     """Reference lesions and their rings of healthy brain.
 
     Args:
@@ -87,7 +89,9 @@ def lesion_rings(reference: np.ndarray, any_tumor: np.ndarray, brain: np.ndarray
 
 
 def signed_cnr(images: np.ndarray, rings: LesionRings, noise_floor: float, min_ring_pixels: int = 8) -> np.ndarray:
-    """(L,) signed CNR of every lesion in ``images`` ((N, H, W)); NaN where the ring has fewer than ``min_ring_pixels``."""
+    """(L,) signed CNR of every lesion in ``images`` ((N, H, W)); NaN where the ring has fewer than
+    ``min_ring_pixels``.
+    """
     out = np.full(len(rings), np.nan)
     for j, (i, lesion, ring) in enumerate(zip(rings.slice_index, rings.lesion, rings.ring)):
         if len(ring) < min_ring_pixels:

@@ -72,8 +72,15 @@ def paired_difference(run: np.ndarray, reference: np.ndarray, resamples: int, se
         note = f"cannot decide: {nonzero} patients with a difference, smallest attainable p {floor:.3g} > {alpha:.3g}"
     else:
         p = float(stats.wilcoxon(diff).pvalue)
-    return {"n_patients": len(diff), "mean_difference": mean, "ci_low": low, "ci_high": high, "p_wilcoxon": p,
-            "p_min_attainable": floor, "p_note": note}  # fmt: skip
+    return {
+        "n_patients": len(diff),
+        "mean_difference": mean,
+        "ci_low": low,
+        "ci_high": high,
+        "p_wilcoxon": p,
+        "p_min_attainable": floor,
+        "p_note": note,
+    }
 
 
 def hierarchical_bootstrap_difference(
@@ -122,8 +129,13 @@ def hierarchical_bootstrap_difference(
     diffs = rates(seeds_a, a) - rates(seeds_b, b)
     tail = (1 - level) / 2 * 100
     low, high = np.percentile(diffs, [tail, 100 - tail])
-    return out | {"difference": float(rate_a - rate_b), "ci_low": float(low), "ci_high": float(high),
-                  "rate_a": float(rate_a), "rate_b": float(rate_b)}  # fmt: skip
+    return out | {
+        "difference": float(rate_a - rate_b),
+        "ci_low": float(low),
+        "ci_high": float(high),
+        "rate_a": float(rate_a),
+        "rate_b": float(rate_b),
+    }
 
 
 def claim_answer(difference: dict[str, float], margin: float) -> str:

@@ -37,11 +37,19 @@ DEFINITIONS = {
         "paper": "the paper's protocol: whole 256x256 slice incl. background, intensities mapped to 0-255; "
         "PSNR = 10 log10(255^2/MSE); SSIM data_range 255, Gaussian window sigma 1.5 (11x11), population covariance",
     },
-    "regions": {"whole": "all pixels (paper)", "brain": "brain mask", "tumor": "seg > 0", "healthy": "brain minus tumor"},
-    "metrics": {name: f"{m.definition} ({'higher' if m.higher_is_better else 'lower'} is better)"
-                for name, m in REGISTRY.items()},
+    "regions": {
+        "whole": "all pixels (paper)",
+        "brain": "brain mask",
+        "tumor": "seg > 0",
+        "healthy": "brain minus tumor",
+    },
+    "metrics": {
+        name: f"{m.definition} ({'higher' if m.higher_is_better else 'lower'} is better)"
+        for name, m in REGISTRY.items()
+    },
     "psnr_cap_db": PSNR_CAP,
-    "ci": "percentile bootstrap over patients (resample subjects with replacement, recompute the mean over their slices)",
+    "ci": "percentile bootstrap over patients (resample subjects with replacement, recompute the mean over their "
+    "slices)",
     "paired": "per-patient mean of run minus reference; bootstrap CI over patients; Wilcoxon signed-rank p (scipy)",
     "presence": "per reference lesion (8-connected component >= min_lesion_pixels of the sequence's tumor region: "
     "core without edema for T1/T1ce, whole tumor for FLAIR/T2): signed CNR = (mean lesion - mean ring) / max(std ring, "
@@ -73,15 +81,21 @@ def summarize(per_slice: pd.DataFrame, cfg: EvalConfig) -> pd.DataFrame:
     for keys, df in per_slice.groupby(KEYS, sort=False):
         row = dict(zip(KEYS, keys))
         for m in METRICS:
-            mean, low, high = bootstrap_ratio(*_per_subject_sums(df, m), cfg.bootstrap_resamples, cfg.bootstrap_seed, cfg.confidence)
+            mean, low, high = bootstrap_ratio(
+                *_per_subject_sums(df, m), cfg.bootstrap_resamples, cfg.bootstrap_seed, cfg.confidence
+            )
             row |= {f"{m}_mean": mean, f"{m}_std": df[m].std(), f"{m}_ci_low": low, f"{m}_ci_high": high}
         row |= {"n_slices": len(df), "n_subjects": df["subject"].nunique()}
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def _patient_rate(hits: pd.Series, subjects: pd.Series, order: list[str], boot: tuple) -> tuple[int, int, float, float, float]:
-    """(count, total, rate, ci_low, ci_high) of boolean ``hits``, bootstrapped over patients (``order``: all patients)."""
+def _patient_rate(
+    hits: pd.Series, subjects: pd.Series, order: list[str], boot: tuple
+) -> tuple[int, int, float, float, float]:
+    """(count, total, rate, ci_low, ci_high) of boolean ``hits``, bootstrapped over patients (``order``: all
+    patients).
+    """
     num = hits.groupby(subjects).sum().reindex(order, fill_value=0).to_numpy(np.float64)
     den = hits.groupby(subjects).count().reindex(order, fill_value=0).to_numpy(np.float64)
     return (int(num.sum()), int(den.sum()), *bootstrap_ratio(num, den, *boot))
@@ -94,25 +108,48 @@ def tumor_summary(consistency: pd.DataFrame, lesions: pd.DataFrame, cfg: EvalCon
     rows = []
     for (run, method, direction), df in consistency.groupby(["run", "method", "direction"], sort=False):
         patients = sorted(df["subject"].unique())
-        row = {"run": run, "method": method, "direction": direction, "n_tumor_slices": int((df["label"] == "tumor").sum()),
-               "n_healthy_slices": int((df["label"] == "healthy").sum())}  # fmt: skip
+        row = {
+            "run": run,
+            "method": method,
+            "direction": direction,
+            "n_tumor_slices": int((df["label"] == "tumor").sum()),
+            "n_healthy_slices": int((df["label"] == "healthy").sum()),
+        }
         les = lesions[(lesions["run"] == run) & (lesions["direction"] == direction)] if len(lesions) else lesions
         if len(les):
             judged = les[les["judgeable"] & (les["outcome"] != "")]
-            row |= {"presence_threshold": float(les["threshold"].iloc[0]), "lesions": len(les),
-                    "judgeable_lesions": len(judged), "not_judgeable_lesions": len(les) - len(judged),
-                    "not_judgeable_present": int((~les["judgeable"] & les["outcome"].str.startswith("present")).sum()),
-                    "cnr_error_mean": judged.loc[judged["outcome"] == "present_same", "cnr_error"].mean()}  # fmt: skip
+            row |= {
+                "presence_threshold": float(les["threshold"].iloc[0]),
+                "lesions": len(les),
+                "judgeable_lesions": len(judged),
+                "not_judgeable_lesions": len(les) - len(judged),
+                "not_judgeable_present": int((~les["judgeable"] & les["outcome"].str.startswith("present")).sum()),
+                "cnr_error_mean": judged.loc[judged["outcome"] == "present_same", "cnr_error"].mean(),
+            }
             for outcome in presence.OUTCOMES:
-                count, _, est, low, high = _patient_rate(judged["outcome"] == outcome, judged["subject"], patients, boot)
-                row |= {f"{outcome}_lesions": count, f"{outcome}_rate": est, f"{outcome}_rate_ci_low": low,
-                        f"{outcome}_rate_ci_high": high}  # fmt: skip
+                count, _, est, low, high = _patient_rate(
+                    judged["outcome"] == outcome, judged["subject"], patients, boot
+                )
+                row |= {
+                    f"{outcome}_lesions": count,
+                    f"{outcome}_rate": est,
+                    f"{outcome}_rate_ci_low": low,
+                    f"{outcome}_rate_ci_high": high,
+                }
         if "added_lesions" in df:
             healthy = df[df["label"] == "healthy"]
-            count, total, est, low, high = _patient_rate(healthy["added_lesions"] > 0, healthy["subject"], patients, boot)
-            row |= {"healthy_with_added": count, "healthy_with_added_rate": est, "healthy_with_added_rate_ci_low": low,
-                    "healthy_with_added_rate_ci_high": high, "added_lesions": int(df["added_lesions"].sum()),
-                    "added_per_slice": df["added_lesions"].mean(), "detector_dice_mean": df["dice"].mean()}  # fmt: skip
+            count, total, est, low, high = _patient_rate(
+                healthy["added_lesions"] > 0, healthy["subject"], patients, boot
+            )
+            row |= {
+                "healthy_with_added": count,
+                "healthy_with_added_rate": est,
+                "healthy_with_added_rate_ci_low": low,
+                "healthy_with_added_rate_ci_high": high,
+                "added_lesions": int(df["added_lesions"].sum()),
+                "added_per_slice": df["added_lesions"].mean(),
+                "detector_dice_mean": df["dice"].mean(),
+            }
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -132,7 +169,9 @@ def instrument_validity(summary: pd.DataFrame, cfg: EvalConfig) -> pd.DataFrame:
     runs = summary.set_index(["run", "direction"])
 
     def get(run: str, direction: str, column: str) -> float:
-        return float(runs.loc[(run, direction), column]) if (run, direction) in runs.index and column in runs else np.nan
+        return (
+            float(runs.loc[(run, direction), column]) if (run, direction) in runs.index and column in runs else np.nan
+        )
 
     pc, ac = cfg.presence, cfg.audit
     for direction in summary["direction"].unique():
@@ -140,8 +179,13 @@ def instrument_validity(summary: pd.DataFrame, cfg: EvalConfig) -> pd.DataFrame:
         if not np.isnan(total):
             erased = get("sanity-inpainted", direction, "erased_rate")
             if shown < pc.min_judgeable_lesions:
-                ok, why = False, (f"the real target shows {int(shown)} of {int(total)} reference lesions "
-                                  f"(at least {pc.min_judgeable_lesions} needed)")  # fmt: skip
+                ok, why = (
+                    False,
+                    (
+                        f"the real target shows {int(shown)} of {int(total)} reference lesions "
+                        f"(at least {pc.min_judgeable_lesions} needed)"
+                    ),
+                )
             elif not erased >= pc.min_sanity_rate:
                 ok, why = False, f"the inpainted target is called erased for only {erased:.0%} of lesions"
             else:
@@ -156,8 +200,13 @@ def instrument_validity(summary: pd.DataFrame, cfg: EvalConfig) -> pd.DataFrame:
             elif weak:
                 ok, why = False, f"pasted tumors found only at {', '.join(weak)}"
             else:
-                ok, why = True, (f"floor {floor:.0%}; pasted tumors found at {pasted['target']:.0%} (target's contrast) "
-                                 f"and {pasted['source']:.0%} (source's)")  # fmt: skip
+                ok, why = (
+                    True,
+                    (
+                        f"floor {floor:.0%}; pasted tumors found at {pasted['target']:.0%} (target's contrast) "
+                        f"and {pasted['source']:.0%} (source's)"
+                    ),
+                )
             rows.append({"direction": direction, "aspect": "additions", "decidable": ok, "reason": why})
     return pd.DataFrame(rows, columns=["direction", "aspect", "decidable", "reason"])
 
@@ -191,10 +240,25 @@ def paired_table(per_slice: pd.DataFrame, reference: str | None, cfg: EvalConfig
         merged = df.merge(ref, on=["direction", "protocol", "region", "subject"], suffixes=("", "_ref"))
         for (direction, protocol, region), m in merged.groupby(["direction", "protocol", "region"], sort=False):
             for metric in METRICS:
-                stats = paired_difference(m[metric].to_numpy(), m[f"{metric}_ref"].to_numpy(),
-                                          cfg.bootstrap_resamples, cfg.bootstrap_seed, cfg.confidence)  # fmt: skip
-                rows.append({"run": run, "method": method, "reference": reference, "direction": direction,
-                             "protocol": protocol, "region": region, "metric": metric, **stats})  # fmt: skip
+                stats = paired_difference(
+                    m[metric].to_numpy(),
+                    m[f"{metric}_ref"].to_numpy(),
+                    cfg.bootstrap_resamples,
+                    cfg.bootstrap_seed,
+                    cfg.confidence,
+                )
+                rows.append(
+                    {
+                        "run": run,
+                        "method": method,
+                        "reference": reference,
+                        "direction": direction,
+                        "protocol": protocol,
+                        "region": region,
+                        "metric": metric,
+                        **stats,
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -224,7 +288,9 @@ def _ci_cell(row: pd.Series, metric: str) -> str:
     return f"{_num(mean, metric)} [{_num(row[f'{metric}_ci_low'], metric)}, {_num(row[f'{metric}_ci_high'], metric)}]"
 
 
-def _table_rows(summary: pd.DataFrame, protocol: str, region: str, directions: list[str], ci: bool = True) -> list[tuple[str, list[str]]]:
+def _table_rows(
+    summary: pd.DataFrame, protocol: str, region: str, directions: list[str], ci: bool = True
+) -> list[tuple[str, list[str]]]:
     rows = []
     sel = summary[(summary["protocol"] == protocol) & (summary["region"] == region)]
     for (run, method), df in sel.groupby(["run", "method"], sort=False):
@@ -247,13 +313,17 @@ def _paper_rows(directions: list[str]) -> list[tuple[str, list[str]]]:
         cells = []
         for d in directions:
             r = ref[(ref["method"] == label) & (ref["direction"] == d)]
-            cells += [_num(float(r[m].iloc[0]), m) if len(r) and m in r else "–" for m in METRICS]  # MS-SSIM, r: not in it
+            cells += [
+                _num(float(r[m].iloc[0]), m) if len(r) and m in r else "–" for m in METRICS
+            ]  # MS-SSIM, r: not in it
         rows.append((label, cells))
     return rows
 
 
 def markdown_table(title: str, directions: list[str], rows: list[tuple[str, list[str]]], note: str = "") -> str:
-    head = ["Method"] + [f"{direction_label(d)} {REGISTRY[m].label} {REGISTRY[m].arrow}" for d in directions for m in METRICS]
+    head = ["Method"] + [
+        f"{direction_label(d)} {REGISTRY[m].label} {REGISTRY[m].arrow}" for d in directions for m in METRICS
+    ]
     lines = [f"### {title}", ""] + ([note, ""] if note else [])
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join([name, *cells]) + " |" for name, cells in rows]
@@ -266,8 +336,12 @@ def latex_table(title: str, directions: list[str], rows: list[tuple[str, list[st
 
     arrow = r"$\rightarrow$"
     width = len(METRICS)
-    groups = " & ".join(rf"\multicolumn{{{width}}}{{c}}{{{esc(direction_label(d)).replace('→', arrow)}}}" for d in directions)
-    heads = [esc(REGISTRY[m].label) + ("$\\uparrow$" if REGISTRY[m].higher_is_better else "$\\downarrow$") for m in METRICS]
+    groups = " & ".join(
+        rf"\multicolumn{{{width}}}{{c}}{{{esc(direction_label(d)).replace('→', arrow)}}}" for d in directions
+    )
+    heads = [
+        esc(REGISTRY[m].label) + ("$\\uparrow$" if REGISTRY[m].higher_is_better else "$\\downarrow$") for m in METRICS
+    ]
     metric_head = " & ".join(heads * len(directions))
     body = "\n".join(f"{esc(name)} & {' & '.join(cells).replace('–', '--')} \\\\" for name, cells in rows)
     return (
@@ -281,8 +355,15 @@ def _count_rate(row: pd.Series, name: str, total: str) -> str:
     """'12% (3/25) [4%, 30%]': rate, raw count over its total, CI."""
     if pd.isna(row.get(f"{name}_rate")):
         return "–"
-    return f"{row[f'{name}_rate']:.0%} ({int(row[f'{name}_lesions' if name in presence.OUTCOMES else name])}/{int(row[total])})" + (
-        "" if pd.isna(row.get(f"{name}_rate_ci_low")) else f" [{row[f'{name}_rate_ci_low']:.0%}, {row[f'{name}_rate_ci_high']:.0%}]")
+    return (
+        f"{row[f'{name}_rate']:.0%} "
+        f"({int(row[f'{name}_lesions' if name in presence.OUTCOMES else name])}/{int(row[total])})"
+        + (
+            ""
+            if pd.isna(row.get(f"{name}_rate_ci_low"))
+            else f" [{row[f'{name}_rate_ci_low']:.0%}, {row[f'{name}_rate_ci_high']:.0%}]"
+        )
+    )
 
 
 def _run_name(row: pd.Series) -> str:
@@ -304,8 +385,12 @@ def lead_directions(summary: pd.DataFrame, names: list[str]) -> list[str]:
 
 def _validity_lines(validity: pd.DataFrame, aspect: str, directions: list[str]) -> list[str]:
     sel = validity[validity["aspect"] == aspect].set_index("direction")
-    return [f"- {direction_label(d)}: **{'can decide' if sel.loc[d, 'decidable'] else 'cannot decide'}** - {sel.loc[d, 'reason']}"
-            for d in directions if d in sel.index] + [""]  # fmt: skip
+    return [
+        f"- {direction_label(d)}: **{'can decide' if sel.loc[d, 'decidable'] else 'cannot decide'}** - "
+        f"{sel.loc[d, 'reason']}"
+        for d in directions
+        if d in sel.index
+    ] + [""]
 
 
 def consistency_markdown(summary: pd.DataFrame, directions: list[str], validity: pd.DataFrame) -> str:
@@ -313,41 +398,59 @@ def consistency_markdown(summary: pd.DataFrame, directions: list[str], validity:
     what its ceiling and sanity rows say the instrument can decide."""
     lines = []
     if "judgeable_lesions" in summary:
-        lines += ["### Tumor presence per reference lesion (conspicuity, no detector)", "",
-                  "Each reference lesion's signed contrast-to-noise ratio (CNR) against a ring of healthy brain; present = "
-                  "|CNR| above a threshold calibrated on the real target with its tumors inpainted (false-present rate "
-                  "on record in `tumor_summary.csv`). Rates are over the **judgeable** lesions, those the real target shows; "
-                  "a lesion the real target does not show is never called erased. Cells: rate (count/judgeable) [CI over "
-                  "patients]. Read runs against `real` (the ceiling: 100% present, real polarity, by definition) and "
-                  "the sanity row `sanity-inpainted` (expect ~100% erased); `copy-source` keeps every tumor with the "
-                  "source's contrast.", "",
-                  "Can removal be judged here?", "", *_validity_lines(validity, "removal", directions),
-                  "| Direction | Run | Lesions (judgeable / not) | Erased ↓ | Present, real polarity ↑ | "
-                  "Present, opposite polarity | CNR error, real polarity ↓ | Not judgeable: present |",
-                  "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        lines += [
+            "### Tumor presence per reference lesion (conspicuity, no detector)",
+            "",
+            "Each reference lesion's signed contrast-to-noise ratio (CNR) against a ring of healthy brain; present = "
+            "|CNR| above a threshold calibrated on the real target with its tumors inpainted (false-present rate "
+            "on record in `tumor_summary.csv`). Rates are over the **judgeable** lesions, those the real target shows; "
+            "a lesion the real target does not show is never called erased. Cells: rate (count/judgeable) [CI over "
+            "patients]. Read runs against `real` (the ceiling: 100% present, real polarity, by definition) and "
+            "the sanity row `sanity-inpainted` (expect ~100% erased); `copy-source` keeps every tumor with the "
+            "source's contrast.",
+            "",
+            "Can removal be judged here?",
+            "",
+            *_validity_lines(validity, "removal", directions),
+            "| Direction | Run | Lesions (judgeable / not) | Erased ↓ | Present, real polarity ↑ | "
+            "Present, opposite polarity | CNR error, real polarity ↓ | Not judgeable: present |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for d in directions:
             for _, r in summary[(summary["direction"] == d) & summary["judgeable_lesions"].notna()].iterrows():
                 cnr = "–" if pd.isna(r.get("cnr_error_mean")) else f"{r['cnr_error_mean']:.2f}"
                 nj = int(r["not_judgeable_lesions"])
-                lines.append(f"| {direction_label(d)} | {_run_name(r)} | {int(r['judgeable_lesions'])} / {nj} | "
-                             + " | ".join(_count_rate(r, o, "judgeable_lesions") for o in presence.OUTCOMES)
-                             + f" | {cnr} | {int(r['not_judgeable_present'])}/{nj} |")  # fmt: skip
+                lines.append(
+                    f"| {direction_label(d)} | {_run_name(r)} | {int(r['judgeable_lesions'])} / {nj} | "
+                    + " | ".join(_count_rate(r, o, "judgeable_lesions") for o in presence.OUTCOMES)
+                    + f" | {cnr} | {int(r['not_judgeable_present'])}/{nj} |"
+                )
         lines.append("")
     if "healthy_with_added_rate" in summary:
-        lines += ["### Tumor additions on healthy slices (detector of both polarities)", "",
-                  "A lesion found by a detector trained on the real target slices and on copies whose tumors are inverted "
-                  "in their own context (both polarities), "
-                  "outside every tumor label. Cells: share of healthy test slices with an added lesion (count/healthy "
-                  "slices) [CI over patients]. `real` is the false-addition floor; `sanity-pasted-target` and "
-                  "`sanity-pasted-source` (a real tumor pasted into healthy slices with the target's and with the source's "
-                  "contrast) must come out near 100%, or the detector cannot see additions of that kind.", "",
-                  "Can additions be judged here?", "", *_validity_lines(validity, "additions", directions),
-                  "| Direction | Run | Healthy slices with added ↓ | Added per slice ↓ | Detector Dice |", "|---|---|---|---|---|"]
+        lines += [
+            "### Tumor additions on healthy slices (detector of both polarities)",
+            "",
+            "A lesion found by a detector trained on the real target slices and on copies whose tumors are inverted "
+            "in their own context (both polarities), "
+            "outside every tumor label. Cells: share of healthy test slices with an added lesion (count/healthy "
+            "slices) [CI over patients]. `real` is the false-addition floor; `sanity-pasted-target` and "
+            "`sanity-pasted-source` (a real tumor pasted into healthy slices with the target's and with the source's "
+            "contrast) must come out near 100%, or the detector cannot see additions of that kind.",
+            "",
+            "Can additions be judged here?",
+            "",
+            *_validity_lines(validity, "additions", directions),
+            "| Direction | Run | Healthy slices with added ↓ | Added per slice ↓ | Detector Dice |",
+            "|---|---|---|---|---|",
+        ]
         for d in directions:
             for _, r in summary[(summary["direction"] == d) & summary["healthy_with_added_rate"].notna()].iterrows():
                 dice = "–" if pd.isna(r.get("detector_dice_mean")) else f"{r['detector_dice_mean']:.3f}"
-                lines.append(f"| {direction_label(d)} | {_run_name(r)} | {_count_rate(r, 'healthy_with_added', 'n_healthy_slices')} "
-                             f"| {r['added_per_slice']:.2f} | {dice} |")  # fmt: skip
+                lines.append(
+                    f"| {direction_label(d)} | {_run_name(r)} | "
+                    f"{_count_rate(r, 'healthy_with_added', 'n_healthy_slices')} "
+                    f"| {r['added_per_slice']:.2f} | {dice} |"
+                )
     return "\n".join(lines) + "\n" if lines else ""
 
 
@@ -355,35 +458,53 @@ def paired_markdown(paired: pd.DataFrame) -> str:
     if paired.empty:
         return ""
     reference = paired["reference"].iloc[0]
-    lines = [f"### Paired comparison with `{reference}` (protocol brain_shared, per patient)", "",
-             "Mean per-patient difference run - reference [bootstrap CI over patients], Wilcoxon signed-rank p. "
-             "Negative MAE and positive SSIM differences favour the run. With n patients the exact test cannot give a "
-             "p below 2/2^n (0.0625 at 5, 0.5 at 2): where that is above the test level the cell says so instead of "
-             "printing a p.", "",
-             "| Run | Direction | Region | n patients | MAE diff | p | SSIM diff | p |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        f"### Paired comparison with `{reference}` (protocol brain_shared, per patient)",
+        "",
+        "Mean per-patient difference run - reference [bootstrap CI over patients], Wilcoxon signed-rank p. "
+        "Negative MAE and positive SSIM differences favour the run. With n patients the exact test cannot give a "
+        "p below 2/2^n (0.0625 at 5, 0.5 at 2): where that is above the test level the cell says so instead of "
+        "printing a p.",
+        "",
+        "| Run | Direction | Region | n patients | MAE diff | p | SSIM diff | p |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     sel = paired[(paired["protocol"] == "brain_shared") & paired["region"].isin(["brain", "tumor"])]
     for (run, direction, region), df in sel.groupby(["run", "direction", "region"], sort=False):
         m = df.set_index("metric")
         cells = []
         for metric in ("mae", "ssim"):
             r = m.loc[metric]
-            cells += [f"{r['mean_difference']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]",
-                      r["p_note"] or "–" if pd.isna(r["p_wilcoxon"]) else f"{r['p_wilcoxon']:.3g}"]  # fmt: skip
-        lines.append(f"| {run} | {direction_label(direction)} | {region} | {int(m.loc['mae', 'n_patients'])} | " + " | ".join(cells) + " |")
+            cells += [
+                f"{r['mean_difference']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]",
+                r["p_note"] or "–" if pd.isna(r["p_wilcoxon"]) else f"{r['p_wilcoxon']:.3g}",
+            ]
+        lines.append(
+            f"| {run} | {direction_label(direction)} | {region} | {int(m.loc['mae', 'n_patients'])} | "
+            + " | ".join(cells)
+            + " |"
+        )
     return "\n".join(lines) + "\n"
 
 
 def seeds_markdown(seeds: pd.DataFrame) -> str:
     if seeds.empty:
         return ""
-    lines = ["### Across seeds (protocol brain_shared, brain region)", "",
-             "Runs whose configurations differ only in the seed: mean ± standard deviation of the run means.", "",
-             "| Group | Direction | Seeds | MAE ↓ | SSIM ↑ |", "|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        "### Across seeds (protocol brain_shared, brain region)",
+        "",
+        "Runs whose configurations differ only in the seed: mean ± standard deviation of the run means.",
+        "",
+        "| Group | Direction | Seeds | MAE ↓ | SSIM ↑ |",
+        "|---|---|---|---|---|",
+    ]
     sel = seeds[(seeds["protocol"] == "brain_shared") & (seeds["region"] == "brain")]
     for _, r in sel.iterrows():
-        lines.append(f"| {r['group']} | {direction_label(r['direction'])} | {r['n_seeds']} ({r['runs']}) | "
-                     f"{r['mae_mean_over_seeds']:.3f} ± {r['mae_std_over_seeds']:.3f} | "
-                     f"{r['ssim_mean_over_seeds']:.3f} ± {r['ssim_std_over_seeds']:.3f} |")  # fmt: skip
+        lines.append(
+            f"| {r['group']} | {direction_label(r['direction'])} | {r['n_seeds']} ({r['runs']}) | "
+            f"{r['mae_mean_over_seeds']:.3f} ± {r['mae_std_over_seeds']:.3f} | "
+            f"{r['ssim_mean_over_seeds']:.3f} ± {r['ssim_std_over_seeds']:.3f} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -438,42 +559,95 @@ def write_tables(
     lead = per_slice[(per_slice["protocol"] == "brain_shared") & (per_slice["region"] == "brain")]
     n_slices = lead.groupby(["run", "direction"]).size().max() if mode == "slices" else None
     level = f"{cfg.confidence:.0%}"
-    md = ["# Evaluation report", "",
-          f"Mode: **{mode}** ({'prepared paired test slices' if mode == 'slices' else 'evaluate-volumes on translated volumes'}; "
-          f"tables of the two modes are not comparable). {n_subjects} patients"
-          + (f", {n_slices} slices per run and direction" if n_slices else "")
-          + f". Cells: mean over slices [{level} CI, bootstrap over patients, {cfg.bootstrap_resamples} resamples]. "
-          "`copy-source` is the source slice itself scored as the translation: a model must beat it."]  # fmt: skip
+    md = [
+        "# Evaluation report",
+        "",
+        f"Mode: **{mode}** "
+        f"({'prepared paired test slices' if mode == 'slices' else 'evaluate-volumes on translated volumes'}; "
+        f"tables of the two modes are not comparable). {n_subjects} patients"
+        + (f", {n_slices} slices per run and direction" if n_slices else "")
+        + f". Cells: mean over slices [{level} CI, bootstrap over patients, {cfg.bootstrap_resamples} resamples]. "
+        "`copy-source` is the source slice itself scored as the translation: a model must beat it.",
+    ]
     if n_subjects < 5:
-        md.append(f"**Only {n_subjects} test patients: intervals that resample so few patients are unreliable; "
-                  "prepare with more subjects (or a larger --test-fraction) before drawing conclusions.**")  # fmt: skip
-    md.append(markdown_table("Brain, shared normalisation (protocol brain_shared): intensity and structure", names,
-                             _table_rows(summary, "brain_shared", "brain", names)))  # fmt: skip
-    md.append(markdown_table("Tumor region (protocol brain_shared)", names, _table_rows(summary, "brain_shared", "tumor", names)))
+        md.append(
+            f"**Only {n_subjects} test patients: intervals that resample so few patients are unreliable; "
+            "prepare with more subjects (or a larger --test-fraction) before drawing conclusions.**"
+        )
+    md.append(
+        markdown_table(
+            "Brain, shared normalisation (protocol brain_shared): intensity and structure",
+            names,
+            _table_rows(summary, "brain_shared", "brain", names),
+        )
+    )
+    md.append(
+        markdown_table(
+            "Tumor region (protocol brain_shared)", names, _table_rows(summary, "brain_shared", "tumor", names)
+        )
+    )
     md.append(consistency_markdown(t_summary, lead_directions(t_summary, names), validity))
     md.append(paired_markdown(paired))
     md.append(seeds_markdown(seeds))
-    md.append(markdown_table("Brain, per-image rescaling (protocol brain): structure only", names,
-                             _table_rows(summary, "brain", "brain", names),
-                             "Each image is rescaled by its own brain percentiles, so a global intensity error is hidden."))  # fmt: skip
-    md.append(markdown_table("Healthy brain (protocol brain_shared)", names, _table_rows(summary, "brain_shared", "healthy", names)))
+    md.append(
+        markdown_table(
+            "Brain, per-image rescaling (protocol brain): structure only",
+            names,
+            _table_rows(summary, "brain", "brain", names),
+            "Each image is rescaled by its own brain percentiles, so a global intensity error is hidden.",
+        )
+    )
+    md.append(
+        markdown_table(
+            "Healthy brain (protocol brain_shared)", names, _table_rows(summary, "brain_shared", "healthy", names)
+        )
+    )
     paper_title = "The paper's protocol (whole slice incl. background, 0-255), for comparability"
-    md.append(markdown_table(paper_title, names, _table_rows(summary, "paper", "whole", names),
-                             "Background dominates whole-slice numbers: compare with the copy-source row."))  # fmt: skip
+    md.append(
+        markdown_table(
+            paper_title,
+            names,
+            _table_rows(summary, "paper", "whole", names),
+            "Background dominates whole-slice numbers: compare with the copy-source row.",
+        )
+    )
     if set(names) <= {"flair2t1", "t12flair"}:
-        md.append(markdown_table("Numbers reported in the paper (Zhang et al., ICLR 2019, Table 1) - not our data", names,
-                                 _paper_rows(names),
-                                 "Published on the authors' BRATS 2015 slices at their scale and slice rules; not a comparison "
-                                 "on the same data, and not reproduced here."))  # fmt: skip
+        md.append(
+            markdown_table(
+                "Numbers reported in the paper (Zhang et al., ICLR 2019, Table 1) - not our data",
+                names,
+                _paper_rows(names),
+                "Published on the authors' BRATS 2015 slices at their scale and slice rules; not a comparison "
+                "on the same data, and not reproduced here.",
+            )
+        )
     md.append("Definitions: docs/evaluation.md and metrics.json.\n")
     (folder / "table1.md").write_text("\n\n".join(m.strip("\n") for m in md if m.strip()) + "\n")
-    (folder / "table1.tex").write_text(latex_table(paper_title, names, _table_rows(summary, "paper", "whole", names, ci=False)))
-    (folder / "brain.tex").write_text(latex_table("Brain, shared normalisation (protocol brain_shared)", names,
-                                                  _table_rows(summary, "brain_shared", "brain", names)))  # fmt: skip
-    meta = {"mode": mode, "definitions": DEFINITIONS, "config": to_dict(cfg), "reference": reference, "groups": groups or {},
-            "versions": versions(), "git_commit": git_commit(),
-            "columns": {"per_slice.csv": list(per_slice.columns), "summary.csv": list(summary.columns),
-                        "tumor_consistency.csv": list(consistency.columns), "tumor_summary.csv": list(t_summary.columns)}}  # fmt: skip
+    (folder / "table1.tex").write_text(
+        latex_table(paper_title, names, _table_rows(summary, "paper", "whole", names, ci=False))
+    )
+    (folder / "brain.tex").write_text(
+        latex_table(
+            "Brain, shared normalisation (protocol brain_shared)",
+            names,
+            _table_rows(summary, "brain_shared", "brain", names),
+        )
+    )
+    meta = {
+        "mode": mode,
+        "definitions": DEFINITIONS,
+        "config": to_dict(cfg),
+        "reference": reference,
+        "groups": groups or {},
+        "versions": versions(),
+        "git_commit": git_commit(),
+        "columns": {
+            "per_slice.csv": list(per_slice.columns),
+            "summary.csv": list(summary.columns),
+            "tumor_consistency.csv": list(consistency.columns),
+            "tumor_summary.csv": list(t_summary.columns),
+        },
+    }
     (folder / "metrics.json").write_text(json.dumps(meta, indent=2))
     if figures and cfg.figure_slices > 0:
         from mrtrans.evaluation.figures import write_figures

@@ -34,11 +34,27 @@ from mrtrans.data_prep.conventions import WHAT_TO_DO, convention_problem, ras_sp
 from mrtrans.data_prep.transforms import BrainPercentileScale, n4_correct, resample_brain
 from mrtrans.devices import resolve_device
 from mrtrans.errors import MrtransError, describe_os_error
-from mrtrans.io import dicom_series, image_like, nifti_suffix, read_dicom_series, read_volume, remove_partial_files, write_nifti
+from mrtrans.io import (
+    dicom_series,
+    image_like,
+    nifti_suffix,
+    read_dicom_series,
+    read_volume,
+    remove_partial_files,
+    write_nifti,
+)
 from mrtrans.models import load_generators
 from mrtrans.outputs import output_lock
 
-MODEL_KINDS = ("cyclegan", "harmonicgan-histogram", "harmonicgan-vgg", "unit", "discogan", "distancegan", "distancegan-cycle")
+MODEL_KINDS = (
+    "cyclegan",
+    "harmonicgan-histogram",
+    "harmonicgan-vgg",
+    "unit",
+    "discogan",
+    "distancegan",
+    "distancegan-cycle",
+)
 DESCRIPTION_PREFIX = "mrtrans "  # start of the NIfTI descrip of every translation: how --overwrite knows its own files
 
 
@@ -73,8 +89,8 @@ class Translator:
         """Translate one volume and return the same kind of thing on the input's grid.
 
         Args:
-            image: a NIfTI path or DICOM series folder (-> ``nibabel.Nifti1Image``), a ``nibabel`` image (-> image with the
-                input's header), a MONAI ``MetaTensor`` (-> MetaTensor with the input's metadata), a
+            image: a NIfTI path or DICOM series folder (-> ``nibabel.Nifti1Image``), a ``nibabel`` image (-> image with
+                the input's header), a MONAI ``MetaTensor`` (-> MetaTensor with the input's metadata), a
                 numpy array or torch tensor (-> the same, float32; ``affine`` required). Arrays are
                 (X, Y, Z) or channel-first (1, X, Y, Z); the output has the input's layout.
             affine: 4x4 voxel-to-world (RAS) affine of an array input; taken from the image otherwise.
@@ -88,12 +104,20 @@ class Translator:
         """
         if isinstance(image, (str, Path)):
             data, img = read_input(Path(image))
-            return image_like(self._array(data, img.affine, mask, image), img, dtype=np.float32,
-                              description=self.description(Path(image).name))  # fmt: skip
+            return image_like(
+                self._array(data, img.affine, mask, image),
+                img,
+                dtype=np.float32,
+                description=self.description(Path(image).name),
+            )
         if isinstance(image, nib.spatialimages.SpatialImage):
             data = _as_numpy(image).astype(np.float32)
-            return image_like(self._array(data, image.affine, mask, "image"), image, dtype=np.float32,
-                              description=self.description("an in-memory image"))  # fmt: skip
+            return image_like(
+                self._array(data, image.affine, mask, "image"),
+                image,
+                dtype=np.float32,
+                description=self.description("an in-memory image"),
+            )
         if isinstance(image, MetaTensor):
             out = self._array(_as_numpy(image), image.affine if affine is None else affine, mask, "MetaTensor")
             return MetaTensor(torch.from_numpy(out).to(image.device), meta=dict(image.meta))
@@ -101,13 +125,17 @@ class Translator:
             return torch.from_numpy(self._array(_as_numpy(image), affine, mask, "tensor")).to(image.device)
         if isinstance(image, np.ndarray):
             return self._array(image, affine, mask, "array")
-        raise MrtransError(f"cannot translate a {type(image).__name__}: pass a NIfTI path, a nibabel image, "
-                           "a MetaTensor, or a numpy array / torch tensor with its affine")  # fmt: skip
+        raise MrtransError(
+            f"cannot translate a {type(image).__name__}: pass a NIfTI path, a nibabel image, "
+            "a MetaTensor, or a numpy array / torch tensor with its affine"
+        )
 
     def _array(self, data: np.ndarray, affine: Any, mask: Any, what: Any) -> np.ndarray:
         """``data`` as (X, Y, Z) or (1, X, Y, Z) -> its translation in the same layout."""
         if affine is None:
-            raise MrtransError(f"{what}: an array needs its 4x4 affine (voxel -> world, RAS): translator(array, affine)")
+            raise MrtransError(
+                f"{what}: an array needs its 4x4 affine (voxel -> world, RAS): translator(array, affine)"
+            )
         affine = check_affine(affine, what)
         channel = data.ndim == 4 and data.shape[0] == 1
         volume = data[0] if channel else data
@@ -145,7 +173,9 @@ def check_affine(affine: Any, what: Any) -> np.ndarray:
     if not np.allclose(matrix[3], (0, 0, 0, 1)):
         raise MrtransError(f"{what}: affine's bottom row is {matrix[3].tolist()}, not [0, 0, 0, 1]")
     if abs(np.linalg.det(matrix[:3, :3])) < 1e-12:
-        raise MrtransError(f"{what}: affine is singular (zero voxel size or collinear axes); pass the image's real affine")
+        raise MrtransError(
+            f"{what}: affine is singular (zero voxel size or collinear axes); pass the image's real affine"
+        )
     return matrix
 
 
@@ -159,9 +189,13 @@ def _as_numpy(value: Any) -> np.ndarray:
 
 
 def load_translator(
-    model: str | Path, direction: str | None = None, device: str = "auto", batch_size: int | None = None,
-    precision: str | Precision = Precision.fp32, allow_unstripped: bool = False,
-) -> Translator:  # fmt: skip
+    model: str | Path,
+    direction: str | None = None,
+    device: str = "auto",
+    batch_size: int | None = None,
+    precision: str | Precision = Precision.fp32,
+    allow_unstripped: bool = False,
+) -> Translator:
     """Load a run folder or checkpoint and pick the generator for ``direction``.
 
     A FLAIR->T1 model asked for T1->FLAIR uses its other generator (both are trained). ``precision``
@@ -175,7 +209,9 @@ def load_translator(
     """
     ckpt = load_checkpoint(model)
     if ckpt.get("kind") not in MODEL_KINDS:
-        raise MrtransError(f"{model}: not a translation model checkpoint (kind {ckpt.get('kind')!r}); pass a run of `mrtrans train`")
+        raise MrtransError(
+            f"{model}: not a translation model checkpoint (kind {ckpt.get('kind')!r}); pass a run of `mrtrans train`"
+        )
     check_model_checkpoint(ckpt, model)
     trained = Direction(ckpt["direction"]["source"], ckpt["direction"]["target"])
     wanted = Direction.parse(direction) if direction else trained
@@ -186,9 +222,7 @@ def load_translator(
     elif wanted == trained.reversed():
         generator = gen_t2s
     else:
-        raise MrtransError(
-            f"{model}: model translates {trained.source}<->{trained.target}; it cannot do {wanted.name}"
-        )
+        raise MrtransError(f"{model}: model translates {trained.source}<->{trained.target}; it cannot do {wanted.name}")
     try:
         precision = Precision(precision)
     except ValueError:
@@ -196,7 +230,9 @@ def load_translator(
     batch_size = default_batch_size(dev) if batch_size is None else batch_size
     if batch_size < 1:
         raise MrtransError(f"--batch-size {batch_size}: must be at least 1")
-    return Translator(generator, wanted, ckpt["kind"], ckpt["normalization"], dev, batch_size, precision, not allow_unstripped)
+    return Translator(
+        generator, wanted, ckpt["kind"], ckpt["normalization"], dev, batch_size, precision, not allow_unstripped
+    )
 
 
 def default_batch_size(device: torch.device) -> int:
@@ -281,14 +317,17 @@ def translate_array(
         work_vol = n4_correct(work_vol, work_mask.astype(np.uint8), at)
     out = _translate_ras(work_vol, work_mask, translator, have if resample else None)
     if resample:  # back onto the input's grid, the brain's edge kept as bright as inside (normalised convolution)
-        out, _, _ = resample_brain(out, work_mask, work_affine, dst_affine=ras_affine, spatial_shape=vol.shape,
-                                   min_weight=1e-3)
+        out, _, _ = resample_brain(
+            out, work_mask, work_affine, dst_affine=ras_affine, spatial_shape=vol.shape, min_weight=1e-3
+        )
         out = np.clip(out, 0.0, 1.0, out=out)
     out[~mask] = 0.0
     return np.ascontiguousarray(orientations.apply_orientation(out, from_ras), dtype=np.float32)
 
 
-def _translate_ras(vol: np.ndarray, mask: np.ndarray, translator: Translator, resampled_from: tuple[float, ...] | None) -> np.ndarray:
+def _translate_ras(
+    vol: np.ndarray, mask: np.ndarray, translator: Translator, resampled_from: tuple[float, ...] | None
+) -> np.ndarray:
     """(X, Y, Z) RAS volume at the model's spacing -> its translation in [0, 1], zero outside ``mask``."""
     norm = translator.normalization
     b_min, b_max = translator.bounds
@@ -298,21 +337,32 @@ def _translate_ras(vol: np.ndarray, mask: np.ndarray, translator: Translator, re
     size = int(norm["image_size"])
     fit = ResizeWithPadOrCrop(spatial_size=(size, size, -1), mode="constant", value=b_min)
     fitted = fit(MetaTensor(scaled))  # (1, S, S, Z), records the pad/crop for the inverse
-    mask_fit = ResizeWithPadOrCrop(spatial_size=(size, size, -1), mode="constant", value=0)(MetaTensor(torch.from_numpy(mask[None]).float()))
+    mask_fit = ResizeWithPadOrCrop(spatial_size=(size, size, -1), mode="constant", value=0)(
+        MetaTensor(torch.from_numpy(mask[None]).float())
+    )
     if int(mask_fit.sum()) != int(mask.sum()):
-        at = f"{translator.spacing[0]:g}x{translator.spacing[1]:g} mm" if translator.spacing else "the training resolution"
+        at = (
+            f"{translator.spacing[0]:g}x{translator.spacing[1]:g} mm"
+            if translator.spacing
+            else "the training resolution"
+        )
         extent = f" (after resampling from {resampled_from[0]:g}x{resampled_from[1]:g} mm)" if resampled_from else ""
         raise MrtransError(
             f"brain extends beyond the {size}x{size} in-plane field the model was trained on at {at}{extent}; "
-            "crop the volume around the brain, or use a model prepared with a coarser --spacing or a larger --image-size"
+            "crop the volume around the brain, or use a model prepared with a coarser --spacing or a larger "
+            "--image-size"
         )
     slices = fitted.as_tensor()[0].permute(2, 0, 1).unsqueeze(1)  # (Z, 1, S, S)
     has_brain = mask_fit.as_tensor()[0].sum(dim=(0, 1)) > 0
     out = torch.full_like(slices, b_min)
     bf16 = translator.precision is Precision.bf16
-    out[has_brain] = forward_slices(translator.generator, slices[has_brain], translator.device, translator.batch_size, bf16=bf16)
+    out[has_brain] = forward_slices(
+        translator.generator, slices[has_brain], translator.device, translator.batch_size, bf16=bf16
+    )
     if not torch.isfinite(out).all():
-        raise MrtransError("the model's output contains NaN or Inf: its training diverged (see the run's losses.csv); retrain it")
+        raise MrtransError(
+            "the model's output contains NaN or Inf: its training diverged (see the run's losses.csv); retrain it"
+        )
     result = MetaTensor(out[:, 0].permute(1, 2, 0).unsqueeze(0), applied_operations=fitted.applied_operations)
     restored = fit.inverse(result).as_tensor()[0].numpy()  # (X', Y', Z) in RAS
     restored = (restored - b_min) / (b_max - b_min)
@@ -333,7 +383,9 @@ def expand_inputs(text: str | Path) -> list[Path]:
     else:
         files = sorted(Path(p) for p in glob.glob(str(text)) if Path(p).is_file())
     if not files:
-        raise MrtransError(f"{text}: no input found (give a NIfTI file, a folder of them, a DICOM series folder, or a quoted glob)")
+        raise MrtransError(
+            f"{text}: no input found (give a NIfTI file, a folder of them, a DICOM series folder, or a quoted glob)"
+        )
     return files
 
 
@@ -345,7 +397,9 @@ def cohort_part(files: list[Path], num_parts: int = 1, part_id: int = 0) -> list
         MrtransError: ``part_id`` outside 0..num_parts-1.
     """
     if num_parts < 1 or not 0 <= part_id < num_parts:
-        raise MrtransError(f"--part-id {part_id} --num-parts {num_parts}: need num_parts >= 1 and 0 <= part_id < num_parts")
+        raise MrtransError(
+            f"--part-id {part_id} --num-parts {num_parts}: need num_parts >= 1 and 0 <= part_id < num_parts"
+        )
     check_output_names(files)  # on the whole cohort: two parts must not write one name either
     return sorted(files)[part_id::num_parts]
 
@@ -365,9 +419,11 @@ def check_output_names(inputs: list[Path]) -> None:
     for path in inputs:
         name = output_name(path)
         if name in seen and seen[name].resolve() != path.resolve():
-            raise MrtransError(f"{seen[name]} and {path}: both would be written as {name} in the output folder; give "
-                               f"the inputs distinct file names (e.g. with the subject ID) or translate each folder "
-                               f"into its own --out")  # fmt: skip
+            raise MrtransError(
+                f"{seen[name]} and {path}: both would be written as {name} in the output folder; give "
+                f"the inputs distinct file names (e.g. with the subject ID) or translate each folder "
+                f"into its own --out"
+            )
         seen[name] = path
 
 
@@ -376,8 +432,10 @@ def output_paths(inputs: list[Path], output: Path) -> list[Path]:
     if len(inputs) == 1 and not output.is_dir() and nifti_suffix(output):
         return [output]
     if output.exists() and not output.is_dir():
-        raise MrtransError(f"{output}: is a file; {'several inputs need' if len(inputs) > 1 else 'this input needs'} an "
-                           f"output folder here, or give an output name ending in .nii.gz")  # fmt: skip
+        raise MrtransError(
+            f"{output}: is a file; {'several inputs need' if len(inputs) > 1 else 'this input needs'} an "
+            f"output folder here, or give an output name ending in .nii.gz"
+        )
     check_output_names(inputs)
     return [output / output_name(p) for p in inputs]
 
@@ -432,8 +490,14 @@ def translate_files(
 CLAIM_STALE_S = 1800.0
 
 
-def _translate_each(inputs: list[Path], outputs: list[Path], translator: Translator, mask: Path | None, overwrite: bool,
-                    progress: Callable[[int], None] | None) -> TranslateReport:  # fmt: skip
+def _translate_each(
+    inputs: list[Path],
+    outputs: list[Path],
+    translator: Translator,
+    mask: Path | None,
+    overwrite: bool,
+    progress: Callable[[int], None] | None,
+) -> TranslateReport:
     report = TranslateReport()
     protected = {p.resolve() for p in [*inputs, *([mask] if mask else [])]}
     for src, dst in zip(inputs, outputs):
@@ -444,8 +508,10 @@ def _translate_each(inputs: list[Path], outputs: list[Path], translator: Transla
                 remove_partial_files(dst)  # a part killed while writing this file left its temporary
                 if dst.exists():
                     if not written_by_translate(dst):
-                        raise MrtransError(f"{dst}: exists and was not written by `mrtrans translate`; it is never replaced, "
-                                           "choose another --out")  # fmt: skip
+                        raise MrtransError(
+                            f"{dst}: exists and was not written by `mrtrans translate`; it is never replaced, "
+                            "choose another --out"
+                        )
                     if not overwrite:
                         report.kept.append(dst)
                         continue
@@ -456,7 +522,9 @@ def _translate_each(inputs: list[Path], outputs: list[Path], translator: Transla
                     if brain.shape != data.shape or not np.allclose(mask_img.affine, img.affine, atol=1e-3):
                         raise MrtransError(f"{mask}: mask grid does not match {src}")
                 translated = translate_array(data, img.affine, translator, brain, check=translator.check_conventions)
-                write_nifti(translated, dst, reference=img, dtype=np.float32, description=translator.description(src.name))
+                write_nifti(
+                    translated, dst, reference=img, dtype=np.float32, description=translator.description(src.name)
+                )
             report.written.append(dst)
         except (MrtransError, OSError) as exc:  # an unwritable output fails this volume, not the batch
             text = describe_os_error(exc) if isinstance(exc, OSError) else str(exc)

@@ -93,7 +93,9 @@ def cnn_patch_features(feature_map: torch.Tensor, image_size: tuple[int, int], p
 NORMALIZATIONS = ("all_pairs", "brain_pairs", "brain_affinity")
 
 
-def foreground_patches(source: torch.Tensor, patch_size: int, background: float, min_fraction: float = 0.5) -> torch.Tensor:
+def foreground_patches(
+    source: torch.Tensor, patch_size: int, background: float, min_fraction: float = 0.5
+) -> torch.Tensor:
     """(B, 1, H, W) -> (B, N) bool: patches with more than ``min_fraction`` of pixels above ``background``.
 
     Prepared slices hold the background at exactly the low end of their range; a margin of 1e-3
@@ -174,5 +176,6 @@ def smoothness_loss(
         # of the second graph - one cdist instead of two (its backward is the costly part on CUDA).
         d_fake = torch.cdist(f_fake, f_fake, p=1)
         w_fake = torch.exp(-(d_fake.detach() if detach_translated_graph else d_fake) / sigma**2)  # = patch_affinity
-        return (smoothness_penalty(w_src, f_fake, nodes, normalization, distances=d_fake)
-                + smoothness_penalty(w_fake, f_rec, nodes, normalization))  # fmt: skip
+        return smoothness_penalty(w_src, f_fake, nodes, normalization, distances=d_fake) + smoothness_penalty(
+            w_fake, f_rec, nodes, normalization
+        )

@@ -32,7 +32,9 @@ def _encoder(in_channels: int, base_channels: int, stages: int) -> tuple[list[nn
 class DiscoGenerator(nn.Module):
     """(B, in, H, W) in [-1, 1] -> (B, out, H, W) in [-1, 1]; H, W divisible by 2**num_downsampling."""
 
-    def __init__(self, in_channels: int = 1, out_channels: int = 1, base_channels: int = 64, num_downsampling: int = 4) -> None:
+    def __init__(
+        self, in_channels: int = 1, out_channels: int = 1, base_channels: int = 64, num_downsampling: int = 4
+    ) -> None:
         super().__init__()
         layers, channels = _encoder(in_channels, base_channels, num_downsampling)
         for stage in range(num_downsampling):

@@ -61,7 +61,11 @@ class ResnetGenerator(nn.Module):
         ]
         channels = base_channels
         for _ in range(num_downsampling):
-            layers += [nn.Conv2d(channels, channels * 2, 3, stride=2, padding=1), _norm(channels * 2), nn.ReLU(inplace=True)]
+            layers += [
+                nn.Conv2d(channels, channels * 2, 3, stride=2, padding=1),
+                _norm(channels * 2),
+                nn.ReLU(inplace=True),
+            ]
             channels *= 2
         layers += [ResidualBlock(channels) for _ in range(num_res_blocks)]
         for _ in range(num_downsampling):

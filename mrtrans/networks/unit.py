@@ -30,9 +30,18 @@ class UnitEncoder(nn.Module):
     def __init__(self, in_channels: int = 1, base_channels: int = 64, num_res_blocks: int = 4) -> None:
         super().__init__()
         c = base_channels
-        layers: list[nn.Module] = [nn.ReflectionPad2d(3), nn.Conv2d(in_channels, c, 7), _norm(c), nn.LeakyReLU(0.2, inplace=True),
-                                   nn.Conv2d(c, 2 * c, 4, stride=2, padding=1), _norm(2 * c), nn.LeakyReLU(0.2, inplace=True),
-                                   nn.Conv2d(2 * c, 4 * c, 4, stride=2, padding=1), _norm(4 * c), nn.LeakyReLU(0.2, inplace=True)]  # fmt: skip
+        layers: list[nn.Module] = [
+            nn.ReflectionPad2d(3),
+            nn.Conv2d(in_channels, c, 7),
+            _norm(c),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(c, 2 * c, 4, stride=2, padding=1),
+            _norm(2 * c),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(2 * c, 4 * c, 4, stride=2, padding=1),
+            _norm(4 * c),
+            nn.LeakyReLU(0.2, inplace=True),
+        ]
         layers += [ResidualBlock(4 * c) for _ in range(num_res_blocks - 1)]
         self.model = nn.Sequential(*layers)
 
@@ -47,9 +56,16 @@ class UnitDecoder(nn.Module):
         super().__init__()
         c = base_channels
         layers: list[nn.Module] = [ResidualBlock(4 * c) for _ in range(num_res_blocks - 1)]
-        layers += [nn.ConvTranspose2d(4 * c, 2 * c, 4, stride=2, padding=1), _norm(2 * c), nn.LeakyReLU(0.2, inplace=True),
-                   nn.ConvTranspose2d(2 * c, c, 4, stride=2, padding=1), _norm(c), nn.LeakyReLU(0.2, inplace=True),
-                   nn.ConvTranspose2d(c, out_channels, 1), nn.Tanh()]  # fmt: skip
+        layers += [
+            nn.ConvTranspose2d(4 * c, 2 * c, 4, stride=2, padding=1),
+            _norm(2 * c),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.ConvTranspose2d(2 * c, c, 4, stride=2, padding=1),
+            _norm(c),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.ConvTranspose2d(c, out_channels, 1),
+            nn.Tanh(),
+        ]
         self.model = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -61,14 +77,27 @@ class UnitTranslator(nn.Module):
     block -> the other domain's private decoder. Built from the modules of :class:`UnitModel` (shared
     objects) or on its own (loading a checkpoint's ``gen_s2t``/``gen_t2s``)."""
 
-    def __init__(self, encoder: nn.Module, shared_encoder: nn.Module, shared_decoder: nn.Module, decoder: nn.Module) -> None:
+    def __init__(
+        self, encoder: nn.Module, shared_encoder: nn.Module, shared_decoder: nn.Module, decoder: nn.Module
+    ) -> None:
         super().__init__()
-        self.encoder, self.shared_encoder, self.shared_decoder, self.decoder = encoder, shared_encoder, shared_decoder, decoder
+        self.encoder, self.shared_encoder, self.shared_decoder, self.decoder = (
+            encoder,
+            shared_encoder,
+            shared_decoder,
+            decoder,
+        )
 
     @classmethod
-    def build(cls, in_channels: int = 1, out_channels: int = 1, base_channels: int = 64, num_res_blocks: int = 4) -> "UnitTranslator":
-        translator = cls(UnitEncoder(in_channels, base_channels, num_res_blocks), ResidualBlock(4 * base_channels),
-                         ResidualBlock(4 * base_channels), UnitDecoder(out_channels, base_channels, num_res_blocks))  # fmt: skip
+    def build(
+        cls, in_channels: int = 1, out_channels: int = 1, base_channels: int = 64, num_res_blocks: int = 4
+    ) -> UnitTranslator:
+        translator = cls(
+            UnitEncoder(in_channels, base_channels, num_res_blocks),
+            ResidualBlock(4 * base_channels),
+            ResidualBlock(4 * base_channels),
+            UnitDecoder(out_channels, base_channels, num_res_blocks),
+        )
         translator.apply(init_weights)
         return translator
 
@@ -113,10 +142,14 @@ class UnitModel(nn.Module):
         fake_t, fake_s = s2t.decode(z_s), t2s.decode(z_t)  # translation streams: G2(z1), G1(z2)
         mu_fake_t, mu_fake_s = t2s.encode(fake_t), s2t.encode(fake_s)  # E2(x1->2), E1(x2->1)
         return {
-            "mu_s": mu_s, "mu_t": mu_t,
-            "rec_s": t2s.decode(z_s), "rec_t": s2t.decode(z_t),  # reconstruction streams: G1(z1), G2(z2)
-            "fake_t": fake_t, "fake_s": fake_s,
-            "mu_fake_t": mu_fake_t, "mu_fake_s": mu_fake_s,
+            "mu_s": mu_s,
+            "mu_t": mu_t,
+            "rec_s": t2s.decode(z_s),
+            "rec_t": s2t.decode(z_t),  # reconstruction streams: G1(z1), G2(z2)
+            "fake_t": fake_t,
+            "fake_s": fake_s,
+            "mu_fake_t": mu_fake_t,
+            "mu_fake_s": mu_fake_s,
             "cyc_s": t2s.decode(mu_fake_t + torch.randn_like(mu_fake_t)),  # G1(z2 ~ q2(z2 | x1->2))
             "cyc_t": s2t.decode(mu_fake_s + torch.randn_like(mu_fake_s)),
-        }  # fmt: skip
+        }

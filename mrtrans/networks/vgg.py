@@ -41,7 +41,7 @@ class VGG16Relu43(nn.Module):
         self.requires_grad_(False)
         self.eval()
 
-    def train(self, mode: bool = True) -> "VGG16Relu43":
+    def train(self, mode: bool = True) -> VGG16Relu43:
         return super().train(False)  # always frozen
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -33,17 +33,26 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from mrtrans.checkpoint import check_model_checkpoint, load_checkpoint, model_payload, save_checkpoint
-from mrtrans.config import (GeneratorArchitecture, Method, SmoothFeatures, TrainConfig, resolve_patch_size, resume_differences,
-                            run_config_from_tree, save_config, to_dict)  # fmt: skip
+from mrtrans.config import (
+    GeneratorArchitecture,
+    Method,
+    SmoothFeatures,
+    TrainConfig,
+    resolve_patch_size,
+    resume_differences,
+    run_config_from_tree,
+    save_config,
+    to_dict,
+)
 from mrtrans.data.slices import Direction, PreparedSlices, to_tensor
 from mrtrans.devices import plan_device
 from mrtrans.errors import MrtransError
 from mrtrans.io import atomic_path, remove_partial_files
+from mrtrans.losses.distance import distance_statistics
 from mrtrans.models import build_discriminator, build_generator, build_unit, size_factor
 from mrtrans.outputs import MARKER, OutputKind, check_inputs, marker_kind, output_lock, write_marker
 from mrtrans.provenance import git_commit, versions
 from mrtrans.training.pool import ImagePool
-from mrtrans.losses.distance import distance_statistics
 from mrtrans.training.step import (
     Discriminators,
     Generators,
@@ -194,9 +203,11 @@ def train(
         )
     factor = size_factor(cfg.generator)
     if dataset.image_size % factor:
-        raise MrtransError(f"{dataset.folder}: slices are {dataset.image_size}x{dataset.image_size}, not a multiple of {factor} "
-                           f"(the generator halves the size {factor.bit_length() - 1} times); prepare with --image-size "
-                           f"{dataset.image_size // factor * factor or factor}")  # fmt: skip
+        raise MrtransError(
+            f"{dataset.folder}: slices are {dataset.image_size}x{dataset.image_size}, not a multiple of {factor} "
+            f"(the generator halves the size {factor.bit_length() - 1} times); prepare with --image-size "
+            f"{dataset.image_size // factor * factor or factor}"
+        )
 
     cfg = resolve_patch_size(cfg, dataset.image_size)  # recorded resolved in config.yaml and checkpoints
     ckpt_path = out / "checkpoints" / "last.pt"
@@ -207,8 +218,12 @@ def train(
 
 def _data_record(dataset: PreparedSlices) -> dict[str, Any]:
     """What identifies a prepared set: its input volumes' hash and the recipe (a resume must use the same)."""
-    return {"input_sha256": dataset.meta.get("input_sha256"), "prepare_config": dataset.meta.get("config"),
-            "modalities": list(dataset.modalities), "image_size": dataset.image_size}  # fmt: skip
+    return {
+        "input_sha256": dataset.meta.get("input_sha256"),
+        "prepare_config": dataset.meta.get("config"),
+        "modalities": list(dataset.modalities),
+        "image_size": dataset.image_size,
+    }
 
 
 def _claim_run_folder(out: Path, ckpt_path: Path, resume: bool, rank: int) -> bool:
@@ -244,15 +259,20 @@ def _claim_run_folder(out: Path, ckpt_path: Path, resume: bool, rank: int) -> bo
     return False
 
 
-def _check_resume(ckpt: dict[str, Any], ckpt_path: Path, cfg: TrainConfig, dataset: PreparedSlices, direction: Direction,
-                  world: int) -> None:  # fmt: skip
+def _check_resume(
+    ckpt: dict[str, Any], ckpt_path: Path, cfg: TrainConfig, dataset: PreparedSlices, direction: Direction, world: int
+) -> None:
     """Refuse to continue a run with another method, architecture, data, direction or number of processes."""
     saved_world = int(ckpt.get("world_size", 1))
     if saved_world != world:  # steps per epoch and the data each process sees depend on it
-        raise MrtransError(f"{ckpt_path}: the run was trained by {saved_world} process(es), this resume has {world}; resume "
-                           f"with the same number (torchrun --nproc_per_node={saved_world}, or no torchrun for 1)")  # fmt: skip
+        raise MrtransError(
+            f"{ckpt_path}: the run was trained by {saved_world} process(es), this resume has {world}; resume "
+            f"with the same number (torchrun --nproc_per_node={saved_world}, or no torchrun for 1)"
+        )
     if ckpt["direction"] != {"source": direction.source, "target": direction.target}:
-        raise MrtransError(f"{ckpt_path}: run is {ckpt['direction']['source']}2{ckpt['direction']['target']}, not {direction.name}")
+        raise MrtransError(
+            f"{ckpt_path}: run is {ckpt['direction']['source']}2{ckpt['direction']['target']}, not {direction.name}"
+        )
     differences = resume_differences(run_config_from_tree(ckpt["config"]), cfg)
     if differences:
         raise MrtransError(
@@ -262,23 +282,41 @@ def _check_resume(ckpt: dict[str, Any], ckpt_path: Path, cfg: TrainConfig, datas
     saved = ckpt.get("data")
     if saved is None:  # checkpoints of mrtrans < 0.2 record only the normalisation
         if int(ckpt["normalization"]["image_size"]) != dataset.image_size:
-            raise MrtransError(f"{ckpt_path}: the run was trained on {ckpt['normalization']['image_size']}-pixel slices, "
-                               f"{dataset.folder} has {dataset.image_size}; resume with the run's own --data")  # fmt: skip
+            raise MrtransError(
+                f"{ckpt_path}: the run was trained on {ckpt['normalization']['image_size']}-pixel slices, "
+                f"{dataset.folder} has {dataset.image_size}; resume with the run's own --data"
+            )
         return
     now = _data_record(dataset)
     if saved.get("input_sha256") != now["input_sha256"]:
-        raise MrtransError(f"{dataset.folder}: prepared from other input volumes than the data of the run being resumed "
-                           f"({ckpt_path}); resume with the run's own --data")  # fmt: skip
+        raise MrtransError(
+            f"{dataset.folder}: prepared from other input volumes than the data of the run being resumed "
+            f"({ckpt_path}); resume with the run's own --data"
+        )
     was, is_ = saved.get("prepare_config") or {}, now["prepare_config"] or {}
-    changed = [f"{k}: {was.get(k)!r} -> {is_.get(k)!r}" for k in sorted(set(was) | set(is_)) if was.get(k) != is_.get(k)]
+    changed = [
+        f"{k}: {was.get(k)!r} -> {is_.get(k)!r}" for k in sorted(set(was) | set(is_)) if was.get(k) != is_.get(k)
+    ]
     if changed:
-        raise MrtransError(f"{dataset.folder}: prepared with other settings than the run's data ({'; '.join(changed)}); "
-                           f"resume with the run's own --data")  # fmt: skip
+        raise MrtransError(
+            f"{dataset.folder}: prepared with other settings than the run's data ({'; '.join(changed)}); "
+            f"resume with the run's own --data"
+        )
 
 
-def _train(dataset: PreparedSlices, out: Path, ckpt_path: Path, direction: Direction, cfg: TrainConfig, resume: bool,
-           show_progress: bool, on_step: Callable[[int, dict[str, float]], None] | None, rank: int, world: int,
-           device: torch.device) -> Path:  # fmt: skip
+def _train(
+    dataset: PreparedSlices,
+    out: Path,
+    ckpt_path: Path,
+    direction: Direction,
+    cfg: TrainConfig,
+    resume: bool,
+    show_progress: bool,
+    on_step: Callable[[int, dict[str, float]], None] | None,
+    rank: int,
+    world: int,
+    device: torch.device,
+) -> Path:
     """The body of :func:`train`, once the run folder is claimed."""
     source = dataset.train(direction.source)[: cfg.data.max_train_slices]
     target = dataset.train(direction.target)[: cfg.data.max_train_slices]
@@ -290,7 +328,9 @@ def _train(dataset: PreparedSlices, out: Path, ckpt_path: Path, direction: Direc
         generators: torch.nn.Module = build_unit(cfg.generator).to(device)
     else:
         generators = Generators(build_generator(cfg.generator), build_generator(cfg.generator)).to(device)
-    discriminators = Discriminators(build_discriminator(cfg.discriminator), build_discriminator(cfg.discriminator)).to(device)
+    discriminators = Discriminators(build_discriminator(cfg.discriminator), build_discriminator(cfg.discriminator)).to(
+        device
+    )
     use_cuda_tricks = device.type == "cuda"
     memory_format = torch.channels_last if (use_cuda_tricks and cfg.run.channels_last) else torch.contiguous_format
     generators.to(memory_format=memory_format)
@@ -310,7 +350,10 @@ def _train(dataset: PreparedSlices, out: Path, ckpt_path: Path, direction: Direc
     distance = None
     if cfg.loss.lambda_distance > 0:  # DistanceGAN: each domain's distance statistics, over its training set
         mode = distance_mode(cfg.loss, cfg.data.batch_size)
-        stats = {"s": distance_statistics(source, mode, seed=cfg.run.seed), "t": distance_statistics(target, mode, seed=cfg.run.seed)}
+        stats = {
+            "s": distance_statistics(source, mode, seed=cfg.run.seed),
+            "t": distance_statistics(target, mode, seed=cfg.run.seed),
+        }
         distance = distance_term(cfg.loss, stats, cfg.data.batch_size)
 
     o = cfg.optim
@@ -410,14 +453,22 @@ def _train(dataset: PreparedSlices, out: Path, ckpt_path: Path, direction: Direc
             "data": _data_record(dataset),
         }
         if not bool(torch.stack([torch.isfinite(p).all() for p in generators.parameters()]).all()):  # one sync
-            raise MrtransError(f"step {state['global_step']}: the generators' weights became NaN or Inf (training diverged); "
-                               f"the last good checkpoint, if any, is kept at {ckpt_path}. Lower optim.lr or check the config")  # fmt: skip
+            raise MrtransError(
+                f"step {state['global_step']}: the generators' weights became NaN or Inf (training diverged); "
+                f"the last good checkpoint, if any, is kept at {ckpt_path}. Lower optim.lr or check the config"
+            )
         return save_checkpoint(payload, ckpt_path)
 
     from tqdm import tqdm
 
-    bar = tqdm(total=total_steps, initial=state["global_step"], desc=f"train {kind} {direction.name}",
-               unit="step", disable=rank != 0 or not show_progress, dynamic_ncols=True)  # fmt: skip
+    bar = tqdm(
+        total=total_steps,
+        initial=state["global_step"],
+        desc=f"train {kind} {direction.name}",
+        unit="step",
+        disable=rank != 0 or not show_progress,
+        dynamic_ncols=True,
+    )
     fixed = (to_tensor(source[:1]).to(device), to_tensor(target[:1]).to(device))
     last = ckpt_path
     try:
@@ -429,15 +480,42 @@ def _train(dataset: PreparedSlices, out: Path, ckpt_path: Path, direction: Direc
             real_s = to_tensor(source[idx_s]).to(device, memory_format=memory_format, non_blocking=True)
             real_t = to_tensor(target[idx_t]).to(device, memory_format=memory_format, non_blocking=True)
 
-            logging_step = (state["global_step"] + 1) % cfg.run.log_every == 0 or state["global_step"] + 1 == total_steps
+            logging_step = (state["global_step"] + 1) % cfg.run.log_every == 0 or state[
+                "global_step"
+            ] + 1 == total_steps
             if unit:
-                g, d = unit_optimisation_step(gens, discs, generators, discriminators, opt_g, opt_d, real_s, real_t, cfg.unit,
-                                              cfg.loss.gan_mode.value, autocast, measure_gradients=logging_step)  # fmt: skip
+                g, d = unit_optimisation_step(
+                    gens,
+                    discs,
+                    generators,
+                    discriminators,
+                    opt_g,
+                    opt_d,
+                    real_s,
+                    real_t,
+                    cfg.unit,
+                    cfg.loss.gan_mode.value,
+                    autocast,
+                    measure_gradients=logging_step,
+                )
             else:
                 g, d = optimisation_step(
-                    gens, discs, generators, discriminators, opt_g, opt_d, pool_s, pool_t, real_s, real_t, cfg.loss,
-                    smoothness, autocast, measure_gradients=logging_step, distance=distance,
-                )  # fmt: skip
+                    gens,
+                    discs,
+                    generators,
+                    discriminators,
+                    opt_g,
+                    opt_d,
+                    pool_s,
+                    pool_t,
+                    real_s,
+                    real_t,
+                    cfg.loss,
+                    smoothness,
+                    autocast,
+                    measure_gradients=logging_step,
+                    distance=distance,
+                )
             state["global_step"] += 1
             state["step_in_epoch"] += 1
             if state["step_in_epoch"] == steps_per_epoch:
@@ -451,20 +529,26 @@ def _train(dataset: PreparedSlices, out: Path, ckpt_path: Path, direction: Direc
                 values = {k: float(v.detach()) for k, v in {**g, **d}.items()}
                 if not all(math.isfinite(v) for v in values.values()):
                     bad = ", ".join(k for k, v in values.items() if not math.isfinite(v))
-                    raise MrtransError(f"step {step}: losses became NaN or Inf ({bad}); training diverged. The last good "
-                                       f"checkpoint, if any, is kept at {ckpt_path}. Lower optim.lr or check the config")  # fmt: skip
+                    raise MrtransError(
+                        f"step {step}: losses became NaN or Inf ({bad}); training diverged. The last good "
+                        f"checkpoint, if any, is kept at {ckpt_path}. Lower optim.lr or check the config"
+                    )
                 if on_step is not None:
                     on_step(step, values)
                 if rank == 0 and logging_step:
                     log.write({"step": step, "epoch": state["epoch"], "lr": opt_g.param_groups[0]["lr"], **values})
-                    bar.set_postfix(G=f"{values['total_g']:.3f}", D=f"{values['total_d']:.3f}", cyc=f"{values['cycle_s']:.3f}")
+                    bar.set_postfix(
+                        G=f"{values['total_g']:.3f}", D=f"{values['total_d']:.3f}", cyc=f"{values['cycle_s']:.3f}"
+                    )
             if rank == 0 and (step % cfg.run.sample_every == 0 or step == total_steps):
                 with torch.no_grad():
                     generators.eval()
                     fs = generators.gen_s2t(fixed[0])
                     ft = generators.gen_t2s(fixed[1])
-                    rows = [(direction.name, [fixed[0], fs, generators.gen_t2s(fs)]),
-                            (direction.reversed().name, [fixed[1], ft, generators.gen_s2t(ft)])]  # fmt: skip
+                    rows = [
+                        (direction.name, [fixed[0], fs, generators.gen_t2s(fs)]),
+                        (direction.reversed().name, [fixed[1], ft, generators.gen_s2t(ft)]),
+                    ]
                     generators.train()
                 _sample_grid(out / "samples" / f"step_{step:07d}.png", rows)
             if rank == 0 and (step % cfg.run.checkpoint_every == 0 or step == total_steps):

@@ -53,6 +53,8 @@ class ImagePool:
         self.size = int(state["size"])
         images = state["images"]
         # float32 also for pools of older checkpoints, which kept bf16 fakes
-        self.images = [img.unsqueeze(0).to(device=device, dtype=torch.float32) for img in images] if images.numel() else []
+        self.images = (
+            [img.unsqueeze(0).to(device=device, dtype=torch.float32) for img in images] if images.numel() else []
+        )
         version, internal, gauss = state["rng"]
         self.rng.setstate((version, tuple(internal), gauss))

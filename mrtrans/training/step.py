@@ -62,7 +62,9 @@ class Discriminators(nn.Module):
         super().__init__()
         self.disc_s, self.disc_t = disc_s, disc_t
 
-    def forward(self, real_s: torch.Tensor, fake_s: torch.Tensor, real_t: torch.Tensor, fake_t: torch.Tensor) -> Tensors:
+    def forward(
+        self, real_s: torch.Tensor, fake_s: torch.Tensor, real_t: torch.Tensor, fake_t: torch.Tensor
+    ) -> Tensors:
         return {
             "real_s": self.disc_s(real_s),
             "fake_s": self.disc_s(fake_s),
@@ -76,7 +78,9 @@ def patch_features(
 ) -> Callable[[torch.Tensor], torch.Tensor]:
     """The feature function of the smoothness graph chosen by ``cfg.smooth_features``."""
     if cfg.smooth_features is SmoothFeatures.histogram:
-        return functools.partial(histogram_features, patch_size=cfg.patch_size, bins=cfg.histogram_bins, value_range=value_range)
+        return functools.partial(
+            histogram_features, patch_size=cfg.patch_size, bins=cfg.histogram_bins, value_range=value_range
+        )
     if vgg is None:
         raise ValueError("VGG features need the VGG network")
 
@@ -107,7 +111,9 @@ def distance_mode(cfg: LossConfig, batch_size: int) -> str:
     return ("pairs" if batch_size > 1 else "self") if mode == "auto" else mode
 
 
-def smoothness_term(cfg: LossConfig, vgg: nn.Module | None = None, value_range: tuple[float, float] = (-1.0, 1.0)) -> Smoothness:
+def smoothness_term(
+    cfg: LossConfig, vgg: nn.Module | None = None, value_range: tuple[float, float] = (-1.0, 1.0)
+) -> Smoothness:
     """(x, G(x), F(G(x))) -> one direction of Eq. 6 with the configured features and normalisation.
 
     ``value_range`` is the prepared intensity range; its low end is the background. An unset
@@ -115,6 +121,7 @@ def smoothness_term(cfg: LossConfig, vgg: nn.Module | None = None, value_range: 
     the training loop resolves it once and records it.
     """
     if cfg.patch_size is None:
+
         def resolved(x: torch.Tensor, gx: torch.Tensor, rec: torch.Tensor) -> torch.Tensor:
             sized = dataclasses.replace(cfg, patch_size=graph_patch_size(x.shape[-1]))
             return smoothness_term(sized, vgg, value_range)(x, gx, rec)
@@ -211,8 +218,8 @@ def optimisation_step(
     discriminators: Discriminators,
     opt_g: torch.optim.Optimizer,
     opt_d: torch.optim.Optimizer,
-    pool_s: "ImagePool",
-    pool_t: "ImagePool",
+    pool_s: ImagePool,
+    pool_t: ImagePool,
     real_s: torch.Tensor,
     real_t: torch.Tensor,
     cfg: LossConfig,
@@ -233,7 +240,9 @@ def optimisation_step(
     discriminators.requires_grad_(False)
     with autocast:
         fakes = gens(real_s, real_t, cfg.lambda_identity > 0)
-        g = generator_losses(fakes, real_s, real_t, discriminators.disc_s, discriminators.disc_t, cfg, smoothness, distance)
+        g = generator_losses(
+            fakes, real_s, real_t, discriminators.disc_s, discriminators.disc_t, cfg, smoothness, distance
+        )
     if measure_gradients:
         g |= gradient_norms(weighted_terms(g, cfg), [fakes["fake_t"], fakes["fake_s"]])
     _update(opt_g, g["total_g"])
@@ -260,8 +269,15 @@ def kl_loss(mu: torch.Tensor) -> torch.Tensor:
     return mu.pow(2).mean()
 
 
-def unit_generator_losses(out: Tensors, real_s: torch.Tensor, real_t: torch.Tensor, disc_s: nn.Module, disc_t: nn.Module,
-                          cfg: UnitLossConfig, gan_mode: str) -> Tensors:  # fmt: skip
+def unit_generator_losses(
+    out: Tensors,
+    real_s: torch.Tensor,
+    real_t: torch.Tensor,
+    disc_s: nn.Module,
+    disc_t: nn.Module,
+    cfg: UnitLossConfig,
+    gan_mode: str,
+) -> Tensors:
     """UNIT's encoder/generator objective (Eq. 2): VAE, GAN and cycle-consistency terms of both domains.
 
     L_VAE1 = l1 KL(q1(z1|x1)) + l2 |G1(z1) - x1|_1                                     (Eq. 3, Laplacian likelihood)
@@ -289,16 +305,27 @@ def unit_weighted_terms(losses: Tensors, cfg: UnitLossConfig) -> Tensors:
     kl = losses["kl_s"] + losses["kl_t"]
     return {
         "adversarial": cfg.lambda_gan * (losses["gan_s2t"] + losses["gan_t2s"]),
-        "kl": (cfg.lambda_kl + cfg.lambda_cycle_kl) * kl + cfg.lambda_cycle_kl * (losses["kl_cycle_s"] + losses["kl_cycle_t"]),
+        "kl": (cfg.lambda_kl + cfg.lambda_cycle_kl) * kl
+        + cfg.lambda_cycle_kl * (losses["kl_cycle_s"] + losses["kl_cycle_t"]),
         "reconstruction": cfg.lambda_reconstruction * (losses["rec_s"] + losses["rec_t"]),
         "cycle": cfg.lambda_cycle_reconstruction * (losses["cycle_s"] + losses["cycle_t"]),
     }
 
 
-def unit_optimisation_step(model: nn.Module, discs: nn.Module, unit: nn.Module, discriminators: Discriminators,
-                           opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer, real_s: torch.Tensor,
-                           real_t: torch.Tensor, cfg: UnitLossConfig, gan_mode: str, autocast: torch.autocast,
-                           measure_gradients: bool = False) -> tuple[Tensors, Tensors]:  # fmt: skip
+def unit_optimisation_step(
+    model: nn.Module,
+    discs: nn.Module,
+    unit: nn.Module,
+    discriminators: Discriminators,
+    opt_g: torch.optim.Optimizer,
+    opt_d: torch.optim.Optimizer,
+    real_s: torch.Tensor,
+    real_t: torch.Tensor,
+    cfg: UnitLossConfig,
+    gan_mode: str,
+    autocast: torch.autocast,
+    measure_gradients: bool = False,
+) -> tuple[Tensors, Tensors]:
     """One update of UNIT's encoders and generators, then of D1 and D2 (the alternating scheme of Sec. 3).
 
     The discriminators see the current translations (UNIT keeps no image history)."""
