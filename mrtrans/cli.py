@@ -488,7 +488,7 @@ def benchmark_hallucination(
         typer.Option(
             "--config",
             help="Benchmark YAML or a name in evaluation/: hallucination_cpu (default, ~60 min on "
-            "2 cores), hallucination_real (a BraTS root at 2 mm), hallucination_tiny (seconds).",
+            "2 cores), hallucination_real (a BraTS root at 2 mm), hallucination_paper (a GPU).",
         ),
     ] = "hallucination_cpu",
     method: Annotated[

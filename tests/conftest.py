@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from mrtrans.config import SynthConfig
 from mrtrans.synth import write_synthetic_brats
 
-SMALL_SHAPE = (64, 64, 40)
-REAL_SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "brats_sample"
+from helpers import REAL_SAMPLE, SMALL_PREPARE, SMALL_SHAPE, TINY
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test`: one worker per core, so one thread per worker
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # and in the commands the tests start
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
@@ -20,11 +25,6 @@ def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("synth") / "brats"
     write_synthetic_brats(root, SynthConfig(subjects=8, shape=SMALL_SHAPE, tumor_fraction=0.75, seed=7))
     return root
-
-
-SMALL_PREPARE = dict(
-    train_slices=16, test_slices=12, image_size=64, min_tumor_pixels=10, min_brain_fraction=0.15, seed=0
-)
 
 
 @pytest.fixture(scope="session")
@@ -47,13 +47,6 @@ def real_sample() -> Path:
 
 
 # A training config small enough for unit tests (seconds per run on a CPU).
-TINY = {
-    "generator": {"base_channels": 8, "num_res_blocks": 2},
-    "discriminator": {"base_channels": 8, "num_layers": 2},
-    "data": {"pool_size": 4},
-    "optim": {"epochs_constant": 50, "epochs_decay": 50},
-    "run": {"log_every": 1, "sample_every": 1000, "checkpoint_every": 1000},
-}
 
 
 @pytest.fixture

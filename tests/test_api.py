@@ -39,6 +39,7 @@ def test_public_names_resolve_and_import_mrtrans_is_light() -> None:
         mrtrans.no_such_name  # noqa: B018
 
 
+@pytest.mark.slow
 def test_inference_never_imports_the_training_code(tiny_run: Path, flair: Path) -> None:
     """translate, evaluate and the MONAI transform load models without mrtrans.training (DDP, optimisers)."""
     code = (
@@ -192,6 +193,7 @@ def python_blocks(text: str) -> list[str]:
     return re.findall(r"```python\n(.*?)```", text, flags=re.S)
 
 
+@pytest.mark.slow
 def test_docs_python_examples_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every ```python block of docs/python.md, in order, in one namespace, in an empty folder."""
     blocks = python_blocks(DOCS.read_text())

@@ -8,13 +8,16 @@ from typer.testing import CliRunner
 
 from mrtrans.cli import app
 
+from helpers import HALLUCINATION_TINY, REPRODUCE_TINY
+
 runner = CliRunner()
+pytestmark = pytest.mark.slow  # every test here trains tiny benchmark runs
 
 
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench") / "hallucination"
-    result = runner.invoke(app, ["benchmark", "hallucination", "--out", str(out), "--config", "hallucination_tiny"])
+    result = runner.invoke(app, ["benchmark", "hallucination", "--out", str(out), "--config", str(HALLUCINATION_TINY)])
     assert result.exit_code == 0, result.output
     return out
 
@@ -64,7 +67,7 @@ def test_not_at_this_scale_when_lesions_span_too_few_nodes(tmp_path):
             "--out",
             str(out),
             "--config",
-            "hallucination_tiny",
+            str(HALLUCINATION_TINY),
             "--seeds",
             "1",
             "--preset",
@@ -80,20 +83,24 @@ def test_not_at_this_scale_when_lesions_span_too_few_nodes(tmp_path):
 
 def test_a_rerun_reuses_finished_runs_and_foreign_folders_are_refused(bench, tmp_path):
     before = {p.name: p.stat().st_mtime for p in (bench / "runs").iterdir()}
-    result = runner.invoke(app, ["benchmark", "hallucination", "--out", str(bench), "--config", "hallucination_tiny"])
+    result = runner.invoke(
+        app, ["benchmark", "hallucination", "--out", str(bench), "--config", str(HALLUCINATION_TINY)]
+    )
     assert result.exit_code == 0, result.output
     assert "train " not in result.output  # nothing retrained
     assert {p.name: p.stat().st_mtime for p in (bench / "runs").iterdir()} == before
     foreign = tmp_path / "mine"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("keep")
-    result = runner.invoke(app, ["benchmark", "hallucination", "--out", str(foreign), "--config", "hallucination_tiny"])
+    result = runner.invoke(
+        app, ["benchmark", "hallucination", "--out", str(foreign), "--config", str(HALLUCINATION_TINY)]
+    )
     assert result.exit_code == 2 and "was not made by" in result.output
     assert (foreign / "notes.txt").read_text() == "keep"
     marker = json.loads((bench / "benchmark.json").read_text())
     assert marker["config"]["seeds"] == [0, 1]
     result = runner.invoke(
-        app, ["benchmark", "hallucination", "--out", str(bench), "--config", "hallucination_tiny", "--seeds", "3"]
+        app, ["benchmark", "hallucination", "--out", str(bench), "--config", str(HALLUCINATION_TINY), "--seeds", "3"]
     )
     assert result.exit_code == 2 and "other data, methods, seeds or training" in result.output
 
@@ -104,8 +111,8 @@ def test_an_out_inside_the_dataset_or_a_damaged_record_is_refused_before_writing
     root = shutil.copytree(synth_root, tmp_path / "data")
     before = sorted(p.relative_to(root) for p in root.rglob("*"))
     for command in (
-        ["benchmark", "hallucination", str(root), "--out", str(root / "bench"), "--config", "hallucination_tiny"],
-        ["reproduce-table1", str(root), "--out", str(root / "rep"), "--config", "reproduce_tiny"],
+        ["benchmark", "hallucination", str(root), "--out", str(root / "bench"), "--config", str(HALLUCINATION_TINY)],
+        ["reproduce-table1", str(root), "--out", str(root / "rep"), "--config", str(REPRODUCE_TINY)],
     ):
         result = runner.invoke(app, command)
         assert result.exit_code == 2 and "inside the input" in result.output, result.output
@@ -114,6 +121,8 @@ def test_an_out_inside_the_dataset_or_a_damaged_record_is_refused_before_writing
         out = tmp_path / f"b{len(text)}"
         out.mkdir()
         (out / "benchmark.json").write_text(text)
-        result = runner.invoke(app, ["benchmark", "hallucination", "--out", str(out), "--config", "hallucination_tiny"])
+        result = runner.invoke(
+            app, ["benchmark", "hallucination", "--out", str(out), "--config", str(HALLUCINATION_TINY)]
+        )
         assert result.exit_code == 2 and "damaged record" in result.output, result.output
         assert (out / "benchmark.json").read_text() == text

@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import TINY
 from typer.testing import CliRunner
 
 from mrtrans import __version__
 from mrtrans.checkpoint import load_checkpoint
 from mrtrans.cli import app
+
+from helpers import TINY
 
 runner = CliRunner()
 

@@ -4,6 +4,7 @@ import os
 import stat
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -98,3 +99,21 @@ def test_os_errors_read_as_one_line_with_the_file_and_what_to_do():
         text == "/data/out/x.npy: No space left on device (disk full; free space or choose an output on another disk)"
     )
     assert "no permission" in describe_os_error(PermissionError(errno.EACCES, "Permission denied", "/root/x"))
+
+
+def test_an_unreadable_lock_is_taken_over_once_it_is_old(tmp_path: Path) -> None:
+    import time
+
+    from mrtrans.outputs import output_lock
+
+    target = tmp_path / "x.nii.gz"
+    lock = tmp_path / ".x.nii.gz.lock"
+    lock.write_text("garbage{")
+    with pytest.raises(MrtransError, match="unreadable"):
+        with output_lock(target):
+            pass
+    old = time.time() - 600
+    os.utime(lock, (old, old))
+    with output_lock(target):
+        assert json.loads(lock.read_text())["pid"] == os.getpid()
+    assert not lock.exists()

@@ -18,8 +18,10 @@ from mrtrans.cli import app
 from mrtrans.config import TrainConfig, load_config
 from mrtrans.reproduce import vgg_missing
 
+from helpers import REPRODUCE_TINY
+
 runner = CliRunner()
-TINY = Path(__file__).resolve().parents[1] / "evaluation" / "reproduce_tiny.yaml"
+TINY = REPRODUCE_TINY
 METHODS = ["cyclegan", "discogan", "distancegan", "unit", "harmonicgan_hist", "harmonicgan_vgg"]
 
 
@@ -43,6 +45,7 @@ def test_without_vgg_weights_the_vgg_row_says_how_to_supply_them(
     assert vgg_missing(load_config(TrainConfig, "harmonicgan_hist")) is None
 
 
+@pytest.mark.slow
 def test_reproduce_table1_resumes_after_a_kill(tmp_path: Path, vgg_weights: Path) -> None:
     """Kill the command once its first run is finished; the second invocation keeps that run and does the rest."""
     out = tmp_path / "repro"
@@ -93,6 +96,7 @@ def test_reproduce_table1_resumes_after_a_kill(tmp_path: Path, vgg_weights: Path
     assert again.exit_code == 2 and "other data, methods, seeds" in again.stderr
 
 
+@pytest.mark.experiment
 def test_the_cpu_preset_runs_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`--scale cpu` as a user runs it, on synthetic data and without VGG weights (minutes; its wall time is a
     benchmark in docs/benchmarks.md, not asserted here)."""

@@ -3,10 +3,11 @@ import hashlib
 import nibabel as nib
 import numpy as np
 import pytest
-from conftest import SMALL_SHAPE
 
 from mrtrans.config import Modality, SynthConfig
 from mrtrans.synth import synth_subject, write_synthetic_brats
+
+from helpers import SMALL_SHAPE
 
 
 def _digest(root):

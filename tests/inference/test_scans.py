@@ -13,15 +13,11 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from conftest import SMALL_PREPARE
 from typer.testing import CliRunner
 
 from mrtrans.checkpoint import load_checkpoint, save_checkpoint
 from mrtrans.cli import app
-from mrtrans.config import PrepareConfig
-from mrtrans.data_prep.conventions import border_share, convention_problem, extent_problem, rim_ratio
-from mrtrans.data_prep.prepare import plan_spacing, prepare_brats
-from mrtrans.data_prep.transforms import n4_correct, resample_brain
+from mrtrans.data_prep.transforms import resample_brain
 from mrtrans.errors import MrtransError
 from mrtrans.inference.translate import cohort_part, load_translator, translate_array, translate_files
 
@@ -47,72 +43,11 @@ def save(path: Path, data: np.ndarray, affine: np.ndarray) -> Path:
     return path
 
 
-# ---------------------------------------------------------------- spacing
-
-
 def test_the_checkpoint_records_spacing_and_field(tiny_run: Path) -> None:
     norm = load_checkpoint(tiny_run)["normalization"]
     assert norm["spacing"] == [1.0, 1.0, 1.0] and norm["image_size"] == 64 and norm["bias_field"] is None
 
 
-@pytest.mark.parametrize(
-    ("spacings", "wanted", "target", "resampled", "noted"),
-    [
-        ({"a": (1, 1, 1), "b": (1, 1, 1)}, None, (1, 1, 1), {}, False),
-        ({"a": (1, 1, 1), "b": (1, 1, 1), "c": (0.5, 0.5, 2)}, None, (1, 1, 1), {"c": (1, 1, 1)}, True),
-        ({"a": (1, 1, 1), "b": (1, 1, 3)}, (2.0,), (2, 2, None), {"a": (2, 2, -1), "b": (2, 2, -1)}, True),
-        ({"a": (1, 1, 1), "b": (1, 1, 3)}, (1.0, 3.0), (1, 1, 3), {"a": (1, 1, 3)}, True),
-        ({"a": (1.004, 1, 1)}, (1.0,), (1, 1, None), {}, False),  # within 1%: used as it is
-    ],
-)
-def test_plan_spacing(spacings, wanted, target, resampled, noted) -> None:
-    got_target, pixdim, notes = plan_spacing(spacings, wanted)
-    assert got_target == target and pixdim == resampled and bool(notes) == noted
-
-
-def test_prepare_resamples_to_spacing_and_records_it(synth_root: Path, tmp_path: Path) -> None:
-    cfg = PrepareConfig(
-        **{**SMALL_PREPARE, "image_size": 32, "min_tumor_pixels": 3, "train_slices": 8, "test_slices": 6},
-        spacing=(2.0,),
-    )
-    summary = prepare_brats(synth_root, tmp_path / "p2", cfg)
-    meta = json.loads((tmp_path / "p2" / "prepare.json").read_text())
-    assert meta["normalization"]["spacing"] == [2.0, 2.0, None]
-    assert len(meta["subjects"]["resampled"]) == len(meta["subjects"]["used"])
-    assert np.load(tmp_path / "p2" / "train" / "flair.npy").shape[1:] == (32, 32)
-    assert any("2 mm in-plane" in note for note in summary.notes)
-
-
-def test_prepare_resamples_the_odd_subject_to_the_common_spacing(synth_root: Path, tmp_path: Path) -> None:
-    root = tmp_path / "mixed"
-    shutil.copytree(synth_root, root)
-    odd = sorted(p for p in root.iterdir() if p.is_dir())[0]
-    for path in odd.glob("*.nii.gz"):  # the same subject scanned at 0.5 mm in-plane
-        img = nib.load(path)
-        data = img.get_fdata(dtype=np.float32)
-        if path.name.endswith("_seg.nii.gz"):
-            from monai.data import MetaTensor
-            from monai.transforms import Spacing
-
-            new = Spacing(pixdim=(0.5, 0.5, 1.0), mode="nearest")(
-                MetaTensor(torch.from_numpy(data[None]), affine=torch.from_numpy(img.affine))
-            )
-            save(path, new[0].numpy(), new.affine.numpy())
-        else:
-            new, _, affine = resample_brain(data, data != 0, img.affine, pixdim=(0.5, 0.5, 1.0))
-            save(path, new, affine)
-    summary = prepare_brats(root, tmp_path / "p", PrepareConfig(**SMALL_PREPARE))
-    meta = json.loads((tmp_path / "p" / "prepare.json").read_text())
-    assert meta["normalization"]["spacing"] == [1.0, 1.0, 1.0]
-    assert any("2 different voxel sizes" in note for note in summary.notes)
-    assert odd.name not in [s for s, _ in summary.skipped]
-    if odd.name in meta["subjects"]["used"]:
-        assert meta["subjects"]["resampled"] == [odd.name]
-
-
-# Agreement of the translation of a resampled volume with the resampled translation of the original,
-# inside the brain, [0, 1] scale; bounds are the measured values (tiny_run, synthetic FLAIR 64x64x40) with
-# headroom. Measured: 0.5 mm: 0.000 (the 0.5 mm grid holds the 1 mm one exactly); the others below.
 AGREEMENT = {(0.5, 0.5, 1.0): 0.005, (2.0, 2.0, 1.0): 0.08, (1.0, 1.0, 3.0): 0.02, (0.9, 0.9, 5.0): 0.05}
 
 
@@ -138,11 +73,12 @@ def test_translate_without_resampling_machinery_at_the_model_spacing(translator,
     translate_array(data, affine, translator)
 
 
+@pytest.mark.slow
 def test_real_volumes_come_back_on_their_grid(real_sample: Path, tmp_path: Path) -> None:
     """A real 1 mm BraTS FLAIR at 0.5 mm, 2 mm and 1x1x3 mm: the translation lies on each input's grid and agrees
     with the translation of the original. Generator: the identity (so the numbers measure the geometry and the
     resampling, not an untrained network's noise)."""
-    from test_inference import make_checkpoint
+    from helpers import make_checkpoint
 
     ckpt = make_checkpoint(tmp_path / "m.pt", image_size=256)
     payload = load_checkpoint(ckpt)
@@ -164,124 +100,6 @@ def test_real_volumes_come_back_on_their_grid(real_sample: Path, tmp_path: Path)
         assert mae < bound, (pixdim, mae)
 
 
-# ---------------------------------------------------------------- conventions
-
-
-def test_conventions_hold_on_synthetic_and_real_brains(synth_root: Path) -> None:
-    for index in range(3):
-        data, affine, path = volume_of(synth_root, index=index)
-        assert convention_problem(data, None) is None, path
-
-
-def with_ring(data: np.ndarray) -> np.ndarray:
-    """A bright shell around the brain, as the scalp of a head that was not skull-stripped."""
-    from scipy import ndimage
-
-    brain = data != 0
-    head = ndimage.binary_dilation(brain, iterations=4)
-    out = data.copy()
-    out[head & ~ndimage.binary_dilation(brain, iterations=1)] = 2.5 * float(np.percentile(data[brain], 99))
-    return out
-
-
-@pytest.mark.parametrize(
-    ("make", "message"),
-    [
-        (lambda d: np.where(d == 0, -1.0, d), "background is -1, not 0"),
-        (lambda d: d + 0.01, "no zero background"),
-        (with_ring, "as a scalp is"),
-    ],
-)
-def test_broken_conventions_give_one_line_and_allow_unstripped_overrides(tiny_run, synth_root, tmp_path, make, message):
-    data, affine, _ = volume_of(synth_root)
-    src = save(tmp_path / "scan.nii.gz", make(data), affine)
-    result = runner.invoke(app, ["translate", str(src), "--model", str(tiny_run), "--out", str(tmp_path / "o.nii.gz")])
-    assert result.exit_code == 2 and message in result.stderr and "--allow-unstripped" in result.stderr
-    assert not (tmp_path / "o.nii.gz").exists()
-    if message == "as a scalp is":  # the user knows better: translated as given
-        forced = runner.invoke(
-            app,
-            [
-                "translate",
-                str(src),
-                "--model",
-                str(tiny_run),
-                "--out",
-                str(tmp_path / "o.nii.gz"),
-                "--allow-unstripped",
-            ],
-        )
-        assert forced.exit_code == 0, forced.output
-
-
-def test_head_touching_the_border_is_not_a_brain() -> None:
-    head = np.zeros((40, 40, 10), bool)
-    head[0:40, 5:35] = True  # fills the field from edge to edge
-    assert border_share(head) > 0.2
-    assert "field's edge" in convention_problem(head.astype(np.float32), None)
-
-
-def test_rim_ratio_separates_a_ring_from_a_brain(synth_root: Path) -> None:
-    data, _, _ = volume_of(synth_root)
-    assert rim_ratio(data, data != 0) < 2.0 < rim_ratio(with_ring(data), with_ring(data) != 0)
-
-
-def test_extent_mismatch() -> None:
-    t1 = np.zeros((20, 20, 30), bool)
-    t1[5:15, 5:15, 0:30] = True
-    flair = t1.copy()
-    flair[:, :, 20:] = False  # a third of the brain outside the FLAIR's field of view
-    assert "flair lacks 33% of the brain that t1 shows" in extent_problem({"flair": flair, "t1": t1}, 0.1)
-    assert extent_problem({"flair": t1, "t1": t1}, 0.1) is None
-
-
-def test_prepare_skips_subjects_that_break_conventions(synth_root: Path, tmp_path: Path) -> None:
-    root = tmp_path / "root"
-    shutil.copytree(synth_root, root)
-    subjects = sorted(p for p in root.iterdir() if p.is_dir())
-    minus, ringed, cut = subjects[:3]
-    flair = next(minus.glob("*_flair.nii.gz"))
-    data, affine = nib.load(flair).get_fdata(dtype=np.float32), nib.load(flair).affine
-    save(flair, np.where(data == 0, -1.0, data), affine)
-    flair = next(ringed.glob("*_flair.nii.gz"))
-    save(flair, with_ring(nib.load(flair).get_fdata(dtype=np.float32)), nib.load(flair).affine)
-    flair = next(cut.glob("*_flair.nii.gz"))
-    data = nib.load(flair).get_fdata(dtype=np.float32)
-    data[:, :, data.shape[2] // 2 :] = 0  # FLAIR's field of view misses the upper half of the brain
-    save(flair, data, nib.load(flair).affine)
-    summary = prepare_brats(
-        root, tmp_path / "p", PrepareConfig(**{**SMALL_PREPARE, "train_slices": 8, "test_slices": 6})
-    )
-    reasons = dict(summary.skipped)
-    assert "background is -1" in reasons[minus.name]
-    assert "as a scalp is" in reasons[ringed.name]
-    assert "flair lacks" in reasons[cut.name] and "max_extent_mismatch" in reasons[cut.name]
-
-
-def test_prepare_never_cuts_a_brain_silently(synth_root: Path, tmp_path: Path) -> None:
-    cfg = PrepareConfig(**{**SMALL_PREPARE, "image_size": 32})  # the synthetic brains are ~50 voxels wide
-    with pytest.raises(MrtransError, match="brain extends beyond the 32x32 field"):
-        prepare_brats(synth_root, tmp_path / "p", cfg)
-    assert not (tmp_path / "p").exists()
-
-
-# ---------------------------------------------------------------- N4
-
-
-def test_n4_removes_a_smooth_bias_field() -> None:
-    x, y, z = np.meshgrid(np.linspace(-1, 1, 40), np.linspace(-1, 1, 40), np.linspace(-1, 1, 24), indexing="ij")
-    brain = x**2 + y**2 + z**2 < 0.8
-    tissue = np.where(x > 0.1, 100.0, 60.0)  # two tissues
-    biased = (tissue * np.exp(0.4 * (x + y))).astype(np.float32) * brain
-    corrected = n4_correct(biased, brain.astype(np.uint8), (1.0, 1.0, 1.0), shrink=2)
-    wm = brain & (x > 0.3)
-
-    def cv(a: np.ndarray) -> float:
-        return float(a[wm].std() / a[wm].mean())
-
-    assert cv(corrected) < 0.5 * cv(biased) and not corrected[~brain].any()
-
-
 def test_translate_repeats_the_recorded_n4(translator, synth_root: Path, monkeypatch) -> None:
     import mrtrans.inference.translate as module
 
@@ -293,9 +111,6 @@ def test_translate_repeats_the_recorded_n4(translator, synth_root: Path, monkeyp
     monkeypatch.setitem(translator.normalization, "bias_field", "n4")
     translate_array(data, affine, translator)
     assert calls == [(1.0, 1.0, 1.0)]
-
-
-# ---------------------------------------------------------------- DICOM
 
 
 def write_dicom_series(
@@ -393,9 +208,6 @@ def test_a_dicom_series_with_a_missing_truncated_or_odd_slice_is_refused(
     assert messages["ok"] == "" and (tmp_path / "out" / "ok.nii.gz").is_file()
     assert {p: p.read_bytes() for p in tmp_path.rglob("*.dcm")} == before  # inputs untouched
     assert sitk is not None
-
-
-# ---------------------------------------------------------------- cohorts
 
 
 @pytest.mark.parametrize("parts", [1, 2, 3, 7])
@@ -499,6 +311,7 @@ def _part_command(inputs: Path, run: Path, out: Path, part: int, parts: int = 2)
     ]
 
 
+@pytest.mark.slow
 def test_the_job_array_recipe_runs_parts_at_once_into_one_folder(
     tiny_run: Path, synth_root: Path, tmp_path: Path
 ) -> None:
@@ -520,10 +333,10 @@ def test_the_job_array_recipe_runs_parts_at_once_into_one_folder(
     assert {p: p.read_bytes() for p in inputs.iterdir()} == before
 
 
+@pytest.mark.slow
 def test_a_killed_part_is_resumed_and_a_claim_of_another_host_taken_over_when_old(
     tiny_run: Path, synth_root: Path, tmp_path: Path
 ) -> None:
-    import json
     import signal
     import socket
     import time
@@ -576,57 +389,6 @@ def test_a_temporary_left_by_a_killed_writer_is_removed_and_nothing_else(
     assert all(path.read_bytes() == b"keep" for path in others)
 
 
-def test_an_unreadable_lock_is_taken_over_once_it_is_old(tmp_path: Path) -> None:
-    import time
-
-    from mrtrans.outputs import output_lock
-
-    target = tmp_path / "x.nii.gz"
-    lock = tmp_path / ".x.nii.gz.lock"
-    lock.write_text("garbage{")
-    with pytest.raises(MrtransError, match="unreadable"):
-        with output_lock(target):
-            pass
-    old = time.time() - 600
-    os.utime(lock, (old, old))
-    with output_lock(target):
-        assert json.loads(lock.read_text())["pid"] == os.getpid()
-    assert not lock.exists()
-
-
 def test_batch_size_follows_the_device(tiny_run: Path) -> None:
     assert load_translator(tiny_run, device="cpu").batch_size == 1
     assert load_translator(tiny_run, device="cpu", batch_size=8).batch_size == 8
-
-
-# ---------------------------------------------------------------- export
-
-
-@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
-def test_exported_model_gives_the_checkpoint_output(tiny_run: Path, tmp_path: Path, fmt: str) -> None:
-    result = runner.invoke(
-        app, ["export", str(tiny_run), "--out", str(tmp_path / "x"), "--format", fmt, "--direction", "t12flair"]
-    )
-    assert result.exit_code == 0, result.output
-    recipe = json.loads((tmp_path / "x" / "preprocessing.json").read_text())
-    assert recipe["spacing_mm"] == [1.0, 1.0] and recipe["field_size"] == 64
-    assert recipe["direction"] == {"source": "t1", "target": "flair"} and recipe["normalization"]["range"] == [
-        -1.0,
-        1.0,
-    ]
-    generator = load_translator(tiny_run, "t12flair", device="cpu").generator
-    slices = torch.rand(3, 1, 64, 64) * 2 - 1
-    with torch.no_grad():
-        expected = generator(slices).numpy()
-    path = tmp_path / "x" / recipe["file"]
-    if fmt == "onnx":
-        ort = pytest.importorskip("onnxruntime")
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        got = session.run(["translation"], {"image": slices.numpy()})[0]
-        with pytest.raises(Exception, match="(?i)dimension|shape|invalid"):  # 63x63: refused, not translated onto 64x64
-            session.run(["translation"], {"image": slices.numpy()[:, :, :63, :63]})
-    else:
-        got = torch.jit.load(str(path))(slices).detach().numpy()
-        with pytest.raises(Exception, match="expected slices of shape"):
-            torch.jit.load(str(path))(slices[:, :, :63, :63])
-    np.testing.assert_allclose(got, expected, atol=1e-4)

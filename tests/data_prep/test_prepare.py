@@ -5,8 +5,6 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import SMALL_PREPARE
-from test_data_prep_discovery import to_brats2023, to_msd
 from typer.testing import CliRunner
 
 from mrtrans.cli import app
@@ -14,6 +12,8 @@ from mrtrans.config import PrepareConfig
 from mrtrans.data_prep import prepare as prepare_module
 from mrtrans.data_prep.prepare import prepare_brats, split_patients
 from mrtrans.errors import MrtransError
+
+from helpers import SMALL_PREPARE, to_brats2023, to_msd
 
 
 def _manifest(folder):
@@ -207,6 +207,7 @@ def test_interrupted_run_leaves_nothing(synth_root, tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_cli_prepare_brats(synth_root, tmp_path):
     runner = CliRunner()
     args = [
@@ -237,6 +238,7 @@ def test_cli_prepare_brats(synth_root, tmp_path):
     assert empty.exit_code == 2 and "no BraTS subjects found" in empty.stderr
 
 
+@pytest.mark.slow
 def test_real_brats_sample(real_sample, tmp_path):
     cfg = PrepareConfig(train_slices=40, test_slices=20, seed=0)
     summary = prepare_brats(real_sample, tmp_path / "out", cfg, workers=2)
@@ -265,6 +267,7 @@ def test_skewed_training_domains_keep_the_balanced_test_set(synth_root, prepared
         )
 
 
+@pytest.mark.slow
 def test_sigkill_leftovers_are_removed_by_the_next_run(synth_root, tmp_path):
     import signal
     import subprocess

@@ -1,27 +1,18 @@
 import nibabel as nib
 import numpy as np
 import pytest
-import torch
 from typer.testing import CliRunner
 
-from mrtrans.checkpoint import model_payload, save_checkpoint
+from mrtrans.checkpoint import save_checkpoint
 from mrtrans.cli import app
-from mrtrans.config import Modality, TrainConfig, load_config, to_dict
+from mrtrans.config import Modality
 from mrtrans.errors import MrtransError
 from mrtrans.inference.translate import expand_inputs, load_translator, translate_array, translate_files
-from mrtrans.models import build_generator
 from mrtrans.synth import synth_subject
 
+from helpers import make_checkpoint
+
 runner = CliRunner()
-
-
-def make_checkpoint(path, image_size=64, kind="harmonicgan-histogram"):
-    """A checkpoint as `mrtrans train` writes it, with a tiny untrained generator pair."""
-    cfg = load_config(TrainConfig, None, {"generator.base_channels": 4, "generator.num_res_blocks": 1})
-    torch.manual_seed(0)
-    models = {name: build_generator(cfg.generator).state_dict() for name in ("gen_s2t", "gen_t2s")}
-    normalization = {"lower_percentile": 0.5, "upper_percentile": 99.5, "range": [-1.0, 1.0], "image_size": image_size}
-    return save_checkpoint(model_payload(kind, "flair", "t1", to_dict(cfg), normalization, models), path)
 
 
 @pytest.fixture(scope="module")
@@ -243,6 +234,7 @@ def test_glob_and_folder_inputs(tmp_path):
         expand_inputs(tmp_path / "nothing*.nii.gz")
 
 
+@pytest.mark.slow
 def test_real_sample_subjects_translate(real_sample, tmp_path):
     ckpt = make_checkpoint(tmp_path / "m.pt", image_size=256)
     translator = load_translator(ckpt, device="cpu", batch_size=32)

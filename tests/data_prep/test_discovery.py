@@ -1,43 +1,11 @@
 import shutil
 
-import nibabel as nib
-import numpy as np
 import pytest
 
 from mrtrans.data_prep.discovery import Layout, discover_subjects
 from mrtrans.errors import MrtransError
 
-BRATS23 = {"flair": "t2f", "t1": "t1n", "t1ce": "t1c", "t2": "t2w", "seg": "seg"}
-
-
-def to_brats2023(src, dst):
-    """Copy a BraTS 2020-layout tree into the 2023+ naming (<ID>-t2f.nii.gz ...)."""
-    for folder in sorted(p for p in src.iterdir() if p.is_dir()):
-        sid = folder.name.replace("SynthBraTS", "BraTS-GLI")
-        (dst / sid).mkdir(parents=True)
-        for key, alias in BRATS23.items():
-            shutil.copy(folder / f"{folder.name}_{key}.nii.gz", dst / sid / f"{sid}-{alias}.nii.gz")
-        seg = nib.load(folder / f"{folder.name}_seg.nii.gz")  # BraTS 2023+ labels: enhancing tumor is 3, not 4
-        relabeled = np.asanyarray(seg.dataobj).copy()
-        relabeled[relabeled == 4] = 3
-        nib.save(nib.Nifti1Image(relabeled, seg.affine), dst / sid / f"{sid}-{BRATS23['seg']}.nii.gz")
-    return dst
-
-
-def to_msd(src, dst):
-    """Write an MSD Task01_BrainTumour tree: 4D imagesTr (FLAIR, T1w, t1gd, T2w) and labelsTr."""
-    (dst / "Task01_BrainTumour" / "imagesTr").mkdir(parents=True)
-    (dst / "Task01_BrainTumour" / "labelsTr").mkdir(parents=True)
-    for i, folder in enumerate(sorted(p for p in src.iterdir() if p.is_dir())):
-        sid = f"BRATS_{i + 1:03d}"
-        imgs = [nib.load(folder / f"{folder.name}_{m}.nii.gz") for m in ("flair", "t1", "t1ce", "t2")]
-        stacked = np.stack([np.asanyarray(im.dataobj) for im in imgs], axis=-1)
-        nib.save(nib.Nifti1Image(stacked, imgs[0].affine), dst / "Task01_BrainTumour" / "imagesTr" / f"{sid}.nii.gz")
-        seg = nib.load(folder / f"{folder.name}_seg.nii.gz")  # MSD labels: 1 edema, 2 non-enhancing, 3 enhancing
-        labels = np.asanyarray(seg.dataobj)
-        msd = np.select([labels == 2, labels == 1, labels == 4], [1, 2, 3], 0).astype(np.uint8)
-        nib.save(nib.Nifti1Image(msd, seg.affine), dst / "Task01_BrainTumour" / "labelsTr" / f"{sid}.nii.gz")
-    return dst / "Task01_BrainTumour"
+from helpers import to_brats2023, to_msd
 
 
 def test_brats2020_layout_nested_under_hgg_lgg(synth_root, tmp_path):

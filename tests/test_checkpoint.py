@@ -1,0 +1,37 @@
+import pytest
+import torch
+
+from mrtrans.checkpoint import load_checkpoint, save_checkpoint
+from mrtrans.errors import MrtransError
+
+
+class Evil:
+    """Unpickling this object would create a file: a stand-in for code execution."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_checkpoint_with_a_pickle_payload_is_refused(tmp_path):
+    marker = tmp_path / "pwned"
+    torch.save({"format": "mrtrans-checkpoint", "models": {}, "payload": Evil(str(marker))}, tmp_path / "evil.pt")
+    with pytest.raises(MrtransError, match="refused"):
+        load_checkpoint(tmp_path / "evil.pt")
+    assert not marker.exists()
+
+
+def test_checkpoint_round_trip_and_foreign_files(tmp_path):
+    save_checkpoint({"models": {"w": torch.ones(2)}, "step": 3}, tmp_path / "c.pt")
+    payload = load_checkpoint(tmp_path / "c.pt")
+    assert payload["step"] == 3 and torch.equal(payload["models"]["w"], torch.ones(2))
+    torch.save({"weights": torch.ones(1)}, tmp_path / "other.pt")
+    with pytest.raises(MrtransError, match="not an mrtrans checkpoint"):
+        load_checkpoint(tmp_path / "other.pt")
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    with pytest.raises(MrtransError, match="cannot read"):
+        load_checkpoint(tmp_path / "junk.pt")
+    with pytest.raises(MrtransError, match="no checkpoints/last.pt"):
+        load_checkpoint(tmp_path)
