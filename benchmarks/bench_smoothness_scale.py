@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import report  # noqa: E402
 
 from mrtrans.config import LossConfig, SmoothNormalization  # noqa: E402
-from mrtrans.data.slices import PreparedSlices, to_tensor  # noqa: E402
+from mrtrans.data_prep.slices import PreparedSlices, to_tensor  # noqa: E402
 from mrtrans.training.step import smoothness_term  # noqa: E402
 
 

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import yaml
 
-from mrtrans.benchmark import run_hallucination_benchmark
-from mrtrans.config import HallucinationConfig, load_config
+from mrtrans.config import load_config
+from mrtrans.experiments.hallucination import HallucinationConfig, run_hallucination_benchmark
 
 VARIANTS = {  # name -> loss section on top of configs/harmonicgan_hist.yaml
     "hg_l1_s0.5": {"lambda_smooth": 1.0, "sigma": 0.5},

@@ -24,7 +24,7 @@ _PUBLIC = {
     "reproduce_table1": "mrtrans.api",
     "Translator": "mrtrans.inference.translate",
     "TranslateReport": "mrtrans.inference.translate",
-    "Direction": "mrtrans.data.slices",
+    "Direction": "mrtrans.data_prep.slices",
     "MrtransError": "mrtrans.errors",
 }
 __all__ = ["__version__", *_PUBLIC]

@@ -144,9 +144,10 @@ def train(
     Returns:
         The last checkpoint's path (``out/checkpoints/last.pt``).
     """
-    from mrtrans.config import TrainConfig, epoch_schedule, load_config, load_run_config
-    from mrtrans.data.slices import Direction
+    from mrtrans.config import TrainConfig, epoch_schedule, load_config
+    from mrtrans.data_prep.slices import Direction
     from mrtrans.training.loop import train as run_train
+    from mrtrans.training.resume import load_run_config
 
     out = Path(out)
     overrides = {
@@ -270,7 +271,7 @@ def evaluate(
         reference: run label the others are compared with; default the first CycleGAN run.
 
     Returns:
-        The report folder (``summary.csv``, ``per_slice.csv``, ``table1.md``, figures/...).
+        The report folder (``summary.csv``, ``per_slice.csv``, ``report.md``, figures/...).
     """
     from mrtrans.config import EvalConfig, load_config
     from mrtrans.evaluation.evaluate import evaluate_runs
@@ -311,7 +312,7 @@ def evaluate_volumes(
         The report folder.
     """
     from mrtrans.config import PrepareConfig, load_config
-    from mrtrans.data.slices import Direction
+    from mrtrans.data_prep.slices import Direction
     from mrtrans.evaluation.evaluate import evaluate_volumes as run_volumes
 
     prep = load_config(PrepareConfig, rules, folder="data_prep")
@@ -340,9 +341,10 @@ def reproduce_table1(
     Returns:
         The path of ``table1.md`` (``table1.csv`` and ``report/`` beside it).
     """
-    from mrtrans.config import ReproduceConfig, load_config
+    from mrtrans.config import load_config
     from mrtrans.errors import MrtransError
-    from mrtrans.reproduce import reproduce_table1 as run_reproduce
+    from mrtrans.experiments.reproduce import ReproduceConfig
+    from mrtrans.experiments.reproduce import reproduce_table1 as run_reproduce
 
     if scale not in ("paper", "cpu"):
         raise MrtransError(f"--scale {scale!r}: use paper or cpu")

@@ -357,7 +357,9 @@ def export(
 @command("evaluate")
 def evaluate(
     data: Annotated[Path, typer.Option("--data", help="Folder written by prepare-brats (its paired test slices).")],
-    out: Annotated[Path, typer.Option("--out", help="Report folder (CSV tables, table1.md/.tex, figures).")],
+    out: Annotated[
+        Path, typer.Option("--out", help="Report folder (CSV tables, report.md, brain.tex, paper.tex, figures).")
+    ],
     runs: Annotated[
         list[Path] | None,
         typer.Argument(
@@ -402,7 +404,7 @@ def evaluate(
         overwrite=overwrite,
         log=typer.echo,
     )
-    typer.echo(f"report: {report} (table1.md, summary.csv, per_slice.csv, tumor_summary.csv, figures/)")
+    typer.echo(f"report: {report} (report.md, summary.csv, per_slice.csv, tumor_summary.csv, figures/)")
 
 
 @command("evaluate-volumes")
@@ -439,11 +441,11 @@ def demo(
     """Run the whole job on synthetic data: synth -> prepare -> train CycleGAN and HarmonicGAN -> translate ->
     evaluate.
     """
-    from mrtrans.demo import run_demo
+    from mrtrans.experiments.demo import run_demo
 
     report = run_demo(out, overwrite=overwrite, log=typer.echo)
     typer.echo(
-        f"\nResults: {report}/table1.md (tables), {report}/summary.csv, {report}/figures/, "
+        f"\nResults: {report}/report.md (tables), {report}/summary.csv, {report}/figures/, "
         f"translated volume in {out}/translated/, runs in {out}/runs/"
     )
 
@@ -511,8 +513,8 @@ def benchmark_hallucination(
     seeds, and per setting and direction an answer - better, worse, no difference shown, not at this scale,
     or cannot decide - from a hierarchical bootstrap over seeds, patients and lesions.
     """
-    from mrtrans.benchmark import run_hallucination_benchmark
-    from mrtrans.config import HallucinationConfig, load_config
+    from mrtrans.config import load_config
+    from mrtrans.experiments.hallucination import HallucinationConfig, run_hallucination_benchmark
 
     overrides = {
         "methods": method or None,

@@ -119,7 +119,7 @@ class IntensityRange(str, enum.Enum):
     zero_one = "0,1"
 
 
-def _range(lo: float | None = None, hi: float | None = None) -> dict[str, Any]:
+def bounds(lo: float | None = None, hi: float | None = None) -> dict[str, Any]:
     return {"min": lo, "max": hi}
 
 
@@ -127,11 +127,11 @@ def _range(lo: float | None = None, hi: float | None = None) -> dict[str, Any]:
 class GeneratorConfig:
     """ResNet generator of Johnson et al. (2016) as used by CycleGAN."""
 
-    in_channels: int = field(default=1, metadata=_range(1))
-    out_channels: int = field(default=1, metadata=_range(1))
-    base_channels: int = field(default=64, metadata=_range(1))
-    num_res_blocks: int = field(default=9, metadata=_range(1))  # unit: per encoder/decoder, the last/first shared
-    num_downsampling: int = field(default=2, metadata=_range(1, 4))  # discogan: 4
+    in_channels: int = field(default=1, metadata=bounds(1))
+    out_channels: int = field(default=1, metadata=bounds(1))
+    base_channels: int = field(default=64, metadata=bounds(1))
+    num_res_blocks: int = field(default=9, metadata=bounds(1))  # unit: per encoder/decoder, the last/first shared
+    num_downsampling: int = field(default=2, metadata=bounds(1, 4))  # discogan: 4
     architecture: GeneratorArchitecture = GeneratorArchitecture.resnet
 
 
@@ -139,9 +139,9 @@ class GeneratorConfig:
 class DiscriminatorConfig:
     """70x70 PatchGAN (Isola et al. 2017) for num_layers = 3."""
 
-    in_channels: int = field(default=1, metadata=_range(1))
-    base_channels: int = field(default=64, metadata=_range(1))
-    num_layers: int = field(default=3, metadata=_range(1, 6))
+    in_channels: int = field(default=1, metadata=bounds(1))
+    base_channels: int = field(default=64, metadata=bounds(1))
+    num_layers: int = field(default=3, metadata=bounds(1, 6))
     architecture: DiscriminatorArchitecture = DiscriminatorArchitecture.patchgan
 
 
@@ -150,24 +150,24 @@ class LossConfig:
     """Loss weights; Eq. 9 of the paper. CycleGAN is lambda_smooth = 0."""
 
     gan_mode: GanMode = GanMode.lsgan
-    lambda_gan: float = field(default=1.0, metadata=_range(0.0))
-    lambda_cycle: float = field(default=10.0, metadata=_range(0.0))
-    lambda_identity: float = field(default=0.0, metadata=_range(0.0))
+    lambda_gan: float = field(default=1.0, metadata=bounds(0.0))
+    lambda_cycle: float = field(default=10.0, metadata=bounds(0.0))
+    lambda_identity: float = field(default=0.0, metadata=bounds(0.0))
     # 5 with brain_pairs: from an earlier validation sweep whose rule is retired; not confirmed (docs/training.md).
-    lambda_smooth: float = field(default=5.0, metadata=_range(0.0))
+    lambda_smooth: float = field(default=5.0, metadata=bounds(0.0))
     smooth_features: SmoothFeatures = SmoothFeatures.histogram
     smooth_normalization: SmoothNormalization = SmoothNormalization.brain_pairs
     # A patch is a node of the brain graph when more than this share of its source pixels is brain.
-    brain_patch_fraction: float = field(default=0.5, metadata=_range(0.0, 1.0))
+    brain_patch_fraction: float = field(default=0.5, metadata=bounds(0.0, 1.0))
     # Side of the graph's patches; None: image_size // 32, a graph of 32 x 32 nodes whatever the field - the
     # paper's 8 x 8 patches of 256 x 256 slices, so a lesion spans as many nodes at 64 px as at 256
     # (docs/training.md). A run's config.yaml and checkpoints record the value it used.
-    patch_size: int | None = field(default=None, metadata=_range(1))
-    histogram_bins: int = field(default=16, metadata=_range(2))
+    patch_size: int | None = field(default=None, metadata=bounds(1))
+    histogram_bins: int = field(default=16, metadata=bounds(2))
     # Affinity w_ij = exp(-L1(f_i, f_j) / sigma^2) on features that sum to 1 per patch, so the
     # L1 distance lies in [0, 2]. sigma = 0.5 gives w = 1 for equal patches, e^-4 ~ 0.02 for
     # patches that share half their histogram mass, e^-8 for disjoint ones (docs/training.md).
-    sigma: float = field(default=0.5, metadata=_range(1e-6))
+    sigma: float = field(default=0.5, metadata=bounds(1e-6))
     # Eq. 6's second half weighs F(G(x)) by the graph of G(x). True (every run so far): that graph is a constant,
     # the gradient reaches G only through the first half; False: the paper's Eq. 6 as written, w_ij(G(x)) too
     # gets a gradient (it can lower the term by pulling G(x)'s patches apart).
@@ -176,7 +176,7 @@ class LossConfig:
     # DiscoGAN: reconstruction by mean squared error; CycleGAN: L1.
     cycle_distance: ReconstructionDistance = ReconstructionDistance.l1
     # DistanceGAN (Benaim & Wolf 2017): weight of the distance-preservation term (0: off) and its form.
-    lambda_distance: float = field(default=0.0, metadata=_range(0.0))
+    lambda_distance: float = field(default=0.0, metadata=bounds(0.0))
     distance_mode: DistanceMode = DistanceMode.auto
 
 
@@ -208,22 +208,22 @@ class UnitLossConfig:
     """UNIT's weights (Liu et al. 2017, Sec. 4 defaults): lambda0 GAN, lambda1/lambda3 KL of the reconstruction
     and cycle streams, lambda2/lambda4 their image reconstruction (L1, the Laplacian likelihood)."""
 
-    lambda_gan: float = field(default=10.0, metadata=_range(0.0))
-    lambda_kl: float = field(default=0.1, metadata=_range(0.0))
-    lambda_reconstruction: float = field(default=100.0, metadata=_range(0.0))
-    lambda_cycle_kl: float = field(default=0.1, metadata=_range(0.0))
-    lambda_cycle_reconstruction: float = field(default=100.0, metadata=_range(0.0))
+    lambda_gan: float = field(default=10.0, metadata=bounds(0.0))
+    lambda_kl: float = field(default=0.1, metadata=bounds(0.0))
+    lambda_reconstruction: float = field(default=100.0, metadata=bounds(0.0))
+    lambda_cycle_kl: float = field(default=0.1, metadata=bounds(0.0))
+    lambda_cycle_reconstruction: float = field(default=100.0, metadata=bounds(0.0))
 
 
 @dataclass(frozen=True)
 class OptimConfig:
     """Adam and the CycleGAN schedule: constant, then linear decay to zero."""
 
-    lr: float = field(default=2e-4, metadata=_range(0.0))
-    beta1: float = field(default=0.5, metadata=_range(0.0, 1.0))
-    beta2: float = field(default=0.999, metadata=_range(0.0, 1.0))
-    epochs_constant: int = field(default=100, metadata=_range(0))
-    epochs_decay: int = field(default=100, metadata=_range(0))
+    lr: float = field(default=2e-4, metadata=bounds(0.0))
+    beta1: float = field(default=0.5, metadata=bounds(0.0, 1.0))
+    beta2: float = field(default=0.999, metadata=bounds(0.0, 1.0))
+    epochs_constant: int = field(default=100, metadata=bounds(0))
+    epochs_decay: int = field(default=100, metadata=bounds(0))
 
     def __post_init__(self) -> None:
         if self.epochs_constant + self.epochs_decay == 0:
@@ -238,10 +238,10 @@ class DataConfig:
     """How training reads a prepared dataset."""
 
     # None: train at the size the slices were prepared at (prepare-brats' default is the paper's 256).
-    image_size: int | None = field(default=None, metadata=_range(16))
-    batch_size: int = field(default=1, metadata=_range(1))
-    pool_size: int = field(default=50, metadata=_range(0))
-    max_train_slices: int | None = field(default=None, metadata=_range(1))
+    image_size: int | None = field(default=None, metadata=bounds(16))
+    batch_size: int = field(default=1, metadata=bounds(1))
+    pool_size: int = field(default=50, metadata=bounds(0))
+    max_train_slices: int | None = field(default=None, metadata=bounds(1))
 
 
 @dataclass(frozen=True)
@@ -254,11 +254,11 @@ class RunConfig:
     channels_last: bool = True
     # torch.compile of the networks (CUDA; opt-in: the first steps compile, later ones may run faster).
     compile: bool = False
-    epochs: int | None = field(default=None, metadata=_range(1))
-    max_steps: int | None = field(default=None, metadata=_range(1))
-    log_every: int = field(default=50, metadata=_range(1))
-    sample_every: int = field(default=500, metadata=_range(1))
-    checkpoint_every: int = field(default=1000, metadata=_range(1))
+    epochs: int | None = field(default=None, metadata=bounds(1))
+    max_steps: int | None = field(default=None, metadata=bounds(1))
+    log_every: int = field(default=50, metadata=bounds(1))
+    sample_every: int = field(default=500, metadata=bounds(1))
+    checkpoint_every: int = field(default=1000, metadata=bounds(1))
 
 
 @dataclass(frozen=True)
@@ -296,24 +296,24 @@ class PrepareConfig:
     """
 
     modalities: tuple[Modality, Modality] = (Modality.flair, Modality.t1)
-    train_slices: int = field(default=1400, metadata=_range(2))
-    source_tumor_fraction: float = field(default=0.5, metadata=_range(0.0, 1.0))
-    target_tumor_fraction: float = field(default=0.5, metadata=_range(0.0, 1.0))
-    test_slices: int = field(default=300, metadata=_range(2))
-    test_fraction: float = field(default=0.2, metadata=_range(0.0, 1.0))
-    min_tumor_pixels: int = field(default=100, metadata=_range(1))
-    min_brain_fraction: float = field(default=0.2, metadata=_range(0.0, 1.0))
-    image_size: int = field(default=256, metadata=_range(16))
+    train_slices: int = field(default=1400, metadata=bounds(2))
+    source_tumor_fraction: float = field(default=0.5, metadata=bounds(0.0, 1.0))
+    target_tumor_fraction: float = field(default=0.5, metadata=bounds(0.0, 1.0))
+    test_slices: int = field(default=300, metadata=bounds(2))
+    test_fraction: float = field(default=0.2, metadata=bounds(0.0, 1.0))
+    min_tumor_pixels: int = field(default=100, metadata=bounds(1))
+    min_brain_fraction: float = field(default=0.2, metadata=bounds(0.0, 1.0))
+    image_size: int = field(default=256, metadata=bounds(16))
     intensity_range: IntensityRange = IntensityRange.minus_one_one
-    lower_percentile: float = field(default=0.5, metadata=_range(0.0, 100.0))
-    upper_percentile: float = field(default=99.5, metadata=_range(0.0, 100.0))
+    lower_percentile: float = field(default=0.5, metadata=bounds(0.0, 100.0))
+    upper_percentile: float = field(default=99.5, metadata=bounds(0.0, 100.0))
     # Voxel size (mm) to resample to before slicing: [in-plane] or [in-plane, through-plane]; None: the
     # data's own when all subjects share it, else the most common one (others resampled, and said so).
     spacing: tuple[float, ...] | None = None
     # N4 bias-field correction (SimpleITK) of each image inside its brain mask, before normalisation.
     bias_field_correction: bool = False
     # Skip a subject when one sequence lacks more than this share of another's brain (cut field of view).
-    max_extent_mismatch: float = field(default=0.1, metadata=_range(0.0, 1.0))
+    max_extent_mismatch: float = field(default=0.1, metadata=bounds(0.0, 1.0))
     # Use subjects that fail the checks of background 0 and skull-stripping (mrtrans.data_prep.conventions).
     allow_unstripped: bool = False
     seed: int = 0
@@ -341,12 +341,12 @@ class PrepareConfig:
 class SynthConfig:
     """``mrtrans synth-brats``: synthetic BraTS-like subjects."""
 
-    subjects: int = field(default=4, metadata=_range(1))
+    subjects: int = field(default=4, metadata=bounds(1))
     shape: tuple[int, int, int] = (240, 240, 155)
-    tumor_fraction: float = field(default=0.75, metadata=_range(0.0, 1.0))
+    tumor_fraction: float = field(default=0.75, metadata=bounds(0.0, 1.0))
     seed: int = 0
     # Factor on the tumor radius (1: cores of 10-16 mm); larger tumors span more smoothness-graph nodes.
-    tumor_scale: float = field(default=1.0, metadata=_range(0.1, 4.0))
+    tumor_scale: float = field(default=1.0, metadata=bounds(0.1, 4.0))
 
 
 @dataclass(frozen=True)
@@ -354,14 +354,14 @@ class AuditConfig:
     """The hallucination audit's tumor detector (MONAI BasicUNet) and its decision rule."""
 
     enabled: bool = True
-    steps: int = field(default=600, metadata=_range(1))
-    batch_size: int = field(default=8, metadata=_range(1))
-    lr: float = field(default=1e-3, metadata=_range(0.0))
+    steps: int = field(default=600, metadata=bounds(1))
+    batch_size: int = field(default=8, metadata=bounds(1))
+    lr: float = field(default=1e-3, metadata=bounds(0.0))
     features: tuple[int, int, int, int, int, int] = (8, 16, 32, 64, 128, 8)
-    threshold: float = field(default=0.5, metadata=_range(0.0, 1.0))
+    threshold: float = field(default=0.5, metadata=bounds(0.0, 1.0))
     # Smallest lesion (2D connected component) counted, of the detector's output and of the
     # reference; None: half the min_tumor_pixels that prepare-brats used for a tumor slice.
-    min_lesion_pixels: int | None = field(default=None, metadata=_range(1))
+    min_lesion_pixels: int | None = field(default=None, metadata=bounds(1))
     # The tumor region the detector learns: auto (core without edema for T1/T1ce, whole tumor for
     # FLAIR/T2), whole or core (mrtrans.evaluation.audit.region_labels).
     region: TumorRegion = TumorRegion.auto
@@ -371,8 +371,8 @@ class AuditConfig:
     both_polarities: bool = True
     # The additions verdict is printed only when the detector can see additions: at most this share of
     # healthy real slices with a detection (the floor), at least min_sanity_rate of pasted tumors found.
-    max_floor_rate: float = field(default=0.2, metadata=_range(0.0, 1.0))
-    min_sanity_rate: float = field(default=0.8, metadata=_range(0.0, 1.0))
+    max_floor_rate: float = field(default=0.2, metadata=bounds(0.0, 1.0))
+    min_sanity_rate: float = field(default=0.8, metadata=bounds(0.0, 1.0))
     seed: int = 0
 
 
@@ -381,94 +381,34 @@ class PresenceConfig:
     """Per-lesion presence by conspicuity (mrtrans.evaluation.presence): signed CNR against a healthy ring."""
 
     # Ring of healthy brain around each lesion, in pixels beyond its nearest healthy pixel.
-    ring_width: int = field(default=4, metadata=_range(1))
-    min_ring_pixels: int = field(default=8, metadata=_range(1))
+    ring_width: int = field(default=4, metadata=bounds(1))
+    min_ring_pixels: int = field(default=8, metadata=bounds(1))
     # Lower bound of the ring's standard deviation, in model-range units ([-1, 1]: 0.02 is 1 % of the range),
     # so a flat ring does not make every difference "conspicuous".
-    noise_floor: float = field(default=0.02, metadata=_range(0.0))
+    noise_floor: float = field(default=0.02, metadata=bounds(0.0))
     # Share of inpainted (absent) lesions that the calibrated threshold calls present.
-    false_present_rate: float = field(default=0.05, metadata=_range(0.001, 0.5))
+    false_present_rate: float = field(default=0.05, metadata=bounds(0.001, 0.5))
     # Removal is judged in a direction only when the real target shows at least this many reference lesions
     # and the inpainted target comes out erased for at least min_sanity_rate of them.
-    min_judgeable_lesions: int = field(default=10, metadata=_range(1))
-    min_sanity_rate: float = field(default=0.8, metadata=_range(0.0, 1.0))
+    min_judgeable_lesions: int = field(default=10, metadata=bounds(1))
+    min_sanity_rate: float = field(default=0.8, metadata=bounds(0.0, 1.0))
 
 
 @dataclass(frozen=True)
 class EvalConfig:
     """``mrtrans evaluate``: what to score and how."""
 
-    batch_size: int = field(default=16, metadata=_range(1))
-    figure_slices: int = field(default=3, metadata=_range(0))
+    batch_size: int = field(default=16, metadata=bounds(1))
+    figure_slices: int = field(default=3, metadata=bounds(0))
     audit: AuditConfig = AuditConfig()
     presence: PresenceConfig = PresenceConfig()
     device: str = "auto"
     # Generators run in fp32 unless asked otherwise; bf16 autocast applies on CUDA only.
     precision: Precision = Precision.fp32
     # Confidence intervals: percentile bootstrap over patients (mrtrans.evaluation.statistics).
-    bootstrap_resamples: int = field(default=2000, metadata=_range(100))
+    bootstrap_resamples: int = field(default=2000, metadata=bounds(100))
     bootstrap_seed: int = 0
-    confidence: float = field(default=0.95, metadata=_range(0.5, 0.999))
-
-
-@dataclass(frozen=True)
-class HallucinationConfig:
-    """``mrtrans benchmark hallucination``: do translators add or remove tumors when the domains disagree?
-
-    The setting of Cohen et al. (2018): the source training set keeps ``prepare.source_tumor_fraction``
-    tumor slices while the target training set has ``target_tumor_fractions`` (0: the target domain
-    has no tumors, the translator is pushed to remove them; 1: only tumors, pushed to add them). Every
-    setting shares one balanced, paired test set. Each method is trained once per setting and seed
-    and scored by ``mrtrans evaluate``. ``synth`` is used when no dataset root is given.
-    """
-
-    synth: SynthConfig = SynthConfig(subjects=48, shape=(64, 64, 48), tumor_fraction=0.9, seed=3)
-    prepare: PrepareConfig = PrepareConfig(
-        train_slices=160, test_slices=40, image_size=64, min_tumor_pixels=10, min_brain_fraction=0.15
-    )
-    # 0.5: balanced, the paper's own setting; 0: no tumor in the target training slices (towards removal);
-    # 1: only tumor (towards addition). Every setting is tested on the same balanced test slices.
-    target_tumor_fractions: tuple[float, ...] = (0.5, 0.0, 1.0)
-    direction: str = "flair2t1"
-    methods: tuple[str, ...] = (
-        "cyclegan",
-        "harmonicgan_hist",
-    )  # configs/ names or YAML paths; the first is the reference
-    train_presets: tuple[str, ...] = ("cpu_small",)
-    epochs: int = field(default=8, metadata=_range(1))
-    seeds: tuple[int, ...] = (0, 1, 2)
-    evaluation: EvalConfig = EvalConfig(audit=AuditConfig(steps=400), figure_slices=0)
-    jobs: int = field(default=2, metadata=_range(1))  # training runs in parallel (CPU threads are shared out)
-    # The claim test, stated before running: a method is "better" when the whole interval of its rate
-    # difference from the reference lies below -claim_margin; "not at this scale" when test lesions span
-    # fewer than min_graph_nodes graph nodes (median).
-    claim_margin: float = field(default=0.05, metadata=_range(0.0, 1.0))
-    claim_resamples: int = field(default=2000, metadata=_range(100))
-    min_graph_nodes: int = field(default=8, metadata=_range(1))
-
-
-@dataclass(frozen=True)
-class ReproduceConfig:
-    """``mrtrans reproduce-table1``: the six methods of HarmonicGAN's Table 1 on one prepared set, one evaluation.
-
-    ``prepare`` is the recipe for a dataset root; ``synth_prepare`` for the synthetic subjects made when
-    no root is given. ``epochs`` None keeps each method's own schedule (the paper's 200). The defaults are
-    the paper's scale (``evaluation/reproduce_paper.yaml``); ``evaluation/reproduce_cpu.yaml`` is the CPU preset.
-    """
-
-    synth: SynthConfig = SynthConfig(subjects=48, shape=(64, 64, 48), tumor_fraction=0.9, seed=3)
-    prepare: PrepareConfig = PrepareConfig()
-    synth_prepare: PrepareConfig = PrepareConfig(
-        train_slices=160, test_slices=40, image_size=64, min_tumor_pixels=10, min_brain_fraction=0.15
-    )
-    direction: str = "flair2t1"
-    # configs/ names (or YAML paths) in the paper's row order; the labels in the table are the file names.
-    methods: tuple[str, ...] = ("cyclegan", "discogan", "distancegan", "unit", "harmonicgan_hist", "harmonicgan_vgg")
-    train_presets: tuple[str, ...] = ()
-    epochs: int | None = field(default=None, metadata=_range(1))
-    seeds: tuple[int, ...] = (0,)
-    evaluation: EvalConfig = EvalConfig()
-    jobs: int = field(default=1, metadata=_range(1))  # training runs in parallel (CPU threads are shared out)
+    confidence: float = field(default=0.95, metadata=bounds(0.5, 0.999))
 
 
 C = TypeVar("C")
@@ -571,7 +511,7 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return plain(dataclasses.asdict(cfg))
 
 
-def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+def set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
     node = tree
     *parents, leaf = dotted.split(".")
     for part in parents:
@@ -644,72 +584,8 @@ def load_config(
         )
     for dotted, value in (overrides or {}).items():
         if value is not None:
-            _set_dotted(tree, dotted, value)
+            set_dotted(tree, dotted, value)
     return from_dict(cls, tree)
-
-
-# Keys added after a run was made, with the value such a run used. A resolved config.yaml lists every
-# key of its version, so a missing key means the run predates it (mrtrans < 0.2).
-LEGACY_TRAIN_VALUES = {"loss.smooth_normalization": SmoothNormalization.all_pairs.value}
-
-
-def load_run_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """The resolved ``config.yaml`` of an existing run, then dotted overrides.
-
-    Keys the run's mrtrans version did not have take the value that version used (``LEGACY_TRAIN_VALUES``),
-    so resuming an older run never switches its method silently.
-    """
-    return run_config_from_tree(read_yaml(Path(path)), overrides)
-
-
-def run_config_from_tree(tree: dict[str, Any], overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """:func:`load_run_config` for a config already read (e.g. the one a checkpoint carries)."""
-    tree = copy.deepcopy(tree)
-    for dotted, value in LEGACY_TRAIN_VALUES.items():
-        section, leaf = dotted.split(".")
-        if isinstance(tree.get(section), dict) and leaf not in tree[section]:
-            tree[section][leaf] = value
-    for dotted, value in (overrides or {}).items():
-        if value is not None:
-            _set_dotted(tree, dotted, value)
-    return from_dict(TrainConfig, tree)
-
-
-# What a resumed run may change: where and how fast it runs, how often it writes, how long it lasts.
-# Everything else (method, losses, architecture, data handling, optimiser, seed) must match the run.
-RESUME_MAY_CHANGE = (
-    "run.device",
-    "run.amp",
-    "run.channels_last",
-    "run.compile",
-    "run.max_steps",
-    "run.log_every",
-    "run.sample_every",
-    "run.checkpoint_every",
-    "optim.epochs_constant",
-    "optim.epochs_decay",
-)
-
-
-def flat_dict(cfg: Any) -> dict[str, Any]:
-    """``{"loss.lambda_smooth": 5.0, ...}``: a config as dotted keys and plain values."""
-
-    def walk(node: Any, prefix: str) -> dict[str, Any]:
-        if isinstance(node, dict):
-            return {k: v for key, value in node.items() for k, v in walk(value, f"{prefix}{key}.").items()}
-        return {prefix.rstrip("."): node}
-
-    return walk(to_dict(cfg), "")
-
-
-def resume_differences(run: TrainConfig, asked: TrainConfig) -> list[str]:
-    """``key: run value -> asked value`` for every key a resume may not change."""
-    a, b = flat_dict(run), flat_dict(asked)
-    return [
-        f"{k}: {a.get(k)!r} -> {b.get(k)!r}"
-        for k in sorted(set(a) | set(b))
-        if k not in RESUME_MAY_CHANGE and a.get(k) != b.get(k)
-    ]
 
 
 def epoch_schedule(epochs: int | None) -> dict[str, int | None]:

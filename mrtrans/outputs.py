@@ -14,6 +14,13 @@ A command never deletes or overwrites anything it did not create:
   (killed, machine restarted) is taken over.
 * Leftovers of a killed run into that output (temporary folders carrying the marker) are removed by
   the next run into it, under the lock; nothing without the marker is touched.
+* Experiments (demo, reproduce-table1, benchmark hallucination) claim their folder here too
+  (:func:`claim_experiment`, :func:`start_fresh`): the marker carries the experiment's record (its config
+  and data root), so a re-run continues only the same experiment.
+* A translated NIfTI file carries its mark in its header (``descrip``, :func:`written_by_translate`):
+  a single file has no folder to hold a marker.
+
+Outputs of older versions, which wrote no marker, are recognised by what they hold (:func:`made_by`).
 """
 
 from __future__ import annotations
@@ -46,6 +53,16 @@ class OutputKind(str, enum.Enum):
     demo = "demo folder (mrtrans demo)"
     run = "training run (mrtrans train)"
     export = "exported model (mrtrans export)"
+    benchmark = "hallucination benchmark (mrtrans benchmark hallucination)"
+    reproduction = "Table 1 reproduction (mrtrans reproduce-table1)"
+
+
+# The start of the NIfTI ``descrip`` of every translation: how translate's --overwrite knows its own files.
+TRANSLATION_DESCRIPTION_PREFIX = "mrtrans "
+# mrtrans < 0.3 kept an experiment's record in a file of its own, beside no marker.
+LEGACY_RECORD_FILES = {OutputKind.benchmark: "benchmark.json", OutputKind.reproduction: "reproduction.json"}
+# What an unmarked demo folder of mrtrans < 0.2 held, and nothing else.
+LEGACY_DEMO_ENTRIES = {"brats", "prepared", "runs", "translated", "report", "cache"}
 
 
 def umask() -> int:
@@ -63,16 +80,128 @@ def marker_kind(folder: Path) -> OutputKind | None:
         return None
 
 
-def write_marker(folder: Path, kind: OutputKind) -> None:
-    record = {
+def made_by(folder: Path, kind: OutputKind) -> bool:
+    """Whether ``folder`` is a ``kind`` output: its marker says so, or it is an unmarked one of an older version."""
+    if marker_kind(folder) is kind:
+        return True
+    if (folder / MARKER).exists():
+        return False
+    if kind is OutputKind.run:
+        return (folder / "run.json").is_file()  # runs of mrtrans < 0.2
+    if kind is OutputKind.demo:  # demos of mrtrans < 0.2: exactly what the demo wrote
+        names = {p.name for p in folder.iterdir()} if folder.is_dir() else set()
+        return bool(names) and names <= LEGACY_DEMO_ENTRIES and (folder / "prepared" / "prepare.json").is_file()
+    if kind in LEGACY_RECORD_FILES:
+        return (folder / LEGACY_RECORD_FILES[kind]).is_file()  # experiments of mrtrans < 0.3
+    return False
+
+
+def write_marker(folder: Path, kind: OutputKind, record: dict | None = None) -> None:
+    """Write ``folder``'s marker (atomically: a half-written marker would lock the folder out of later runs).
+
+    Args:
+        record: what an experiment records of itself (config, data root); compared by :func:`claim_experiment`.
+    """
+    marker = {
         "kind": kind.name,
         "mrtrans_version": __version__,
         "pid": os.getpid(),
         "host": socket.gethostname(),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        **({"record": record} if record is not None else {}),
     }
-    (folder / MARKER).write_text(json.dumps(record, indent=2))
-    os.chmod(folder / MARKER, 0o666 & ~umask())
+    tmp = folder / f".{MARKER}.{uuid.uuid4().hex[:8]}.tmp"
+    tmp.write_text(json.dumps(marker, indent=2))
+    os.chmod(tmp, 0o666 & ~umask())
+    os.replace(tmp, folder / MARKER)
+
+
+def written_by_translate(path: Path) -> bool:
+    """True when ``path`` is a NIfTI file whose header says ``mrtrans translate`` wrote it."""
+    import nibabel as nib
+
+    try:
+        descrip = nib.load(str(path)).header["descrip"].tobytes()
+    except Exception:  # not NIfTI, unreadable: not ours
+        return False
+    return descrip.startswith(TRANSLATION_DESCRIPTION_PREFIX.encode())
+
+
+def _experiment_record(out: Path, kind: OutputKind) -> dict:
+    """The record an earlier run of experiment ``kind`` left in ``out`` (its marker, or an older version's file).
+
+    Raises:
+        MrtransError: ``out`` was made by something else, or its record is damaged.
+    """
+    marked = (out / MARKER).exists()
+    path = out / MARKER if marked else out / LEGACY_RECORD_FILES.get(kind, MARKER)
+    if not made_by(out, kind) and not (marked and marker_kind(out) is None):
+        raise MrtransError(f"{out}: exists and was not made by {kind.value}; choose another --out")
+    try:
+        content = json.loads(path.read_text())
+        record = content.get("record", {}) if marked else content
+        if (
+            not isinstance(content, dict)
+            or not isinstance(record, dict)
+            or not isinstance(record.get("config", {}), dict)
+        ):
+            raise ValueError("not a record")
+    except (OSError, ValueError, AttributeError) as exc:
+        raise MrtransError(
+            f"{path}: damaged record of an earlier {kind.value} ({type(exc).__name__}); if this folder is yours to "
+            "discard, remove it, else choose another --out"
+        ) from None
+    return record
+
+
+def claim_experiment(
+    out: str | Path, kind: OutputKind, record: dict, inputs: Iterable[str | Path] = (), not_binding: Iterable[str] = ()
+) -> None:
+    """Create ``out`` as a marked ``kind`` folder, or accept it when an earlier run of the same experiment made it.
+
+    ``record`` (``{"config": ..., "root": ...}``) goes into the marker; an existing folder is accepted only when its
+    record equals this one in everything but the config keys in ``not_binding`` (what a re-run may change, e.g.
+    the evaluation settings). The marker then holds the latest record.
+
+    Raises:
+        MrtransError: ``out`` overlaps an input, was made by something else, or holds another experiment.
+    """
+    out = Path(out)
+    check_inputs(out, inputs)  # before anything is written: never into the user's dataset
+    if out.exists() and not out.is_dir():
+        raise MrtransError(f"{out}: is a file, not a folder; choose another --out")
+    skip = set(not_binding)
+
+    def binding(rec: dict) -> dict:
+        return {"root": rec.get("root"), **{k: v for k, v in rec.get("config", {}).items() if k not in skip}}
+
+    if out.is_dir() and any(out.iterdir()):
+        if binding(_experiment_record(out, kind)) != binding(record):
+            raise MrtransError(
+                f"{out}: holds a {kind.value} with other data, methods, seeds or training; choose another --out "
+                "(or give the same options as before to continue it)"
+            )
+    else:
+        make_folder(out)
+    write_marker(out, kind, record)
+
+
+def start_fresh(out: str | Path, kind: OutputKind, overwrite: bool = False) -> Path:
+    """Make ``out`` an empty, marked ``kind`` folder; an existing one is replaced only with ``overwrite`` and only
+    when it is a ``kind`` output (an older version's unmarked one included). Call under :func:`output_lock`.
+
+    Raises:
+        MrtransError: as :func:`check_output`.
+    """
+    out = Path(out)
+    if out.is_dir() and not (out / MARKER).exists() and made_by(out, kind):
+        write_marker(out, kind)  # an unmarked output of an older version: now marked, so check_output accepts it
+    check_output(out, kind, overwrite)
+    if out.is_dir() and any(out.iterdir()):
+        shutil.rmtree(out)  # a `kind` folder (its marker says so): everything in it was made by that command
+    out.mkdir(parents=True)
+    write_marker(out, kind)
+    return out
 
 
 def _relation(out: Path, inp: Path) -> str | None:

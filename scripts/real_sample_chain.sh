@@ -18,4 +18,4 @@ mrtrans translate "$SAMPLE/$TEST_ID/${TEST_ID}_flair.nii.gz" --model "$OUT/runs/
 mrtrans evaluate "$OUT/runs/cyclegan" "$OUT/runs/harmonicgan_hist" --data "$OUT/prepared" --out "$OUT/report" --audit-steps 100 --cache-dir "$OUT/cache"
 mrtrans evaluate-volumes --pred "$OUT/translated/${TEST_ID}_t1_from_flair.nii.gz" --ref "$SAMPLE/$TEST_ID/${TEST_ID}_t1.nii.gz" \
   --seg "$SAMPLE/$TEST_ID/${TEST_ID}_seg.nii.gz" --name harmonicgan_hist --out "$OUT/volume_report"
-echo "report: $OUT/report/table1.md, volume report: $OUT/volume_report/table1.md"
+echo "report: $OUT/report/report.md, volume report: $OUT/volume_report/report.md"

@@ -97,8 +97,9 @@ def test_a_rerun_reuses_finished_runs_and_foreign_folders_are_refused(bench, tmp
     )
     assert result.exit_code == 2 and "was not made by" in result.output
     assert (foreign / "notes.txt").read_text() == "keep"
-    marker = json.loads((bench / "benchmark.json").read_text())
-    assert marker["config"]["seeds"] == [0, 1]
+    marker = json.loads((bench / ".mrtrans-output.json").read_text())  # the one marker, with the record inside
+    assert marker["kind"] == "benchmark" and marker["record"]["config"]["seeds"] == [0, 1]
+    assert not (bench / "benchmark.json").exists()
     result = runner.invoke(
         app, ["benchmark", "hallucination", "--out", str(bench), "--config", str(HALLUCINATION_TINY), "--seeds", "3"]
     )
@@ -117,12 +118,14 @@ def test_an_out_inside_the_dataset_or_a_damaged_record_is_refused_before_writing
         result = runner.invoke(app, command)
         assert result.exit_code == 2 and "inside the input" in result.output, result.output
     assert sorted(p.relative_to(root) for p in root.rglob("*")) == before  # nothing written into the dataset
-    for text in ("{x", "[1, 2]", '{"config": 5}'):
-        out = tmp_path / f"b{len(text)}"
+    damaged = [("benchmark.json", t) for t in ("{x", "[1, 2]", '{"config": 5}')]  # an older version's record file
+    damaged += [(".mrtrans-output.json", t) for t in ("{x", '{"kind": "benchmark", "record": 5}')]
+    for i, (name, text) in enumerate(damaged):
+        out = tmp_path / f"b{i}"
         out.mkdir()
-        (out / "benchmark.json").write_text(text)
+        (out / name).write_text(text)
         result = runner.invoke(
             app, ["benchmark", "hallucination", "--out", str(out), "--config", str(HALLUCINATION_TINY)]
         )
         assert result.exit_code == 2 and "damaged record" in result.output, result.output
-        assert (out / "benchmark.json").read_text() == text
+        assert (out / name).read_text() == text

@@ -90,7 +90,8 @@ def test_resolved_config_round_trips(tmp_path):
 
 
 def test_a_run_config_from_before_the_brain_normalisation_resumes_with_all_pairs(tmp_path):
-    from mrtrans.config import SmoothNormalization, TrainConfig, load_run_config, save_config, to_dict
+    from mrtrans.config import SmoothNormalization, TrainConfig, save_config, to_dict
+    from mrtrans.training.resume import load_run_config
 
     tree = to_dict(TrainConfig())
     del tree["loss"]["smooth_normalization"]  # what an mrtrans 0.1 run wrote

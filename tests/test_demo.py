@@ -7,8 +7,8 @@ import pytest
 from typer.testing import CliRunner
 
 from mrtrans.cli import app
-from mrtrans.demo import DemoPlan, run_demo
 from mrtrans.errors import MrtransError
+from mrtrans.experiments.demo import DemoPlan, run_demo
 
 runner = CliRunner()
 
@@ -18,11 +18,11 @@ def test_demo_chain_with_a_tiny_plan(tmp_path):
     plan = DemoPlan(subjects=10, shape=(64, 64, 40), train_slices=16, test_slices=8, epochs=1, audit_steps=5)
     lines = []
     report = run_demo(tmp_path / "demo", plan, log=lines.append)
-    assert (report / "table1.md").is_file() and (report / "summary.csv").is_file()
+    assert (report / "report.md").is_file() and (report / "summary.csv").is_file()
     assert len(list((report / "figures").glob("*.png"))) == 4
     summary = pd.read_csv(report / "summary.csv")
     assert set(summary.run) == {"copy-source", "cyclegan", "harmonicgan_hist"}  # the baseline beside the runs
-    report_text = (report / "table1.md").read_text()
+    report_text = (report / "report.md").read_text()
     assert "| copy-source |" in report_text and "Paired comparison with `cyclegan`" in report_text
     translated = list((tmp_path / "demo" / "translated").glob("*.nii.gz"))
     assert len(translated) == 1 and nib.load(translated[0]).shape == (64, 64, 40)

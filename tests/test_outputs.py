@@ -117,3 +117,24 @@ def test_an_unreadable_lock_is_taken_over_once_it_is_old(tmp_path: Path) -> None
     with output_lock(target):
         assert json.loads(lock.read_text())["pid"] == os.getpid()
     assert not lock.exists()
+
+
+def test_an_experiment_folder_is_continued_only_by_the_same_experiment(tmp_path):
+    from mrtrans.outputs import claim_experiment
+
+    record = {"config": {"seeds": [0], "evaluation": {"steps": 5}}, "root": None}
+    out = tmp_path / "bench"
+    claim_experiment(out, OutputKind.benchmark, record, not_binding=["evaluation"])
+    (out / "runs").mkdir()
+    changed_evaluation = {"config": {"seeds": [0], "evaluation": {"steps": 9}}, "root": None}
+    claim_experiment(out, OutputKind.benchmark, changed_evaluation, not_binding=["evaluation"])  # accepted
+    assert json.loads((out / MARKER).read_text())["record"] == changed_evaluation  # the latest record
+    with pytest.raises(MrtransError, match="other data, methods, seeds"):
+        claim_experiment(out, OutputKind.benchmark, {"config": {"seeds": [1]}, "root": None})
+    with pytest.raises(MrtransError, match="not made by Table 1 reproduction"):
+        claim_experiment(out, OutputKind.reproduction, record)
+    legacy = tmp_path / "old"  # a benchmark of mrtrans < 0.3: its record in benchmark.json, no marker
+    (legacy / "runs").mkdir(parents=True)
+    (legacy / "benchmark.json").write_text(json.dumps(record))
+    claim_experiment(legacy, OutputKind.benchmark, record, not_binding=["evaluation"])
+    assert marker_kind(legacy) is OutputKind.benchmark and (legacy / "benchmark.json").is_file()

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from mrtrans.cli import app
 from mrtrans.config import TrainConfig, load_config
-from mrtrans.reproduce import vgg_missing
+from mrtrans.experiments.reproduce import vgg_missing
 
 from helpers import REPRODUCE_TINY
 

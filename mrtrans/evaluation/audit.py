@@ -38,7 +38,7 @@ from scipy import ndimage
 
 from mrtrans.checkpoint import load_checkpoint, save_checkpoint
 from mrtrans.config import AuditConfig, to_dict
-from mrtrans.data.slices import to_tensor
+from mrtrans.data_prep.slices import to_tensor
 
 
 def build_detector(cfg: AuditConfig) -> BasicUNet:

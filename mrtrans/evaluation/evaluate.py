@@ -26,8 +26,8 @@ from nibabel import orientations
 
 from mrtrans.checkpoint import check_model_checkpoint, load_checkpoint
 from mrtrans.config import EvalConfig, Precision, PrepareConfig
-from mrtrans.data.slices import Direction, PreparedSlices, to_tensor
 from mrtrans.data_prep.discovery import subject_of
+from mrtrans.data_prep.slices import Direction, PreparedSlices, to_tensor
 from mrtrans.devices import resolve_device
 from mrtrans.errors import MrtransError
 from mrtrans.evaluation import audit, presence

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from mrtrans.data.slices import Direction
+from mrtrans.data_prep.slices import Direction
 
 
 @dataclass

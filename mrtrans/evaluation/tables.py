@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from mrtrans.config import EvalConfig, to_dict
-from mrtrans.data.slices import Direction
+from mrtrans.data_prep.slices import Direction
 from mrtrans.evaluation import presence
 from mrtrans.evaluation.metrics import METRICS, PSNR_CAP, REGISTRY
 from mrtrans.evaluation.scored import Scored
@@ -622,8 +622,8 @@ def write_tables(
             )
         )
     md.append("Definitions: docs/evaluation.md and metrics.json.\n")
-    (folder / "table1.md").write_text("\n\n".join(m.strip("\n") for m in md if m.strip()) + "\n")
-    (folder / "table1.tex").write_text(
+    (folder / "report.md").write_text("\n\n".join(m.strip("\n") for m in md if m.strip()) + "\n")
+    (folder / "paper.tex").write_text(
         latex_table(paper_title, names, _table_rows(summary, "paper", "whole", names, ci=False))
     )
     (folder / "brain.tex").write_text(

@@ -29,8 +29,8 @@ from nibabel import orientations
 
 from mrtrans.checkpoint import check_model_checkpoint, load_checkpoint
 from mrtrans.config import Precision
-from mrtrans.data.slices import Direction
 from mrtrans.data_prep.conventions import WHAT_TO_DO, convention_problem, ras_spacing
+from mrtrans.data_prep.slices import Direction
 from mrtrans.data_prep.transforms import BrainPercentileScale, n4_correct, resample_brain
 from mrtrans.devices import resolve_device
 from mrtrans.errors import MrtransError, describe_os_error
@@ -44,7 +44,7 @@ from mrtrans.io import (
     write_nifti,
 )
 from mrtrans.models import load_generators
-from mrtrans.outputs import output_lock
+from mrtrans.outputs import TRANSLATION_DESCRIPTION_PREFIX, output_lock, written_by_translate
 
 MODEL_KINDS = (
     "cyclegan",
@@ -55,7 +55,6 @@ MODEL_KINDS = (
     "distancegan",
     "distancegan-cycle",
 )
-DESCRIPTION_PREFIX = "mrtrans "  # start of the NIfTI descrip of every translation: how --overwrite knows its own files
 
 
 @dataclass
@@ -83,7 +82,7 @@ class Translator:
         return None if spacing is None else (float(spacing[0]), float(spacing[1]))
 
     def description(self, source_name: str) -> str:
-        return f"{DESCRIPTION_PREFIX}{self.direction.name} {self.kind} from {source_name}"
+        return f"{TRANSLATION_DESCRIPTION_PREFIX}{self.direction.name} {self.kind} from {source_name}"
 
     def __call__(self, image: Any, affine: Any = None, mask: Any = None) -> Any:
         """Translate one volume and return the same kind of thing on the input's grid.
@@ -450,15 +449,6 @@ class TranslateReport:
     written: list[Path] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
     kept: list[Path] = field(default_factory=list)  # outputs of an earlier translate, left as they are
-
-
-def written_by_translate(path: Path) -> bool:
-    """True when ``path`` is a NIfTI file whose header says ``mrtrans translate`` wrote it."""
-    try:
-        descrip = nib.load(str(path)).header["descrip"].tobytes()
-    except Exception:  # not NIfTI, unreadable: not ours
-        return False
-    return descrip.startswith(DESCRIPTION_PREFIX.encode())
 
 
 def translate_files(

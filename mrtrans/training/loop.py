@@ -39,20 +39,19 @@ from mrtrans.config import (
     SmoothFeatures,
     TrainConfig,
     resolve_patch_size,
-    resume_differences,
-    run_config_from_tree,
     save_config,
     to_dict,
 )
-from mrtrans.data.slices import Direction, PreparedSlices, to_tensor
+from mrtrans.data_prep.slices import Direction, PreparedSlices, to_tensor
 from mrtrans.devices import plan_device
 from mrtrans.errors import MrtransError
 from mrtrans.io import atomic_path, remove_partial_files
 from mrtrans.losses.distance import distance_statistics
 from mrtrans.models import build_discriminator, build_generator, build_unit, size_factor
-from mrtrans.outputs import MARKER, OutputKind, check_inputs, marker_kind, output_lock, write_marker
+from mrtrans.outputs import MARKER, OutputKind, check_inputs, made_by, output_lock, write_marker
 from mrtrans.provenance import git_commit, versions
 from mrtrans.training.pool import ImagePool
+from mrtrans.training.resume import resume_differences, run_config_from_tree
 from mrtrans.training.step import (
     Discriminators,
     Generators,
@@ -246,8 +245,7 @@ def _claim_run_folder(out: Path, ckpt_path: Path, resume: bool, rank: int) -> bo
             out.mkdir(parents=True, exist_ok=True)
             write_marker(out, OutputKind.run)
         return False
-    ours = marker_kind(out) is OutputKind.run or (out / "run.json").is_file()  # run.json: runs of mrtrans < 0.2
-    if not ours:
+    if not made_by(out, OutputKind.run):
         raise MrtransError(f"{out}: exists and is not a run of `mrtrans train`; choose another --out")
     # Stopped before its first checkpoint: nothing to continue, so start again, replacing only train's own files.
     if rank == 0:

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from mrtrans.config import AuditConfig
-from mrtrans.data.slices import PreparedSlices
+from mrtrans.data_prep.slices import PreparedSlices
 from mrtrans.evaluation import audit
 
 

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from mrtrans.checkpoint import save_checkpoint
 from mrtrans.cli import app
 from mrtrans.config import AuditConfig, EvalConfig, Precision
-from mrtrans.data.slices import Direction, PreparedSlices
+from mrtrans.data_prep.slices import Direction, PreparedSlices
 from mrtrans.errors import MrtransError
 from mrtrans.evaluation.evaluate import evaluate_runs, evaluate_volumes, score_slices
 
@@ -57,8 +57,8 @@ def test_evaluate_writes_paper_layout_tables(prepared, runs, tmp_path):
         "per_slice.csv",
         "per_subject.csv",
         "summary.csv",
-        "table1.md",
-        "table1.tex",
+        "report.md",
+        "paper.tex",
         "brain.tex",
         "tumor_consistency.csv",
         "tumor_summary.csv",
@@ -79,7 +79,7 @@ def test_evaluate_writes_paper_layout_tables(prepared, runs, tmp_path):
         "copy-source",
         "harm",
     }  # the CycleGAN run is the reference
-    text = (out / "table1.md").read_text()
+    text = (out / "report.md").read_text()
     order = [
         text.index(h)
         for h in (
@@ -104,7 +104,7 @@ def test_evaluate_writes_paper_layout_tables(prepared, runs, tmp_path):
         for m in ("MAE ↓", "MSE ↓", "PSNR ↑", "SSIM ↑", "MS-SSIM ↑", "Pearson r ↑")
     ]
     assert any(line.startswith("| cyc (cyclegan) |") for line in md)
-    tex = (out / "table1.tex").read_text()
+    tex = (out / "paper.tex").read_text()
     assert r"\multicolumn{6}{c}{Flair $\rightarrow$ T1}" in tex and r"\multicolumn{6}{c}{T1 $\rightarrow$ Flair}" in tex
     assert {"ms_ssim_mean", "pearson_mean", "pearson_ci_low"} <= set(summary.columns) and {"ms_ssim", "pearson"} <= set(
         paired.metric
@@ -202,7 +202,7 @@ def test_cli_evaluate_and_evaluate_volumes(prepared, runs, synth_root, tmp_path)
         ],
     )
     assert result.exit_code == 0, result.output
-    assert (tmp_path / "rep" / "table1.md").is_file()
+    assert (tmp_path / "rep" / "report.md").is_file()
     sid = "SynthBraTS_001"
     flair, t1, seg = (synth_root / sid / f"{sid}_{m}.nii.gz" for m in ("flair", "t1", "seg"))
     pred = tmp_path / f"{sid}_t1_from_flair.nii.gz"
@@ -233,7 +233,7 @@ def test_cli_evaluate_and_evaluate_volumes(prepared, runs, synth_root, tmp_path)
     assert vol.exit_code == 0, vol.output
     per_slice = pd.read_csv(tmp_path / "vrep" / "per_slice.csv")
     assert set(per_slice.subject) == {sid} and per_slice.mae.notna().all() and set(per_slice["mode"]) == {"volumes"}
-    assert "Mode: **volumes**" in (tmp_path / "vrep" / "table1.md").read_text()
+    assert "Mode: **volumes**" in (tmp_path / "vrep" / "report.md").read_text()
     through = pd.read_csv(tmp_path / "vrep" / "through_plane.csv")
     assert through.loc[0, "through_plane_mae"] > 0 and 0 < through.loc[0, "ssim_coronal"] < 1
     assert len(list((tmp_path / "vrep" / "figures").glob("*_planes.png"))) == 1

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from mrtrans.data.slices import PreparedSlices
+from mrtrans.data_prep.slices import PreparedSlices
 from mrtrans.evaluation import audit, presence
 
 

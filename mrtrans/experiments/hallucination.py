@@ -21,34 +21,65 @@ missing (then evaluates again). Nothing outside that folder is written.
 
 from __future__ import annotations
 
-import json
 import math
-import multiprocessing
-import os
 import shutil
-import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from mrtrans.config import (
-    HallucinationConfig,
+    AuditConfig,
+    EvalConfig,
+    PrepareConfig,
     SynthConfig,
     TrainConfig,
+    bounds,
     epoch_schedule,
     load_config,
-    resolve_config_path,
-    to_dict,
 )
-from mrtrans.errors import MrtransError
+from mrtrans.experiments.grid import TrainJob, train_grid
+from mrtrans.experiments.workspace import Workspace, check_methods, method_label
 from mrtrans.io import atomic_path
-from mrtrans.outputs import OutputKind, check_inputs, marker_kind
+from mrtrans.outputs import OutputKind, marker_kind
 
-MARKER = "benchmark.json"
+
+@dataclass(frozen=True)
+class HallucinationConfig:
+    """``mrtrans benchmark hallucination``: do translators add or remove tumors when the domains disagree?
+
+    The setting of Cohen et al. (2018): the source training set keeps ``prepare.source_tumor_fraction``
+    tumor slices while the target training set has ``target_tumor_fractions`` (0: the target domain
+    has no tumors, the translator is pushed to remove them; 1: only tumors, pushed to add them). Every
+    setting shares one balanced, paired test set. Each method is trained once per setting and seed
+    and scored by ``mrtrans evaluate``. ``synth`` is used when no dataset root is given.
+    """
+
+    synth: SynthConfig = SynthConfig(subjects=48, shape=(64, 64, 48), tumor_fraction=0.9, seed=3)
+    prepare: PrepareConfig = PrepareConfig(
+        train_slices=160, test_slices=40, image_size=64, min_tumor_pixels=10, min_brain_fraction=0.15
+    )
+    # 0.5: balanced, the paper's own setting; 0: no tumor in the target training slices (towards removal);
+    # 1: only tumor (towards addition). Every setting is tested on the same balanced test slices.
+    target_tumor_fractions: tuple[float, ...] = (0.5, 0.0, 1.0)
+    direction: str = "flair2t1"
+    methods: tuple[str, ...] = (
+        "cyclegan",
+        "harmonicgan_hist",
+    )  # configs/ names or YAML paths; the first is the reference
+    train_presets: tuple[str, ...] = ("cpu_small",)
+    epochs: int = field(default=8, metadata=bounds(1))
+    seeds: tuple[int, ...] = (0, 1, 2)
+    evaluation: EvalConfig = EvalConfig(audit=AuditConfig(steps=400), figure_slices=0)
+    jobs: int = field(default=2, metadata=bounds(1))  # training runs in parallel (CPU threads are shared out)
+    # The claim test, stated before running: a method is "better" when the whole interval of its rate
+    # difference from the reference lies below -claim_margin; "not at this scale" when test lesions span
+    # fewer than min_graph_nodes graph nodes (median).
+    claim_margin: float = field(default=0.05, metadata=bounds(0.0, 1.0))
+    claim_resamples: int = field(default=2000, metadata=bounds(100))
+    min_graph_nodes: int = field(default=8, metadata=bounds(1))
 
 
 @dataclass(frozen=True)
@@ -69,120 +100,6 @@ def setting_name(target_fraction: float) -> str:
     return "balanced" if target_fraction == 0.5 else f"target{round(100 * target_fraction)}"
 
 
-def method_label(method: str) -> str:
-    """``cyclegan`` -> cyclegan; ``sweep/hg_l5.yaml`` -> hg_l5."""
-    return Path(method).stem
-
-
-def check_methods(methods: tuple[str, ...], presets: tuple[str, ...]) -> dict[str, str]:
-    """Label -> method config, after checking that every method and preset exists (before any work).
-
-    Raises:
-        MrtransError: two methods with one label, or a config that is not found.
-    """
-    labels = {method_label(m): m for m in methods}
-    if len(labels) != len(methods):
-        raise MrtransError(f"two methods share a name: {', '.join(methods)}")
-    for m in [*methods, *presets]:
-        resolve_config_path(m)  # fail before any work on a misspelt method
-    return labels
-
-
-def stage_logger(log: Callable[[str], None]) -> Callable[[str], None]:
-    """``log`` with the seconds since this call in front of every line."""
-    start = time.perf_counter()
-
-    def stage(text: str) -> None:
-        log(f"[{time.perf_counter() - start:6.0f} s] {text}")
-
-    return stage
-
-
-def synthetic_root(out: Path, synth: SynthConfig, stage: Callable[[str], None]) -> Path:
-    """``out/brats``, written with ``synth`` subjects unless an earlier run of the command made it."""
-    from mrtrans.synth import write_synthetic_brats
-
-    root = out / "brats"
-    if not root.is_dir():
-        stage(f"synthetic data: {synth.subjects} subjects -> {root}")
-        write_synthetic_brats(root, synth)
-    return root
-
-
-def remove_partial_run(scratch: Path) -> None:
-    """Remove the scratch folder of a run killed mid-way: only one that ``mrtrans train`` marked (or an empty one).
-
-    Raises:
-        MrtransError: the folder holds something train did not make.
-    """
-    if not scratch.exists():
-        return
-    if marker_kind(scratch) is not OutputKind.run and any(scratch.iterdir()):
-        raise MrtransError(
-            f"{scratch}: not a training run this command started; move it away and run the command again"
-        )
-    shutil.rmtree(scratch)
-
-
-def train_job(data: str, run: str, direction: str, cfg_dict: dict, threads: int) -> str:
-    """Train one run into a scratch folder and move it into place when complete (a worker's job)."""
-    import torch
-
-    from mrtrans.config import from_dict
-    from mrtrans.data.slices import Direction
-    from mrtrans.training.loop import train
-
-    torch.set_num_threads(threads)
-    final = Path(run)
-    scratch = final.with_name(f".partial-{final.name}")
-    train(data, scratch, Direction.parse(direction), from_dict(TrainConfig, cfg_dict), show_progress=False)
-    scratch.rename(final)
-    return str(final)
-
-
-# What a re-run may change without invalidating finished data and runs: evaluation is always redone.
-NOT_BINDING = ("evaluation", "jobs")
-
-
-def claim_output(out: Path, marker: str, config: dict, root: Path | None, command: str, what: str) -> None:
-    """Create ``out``, or accept it when an earlier run of the same command (same data and runs) made it.
-
-    ``marker`` names the record file written into ``out`` (the config and data root of the latest run); a
-    non-empty ``out`` without it, or whose record differs in anything but ``NOT_BINDING``, is refused.
-
-    Raises:
-        MrtransError: ``out`` was made by something else, or holds a ``what`` with other data or training.
-    """
-    check_inputs(out, [root] if root else [])  # before anything is written: never into the user's dataset
-    record = {"config": config, "root": str(root.resolve()) if root else None}
-    path = out / marker
-
-    def binding(rec: dict) -> dict:
-        return {"root": rec.get("root"), **{k: v for k, v in rec.get("config", {}).items() if k not in NOT_BINDING}}
-
-    if out.exists() and any(out.iterdir()):
-        if not path.is_file():
-            raise MrtransError(f"{out}: exists and was not made by `{command}`; choose another --out")
-        try:
-            earlier = json.loads(path.read_text())
-            if not isinstance(earlier, dict) or not isinstance(earlier.get("config", {}), dict):
-                raise ValueError("not a record")
-        except (OSError, ValueError) as exc:
-            raise MrtransError(
-                f"{path}: damaged record of an earlier `{command}` ({type(exc).__name__}); if this folder is "
-                "yours to discard, remove it, else choose another --out"
-            ) from None
-        if binding(earlier) != binding(record):
-            raise MrtransError(
-                f"{out}: holds a {what} with other data, methods, seeds or training; choose another --out "
-                "(or give the same options as before to continue it)"
-            )
-    else:
-        out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:  # a half-written record would lock the folder out of every later run
-        tmp.write_text(json.dumps(record, indent=2))  # the evaluation settings of the latest run
-
-
 def run_hallucination_benchmark(
     out: str | Path,
     cfg: HallucinationConfig,
@@ -199,18 +116,17 @@ def run_hallucination_benchmark(
     Raises:
         MrtransError: ``out`` belongs to something else, bad methods, or a failing stage.
     """
-    from mrtrans.data.slices import Direction
     from mrtrans.data_prep.prepare import prepare_brats
+    from mrtrans.data_prep.slices import Direction
     from mrtrans.evaluation.evaluate import evaluate_runs
 
-    out = Path(out)
     root = Path(root) if root is not None else None
     Direction.parse(cfg.direction)  # a bad direction stops here, before any work
     methods = check_methods(cfg.methods, cfg.train_presets)
-    claim_output(out, MARKER, to_dict(cfg), root, "mrtrans benchmark hallucination", "benchmark")
-    stage = stage_logger(log)
+    ws = Workspace.resume(out, OutputKind.benchmark, cfg, root, log)
+    out, stage = ws.out, ws.stage
     if root is None:
-        root = synthetic_root(out, cfg.synth, stage)
+        root = ws.synthetic_root(cfg.synth)
 
     fractions = {"balanced": 0.5} | {setting_name(f): f for f in cfg.target_tumor_fractions}
     for name, fraction in fractions.items():
@@ -225,38 +141,17 @@ def run_hallucination_benchmark(
         for label in methods
         for seed in cfg.seeds
     ]
-    todo = [s for s in specs if not (out / "runs" / s.name).is_dir()]
-    jobs = min(cfg.jobs, max(1, len(todo)))
-    threads = max(1, (os.cpu_count() or 1) // jobs)
-    (out / "runs").mkdir(exist_ok=True)
-    args = []
-    for spec in todo:
-        scratch = out / "runs" / f".partial-{spec.name}"
-        remove_partial_run(scratch)  # an interrupted run of this benchmark, inside the folder it made
-        train_cfg = load_config(
-            TrainConfig,
-            [methods[spec.method], *cfg.train_presets],
-            {
-                **epoch_schedule(cfg.epochs),
-                "run.seed": spec.seed,
-                "run.checkpoint_every": 10**9,
-                "run.sample_every": 10**9,
-            },
+    schedule = {**epoch_schedule(cfg.epochs), "run.checkpoint_every": 10**9, "run.sample_every": 10**9}
+    grid = [
+        TrainJob(
+            out / "data" / spec.setting,
+            out / "runs" / spec.name,
+            cfg.direction,
+            load_config(TrainConfig, [methods[spec.method], *cfg.train_presets], {**schedule, "run.seed": spec.seed}),
         )
-        args.append(
-            (
-                str(out / "data" / spec.setting),
-                str(out / "runs" / spec.name),
-                cfg.direction,
-                to_dict(train_cfg),
-                threads,
-            )
-        )
-    if todo:
-        stage(f"train {len(todo)} of {len(specs)} runs, {jobs} at a time ({threads} threads each)")
-        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            for i, path in enumerate(pool.map(train_job, *zip(*args)), 1):
-                stage(f"  run {i}/{len(todo)} done: {Path(path).name}")
+        for spec in specs
+    ]
+    train_grid(grid, cfg.jobs, stage)
 
     stage(f"evaluate {len(specs)} runs on the shared test slices -> {out / 'report'}")
     if (out / "report").is_dir() and marker_kind(out / "report") is None:
@@ -346,7 +241,7 @@ def graph_table(data: Path, cfg: HallucinationConfig, methods: dict[str, str]) -
     """Graph statistics of the smoothness term (:mod:`mrtrans.evaluation.graph`) on the test set, per direction,
     with the loss settings of the first method that has the term (the reference's otherwise)."""
     from mrtrans.config import resolve_patch_size
-    from mrtrans.data.slices import Direction, PreparedSlices
+    from mrtrans.data_prep.slices import Direction, PreparedSlices
     from mrtrans.evaluation import audit
     from mrtrans.evaluation.graph import graph_statistics, summarize_graph
 

@@ -18,30 +18,30 @@ output folder is written.
 from __future__ import annotations
 
 import math
-import multiprocessing
-import os
 import re
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from mrtrans.benchmark import (
-    check_methods,
-    claim_output,
-    method_label,
-    remove_partial_run,
-    stage_logger,
-    synthetic_root,
-    train_job,
+from mrtrans.config import (
+    EvalConfig,
+    PrepareConfig,
+    SynthConfig,
+    TrainConfig,
+    bounds,
+    epoch_schedule,
+    load_config,
+    to_dict,
 )
-from mrtrans.config import ReproduceConfig, TrainConfig, epoch_schedule, load_config, to_dict
 from mrtrans.evaluation.metrics import METRICS, PAPER_METRICS, REGISTRY
+from mrtrans.experiments.grid import TrainJob, train_grid
+from mrtrans.experiments.workspace import Workspace, check_methods, method_label
 from mrtrans.io import atomic_path
+from mrtrans.outputs import OutputKind
 
-MARKER = "reproduction.json"
 # Rows of the paper's Table 1 and the method configs that train them.
 PAPER_NAMES = {
     "cyclegan": "CycleGAN",
@@ -51,6 +51,30 @@ PAPER_NAMES = {
     "harmonicgan_hist": "HarmonicGAN-histogram",
     "harmonicgan_vgg": "HarmonicGAN-VGG",
 }
+
+
+@dataclass(frozen=True)
+class ReproduceConfig:
+    """``mrtrans reproduce-table1``: the six methods of HarmonicGAN's Table 1 on one prepared set, one evaluation.
+
+    ``prepare`` is the recipe for a dataset root; ``synth_prepare`` for the synthetic subjects made when
+    no root is given. ``epochs`` None keeps each method's own schedule (the paper's 200). The defaults are
+    the paper's scale (``evaluation/reproduce_paper.yaml``); ``evaluation/reproduce_cpu.yaml`` is the CPU preset.
+    """
+
+    synth: SynthConfig = SynthConfig(subjects=48, shape=(64, 64, 48), tumor_fraction=0.9, seed=3)
+    prepare: PrepareConfig = PrepareConfig()
+    synth_prepare: PrepareConfig = PrepareConfig(
+        train_slices=160, test_slices=40, image_size=64, min_tumor_pixels=10, min_brain_fraction=0.15
+    )
+    direction: str = "flair2t1"
+    # configs/ names (or YAML paths) in the paper's row order; the labels in the table are the file names.
+    methods: tuple[str, ...] = ("cyclegan", "discogan", "distancegan", "unit", "harmonicgan_hist", "harmonicgan_vgg")
+    train_presets: tuple[str, ...] = ()
+    epochs: int | None = field(default=None, metadata=bounds(1))
+    seeds: tuple[int, ...] = (0,)
+    evaluation: EvalConfig = EvalConfig()
+    jobs: int = field(default=1, metadata=bounds(1))  # training runs in parallel (CPU threads are shared out)
 
 
 def run_name(method: str, seed: int) -> str:
@@ -81,19 +105,18 @@ def reproduce_table1(
     Raises:
         MrtransError: ``out`` belongs to something else, a misspelt method, or a failing stage.
     """
-    from mrtrans.data.slices import Direction
     from mrtrans.data_prep.prepare import prepare_brats
+    from mrtrans.data_prep.slices import Direction
     from mrtrans.evaluation.evaluate import evaluate_runs
 
-    out = Path(out)
     root = Path(root) if root is not None else None
     Direction.parse(cfg.direction)
     check_methods(cfg.methods, cfg.train_presets)
-    claim_output(out, MARKER, to_dict(cfg), root, "mrtrans reproduce-table1", "reproduction")
-    stage = stage_logger(log)
+    ws = Workspace.resume(out, OutputKind.reproduction, cfg, root, log)
+    out, stage = ws.out, ws.stage
     recipe = cfg.prepare if root is not None else cfg.synth_prepare
     if root is None:
-        root = synthetic_root(out, cfg.synth, stage)
+        root = ws.synthetic_root(cfg.synth)
     data = out / "data"
     if not data.is_dir():
         stage(f"prepare {root} -> {data}")
@@ -103,33 +126,18 @@ def reproduce_table1(
     train_cfgs = {m: load_config(TrainConfig, [m, *cfg.train_presets], overrides) for m in cfg.methods}
     skipped = {method_label(m): why for m, c in train_cfgs.items() if (why := vgg_missing(c))}
     specs = [(m, seed) for m in cfg.methods if method_label(m) not in skipped for seed in cfg.seeds]
-    (out / "runs").mkdir(exist_ok=True)
-    todo = [(m, seed) for m, seed in specs if not (out / "runs" / run_name(m, seed)).is_dir()]
-    jobs = min(cfg.jobs, max(1, len(todo)))
-    threads = max(1, (os.cpu_count() or 1) // jobs)
-    args = []
-    for m, seed in todo:
-        scratch = out / "runs" / f".partial-{run_name(m, seed)}"
-        remove_partial_run(scratch)  # a run killed mid-way, inside the folder this command made: start it again
-        run_cfg = load_config(TrainConfig, [to_dict(train_cfgs[m])], {"run.seed": seed})
-        args.append((str(data), str(out / "runs" / run_name(m, seed)), cfg.direction, to_dict(run_cfg), threads))
     for label, why in skipped.items():
         stage(f"{label}: {why}")
-    if todo:
-        stage(
-            f"train {len(todo)} of {len(specs)} runs, {jobs} at a time ({threads} threads each); "
-            f"{len(specs) - len(todo)} finished earlier"
+    grid = [
+        TrainJob(
+            data,
+            out / "runs" / run_name(m, seed),
+            cfg.direction,
+            load_config(TrainConfig, [to_dict(train_cfgs[m])], {"run.seed": seed}),
         )
-        if jobs == 1:
-            for i, a in enumerate(args, 1):
-                stage(f"  run {i}/{len(todo)}: {Path(a[1]).name}")
-                train_job(*a)
-        else:
-            with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-                for i, path in enumerate(pool.map(train_job, *zip(*args)), 1):
-                    stage(f"  run {i}/{len(todo)} done: {Path(path).name}")
-    else:
-        stage(f"all {len(specs)} runs finished earlier")
+        for m, seed in specs
+    ]
+    train_grid(grid, cfg.jobs, stage)
 
     report = out / "report"
     stage(f"evaluate {len(specs)} runs on the shared test slices -> {report}")
@@ -264,7 +272,7 @@ def markdown(table: pd.DataFrame, report: Path, cfg: ReproduceConfig, skipped: d
             "target shows: erased (no longer stands out from the healthy brain around it), kept with the real "
             "target's polarity or with the opposite one; added = share of healthy test slices with a lesion found "
             "by the two-polarity detector outside every tumor label. Mean over seeds; whether each can be decided "
-            "on this data is in the report's table1.md and tumor_validity.csv.",
+            "on this data is in the report's report.md and tumor_validity.csv.",
             "",
             "| Method | Direction | Erased ↓ | Present, real polarity ↑ | Present, opposite polarity | "
             "Healthy slices with added lesion ↓ |",

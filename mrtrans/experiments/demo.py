@@ -8,15 +8,15 @@ with CUDA the training and translation use the GPU.
 
 from __future__ import annotations
 
-import shutil
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from mrtrans.config import EvalConfig, PrepareConfig, SynthConfig, TrainConfig, epoch_schedule, load_config
 from mrtrans.errors import MrtransError
-from mrtrans.outputs import MARKER, OutputKind, check_output, output_lock, write_marker
+from mrtrans.experiments.grid import TrainJob, train_grid
+from mrtrans.experiments.workspace import Workspace
+from mrtrans.outputs import OutputKind
 
 
 @dataclass(frozen=True)
@@ -36,17 +36,6 @@ class DemoPlan:
     seed: int = 0
 
 
-DEMO_ENTRIES = {"brats", "prepared", "runs", "translated", "report", "cache"}
-
-
-def _legacy_demo_folder(out: Path) -> bool:
-    """An unmarked folder that holds exactly what an older demo wrote (and nothing else)."""
-    if not out.is_dir() or (out / MARKER).exists():
-        return False
-    names = {p.name for p in out.iterdir()}
-    return bool(names) and names <= DEMO_ENTRIES and (out / "prepared" / "prepare.json").is_file()
-
-
 def run_demo(
     out: Path, plan: DemoPlan = DemoPlan(), overwrite: bool = False, log: Callable[[str], None] = print
 ) -> Path:
@@ -55,36 +44,17 @@ def run_demo(
     Raises:
         MrtransError: ``out`` exists and is not empty (without ``overwrite``), or is not a demo folder.
     """
-    out = Path(out)
-    with output_lock(out):
-        _claim(out, overwrite)
-        return _stages(out, plan, log)
+    with Workspace.lock(out):
+        return _stages(Workspace.fresh(out, OutputKind.demo, overwrite, log), plan)
 
 
-def _claim(out: Path, overwrite: bool) -> None:
-    """Make ``out`` an empty, marked demo folder (replacing an earlier demo only with ``overwrite``)."""
-    if _legacy_demo_folder(out):
-        write_marker(out, OutputKind.demo)  # made by the demo of mrtrans < 0.2, before folders were marked
-    check_output(out, OutputKind.demo, overwrite)
-    if out.is_dir() and any(out.iterdir()):
-        shutil.rmtree(out)  # a demo folder (its marker says so): everything in it was made by the demo
-    out.mkdir(parents=True)
-    write_marker(out, OutputKind.demo)
-
-
-def _stages(out: Path, plan: DemoPlan, log: Callable[[str], None]) -> Path:
-    from mrtrans.data.slices import Direction
+def _stages(ws: Workspace, plan: DemoPlan) -> Path:
     from mrtrans.data_prep.prepare import prepare_brats
     from mrtrans.evaluation.evaluate import evaluate_runs
     from mrtrans.inference.translate import load_translator, translate_files
     from mrtrans.synth import write_synthetic_brats
-    from mrtrans.training.loop import train
 
-    start = time.perf_counter()
-
-    def stage(text: str) -> None:
-        log(f"[{time.perf_counter() - start:6.0f} s] {text}")
-
+    out, stage = ws.out, ws.stage
     stage(f"1/5 synth-brats: {plan.subjects} subjects of {'x'.join(map(str, plan.shape))} -> {out / 'brats'}")
     write_synthetic_brats(out / "brats", SynthConfig(plan.subjects, plan.shape, plan.tumor_fraction, plan.seed))
 
@@ -104,24 +74,20 @@ def _stages(out: Path, plan: DemoPlan, log: Callable[[str], None]) -> Path:
     )
     prepare_brats(out / "brats", out / "prepared", prep)
 
-    direction = Direction.parse("flair2t1")
-    runs = []
-    for method in ("cyclegan", "harmonicgan_hist"):
-        run = out / "runs" / method
-        cfg = load_config(
-            TrainConfig,
-            [method, "cpu_small"],
-            {
-                **epoch_schedule(plan.epochs),
-                "run.seed": plan.seed,
-                "run.log_every": 20,
-                "run.sample_every": 500,
-                "run.checkpoint_every": 500,
-            },
-        )
-        stage(f"3/5 train {method} flair2t1 ({plan.epochs} epochs) -> {run}")
-        train(out / "prepared", run, direction, cfg)
-        runs.append(run)
+    schedule = {
+        **epoch_schedule(plan.epochs),
+        "run.seed": plan.seed,
+        "run.log_every": 20,
+        "run.sample_every": 500,
+        "run.checkpoint_every": 500,
+    }
+    methods = ("cyclegan", "harmonicgan_hist")
+    stage(f"3/5 train {' and '.join(methods)} flair2t1 ({plan.epochs} epochs) -> {out / 'runs'}")
+    grid = [
+        TrainJob(out / "prepared", out / "runs" / m, "flair2t1", load_config(TrainConfig, [m, "cpu_small"], schedule))
+        for m in methods
+    ]
+    runs = train_grid(grid, jobs=1, stage=stage, show_progress=True)
 
     subject = sorted(p for p in (out / "brats").iterdir() if p.is_dir())[0]
     flair = subject / f"{subject.name}_flair.nii.gz"

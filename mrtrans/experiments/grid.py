@@ -1,0 +1,99 @@
+"""One resumable grid of training runs, shared by every experiment.
+
+Each run trains into a hidden scratch folder beside its final name and is moved into place when complete,
+so a finished run is exactly one whose folder exists: a re-run trains only the rest, and the scratch folder
+of a killed run (marked by ``mrtrans train``) is removed first. ``jobs`` runs at a time: in this process for
+one, in spawned processes sharing out the CPU threads for more.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import shutil
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from mrtrans.config import TrainConfig, to_dict
+from mrtrans.errors import MrtransError
+from mrtrans.outputs import OutputKind, marker_kind
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    """One run of a grid: train ``config`` on the prepared set ``data`` into ``run``."""
+
+    data: Path
+    run: Path
+    direction: str
+    config: TrainConfig
+
+    @property
+    def scratch(self) -> Path:
+        return self.run.with_name(f".partial-{self.run.name}")
+
+
+def remove_partial_run(scratch: Path) -> None:
+    """Remove the scratch folder of a run killed mid-way: only one that ``mrtrans train`` marked (or an empty one).
+
+    Raises:
+        MrtransError: the folder holds something train did not make.
+    """
+    if not scratch.exists():
+        return
+    if marker_kind(scratch) is not OutputKind.run and any(scratch.iterdir()):
+        raise MrtransError(
+            f"{scratch}: not a training run this command started; move it away and run the command again"
+        )
+    shutil.rmtree(scratch)
+
+
+def train_job(data: str, run: str, direction: str, cfg_dict: dict, threads: int, show_progress: bool = False) -> str:
+    """Train one run into its scratch folder and move it into place when complete (a worker's job)."""
+    import torch
+
+    from mrtrans.config import from_dict
+    from mrtrans.data_prep.slices import Direction
+    from mrtrans.training.loop import train
+
+    torch.set_num_threads(threads)
+    final = Path(run)
+    scratch = final.with_name(f".partial-{final.name}")
+    train(data, scratch, Direction.parse(direction), from_dict(TrainConfig, cfg_dict), show_progress=show_progress)
+    scratch.rename(final)
+    return str(final)
+
+
+def train_grid(
+    grid: list[TrainJob], jobs: int, stage: Callable[[str], None], show_progress: bool = False
+) -> list[Path]:
+    """Train every run of ``grid`` whose folder does not exist yet; return the folders of all of them.
+
+    Args:
+        jobs: runs at a time (1: in this process, with ``show_progress``).
+    """
+    todo = [job for job in grid if not job.run.is_dir()]
+    if not todo:
+        stage(f"all {len(grid)} runs finished earlier")
+        return [job.run for job in grid]
+    jobs = min(jobs, len(todo))
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    for job in todo:
+        job.run.parent.mkdir(parents=True, exist_ok=True)
+        remove_partial_run(job.scratch)  # a run killed mid-way, inside the folder this experiment made
+    args = [(str(j.data), str(j.run), j.direction, to_dict(j.config), threads) for j in todo]
+    stage(
+        f"train {len(todo)} of {len(grid)} runs, {jobs} at a time ({threads} threads each)"
+        + (f"; {len(grid) - len(todo)} finished earlier" if len(todo) < len(grid) else "")
+    )
+    if jobs == 1:
+        for i, a in enumerate(args, 1):
+            stage(f"  run {i}/{len(todo)}: {Path(a[1]).name}")
+            train_job(*a, show_progress=show_progress)
+    else:
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            for i, path in enumerate(pool.map(train_job, *zip(*args)), 1):
+                stage(f"  run {i}/{len(todo)} done: {Path(path).name}")
+    return [job.run for job in grid]
