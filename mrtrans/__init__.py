@@ -22,6 +22,8 @@ _PUBLIC = {
     "evaluate": "mrtrans.api",
     "evaluate_volumes": "mrtrans.api",
     "reproduce_table1": "mrtrans.api",
+    "benchmark_hallucination": "mrtrans.api",
+    "export_model": "mrtrans.api",
     "Translator": "mrtrans.inference.translate",
     "TranslateReport": "mrtrans.inference.translate",
     "Direction": "mrtrans.data_prep.slices",

@@ -9,7 +9,7 @@ Every function raises :class:`mrtrans.MrtransError` for a bad input, with the fi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +25,19 @@ __all__ = [
     "evaluate",
     "evaluate_volumes",
     "reproduce_table1",
+    "benchmark_hallucination",
+    "export_model",
 ]
 
 ConfigSpec = str | Path | dict[str, Any] | Sequence[str | Path | dict[str, Any]]
+# Dotted config keys and values (``{"loss.sigma": 1.0}``), applied after the config files: any key of the
+# command's schema, as ``--set section.key=value`` on the command line. Named options win over them.
+Overrides = Mapping[str, Any] | None
+
+
+def _with(named: dict[str, Any], overrides: Overrides) -> dict[str, Any]:
+    """``overrides`` and the named options that were given (not None), the named ones last."""
+    return {**dict(overrides or {}), **{k: v for k, v in named.items() if v is not None}}
 
 
 def synth_brats(
@@ -57,62 +67,45 @@ def prepare_brats(
     out: str | Path,
     config: ConfigSpec = "paper_protocol",
     *,
-    modalities: str | Sequence[str] | None = None,
-    train_slices: int | None = None,
-    test_slices: int | None = None,
-    test_fraction: float | None = None,
-    min_tumor_pixels: int | None = None,
-    min_brain_fraction: float | None = None,
-    image_size: int | None = None,
-    spacing: float | str | Sequence[float] | None = None,
-    bias_field_correction: bool | None = None,
-    allow_unstripped: bool | None = None,
-    source_tumor_fraction: float | None = None,
-    target_tumor_fraction: float | None = None,
-    seed: int | None = None,
     workers: int = 1,
     overwrite: bool = False,
+    overrides: Overrides = None,
     progress: Callable[[int], None] | None = None,
     on_start: Callable[[Any, int], None] | None = None,
+    **options: Any,
 ) -> Any:
     """``mrtrans prepare-brats``: BraTS volumes -> balanced healthy/tumor slice sets, split by patient.
 
     Args:
         root: dataset root (BraTS 2018-2021, 2023+ or MSD Task01 layout).
         out: folder to create.
-        config: recipe YAML, a name in ``data_prep/`` or a dict; options given here override it.
-        modalities: ``"flair,t1"`` or ``("flair", "t1")``: source and target.
-        spacing: resample to this voxel size (mm) first: in-plane, or (in-plane, through-plane); default the
-            data's own (the most common one when subjects differ).
-        bias_field_correction: N4 (SimpleITK) before normalisation; recorded, so translate repeats it.
-        allow_unstripped: use subjects that fail the checks of background 0 and skull-stripping.
+        config: recipe YAML, a name in ``data_prep/`` or a dict.
+        options: any key of the recipe (:class:`mrtrans.config.PrepareConfig`), e.g. ``image_size=64``,
+            ``modalities=("flair", "t1")``, ``spacing=2`` (mm: in-plane, or (in-plane, through-plane)),
+            ``bias_field_correction=True`` (N4, repeated by translate), ``allow_unstripped=True``,
+            ``target_tumor_fraction=0``; None leaves the recipe's value.
 
     Returns:
         The summary (``out``, ``counts``, ``skipped`` subjects with reasons).
-    """
-    from mrtrans.config import PrepareConfig, load_config
-    from mrtrans.data_prep.prepare import prepare_brats as run_prepare
 
-    if modalities is not None and not isinstance(modalities, str):
-        modalities = ",".join(modalities)
-    if isinstance(spacing, (int, float)):
-        spacing = [spacing]
-    overrides = {
-        "spacing": spacing,
-        "bias_field_correction": bias_field_correction,
-        "allow_unstripped": allow_unstripped,
-        "modalities": modalities,
-        "train_slices": train_slices,
-        "test_slices": test_slices,
-        "test_fraction": test_fraction,
-        "min_tumor_pixels": min_tumor_pixels,
-        "min_brain_fraction": min_brain_fraction,
-        "image_size": image_size,
-        "seed": seed,
-        "source_tumor_fraction": source_tumor_fraction,
-        "target_tumor_fraction": target_tumor_fraction,
-    }
-    cfg = load_config(PrepareConfig, config, overrides, folder="data_prep")
+    Raises:
+        MrtransError: an option that is not a key of the recipe, or a bad value (named).
+    """
+    from mrtrans.config import PrepareConfig, load_config, schema_keys
+    from mrtrans.data_prep.prepare import prepare_brats as run_prepare
+    from mrtrans.errors import MrtransError
+
+    unknown = sorted(set(options) - set(schema_keys(PrepareConfig)))
+    if unknown:
+        raise MrtransError(
+            f"prepare_brats: unknown option {', '.join(unknown)}; the recipe's keys are "
+            f"{', '.join(schema_keys(PrepareConfig))}"
+        )
+    if isinstance(options.get("modalities"), (list, tuple)):
+        options["modalities"] = ",".join(options["modalities"])
+    if isinstance(options.get("spacing"), (int, float)):
+        options["spacing"] = [options["spacing"]]
+    cfg = load_config(PrepareConfig, config, _with(options, overrides), folder="data_prep")
     return run_prepare(root, out, cfg, workers=workers, overwrite=overwrite, progress=progress, on_start=on_start)
 
 
@@ -131,6 +124,7 @@ def train(
     device: str | None = None,
     seed: int | None = None,
     resume: bool = False,
+    overrides: Overrides = None,
     show_progress: bool = True,
 ) -> Path:
     """``mrtrans train``: train HarmonicGAN (default) or CycleGAN on a prepared slice set.
@@ -150,7 +144,7 @@ def train(
     from mrtrans.training.resume import load_run_config
 
     out = Path(out)
-    overrides = {
+    named = {
         **epoch_schedule(epochs),
         "run.max_steps": max_steps,
         "data.batch_size": batch_size,
@@ -159,6 +153,7 @@ def train(
         "run.device": device,
         "run.seed": seed,
     }
+    overrides = _with(named, overrides)
     if resume and not config and (out / "config.yaml").is_file():
         cfg = load_run_config(out / "config.yaml", overrides)  # a resumed run keeps its own resolved config
     else:
@@ -260,6 +255,7 @@ def evaluate(
     precision: str | None = None,
     reference: str | None = None,
     overwrite: bool = False,
+    overrides: Overrides = None,
     log: Callable[[str], None] = print,
 ) -> Path:
     """``mrtrans evaluate``: score runs on the prepared paired test slices, beside the copy-source baseline.
@@ -277,13 +273,13 @@ def evaluate(
     from mrtrans.evaluation.evaluate import evaluate_runs
 
     runs = [Path(runs)] if isinstance(runs, (str, Path)) else [Path(r) for r in runs]
-    overrides = {
+    named = {
         "audit.steps": audit_steps,
         "audit.enabled": None if audit else False,
         "device": device,
         "precision": precision,
     }
-    cfg = load_config(EvalConfig, config, overrides, folder="evaluation")
+    cfg = load_config(EvalConfig, config, _with(named, overrides), folder="evaluation")
     return evaluate_runs(
         runs,
         Path(data),
@@ -328,6 +324,7 @@ def reproduce_table1(
     config: ConfigSpec | None = None,
     seeds: int | None = None,
     jobs: int | None = None,
+    overrides: Overrides = None,
     log: Callable[[str], None] = print,
 ) -> Path:
     """``mrtrans reproduce-table1``: the paper's six methods trained and scored on one prepared set (resumable).
@@ -348,6 +345,61 @@ def reproduce_table1(
 
     if scale not in ("paper", "cpu"):
         raise MrtransError(f"--scale {scale!r}: use paper or cpu")
-    overrides = {"seeds": None if seeds is None else list(range(seeds)), "jobs": jobs}
-    cfg = load_config(ReproduceConfig, config or f"reproduce_{scale}", overrides, folder="evaluation")
+    named = {"seeds": None if seeds is None else list(range(seeds)), "jobs": jobs}
+    cfg = load_config(ReproduceConfig, config or f"reproduce_{scale}", _with(named, overrides), folder="evaluation")
     return run_reproduce(out, cfg, root=root, log=log)
+
+
+def benchmark_hallucination(
+    out: str | Path,
+    root: str | Path | None = None,
+    config: ConfigSpec = "hallucination_cpu",
+    *,
+    methods: Sequence[str] | None = None,
+    seeds: int | None = None,
+    epochs: int | None = None,
+    jobs: int | None = None,
+    presets: Sequence[str] = (),
+    overrides: Overrides = None,
+    log: Callable[[str], None] = print,
+) -> Path:
+    """``mrtrans benchmark hallucination``: do translators erase or add tumors (balanced and skewed settings)?
+
+    Args:
+        out: the benchmark's folder (a new one, or one an earlier call with the same settings made).
+        root: a BraTS root; None makes synthetic subjects.
+        config: a benchmark YAML or a name in ``evaluation/`` (``hallucination_cpu``, ``_real``, ``_paper``).
+        methods: method configs (the first is the reference); seeds: seeds 0..N-1.
+        presets: training configs layered on every method, after the benchmark's own.
+
+    Returns:
+        The path of ``hallucination.md``.
+    """
+    import dataclasses
+
+    from mrtrans.config import load_config
+    from mrtrans.experiments.hallucination import HallucinationConfig, run_hallucination_benchmark
+
+    named = {
+        "methods": list(methods) if methods else None,
+        "seeds": None if seeds is None else list(range(seeds)),
+        "epochs": epochs,
+        "jobs": jobs,
+    }
+    cfg = load_config(HallucinationConfig, config, _with(named, overrides), folder="evaluation")
+    if presets:
+        cfg = dataclasses.replace(cfg, train_presets=(*cfg.train_presets, *presets))
+    return run_hallucination_benchmark(out, cfg, root=None if root is None else Path(root), log=log)
+
+
+def export_model(
+    model: str | Path, out: str | Path, fmt: str = "onnx", direction: str | None = None, overwrite: bool = False
+) -> Path:
+    """``mrtrans export``: one direction's generator as ONNX or TorchScript, with preprocessing.json.
+
+    Returns:
+        The folder written.
+    """
+    from mrtrans.export import export_model as run_export
+
+    return run_export(model, out, fmt, direction, overwrite=overwrite)

@@ -9,7 +9,6 @@ inside commands so that ``--help`` is instant.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import os
 from collections.abc import Callable
@@ -75,6 +74,24 @@ def command(name: str | None = None, group: typer.Typer = app) -> Callable[[F], 
         return fn
 
     return decorate
+
+
+# `--set section.key=value`, repeatable, on every command that reads a config: any key of its schema without a flag
+# of its own (the config reference: docs/training.md, docs/evaluation.md); checked by the config loader.
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        metavar="KEY=VALUE",
+        help="Set any config key, e.g. --set loss.sigma=1 (repeat); named options win over it.",
+    ),
+]
+
+
+def _sets(items: list[str] | None) -> dict[str, Any]:
+    from mrtrans.config import parse_assignments
+
+    return parse_assignments(items)
 
 
 def _parse_shape(text: str) -> tuple[int, int, int]:
@@ -167,6 +184,7 @@ def prepare_brats(
     seed: Annotated[int | None, typer.Option("--seed", help="Seed of the patient split and the slice draw.")] = None,
     workers: Annotated[int, typer.Option("--workers", min=1, help="Subjects processed in parallel.")] = 1,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
+    sets: SetOption = None,
 ) -> None:
     """Turn BraTS volumes into balanced healthy/tumor 2D slice sets, split by patient."""
     from tqdm import tqdm
@@ -199,6 +217,7 @@ def prepare_brats(
             seed=seed,
             workers=workers,
             overwrite=overwrite,
+            overrides=_sets(sets),
             progress=bar.update,
             on_start=on_start,
         )
@@ -239,6 +258,7 @@ def train(
     device: Annotated[str | None, typer.Option("--device", help="auto (CUDA if present), cpu, cuda, cuda:N.")] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed of weights, data order and pools.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in OUT from its last checkpoint.")] = False,
+    sets: SetOption = None,
 ) -> None:
     """Train HarmonicGAN (or CycleGAN) on a prepared slice set. Multi-GPU: torchrun --nproc_per_node=N -m mrtrans train
     ...
@@ -259,6 +279,7 @@ def train(
         device=device,
         seed=seed,
         resume=resume,
+        overrides=_sets(sets),
     )
     if os.environ.get("RANK", "0") == "0":  # under torchrun, one line rather than one per process
         typer.echo(f"checkpoint: {checkpoint}")
@@ -311,18 +332,28 @@ def translate(
     qform/sform, header). Inputs at another voxel size than the model's are resampled to it and back."""
     from tqdm import tqdm
 
-    from mrtrans.inference.translate import cohort_part, expand_inputs, load_translator, translate_files
+    from mrtrans.api import translate_files
+    from mrtrans.inference.translate import cohort_part, expand_inputs
 
     found = expand_inputs(inputs)
     files = cohort_part(found, num_parts, part_id)
     if not files:
         typer.echo(f"part {part_id} of {num_parts}: nothing to do ({len(found)} inputs in all)")
         return
-    translator = load_translator(model, direction, device, batch_size, precision, allow_unstripped)
-    with tqdm(
-        total=len(files), desc=f"translate {translator.direction.name}", unit="volume", disable=len(files) == 1
-    ) as bar:
-        report = translate_files(files, out, translator, mask=mask, overwrite=overwrite, progress=bar.update)
+    with tqdm(total=len(files), desc="translate", unit="volume", disable=len(files) == 1) as bar:
+        report = translate_files(
+            files,
+            out,
+            model,
+            direction=direction,
+            mask=mask,
+            batch_size=batch_size,
+            device=device,
+            precision=precision,
+            allow_unstripped=allow_unstripped,
+            overwrite=overwrite,
+            progress=bar.update,
+        )
     for path in report.written:
         typer.echo(f"wrote {path}")
     for path in report.kept:
@@ -348,7 +379,7 @@ def export(
 ) -> None:
     """Write one direction's generator as ONNX or TorchScript, with its preprocessing (spacing, field size,
     intensity recipe) in preprocessing.json, to run it without mrtrans."""
-    from mrtrans.export import export_model
+    from mrtrans.api import export_model
 
     folder = export_model(model, out, fmt, direction, overwrite=overwrite)
     typer.echo(f"wrote {folder} (network + preprocessing.json)")
@@ -384,6 +415,7 @@ def evaluate(
         ),
     ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
+    sets: SetOption = None,
 ) -> None:
     """Score runs on the paired test slices beside the copy-source baseline: MAE/MSE/PSNR/SSIM with patient-bootstrap
     CIs (brain_shared, brain and paper protocols), paired comparisons, seeds, per-lesion tumor presence and
@@ -402,6 +434,7 @@ def evaluate(
         precision=precision,
         reference=reference,
         overwrite=overwrite,
+        overrides=_sets(sets),
         log=typer.echo,
     )
     typer.echo(f"report: {report} (report.md, summary.csv, per_slice.csv, tumor_summary.csv, figures/)")
@@ -467,13 +500,16 @@ def reproduce_table1(
     ] = None,
     seeds: Annotated[int | None, typer.Option("--seeds", min=1, help="Number of seeds (0..N-1) per method.")] = None,
     jobs: Annotated[int | None, typer.Option("--jobs", min=1, help="Training runs in parallel.")] = None,
+    sets: SetOption = None,
 ) -> None:
     """Train CycleGAN, DiscoGAN, DistanceGAN, UNIT, HarmonicGAN-histogram and HarmonicGAN-VGG on one prepared set,
     evaluate them, and write the paper's Table 1 for both directions with confidence intervals, beside the
     published numbers, plus the tumor audit per method. A killed run continues where it stopped."""
     from mrtrans.api import reproduce_table1 as run_reproduce
 
-    table = run_reproduce(out, root, scale, config=config, seeds=seeds, jobs=jobs, log=typer.echo)
+    table = run_reproduce(
+        out, root, scale, config=config, seeds=seeds, jobs=jobs, overrides=_sets(sets), log=typer.echo
+    )
     typer.echo(f"table: {table}")
 
 
@@ -504,6 +540,7 @@ def benchmark_hallucination(
         list[str] | None,
         typer.Option("--preset", help="Training config layered on every method (configs/ name or YAML); repeat."),
     ] = None,
+    sets: SetOption = None,
 ) -> None:
     """Train CycleGAN and HarmonicGAN in the balanced setting and on skewed target domains; do they erase or add tumors?
 
@@ -513,17 +550,18 @@ def benchmark_hallucination(
     seeds, and per setting and direction an answer - better, worse, no difference shown, not at this scale,
     or cannot decide - from a hierarchical bootstrap over seeds, patients and lesions.
     """
-    from mrtrans.config import load_config
-    from mrtrans.experiments.hallucination import HallucinationConfig, run_hallucination_benchmark
+    from mrtrans.api import benchmark_hallucination as run_benchmark
 
-    overrides = {
-        "methods": method or None,
-        "seeds": None if seeds is None else list(range(seeds)),
-        "epochs": epochs,
-        "jobs": jobs,
-    }
-    cfg = load_config(HallucinationConfig, config, overrides, folder="evaluation")
-    if preset:
-        cfg = dataclasses.replace(cfg, train_presets=(*cfg.train_presets, *preset))
-    table = run_hallucination_benchmark(out, cfg, root=root, log=typer.echo)
+    table = run_benchmark(
+        out,
+        root,
+        config,
+        methods=method,
+        seeds=seeds,
+        epochs=epochs,
+        jobs=jobs,
+        presets=preset or (),
+        overrides=_sets(sets),
+        log=typer.echo,
+    )
     typer.echo(f"table: {table}")

@@ -588,6 +588,31 @@ def load_config(
     return from_dict(cls, tree)
 
 
+def parse_assignments(items: Sequence[str] | None, option: str = "--set") -> dict[str, Any]:
+    """``["loss.sigma=1", "run.amp=true"]`` -> ``{"loss.sigma": 1, "run.amp": True}`` (values read as YAML).
+
+    Any key of a command's config schema can be set this way; load_config then checks the key, type and range.
+
+    Raises:
+        MrtransError: an item without ``=`` or with an empty key.
+    """
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise MrtransError(f"{option} {item!r}: expected section.key=value, e.g. {option} loss.sigma=1")
+        try:
+            out[key.strip()] = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError:
+            out[key.strip()] = text
+    return out
+
+
+def schema_keys(cls: type) -> list[str]:
+    """The top-level keys of a config schema (its dataclass fields)."""
+    return [f.name for f in dataclasses.fields(cls)]
+
+
 def epoch_schedule(epochs: int | None) -> dict[str, int | None]:
     """Overrides for ``epochs`` in all: half at constant lr, half in linear decay (the paper: 100 + 100)."""
     if epochs is None:

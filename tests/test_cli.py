@@ -50,6 +50,35 @@ def test_debug_shows_the_traceback(tmp_path):
     assert result.exception is not None and "--shape" in str(result.exception)
 
 
+def test_set_reaches_any_config_key_and_a_bad_one_is_named(prepared, tmp_path):
+    tiny = tmp_path / "tiny.yaml"
+    tiny.write_text(yaml.safe_dump(TINY))
+    base = ["train", "flair2t1", "--data", str(prepared), "--config", "cyclegan", "--preset", str(tiny)]
+    run = tmp_path / "run"
+    args = [*base, "--out", str(run), "--set", "loss.sigma=1.5", "--set", "data.pool_size=2", "--max-steps", "1"]
+    result = runner.invoke(app, [*args, "--set", "run.max_steps=7"])  # the named --max-steps wins over --set
+    assert result.exit_code == 0, result.output
+    written = yaml.safe_load((run / "config.yaml").read_text())
+    assert written["loss"]["sigma"] == 1.5 and written["data"]["pool_size"] == 2 and written["run"]["max_steps"] == 1
+    for item, message in (
+        ("loss.sigmaa=1", "loss.sigmaa"),
+        ("loss.sigma", "expected section.key=value"),
+        ("data.pool_size=many", "data.pool_size"),
+    ):
+        result = runner.invoke(app, [*base, "--out", str(tmp_path / "bad"), "--set", item])
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert result.exit_code == 2 and len(lines) == 1 and message in lines[0], result.output
+        assert not (tmp_path / "bad").exists()
+
+
+def test_the_api_refuses_an_option_the_recipe_lacks(synth_root, tmp_path):
+    import mrtrans
+
+    with pytest.raises(mrtrans.MrtransError, match="unknown option image_sise"):
+        mrtrans.prepare_brats(synth_root, tmp_path / "p", image_sise=64)
+    assert not (tmp_path / "p").exists()
+
+
 def test_synth_brats_writes_and_refuses_to_overwrite(tmp_path):
     out = tmp_path / "data"
     args = ["synth-brats", str(out), "--subjects", "1", "--shape", "32,32,16"]
