@@ -256,7 +256,6 @@ def evaluate(
     reference: str | None = None,
     overwrite: bool = False,
     overrides: Overrides = None,
-    log: Callable[[str], None] = print,
 ) -> Path:
     """``mrtrans evaluate``: score runs on the prepared paired test slices, beside the copy-source baseline.
 
@@ -287,7 +286,6 @@ def evaluate(
         cfg,
         cache_dir=None if cache_dir is None else Path(cache_dir),
         overwrite=overwrite,
-        log=log,
         reference=reference,
     )
 
@@ -325,7 +323,6 @@ def reproduce_table1(
     seeds: int | None = None,
     jobs: int | None = None,
     overrides: Overrides = None,
-    log: Callable[[str], None] = print,
 ) -> Path:
     """``mrtrans reproduce-table1``: the paper's six methods trained and scored on one prepared set (resumable).
 
@@ -347,7 +344,7 @@ def reproduce_table1(
         raise MrtransError(f"--scale {scale!r}: use paper or cpu")
     named = {"seeds": None if seeds is None else list(range(seeds)), "jobs": jobs}
     cfg = load_config(ReproduceConfig, config or f"reproduce_{scale}", _with(named, overrides), folder="evaluation")
-    return run_reproduce(out, cfg, root=root, log=log)
+    return run_reproduce(out, cfg, root=root)
 
 
 def benchmark_hallucination(
@@ -361,7 +358,6 @@ def benchmark_hallucination(
     jobs: int | None = None,
     presets: Sequence[str] = (),
     overrides: Overrides = None,
-    log: Callable[[str], None] = print,
 ) -> Path:
     """``mrtrans benchmark hallucination``: do translators erase or add tumors (balanced and skewed settings)?
 
@@ -389,7 +385,7 @@ def benchmark_hallucination(
     cfg = load_config(HallucinationConfig, config, _with(named, overrides), folder="evaluation")
     if presets:
         cfg = dataclasses.replace(cfg, train_presets=(*cfg.train_presets, *presets))
-    return run_hallucination_benchmark(out, cfg, root=None if root is None else Path(root), log=log)
+    return run_hallucination_benchmark(out, cfg, root=None if root is None else Path(root))
 
 
 def export_model(

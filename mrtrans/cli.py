@@ -41,12 +41,17 @@ def _version(value: bool) -> None:
 @app.callback()
 def main(
     debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors on stderr.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Details too (DEBUG) on stderr.")] = False,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
 ) -> None:
     """Unpaired MRI modality translation (HarmonicGAN, CycleGAN) for brain-tumor scans."""
     _DEBUG["on"] = debug or os.environ.get("MRTRANS_DEBUG", "") not in ("", "0")
+    from mrtrans.logs import configure
+
+    configure(-1 if quiet else 1 if verbose else 0)  # stage lines of long commands: INFO on stderr
 
 
 benchmark_app = typer.Typer(
@@ -435,7 +440,6 @@ def evaluate(
         reference=reference,
         overwrite=overwrite,
         overrides=_sets(sets),
-        log=typer.echo,
     )
     typer.echo(f"report: {report} (report.md, summary.csv, per_slice.csv, tumor_summary.csv, figures/)")
 
@@ -476,7 +480,7 @@ def demo(
     """
     from mrtrans.experiments.demo import run_demo
 
-    report = run_demo(out, overwrite=overwrite, log=typer.echo)
+    report = run_demo(out, overwrite=overwrite)
     typer.echo(
         f"\nResults: {report}/report.md (tables), {report}/summary.csv, {report}/figures/, "
         f"translated volume in {out}/translated/, runs in {out}/runs/"
@@ -507,9 +511,7 @@ def reproduce_table1(
     published numbers, plus the tumor audit per method. A killed run continues where it stopped."""
     from mrtrans.api import reproduce_table1 as run_reproduce
 
-    table = run_reproduce(
-        out, root, scale, config=config, seeds=seeds, jobs=jobs, overrides=_sets(sets), log=typer.echo
-    )
+    table = run_reproduce(out, root, scale, config=config, seeds=seeds, jobs=jobs, overrides=_sets(sets))
     typer.echo(f"table: {table}")
 
 
@@ -562,6 +564,5 @@ def benchmark_hallucination(
         jobs=jobs,
         presets=preset or (),
         overrides=_sets(sets),
-        log=typer.echo,
     )
     typer.echo(f"table: {table}")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import nibabel as nib
@@ -77,3 +80,20 @@ def make_checkpoint(path, image_size=64, kind="harmonicgan-histogram"):
     models = {name: build_generator(cfg.generator).state_dict() for name in ("gen_s2t", "gen_t2s")}
     normalization = {"lower_percentile": 0.5, "upper_percentile": 99.5, "range": [-1.0, 1.0], "image_size": image_size}
     return save_checkpoint(model_payload(kind, "flair", "t1", to_dict(cfg), normalization, models), path)
+
+
+@contextlib.contextmanager
+def captured_logs(level: int = logging.INFO) -> Iterator[list[str]]:
+    """The messages the ``mrtrans`` logger emits inside the block (whatever the CLI configured before)."""
+    lines: list[str] = []
+    logger = logging.getLogger("mrtrans")
+    handler = logging.Handler(level)
+    handler.emit = lambda record: lines.append(record.getMessage())  # type: ignore[method-assign]
+    old = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    try:
+        yield lines
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old)

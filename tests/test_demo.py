@@ -10,14 +10,16 @@ from mrtrans.cli import app
 from mrtrans.errors import MrtransError
 from mrtrans.experiments.demo import DemoPlan, run_demo
 
+from helpers import captured_logs
+
 runner = CliRunner()
 
 
 @pytest.mark.slow
 def test_demo_chain_with_a_tiny_plan(tmp_path):
     plan = DemoPlan(subjects=10, shape=(64, 64, 40), train_slices=16, test_slices=8, epochs=1, audit_steps=5)
-    lines = []
-    report = run_demo(tmp_path / "demo", plan, log=lines.append)
+    with captured_logs() as lines:
+        report = run_demo(tmp_path / "demo", plan)
     assert (report / "report.md").is_file() and (report / "summary.csv").is_file()
     assert len(list((report / "figures").glob("*.png"))) == 4
     summary = pd.read_csv(report / "summary.csv")

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import os
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -46,6 +46,8 @@ from mrtrans.inference.translate import forward_slices, ras_orientations
 from mrtrans.io import load_nifti, read_volume
 from mrtrans.models import load_generators
 from mrtrans.outputs import OutputKind, atomic_dir, check_output
+
+logger = logging.getLogger(__name__)
 
 COPY_SOURCE = "copy-source"
 
@@ -141,7 +143,6 @@ def evaluate_runs(
     cfg: EvalConfig,
     cache_dir: Path | None = None,
     overwrite: bool = False,
-    log: Callable[[str], None] = print,
     reference: str | None = None,
 ) -> Path:
     """Translate the paired test slices with every run, both directions, and write the report.
@@ -200,13 +201,16 @@ def evaluate_runs(
 
     for direction in directions:  # the trivial baseline: no model at all
         score(COPY_SOURCE, COPY_SOURCE, direction, np.asarray(arrays[direction.source], np.float32))
+    from tqdm import tqdm
+
     bf16 = cfg.precision is Precision.bf16
-    for label, ckpt in zip(labels, checkpoints):
+    runs_bar = tqdm(list(zip(labels, checkpoints)), desc="evaluate", unit="run", disable=None)  # None: off unless a tty
+    for label, ckpt in runs_bar:
         gen_s2t, gen_t2s = load_generators(ckpt, device)
         trained = Direction(ckpt["direction"]["source"], ckpt["direction"]["target"])
         for direction in directions:
             gen = gen_s2t if direction == trained else gen_t2s
-            log(f"translating {len(slices)} test slices: {label} {direction.name}")
+            logger.info(f"translating {len(slices)} test slices: {label} {direction.name}")
             pred = forward_slices(gen, to_tensor(arrays[direction.source]), device, cfg.batch_size, bf16=bf16)[
                 :, 0
             ].numpy()
@@ -220,7 +224,7 @@ def evaluate_runs(
     min_px = cfg.audit.min_lesion_pixels or max(1, int(data.meta["config"]["min_tumor_pixels"]) // 2)
     cache = cache_dir or default_cache_dir()
     for direction in directions:
-        scored += _tumor_direction(direction, data, arrays, slices, scored, cfg, min_px, cache, device, log)
+        scored += _tumor_direction(direction, data, arrays, slices, scored, cfg, min_px, cache, device)
 
     with atomic_dir(out, OutputKind.report, overwrite=overwrite, inputs=[*runs, data_dir]) as tmp:
         groups = seed_groups(labels, checkpoints, [_run_data(r) for r in runs])
@@ -238,7 +242,6 @@ def _tumor_direction(
     min_px: int,
     cache: Path,
     device,
-    log: Callable[[str], None],
 ) -> list:
     """Tumor consistency of every translation into ``direction.target``: per-lesion presence (always) and
     the detector's additions (with ``cfg.audit.enabled``); return the ceiling and sanity rows.
@@ -311,7 +314,7 @@ def _tumor_direction(
         out.append((name, Scored(pd.DataFrame(columns=["run"]), consistency, real, images, real, seg, lesion_table)))
 
     if cfg.audit.enabled:
-        net = _detector(direction, data, labels, cfg, cache, device, log)
+        net = _detector(direction, data, labels, cfg, cache, device)
         for result in mine + [s for _, s in out]:
             detected = audit.detect(net, result.pred, cfg.audit.threshold, device, cfg.batch_size)
             for column, values in audit.audit_lesions(detected, reference, any_tumor, min_px).items():
@@ -319,9 +322,7 @@ def _tumor_direction(
     return out
 
 
-def _detector(
-    direction: Direction, data: PreparedSlices, labels, cfg: EvalConfig, cache: Path, device, log: Callable[[str], None]
-):
+def _detector(direction: Direction, data: PreparedSlices, labels, cfg: EvalConfig, cache: Path, device):
     """The additions detector of ``direction.target``: trained on the real training slices (cached)."""
     train_masks = audit.region_mask(data.train_seg(direction.target), labels)
     has = train_masks.any(axis=(1, 2))
@@ -334,7 +335,7 @@ def _detector(
         )
     identity = {"input_sha256": data.meta.get("input_sha256"), "prepare": data.meta.get("config")}
     key = audit.detector_key(cfg.audit, identity, f"{direction.target}:{labels}", data.image_size, device.type)
-    log(f"tumor detector for {direction.target} (cache {cache / f'detector_{key}.pt'})")
+    logger.info(f"tumor detector for {direction.target} (cache {cache / f'detector_{key}.pt'})")
     cache.mkdir(parents=True, exist_ok=True)
     return audit.cached_detector(
         data.train(direction.target),

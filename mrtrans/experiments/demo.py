@@ -8,7 +8,6 @@ with CUDA the training and translation use the GPU.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,16 +35,14 @@ class DemoPlan:
     seed: int = 0
 
 
-def run_demo(
-    out: Path, plan: DemoPlan = DemoPlan(), overwrite: bool = False, log: Callable[[str], None] = print
-) -> Path:
+def run_demo(out: Path, plan: DemoPlan = DemoPlan(), overwrite: bool = False) -> Path:
     """Run every stage into ``out`` and return the report folder.
 
     Raises:
         MrtransError: ``out`` exists and is not empty (without ``overwrite``), or is not a demo folder.
     """
     with Workspace.lock(out):
-        return _stages(Workspace.fresh(out, OutputKind.demo, overwrite, log), plan)
+        return _stages(Workspace.fresh(out, OutputKind.demo, overwrite), plan)
 
 
 def _stages(ws: Workspace, plan: DemoPlan) -> Path:
@@ -99,6 +96,6 @@ def _stages(ws: Workspace, plan: DemoPlan) -> Path:
 
     stage(f"5/5 evaluate both runs -> {out / 'report'}")
     ev = load_config(EvalConfig, "default", {"audit.steps": plan.audit_steps}, folder="evaluation")
-    evaluate_runs(runs, out / "prepared", out / "report", ev, cache_dir=out / "cache", log=lambda s: None)
+    evaluate_runs(runs, out / "prepared", out / "report", ev, cache_dir=out / "cache")
     stage("done")
     return out / "report"

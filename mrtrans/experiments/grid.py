@@ -88,12 +88,17 @@ def train_grid(
         f"train {len(todo)} of {len(grid)} runs, {jobs} at a time ({threads} threads each)"
         + (f"; {len(grid) - len(todo)} finished earlier" if len(todo) < len(grid) else "")
     )
-    if jobs == 1:
-        for i, a in enumerate(args, 1):
-            stage(f"  run {i}/{len(todo)}: {Path(a[1]).name}")
-            train_job(*a, show_progress=show_progress)
-    else:
-        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            for i, path in enumerate(pool.map(train_job, *zip(*args)), 1):
-                stage(f"  run {i}/{len(todo)} done: {Path(path).name}")
+    from tqdm import tqdm
+
+    # runs done, with an ETA, on a terminal (disable=None: off in logs and pipes, where the stage lines say it)
+    with tqdm(total=len(todo), desc="runs", unit="run", disable=None if jobs > 1 else True) as bar:
+        if jobs == 1:  # each run shows its own step bar
+            for i, a in enumerate(args, 1):
+                stage(f"  run {i}/{len(todo)}: {Path(a[1]).name}")
+                train_job(*a, show_progress=show_progress)
+        else:
+            with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+                for i, path in enumerate(pool.map(train_job, *zip(*args)), 1):
+                    bar.update()
+                    stage(f"  run {i}/{len(todo)} done: {Path(path).name}")
     return [job.run for job in grid]

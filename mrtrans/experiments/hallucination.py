@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import math
 import shutil
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -104,7 +103,6 @@ def run_hallucination_benchmark(
     out: str | Path,
     cfg: HallucinationConfig,
     root: str | Path | None = None,
-    log: Callable[[str], None] = print,
 ) -> Path:
     """Run the benchmark into ``out`` (resumable) and return the path of ``hallucination.md``.
 
@@ -123,7 +121,7 @@ def run_hallucination_benchmark(
     root = Path(root) if root is not None else None
     Direction.parse(cfg.direction)  # a bad direction stops here, before any work
     methods = check_methods(cfg.methods, cfg.train_presets)
-    ws = Workspace.resume(out, OutputKind.benchmark, cfg, root, log)
+    ws = Workspace.resume(out, OutputKind.benchmark, cfg, root)
     out, stage = ws.out, ws.stage
     if root is None:
         root = ws.synthetic_root(cfg.synth)
@@ -163,7 +161,6 @@ def run_hallucination_benchmark(
         cfg.evaluation,
         cache_dir=out / "cache",
         overwrite=True,
-        log=lambda s: None,
     )
     per_run = collect(out / "report", specs)
     summary = summarize_seeds(per_run)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -97,9 +96,7 @@ def vgg_missing(cfg: TrainConfig) -> str | None:
     )
 
 
-def reproduce_table1(
-    out: str | Path, cfg: ReproduceConfig, root: str | Path | None = None, log: Callable[[str], None] = print
-) -> Path:
+def reproduce_table1(out: str | Path, cfg: ReproduceConfig, root: str | Path | None = None) -> Path:
     """Run the reproduction into ``out`` (resumable) and return the path of ``table1.md``.
 
     Raises:
@@ -112,7 +109,7 @@ def reproduce_table1(
     root = Path(root) if root is not None else None
     Direction.parse(cfg.direction)
     check_methods(cfg.methods, cfg.train_presets)
-    ws = Workspace.resume(out, OutputKind.reproduction, cfg, root, log)
+    ws = Workspace.resume(out, OutputKind.reproduction, cfg, root)
     out, stage = ws.out, ws.stage
     recipe = cfg.prepare if root is not None else cfg.synth_prepare
     if root is None:
@@ -148,7 +145,6 @@ def reproduce_table1(
         cfg.evaluation,
         cache_dir=out / "cache",
         overwrite=True,
-        log=lambda _: None,
     )
     table = table1(report, cfg, skipped)
     with atomic_path(out / "table1.csv") as tmp:

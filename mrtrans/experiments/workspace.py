@@ -8,6 +8,7 @@ stays inside its folder.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,6 +17,8 @@ from pathlib import Path
 from mrtrans.config import SynthConfig, resolve_config_path, to_dict
 from mrtrans.errors import MrtransError
 from mrtrans.outputs import OutputKind, claim_experiment, output_lock, start_fresh
+
+logger = logging.getLogger(__name__)
 
 # What a re-run may change without invalidating finished data and runs: evaluation is always redone.
 NOT_BINDING = ("evaluation", "jobs")
@@ -40,12 +43,12 @@ def check_methods(methods: tuple[str, ...], presets: tuple[str, ...]) -> dict[st
     return labels
 
 
-def stage_logger(log: Callable[[str], None]) -> Callable[[str], None]:
-    """``log`` with the seconds since this call in front of every line."""
+def stage_logger(log: logging.Logger = logger) -> Callable[[str], None]:
+    """INFO lines of ``log`` with the seconds since this call in front of every line."""
     start = time.perf_counter()
 
     def stage(text: str) -> None:
-        log(f"[{time.perf_counter() - start:6.0f} s] {text}")
+        log.info(f"[{time.perf_counter() - start:6.0f} s] {text}")
 
     return stage
 
@@ -59,9 +62,7 @@ class Workspace:
     stage: Callable[[str], None] = field(repr=False)
 
     @classmethod
-    def resume(
-        cls, out: str | Path, kind: OutputKind, config: object, root: Path | None, log: Callable[[str], None] = print
-    ) -> Workspace:
+    def resume(cls, out: str | Path, kind: OutputKind, config: object, root: Path | None) -> Workspace:
         """Claim ``out`` for a resumable experiment of ``config`` on ``root`` (None: synthetic data).
 
         Raises:
@@ -70,16 +71,14 @@ class Workspace:
         out = Path(out)
         record = {"config": to_dict(config), "root": str(Path(root).resolve()) if root else None}
         claim_experiment(out, kind, record, inputs=[root] if root else [], not_binding=NOT_BINDING)
-        return cls(out, kind, stage_logger(log))
+        return cls(out, kind, stage_logger())
 
     @classmethod
-    def fresh(
-        cls, out: str | Path, kind: OutputKind, overwrite: bool = False, log: Callable[[str], None] = print
-    ) -> Workspace:
+    def fresh(cls, out: str | Path, kind: OutputKind, overwrite: bool = False) -> Workspace:
         """Make ``out`` an empty ``kind`` folder (replacing an earlier one only with ``overwrite``); hold
         :func:`mrtrans.outputs.output_lock` around the whole experiment (:meth:`lock`)."""
         start_fresh(out, kind, overwrite)
-        return cls(Path(out), kind, stage_logger(log))
+        return cls(Path(out), kind, stage_logger())
 
     @staticmethod
     def lock(out: str | Path):

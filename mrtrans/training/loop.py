@@ -20,6 +20,7 @@ import csv
 import datetime
 import functools
 import json
+import logging
 import math
 import os
 import sys
@@ -61,6 +62,8 @@ from mrtrans.training.step import (
     smoothness_term,
     unit_optimisation_step,
 )
+
+logger = logging.getLogger(__name__)
 
 
 def process_group_backend(device: torch.device) -> str:
@@ -249,7 +252,7 @@ def _claim_run_folder(out: Path, ckpt_path: Path, resume: bool, rank: int) -> bo
         raise MrtransError(f"{out}: exists and is not a run of `mrtrans train`; choose another --out")
     # Stopped before its first checkpoint: nothing to continue, so start again, replacing only train's own files.
     if rank == 0:
-        print(f"{out}: no checkpoint yet (stopped before the first one); starting the run again", file=sys.stderr)
+        logger.warning(f"{out}: no checkpoint yet (stopped before the first one); starting the run again")
         for pattern in ("samples/step_*.png", "tensorboard/events.out.tfevents.*", "losses.csv"):
             for path in out.glob(pattern):
                 path.unlink()

@@ -50,7 +50,6 @@ def test_evaluate_writes_paper_layout_tables(prepared, runs, tmp_path):
         tmp_path / "report",
         cfg,
         cache_dir=tmp_path / "cache",
-        log=lambda s: None,
     )
     names = {p.name for p in out.iterdir()}
     assert {
@@ -150,11 +149,11 @@ def test_bad_inputs_fail_clearly_and_write_nothing(prepared, runs, tmp_path):
     payload["direction"] = {"source": "t2", "target": "flair"}
     save_checkpoint({k: v for k, v in payload.items() if k not in ("format", "format_version")}, ck)
     with pytest.raises(MrtransError, match="model translates flair/t2, the test set is flair/t1"):
-        evaluate_runs([tmp_path / "other"], prepared, tmp_path / "r1", cfg, log=lambda s: None)
+        evaluate_runs([tmp_path / "other"], prepared, tmp_path / "r1", cfg)
     no_seg = shutil.copytree(prepared, tmp_path / "noseg")
     (no_seg / "test" / "seg.npy").unlink()
     with pytest.raises(MrtransError, match="seg.npy: missing"):
-        evaluate_runs([runs / "cyc"], no_seg, tmp_path / "r2", cfg, log=lambda s: None)
+        evaluate_runs([runs / "cyc"], no_seg, tmp_path / "r2", cfg)
     with pytest.raises(MrtransError, match="shapes differ"):
         z = np.zeros((2, 8, 8))
         score_slices(
@@ -203,6 +202,11 @@ def test_cli_evaluate_and_evaluate_volumes(prepared, runs, synth_root, tmp_path)
     )
     assert result.exit_code == 0, result.output
     assert (tmp_path / "rep" / "report.md").is_file()
+    # progress lines go to stderr (INFO), the result line to stdout; --quiet keeps only warnings and errors
+    assert "translating" in result.stderr and "report:" in result.stdout and "translating" not in result.stdout
+    args = ["evaluate", str(runs / "cyc"), "--data", str(prepared), "--no-audit", "--device", "cpu"]
+    quiet = runner.invoke(app, ["--quiet", *args, "--out", str(tmp_path / "rep_q")])
+    assert quiet.exit_code == 0 and "translating" not in quiet.output and "report:" in quiet.stdout
     sid = "SynthBraTS_001"
     flair, t1, seg = (synth_root / sid / f"{sid}_{m}.nii.gz" for m in ("flair", "t1", "seg"))
     pred = tmp_path / f"{sid}_t1_from_flair.nii.gz"
@@ -300,7 +304,7 @@ def test_generators_run_in_fp32_unless_bf16_is_asked(prepared, runs, tmp_path, m
 
     monkeypatch.setattr(evaluate_module, "forward_slices", spy)
     cfg = EvalConfig(audit=AuditConfig(enabled=False), figure_slices=0)
-    evaluate_runs([runs / "cyc"], prepared, tmp_path / "a", cfg, log=lambda s: None)
+    evaluate_runs([runs / "cyc"], prepared, tmp_path / "a", cfg)
     assert seen and not any(seen)
     seen.clear()
     evaluate_runs(
@@ -308,6 +312,5 @@ def test_generators_run_in_fp32_unless_bf16_is_asked(prepared, runs, tmp_path, m
         prepared,
         tmp_path / "b",
         EvalConfig(audit=AuditConfig(enabled=False), figure_slices=0, precision=Precision.bf16),
-        log=lambda s: None,
     )
     assert seen and all(seen)

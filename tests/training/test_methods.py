@@ -80,7 +80,7 @@ def test_translate_and_evaluate_use_every_method(
         "distancegan": "distancegan",
         "distancegan_cycle": "distancegan-cycle",
     }
-    folder = evaluate(list(method_runs.values()), prepared, tmp_path / "report", audit=False, log=lambda _: None)
+    folder = evaluate(list(method_runs.values()), prepared, tmp_path / "report", audit=False)
     import pandas as pd
 
     summary = pd.read_csv(folder / "summary.csv")
