@@ -190,11 +190,7 @@ def translate(
         Normalised target-sequence intensities in [0, 1], zero outside the brain. Use
         :func:`translate_files` to write files.
     """
-    translator = (
-        model
-        if isinstance(model, Translator)
-        else load_translator(model, direction, device, allow_unstripped=allow_unstripped)
-    )
+    translator = load_translator(model, direction, device, allow_unstripped=allow_unstripped)
     return translator(image, affine=affine, mask=mask)
 
 
@@ -233,10 +229,7 @@ def translate_files(
 
     files = expand_inputs(inputs) if isinstance(inputs, (str, Path)) else sorted(Path(p) for p in inputs)
     files = cohort_part(files, num_parts, part_id)
-    if isinstance(model, Translator):
-        translator = model
-    else:
-        translator = load_translator(model, direction, device, batch_size, precision, allow_unstripped)
+    translator = load_translator(model, direction, device, batch_size, precision, allow_unstripped)
     return run_files(
         files, Path(out), translator, mask=None if mask is None else Path(mask), overwrite=overwrite, progress=progress
     )

@@ -61,15 +61,35 @@ def load_generators(
     Raises:
         MrtransError: the weights do not fit the generator the checkpoint's config describes.
     """
+    return _generator(checkpoint, "gen_s2t", device), _generator(checkpoint, "gen_t2s", device)
+
+
+def load_generator(
+    checkpoint: dict[str, Any], direction: Any, device: torch.device | str = "cpu", source: object = "checkpoint"
+) -> torch.nn.Module:
+    """The generator of ``checkpoint`` that translates ``direction`` (a Direction or ``"flair2t1"``), in eval mode.
+
+    Raises:
+        MrtransError: the model does not translate that direction (naming ``source``), or its weights do not fit.
+    """
+    from mrtrans.data_prep.slices import Direction
+
+    wanted = Direction.parse(direction) if isinstance(direction, str) else direction
+    trained = Direction(checkpoint["direction"]["source"], checkpoint["direction"]["target"])
+    if wanted == trained:
+        return _generator(checkpoint, "gen_s2t", device)
+    if wanted == trained.reversed():
+        return _generator(checkpoint, "gen_t2s", device)
+    raise MrtransError(f"{source}: model translates {trained.source}<->{trained.target}; it cannot do {wanted.name}")
+
+
+def _generator(checkpoint: dict[str, Any], name: str, device: torch.device | str) -> torch.nn.Module:
     cfg = from_dict(TrainConfig, checkpoint["config"])
-    gens = []
-    for name in ("gen_s2t", "gen_t2s"):
-        gen = build_generator(cfg.generator)
-        try:
-            gen.load_state_dict(checkpoint["models"][name])
-        except (RuntimeError, TypeError, AttributeError) as exc:  # missing/unexpected keys, size mismatch
-            raise MrtransError(
-                f"checkpoint weights of {name} do not fit its recorded generator config: {str(exc)[:300]}"
-            ) from None
-        gens.append(gen.to(device).eval())
-    return gens[0], gens[1]
+    gen = build_generator(cfg.generator)
+    try:
+        gen.load_state_dict(checkpoint["models"][name])
+    except (RuntimeError, TypeError, AttributeError) as exc:  # missing/unexpected keys, size mismatch
+        raise MrtransError(
+            f"checkpoint weights of {name} do not fit its recorded generator config: {str(exc)[:300]}"
+        ) from None
+    return gen.to(device).eval()

@@ -33,19 +33,6 @@ from mrtrans.inference.translate import Translator, load_translator
 __all__ = ["Translate", "Translated"]
 
 
-def _translator(
-    model: str | Path | Translator,
-    direction: str | None,
-    device: str,
-    batch_size: int | None,
-    precision: str,
-    allow_unstripped: bool,
-) -> Translator:
-    if isinstance(model, Translator):
-        return model
-    return load_translator(model, direction, device, batch_size, precision, allow_unstripped)
-
-
 class Translate(Transform):
     """Translate one volume: MetaTensor / tensor / array, (X, Y, Z) or (1, X, Y, Z), on its own grid.
 
@@ -69,7 +56,7 @@ class Translate(Transform):
         precision: str = "fp32",
         allow_unstripped: bool = False,
     ) -> None:
-        self.translator = _translator(model, direction, device, batch_size, precision, allow_unstripped)
+        self.translator = load_translator(model, direction, device, batch_size, precision, allow_unstripped)
 
     def __call__(self, img: Any, affine: Any = None, mask: Any = None) -> Any:
         """The translation of ``img``; a plain tensor or array needs ``affine`` (a MetaTensor has its own)."""

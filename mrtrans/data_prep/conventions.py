@@ -126,3 +126,12 @@ def extent_problem(masks: dict[str, np.ndarray], max_missing: float) -> str | No
                     f"cover the same brain (allowed: {max_missing:.0%}, prepare key max_extent_mismatch)"
                 )
     return None
+
+
+# Voxel sizes within 1% of the wanted one are used as they are (prepare-brats and translate alike).
+SPACING_TOLERANCE = 0.01
+
+
+def spacing_differs(have: tuple[float, ...], want: tuple[float | None, ...]) -> bool:
+    """Whether any axis of ``have`` differs from ``want`` (None: any size) by more than ``SPACING_TOLERANCE``."""
+    return any(w is not None and abs(h / w - 1.0) > SPACING_TOLERANCE for h, w in zip(have, want))

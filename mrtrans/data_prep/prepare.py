@@ -40,6 +40,7 @@ import pandas as pd
 
 from mrtrans import __version__
 from mrtrans.config import IntensityRange, PrepareConfig, to_dict
+from mrtrans.data_prep.conventions import spacing_differs
 from mrtrans.data_prep.discovery import SEG, SEG_LABELS, DiscoveryReport, Layout, Subject, discover_subjects
 from mrtrans.errors import MrtransError
 from mrtrans.outputs import OutputKind, atomic_dir, check_output
@@ -176,11 +177,8 @@ def process_subject(
         return result
     seg = raw.astype(np.uint8)  # (S, S, Z): integer labels of the layout, checked above
     brain = out[BRAIN][0].numpy().astype(bool)
-    tumor_px = (seg > 0).sum(axis=(0, 1))
-    brain_px = brain.sum(axis=(0, 1))
-    area = seg.shape[0] * seg.shape[1]
-    is_tumor = tumor_px >= cfg.min_tumor_pixels
-    is_healthy = (tumor_px == 0) & (brain_px >= cfg.min_brain_fraction * area)
+    tumor_px, brain_px = (seg > 0).sum(axis=(0, 1)), brain.sum(axis=(0, 1))  # recorded in the manifest
+    is_tumor, is_healthy = slice_labels(seg, brain, cfg)
     z_keep = np.flatnonzero(is_tumor | is_healthy)
     arrays = {m: out[m][0].numpy()[:, :, z_keep].transpose(2, 0, 1).astype(np.float16) for m in (source, target)}
     arrays[SEG] = seg[:, :, z_keep].transpose(2, 0, 1)
@@ -245,8 +243,16 @@ def subject_spacing(subject: Subject, modality: str) -> tuple[float, float, floa
     return round(x, 3), round(y, 3), round(z, 3)
 
 
-def _differs(have: tuple[float, ...], want: tuple[float | None, ...]) -> bool:
-    return any(w is not None and abs(h / w - 1.0) > 0.01 for h, w in zip(have, want))
+def slice_labels(seg: np.ndarray, brain: np.ndarray, rules: PrepareConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The slice rules on an (X, Y, Z) volume: per axial slice, (tumor, healthy) flags.
+
+    A tumor slice has at least ``min_tumor_pixels`` tumor pixels; a healthy slice none and a brain of at least
+    ``min_brain_fraction`` of the slice area; others are not used. prepare-brats and evaluate-volumes share it.
+    """
+    tumor_px = (seg > 0).sum(axis=(0, 1))
+    brain_px = brain.sum(axis=(0, 1))
+    is_tumor = tumor_px >= rules.min_tumor_pixels
+    return is_tumor, (tumor_px == 0) & (brain_px >= rules.min_brain_fraction * seg.shape[0] * seg.shape[1])
 
 
 def plan_spacing(
@@ -275,7 +281,9 @@ def plan_spacing(
                 f"{common[0]:g}x{common[1]:g}x{common[2]:g} mm (choose with --spacing)"
             )
     pixdim = {
-        sid: tuple(-1.0 if w is None else w for w in target) for sid, sp in spacings.items() if _differs(sp, target)
+        sid: tuple(-1.0 if w is None else w for w in target)
+        for sid, sp in spacings.items()
+        if spacing_differs(sp, target)
     }
     if wanted is not None and pixdim:
         notes.append(

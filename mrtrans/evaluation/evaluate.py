@@ -44,7 +44,7 @@ from mrtrans.evaluation.scored import Scored, slice_frame
 from mrtrans.evaluation.tables import write_tables
 from mrtrans.inference.translate import forward_slices, ras_orientations
 from mrtrans.io import load_nifti, read_volume
-from mrtrans.models import load_generators
+from mrtrans.models import load_generator
 from mrtrans.outputs import OutputKind, atomic_dir, check_output
 
 logger = logging.getLogger(__name__)
@@ -206,10 +206,8 @@ def evaluate_runs(
     bf16 = cfg.precision is Precision.bf16
     runs_bar = tqdm(list(zip(labels, checkpoints)), desc="evaluate", unit="run", disable=None)  # None: off unless a tty
     for label, ckpt in runs_bar:
-        gen_s2t, gen_t2s = load_generators(ckpt, device)
-        trained = Direction(ckpt["direction"]["source"], ckpt["direction"]["target"])
         for direction in directions:
-            gen = gen_s2t if direction == trained else gen_t2s
+            gen = load_generator(ckpt, direction, device, source=runs[labels.index(label)])
             logger.info(f"translating {len(slices)} test slices: {label} {direction.name}")
             pred = forward_slices(gen, to_tensor(arrays[direction.source]), device, cfg.batch_size, bf16=bf16)[
                 :, 0
@@ -356,15 +354,11 @@ RANGE_TOLERANCE = 0.01  # translate writes [0, 1]; resampling by other tools may
 
 
 def keep_slices(seg: np.ndarray, brain: np.ndarray, rules: PrepareConfig) -> tuple[np.ndarray, np.ndarray]:
-    """prepare-brats' slice rules on a (X, Y, Z) volume: (kept axial slice indices, tumor flags).
+    """prepare-brats' slice rules (:func:`~mrtrans.data_prep.prepare.slice_labels`) on a (X, Y, Z) volume:
+    (kept axial slice indices, tumor flags)."""
+    from mrtrans.data_prep.prepare import slice_labels
 
-    A tumor slice has at least ``min_tumor_pixels`` tumor pixels; a healthy slice none and a brain
-    of at least ``min_brain_fraction`` of the slice area.
-    """
-    tumor_px = (seg > 0).sum(axis=(0, 1))
-    brain_px = brain.sum(axis=(0, 1))
-    is_tumor = tumor_px >= rules.min_tumor_pixels
-    healthy = (tumor_px == 0) & (brain_px >= rules.min_brain_fraction * seg.shape[0] * seg.shape[1])
+    is_tumor, healthy = slice_labels(seg, brain, rules)
     keep = np.flatnonzero(is_tumor | healthy)
     return keep, is_tumor[keep]
 

@@ -29,7 +29,7 @@ from nibabel import orientations
 
 from mrtrans.checkpoint import check_model_checkpoint, load_checkpoint
 from mrtrans.config import Precision
-from mrtrans.data_prep.conventions import WHAT_TO_DO, convention_problem, ras_spacing
+from mrtrans.data_prep.conventions import WHAT_TO_DO, convention_problem, ras_spacing, spacing_differs
 from mrtrans.data_prep.slices import Direction
 from mrtrans.data_prep.transforms import BrainPercentileScale, n4_correct, resample_brain
 from mrtrans.devices import resolve_device
@@ -43,7 +43,7 @@ from mrtrans.io import (
     remove_partial_files,
     write_nifti,
 )
-from mrtrans.models import load_generators
+from mrtrans.models import load_generator
 from mrtrans.outputs import TRANSLATION_DESCRIPTION_PREFIX, output_lock, written_by_translate
 
 MODEL_KINDS = (
@@ -188,14 +188,15 @@ def _as_numpy(value: Any) -> np.ndarray:
 
 
 def load_translator(
-    model: str | Path,
+    model: str | Path | Translator,
     direction: str | None = None,
     device: str = "auto",
     batch_size: int | None = None,
     precision: str | Precision = Precision.fp32,
     allow_unstripped: bool = False,
 ) -> Translator:
-    """Load a run folder or checkpoint and pick the generator for ``direction``.
+    """Load a run folder or checkpoint and pick the generator for ``direction``; a :class:`Translator` is used
+    as it is (the one rule for every function that takes either).
 
     A FLAIR->T1 model asked for T1->FLAIR uses its other generator (both are trained). ``precision``
     ``bf16`` runs the generator under bf16 autocast on CUDA (no effect on the CPU); fp32 by default.
@@ -206,6 +207,9 @@ def load_translator(
     Raises:
         MrtransError: not a translation checkpoint, or a direction the model does not know.
     """
+    if isinstance(model, Translator):
+        return model
+
     ckpt = load_checkpoint(model)
     if ckpt.get("kind") not in MODEL_KINDS:
         raise MrtransError(
@@ -215,13 +219,7 @@ def load_translator(
     trained = Direction(ckpt["direction"]["source"], ckpt["direction"]["target"])
     wanted = Direction.parse(direction) if direction else trained
     dev = resolve_device(device)
-    gen_s2t, gen_t2s = load_generators(ckpt, dev)
-    if wanted == trained:
-        generator = gen_s2t
-    elif wanted == trained.reversed():
-        generator = gen_t2s
-    else:
-        raise MrtransError(f"{model}: model translates {trained.source}<->{trained.target}; it cannot do {wanted.name}")
+    generator = load_generator(ckpt, wanted, dev, source=model)
     try:
         precision = Precision(precision)
     except ValueError:
@@ -258,13 +256,6 @@ def forward_slices(
         with amp:
             out[start : start + batch_size] = generator(slices[start : start + batch_size].to(device)).float().cpu()
     return out
-
-
-SPACING_TOLERANCE = 0.01  # in-plane voxel sizes within 1% of the model's are translated as they are
-
-
-def _spacing_ratio(have: tuple[float, ...], want: tuple[float, ...]) -> float:
-    return max(abs(h / w - 1.0) for h, w in zip(have, want))
 
 
 @torch.no_grad()
@@ -304,7 +295,7 @@ def translate_array(
     ras_affine = affine @ orientations.inv_ornt_aff(to_ras, data.shape)
     model_spacing = translator.spacing
     have = ras_spacing(affine, data.shape)[:2]
-    resample = model_spacing is not None and _spacing_ratio(have, model_spacing) > SPACING_TOLERANCE
+    resample = model_spacing is not None and spacing_differs(have, model_spacing)
     if resample:
         work_vol, work_mask, work_affine = resample_brain(vol, mask, ras_affine, pixdim=(*model_spacing, -1))
         if not work_mask.any():
