@@ -97,3 +97,19 @@ def captured_logs(level: int = logging.INFO) -> Iterator[list[str]]:
     finally:
         logger.removeHandler(handler)
         logger.setLevel(old)
+
+
+def volume_of(root: Path, modality: str = "flair", index: int = 0) -> tuple[np.ndarray, np.ndarray, Path]:
+    """The ``index``-th subject's ``modality`` volume under ``root``: (data, affine, path)."""
+    path = sorted(root.glob(f"*/*_{modality}.nii.gz"))[index]
+    img = nib.load(path)
+    return img.get_fdata(dtype=np.float32), img.affine, path
+
+
+def save_volume(path: Path, data: np.ndarray, affine: np.ndarray) -> Path:
+    """Write float32 ``data`` with both qform and sform set to ``affine`` (code 1)."""
+    img = nib.Nifti1Image(data.astype(np.float32), affine)
+    img.set_qform(affine, 1)
+    img.set_sform(affine, 1)
+    nib.save(img, path)
+    return path

@@ -16,23 +16,9 @@ from mrtrans.data_prep.conventions import border_share, convention_problem, exte
 from mrtrans.data_prep.prepare import prepare_brats
 from mrtrans.errors import MrtransError
 
-from helpers import SMALL_PREPARE
+from helpers import SMALL_PREPARE, save_volume, volume_of
 
 runner = CliRunner()
-
-
-def volume_of(root: Path, modality: str = "flair", index: int = 0) -> tuple[np.ndarray, np.ndarray, Path]:
-    path = sorted(root.glob(f"*/*_{modality}.nii.gz"))[index]
-    img = nib.load(path)
-    return img.get_fdata(dtype=np.float32), img.affine, path
-
-
-def save(path: Path, data: np.ndarray, affine: np.ndarray) -> Path:
-    img = nib.Nifti1Image(data.astype(np.float32), affine)
-    img.set_qform(affine, 1)
-    img.set_sform(affine, 1)
-    nib.save(img, path)
-    return path
 
 
 def test_conventions_hold_on_synthetic_and_real_brains(synth_root: Path) -> None:
@@ -62,7 +48,7 @@ def with_ring(data: np.ndarray) -> np.ndarray:
 )
 def test_broken_conventions_give_one_line_and_allow_unstripped_overrides(tiny_run, synth_root, tmp_path, make, message):
     data, affine, _ = volume_of(synth_root)
-    src = save(tmp_path / "scan.nii.gz", make(data), affine)
+    src = save_volume(tmp_path / "scan.nii.gz", make(data), affine)
     result = runner.invoke(app, ["translate", str(src), "--model", str(tiny_run), "--out", str(tmp_path / "o.nii.gz")])
     assert result.exit_code == 2 and message in result.stderr and "--allow-unstripped" in result.stderr
     assert not (tmp_path / "o.nii.gz").exists()
@@ -110,13 +96,13 @@ def test_prepare_skips_subjects_that_break_conventions(synth_root: Path, tmp_pat
     minus, ringed, cut = subjects[:3]
     flair = next(minus.glob("*_flair.nii.gz"))
     data, affine = nib.load(flair).get_fdata(dtype=np.float32), nib.load(flair).affine
-    save(flair, np.where(data == 0, -1.0, data), affine)
+    save_volume(flair, np.where(data == 0, -1.0, data), affine)
     flair = next(ringed.glob("*_flair.nii.gz"))
-    save(flair, with_ring(nib.load(flair).get_fdata(dtype=np.float32)), nib.load(flair).affine)
+    save_volume(flair, with_ring(nib.load(flair).get_fdata(dtype=np.float32)), nib.load(flair).affine)
     flair = next(cut.glob("*_flair.nii.gz"))
     data = nib.load(flair).get_fdata(dtype=np.float32)
     data[:, :, data.shape[2] // 2 :] = 0  # FLAIR's field of view misses the upper half of the brain
-    save(flair, data, nib.load(flair).affine)
+    save_volume(flair, data, nib.load(flair).affine)
     summary = prepare_brats(
         root, tmp_path / "p", PrepareConfig(**{**SMALL_PREPARE, "train_slices": 8, "test_slices": 6})
     )

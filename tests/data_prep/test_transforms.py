@@ -15,15 +15,7 @@ from mrtrans.config import PrepareConfig
 from mrtrans.data_prep.prepare import plan_spacing, prepare_brats
 from mrtrans.data_prep.transforms import n4_correct, resample_brain
 
-from helpers import SMALL_PREPARE
-
-
-def save(path: Path, data: np.ndarray, affine: np.ndarray) -> Path:
-    img = nib.Nifti1Image(data.astype(np.float32), affine)
-    img.set_qform(affine, 1)
-    img.set_sform(affine, 1)
-    nib.save(img, path)
-    return path
+from helpers import SMALL_PREPARE, save_volume
 
 
 @pytest.mark.parametrize(
@@ -68,10 +60,10 @@ def test_prepare_resamples_the_odd_subject_to_the_common_spacing(synth_root: Pat
             new = Spacing(pixdim=(0.5, 0.5, 1.0), mode="nearest")(
                 MetaTensor(torch.from_numpy(data[None]), affine=torch.from_numpy(img.affine))
             )
-            save(path, new[0].numpy(), new.affine.numpy())
+            save_volume(path, new[0].numpy(), new.affine.numpy())
         else:
             new, _, affine = resample_brain(data, data != 0, img.affine, pixdim=(0.5, 0.5, 1.0))
-            save(path, new, affine)
+            save_volume(path, new, affine)
     summary = prepare_brats(root, tmp_path / "p", PrepareConfig(**SMALL_PREPARE))
     meta = json.loads((tmp_path / "p" / "prepare.json").read_text())
     assert meta["normalization"]["spacing"] == [1.0, 1.0, 1.0]

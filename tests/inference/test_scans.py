@@ -21,26 +21,14 @@ from mrtrans.data_prep.transforms import resample_brain
 from mrtrans.errors import MrtransError
 from mrtrans.inference.translate import cohort_part, load_translator, translate_array, translate_files
 
+from helpers import save_volume, volume_of
+
 runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
 def translator(tiny_run: Path):
     return load_translator(tiny_run, device="cpu")
-
-
-def volume_of(root: Path, modality: str = "flair", index: int = 0) -> tuple[np.ndarray, np.ndarray, Path]:
-    path = sorted(root.glob(f"*/*_{modality}.nii.gz"))[index]
-    img = nib.load(path)
-    return img.get_fdata(dtype=np.float32), img.affine, path
-
-
-def save(path: Path, data: np.ndarray, affine: np.ndarray) -> Path:
-    img = nib.Nifti1Image(data.astype(np.float32), affine)
-    img.set_qform(affine, 1)
-    img.set_sform(affine, 1)
-    nib.save(img, path)
-    return path
 
 
 def test_the_checkpoint_records_spacing_and_field(tiny_run: Path) -> None:
@@ -90,7 +78,7 @@ def test_real_volumes_come_back_on_their_grid(real_sample: Path, tmp_path: Path)
     reference = translate_array(data, affine, identity)
     for pixdim, bound in {(0.5, 0.5, 1.0): 0.005, (2.0, 2.0, 1.0): 0.03, (1.0, 1.0, 3.0): 0.01}.items():
         scan, brain, scan_affine = resample_brain(data, data != 0, affine, pixdim=pixdim)
-        path = save(tmp_path / f"scan_{pixdim[0]}_{pixdim[2]}.nii.gz", scan, scan_affine)
+        path = save_volume(tmp_path / f"scan_{pixdim[0]}_{pixdim[2]}.nii.gz", scan, scan_affine)
         out_path = tmp_path / f"out_{path.name}"
         assert translate_files([path], out_path, identity).written == [out_path]
         out_img = nib.load(out_path)
@@ -156,7 +144,7 @@ def test_translate_reads_a_dicom_series_with_its_geometry(translator, synth_root
     tilted = affine.copy()
     tilted[:3, :3] = affine[:3, :3] @ np.diag([1.0, 1.0, 1.5])
     series = write_dicom_series(data, tilted, tmp_path / "series")
-    nifti = save(tmp_path / "same.nii.gz", data, tilted)
+    nifti = save_volume(tmp_path / "same.nii.gz", data, tilted)
     report = translate_files([series], tmp_path / "out", translator)
     assert report.written == [tmp_path / "out" / "series.nii.gz"], report.failed
     out = nib.load(report.written[0])
