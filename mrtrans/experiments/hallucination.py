@@ -39,6 +39,7 @@ from mrtrans.config import (
     epoch_schedule,
     load_config,
 )
+from mrtrans.evaluation.metrics import METRICS
 from mrtrans.experiments.grid import TrainJob, train_grid
 from mrtrans.experiments.workspace import Workspace, check_methods, method_label
 from mrtrans.io import atomic_path
@@ -192,7 +193,7 @@ def run_hallucination_benchmark(
 # the shared normalisation. Counts (judgeable lesions, healthy slices) stand beside every rate.
 TUMOR_COLUMNS = ["erased_rate", "present_same_rate", "present_opposite_rate", "healthy_with_added_rate"]
 COUNT_COLUMNS = ["judgeable_lesions", "lesions", "n_healthy_slices"]
-COLUMNS = TUMOR_COLUMNS + ["brain_mae", "brain_ssim"]
+COLUMNS = TUMOR_COLUMNS + [f"brain_{m}" for m in METRICS]  # every metric of the registry, brain_shared protocol
 # What each setting tests: target0 pushes towards removal (no unpaired method can learn the target's tumor
 # contrast there, so only presence is tested), target100 towards addition, balanced (the paper's) both.
 SETTING_OUTCOMES = {"balanced": ("erased", "added"), "target0": ("erased",), "target100": ("added",)}
@@ -217,8 +218,8 @@ def collect(report: Path, specs: list[RunSpec]) -> pd.DataFrame:
         }
         for column in TUMOR_COLUMNS + COUNT_COLUMNS:
             row[column] = t.get(column, np.nan)
-        row["brain_mae"] = float(b["mae_mean"].iloc[0]) if len(b) else np.nan
-        row["brain_ssim"] = float(b["ssim_mean"].iloc[0]) if len(b) else np.nan
+        for metric in METRICS:
+            row[f"brain_{metric}"] = float(b[f"{metric}_mean"].iloc[0]) if len(b) else np.nan
         rows.append(row)
     return pd.DataFrame(rows)
 
