@@ -194,8 +194,10 @@ def start_fresh(out: str | Path, kind: OutputKind, overwrite: bool = False) -> P
         MrtransError: as :func:`check_output`.
     """
     out = Path(out)
-    if out.is_dir() and not (out / MARKER).exists() and made_by(out, kind):
-        write_marker(out, kind)  # an unmarked output of an older version: now marked, so check_output accepts it
+    if overwrite and out.is_dir() and not (out / MARKER).exists() and made_by(out, kind):
+        write_marker(
+            out, kind
+        )  # an unmarked output of an older version, to be replaced: marked, so check_output accepts it
     check_output(out, kind, overwrite)
     if out.is_dir() and any(out.iterdir()):
         shutil.rmtree(out)  # a `kind` folder (its marker says so): everything in it was made by that command

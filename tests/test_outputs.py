@@ -138,3 +138,24 @@ def test_an_experiment_folder_is_continued_only_by_the_same_experiment(tmp_path)
     (legacy / "benchmark.json").write_text(json.dumps(record))
     claim_experiment(legacy, OutputKind.benchmark, record, not_binding=["evaluation"])
     assert marker_kind(legacy) is OutputKind.benchmark and (legacy / "benchmark.json").is_file()
+
+
+def test_an_old_unmarked_demo_is_replaced_only_with_overwrite_and_left_untouched_otherwise(tmp_path):
+    from mrtrans.outputs import start_fresh
+
+    old = tmp_path / "demo"  # what the demo of mrtrans < 0.2 wrote, with no marker
+    (old / "prepared").mkdir(parents=True)
+    (old / "prepared" / "prepare.json").write_text("{}")
+    (old / "report").mkdir()
+    with pytest.raises(MrtransError, match="--overwrite"):
+        start_fresh(old, OutputKind.demo)
+    assert sorted(p.name for p in old.iterdir()) == ["prepared", "report"]  # nothing written into it
+    start_fresh(old, OutputKind.demo, overwrite=True)
+    assert [p.name for p in old.iterdir()] == [MARKER] and marker_kind(old) is OutputKind.demo
+    mine = tmp_path / "mine"  # the same names plus a file of the user's: not a demo, never replaced
+    (mine / "prepared").mkdir(parents=True)
+    (mine / "prepared" / "prepare.json").write_text("{}")
+    (mine / "notes.txt").write_text("keep")
+    with pytest.raises(MrtransError, match="not made by mrtrans"):
+        start_fresh(mine, OutputKind.demo, overwrite=True)
+    assert (mine / "notes.txt").read_text() == "keep"
