@@ -8,7 +8,14 @@ SAMPLE="$(cd "$(dirname "$0")/../.." && pwd)/shared/data/brats_sample"
 OUT="${1:-/tmp/mrtrans_real}"
 STEPS="${2:-100}"
 if [ ! -d "$SAMPLE" ]; then echo "skipped: $SAMPLE not found"; exit 0; fi
-rm -rf "$OUT" && mkdir -p "$OUT"
+# Never remove what this script did not make: an existing, non-empty OUT must carry its mark.
+MARK="$OUT/.made-by-real_sample_chain"
+if [ -d "$OUT" ] && [ -n "$(ls -A "$OUT")" ] && [ ! -f "$MARK" ]; then
+  echo "error: $OUT exists and was not made by this script; choose another folder" >&2
+  exit 2
+fi
+if [ -e "$OUT" ] && [ ! -d "$OUT" ]; then echo "error: $OUT is a file; choose a folder" >&2; exit 2; fi
+rm -rf "$OUT" && mkdir -p "$OUT" && touch "$MARK"
 mrtrans prepare-brats "$SAMPLE" --out "$OUT/prepared" --train-slices 40 --test-slices 20 --workers 2
 for method in cyclegan harmonicgan_hist; do
   mrtrans train flair2t1 --data "$OUT/prepared" --out "$OUT/runs/$method" --config "$method" --preset cpu_small --max-steps "$STEPS"
