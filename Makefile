@@ -24,14 +24,14 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# The full suite (README, CI): every test but the `experiment` presets, on all cores (pytest-xdist; an idle worker
-# steals queued tests, so one long module does not hold the run). About 6 minutes on 2 cores (docs/benchmarks.md).
+# The full suite (README, CI): every test but the `experiment` presets, on all cores (pytest-xdist; a module's
+# tests stay on one worker, so its fixtures are built once). About 6 minutes on 2 cores (docs/benchmarks.md).
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n auto --dist worksteal
+	$(BIN)/python -m pytest -q -n auto --dist loadscope
 
 # For development: no training, no subprocesses, no real sample (about a minute).
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -n auto --dist worksteal -m "not slow and not experiment"
+	$(BIN)/python -m pytest -q -n auto --dist loadscope -m "not slow and not experiment"
 
 # The shipped presets end to end, as a user runs them (reproduce-table1 --scale cpu: minutes).
 test-experiments: $(STAMP)
