@@ -91,9 +91,18 @@ def made_by(folder: Path, kind: OutputKind) -> bool:
     if kind is OutputKind.demo:  # demos of mrtrans < 0.2: exactly what the demo wrote
         names = {p.name for p in folder.iterdir()} if folder.is_dir() else set()
         return bool(names) and names <= LEGACY_DEMO_ENTRIES and (folder / "prepared" / "prepare.json").is_file()
+    if kind is OutputKind.report:  # reports of mrtrans < 0.2
+        return (folder / "summary.csv").is_file() and (folder / "per_slice.csv").is_file()
     if kind in LEGACY_RECORD_FILES:
         return (folder / LEGACY_RECORD_FILES[kind]).is_file()  # experiments of mrtrans < 0.3
     return False
+
+
+def adopt_legacy(folder: Path, kind: OutputKind) -> None:
+    """Mark an unmarked ``kind`` output of an older version (:func:`made_by`), so the usual rules (check_output,
+    ``--overwrite`` of the same kind) apply to it; anything else is left as it is."""
+    if folder.is_dir() and not (folder / MARKER).exists() and made_by(folder, kind):
+        write_marker(folder, kind)
 
 
 def write_marker(folder: Path, kind: OutputKind, record: dict | None = None) -> None:
@@ -194,10 +203,8 @@ def start_fresh(out: str | Path, kind: OutputKind, overwrite: bool = False) -> P
         MrtransError: as :func:`check_output`.
     """
     out = Path(out)
-    if overwrite and out.is_dir() and not (out / MARKER).exists() and made_by(out, kind):
-        write_marker(
-            out, kind
-        )  # an unmarked output of an older version, to be replaced: marked, so check_output accepts it
+    if overwrite:
+        adopt_legacy(out, kind)  # an unmarked output of an older version, to be replaced
     check_output(out, kind, overwrite)
     if out.is_dir() and any(out.iterdir()):
         shutil.rmtree(out)  # a `kind` folder (its marker says so): everything in it was made by that command

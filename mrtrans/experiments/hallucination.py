@@ -22,7 +22,6 @@ missing (then evaluates again). Nothing outside that folder is written.
 from __future__ import annotations
 
 import math
-import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -43,7 +42,7 @@ from mrtrans.evaluation.metrics import METRICS
 from mrtrans.experiments.grid import TrainJob, train_grid
 from mrtrans.experiments.workspace import Workspace, check_methods, method_label
 from mrtrans.io import atomic_path
-from mrtrans.outputs import OutputKind, marker_kind
+from mrtrans.outputs import OutputKind, adopt_legacy
 
 
 @dataclass(frozen=True)
@@ -153,8 +152,7 @@ def run_hallucination_benchmark(
     train_grid(grid, cfg.jobs, stage)
 
     stage(f"evaluate {len(specs)} runs on the shared test slices -> {out / 'report'}")
-    if (out / "report").is_dir() and marker_kind(out / "report") is None:
-        shutil.rmtree(out / "report")  # an unmarked report of mrtrans < 0.2, inside the folder this benchmark made
+    adopt_legacy(out / "report", OutputKind.report)  # an unmarked report of mrtrans < 0.2: replaced like a marked one
     evaluate_runs(
         [out / "runs" / s.name for s in specs],
         out / "data" / "balanced",
