@@ -25,21 +25,34 @@ FORMAT_VERSION = 1
 
 
 def model_payload(
-    kind: str, source: str, target: str, config: dict[str, Any], normalization: dict[str, Any], models: dict[str, Any]
+    kind: str,
+    source: str,
+    target: str,
+    config: dict[str, Any],
+    normalization: dict[str, Any],
+    models: dict[str, Any],
+    method: str | None = None,
+    translators: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """The fields ``mrtrans translate`` and ``evaluate`` need to rebuild and use a model.
 
     Args:
-        kind: ``cyclegan``, ``harmonicgan-histogram``, ``harmonicgan-vgg``, ``unit``, ``discogan``, ``distancegan`` or
-            ``distancegan-cycle`` (``inference.translate.MODEL_KINDS``).
+        kind: the run's name (``cyclegan``, ``harmonicgan-histogram``... : ``TrainingMethod.kind``).
         source, target: the trained direction's modalities.
         config: the resolved TrainConfig as a dict (``config.to_dict``).
         normalization: prepare-brats' normalisation (percentiles, range, image_size).
-        models: state dicts, at least ``gen_s2t`` and ``gen_t2s``.
+        models: state dicts, at least those ``translators`` names.
+        method: the training step (``mrtrans.methods``); default the config's.
+        translators: direction name -> key in ``models`` of every direction the model translates; default
+            both directions (``gen_s2t``, ``gen_t2s``).
     """
+    if translators is None:
+        translators = {f"{source}2{target}": "gen_s2t", f"{target}2{source}": "gen_t2s"}
     return {
         "kind": kind,
+        "method": method or str(config.get("method", "cycle")),
         "direction": {"source": source, "target": target},
+        "translators": dict(translators),
         "config": config,
         "normalization": normalization,
         "models": models,
@@ -73,8 +86,16 @@ def check_model_checkpoint(ckpt: dict[str, Any], path: str | Path) -> None:
     direction, norm, models = ckpt["direction"], ckpt["normalization"], ckpt["models"]
     if not isinstance(direction, dict) or not all(isinstance(direction.get(k), str) for k in ("source", "target")):
         raise bad(f"'direction' is {direction!r}, expected source and target modality names")
-    if not isinstance(models, dict) or not {"gen_s2t", "gen_t2s"} <= set(models):
-        raise bad("'models' lacks gen_s2t/gen_t2s")
+    from mrtrans.methods import checkpoint_translators
+
+    if not isinstance(models, dict):
+        raise bad("'models' is not a mapping of network names to weights")
+    try:
+        translators = checkpoint_translators(ckpt)
+    except (TypeError, ValueError) as exc:
+        raise bad(f"'translators' is unusable ({exc})") from None
+    if not translators or not all(isinstance(k, str) and v in models for k, v in translators.items()):
+        raise bad(f"'models' lacks the translators it lists ({translators})")
     try:
         cfg = from_dict(TrainConfig, ckpt["config"])
     except MrtransError as exc:

@@ -42,11 +42,16 @@ class GanMode(str, enum.Enum):
 
 
 class Method(str, enum.Enum):
-    """The training step: ``harmonicgan`` (CycleGAN, HarmonicGAN, DiscoGAN and DistanceGAN are settings of it)
-    or ``unit`` (the shared-latent VAE-GAN of Liu et al. 2017, its own step)."""
+    """The training step (one module each in ``mrtrans/methods/``): ``cycle`` (two generators bound by cycle
+    consistency; CycleGAN, HarmonicGAN, DiscoGAN and DistanceGAN are settings of it), ``unit`` (the
+    shared-latent VAE-GAN of Liu et al. 2017)."""
 
-    harmonicgan = "harmonicgan"
+    cycle = "cycle"
     unit = "unit"
+
+    @classmethod
+    def _missing_(cls, value: object) -> Method | None:
+        return cls.cycle if value == "harmonicgan" else None  # the name of the cycle step in mrtrans < 0.4
 
 
 class GeneratorArchitecture(str, enum.Enum):
@@ -265,7 +270,7 @@ class RunConfig:
 class TrainConfig:
     """A whole training run: ``mrtrans train``."""
 
-    method: Method = Method.harmonicgan
+    method: Method = Method.cycle
     generator: GeneratorConfig = GeneratorConfig()
     discriminator: DiscriminatorConfig = DiscriminatorConfig()
     loss: LossConfig = LossConfig()

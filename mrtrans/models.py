@@ -53,34 +53,23 @@ def size_factor(cfg: GeneratorConfig) -> int:
     return 4 if cfg.architecture is GeneratorArchitecture.unit else 2**cfg.num_downsampling
 
 
-def load_generators(
-    checkpoint: dict[str, Any], device: torch.device | str = "cpu"
-) -> tuple[torch.nn.Module, torch.nn.Module]:
-    """Rebuild (gen_s2t, gen_t2s) from a checkpoint alone, in eval mode.
-
-    Raises:
-        MrtransError: the weights do not fit the generator the checkpoint's config describes.
-    """
-    return _generator(checkpoint, "gen_s2t", device), _generator(checkpoint, "gen_t2s", device)
-
-
 def load_generator(
     checkpoint: dict[str, Any], direction: Any, device: torch.device | str = "cpu", source: object = "checkpoint"
 ) -> torch.nn.Module:
     """The generator of ``checkpoint`` that translates ``direction`` (a Direction or ``"flair2t1"``), in eval mode.
 
     Raises:
-        MrtransError: the model does not translate that direction (naming ``source``), or its weights do not fit.
+        MrtransError: the model does not translate that direction (one line naming ``source``), or its weights
+            do not fit.
     """
     from mrtrans.data_prep.slices import Direction
+    from mrtrans.methods import checkpoint_translators, unavailable_direction
 
     wanted = Direction.parse(direction) if isinstance(direction, str) else direction
-    trained = Direction(checkpoint["direction"]["source"], checkpoint["direction"]["target"])
-    if wanted == trained:
-        return _generator(checkpoint, "gen_s2t", device)
-    if wanted == trained.reversed():
-        return _generator(checkpoint, "gen_t2s", device)
-    raise MrtransError(f"{source}: model translates {trained.source}<->{trained.target}; it cannot do {wanted.name}")
+    key = checkpoint_translators(checkpoint).get(wanted.name)
+    if key is None:
+        raise unavailable_direction(checkpoint, wanted, source)
+    return _generator(checkpoint, key, device)
 
 
 def _generator(checkpoint: dict[str, Any], name: str, device: torch.device | str) -> torch.nn.Module:

@@ -44,6 +44,7 @@ from mrtrans.evaluation.scored import Scored, slice_frame
 from mrtrans.evaluation.tables import write_tables
 from mrtrans.inference.translate import forward_slices, ras_orientations
 from mrtrans.io import load_nifti, read_volume
+from mrtrans.methods import checkpoint_translators
 from mrtrans.models import load_generator
 from mrtrans.outputs import OutputKind, atomic_dir, check_output
 
@@ -145,7 +146,8 @@ def evaluate_runs(
     overwrite: bool = False,
     reference: str | None = None,
 ) -> Path:
-    """Translate the paired test slices with every run, both directions, and write the report.
+    """Translate the paired test slices with every run, in both directions (each direction a run translates), and
+    write the report.
 
     Args:
         reference: label (folder name) of the run every other run is compared with; default the
@@ -178,8 +180,10 @@ def evaluate_runs(
         ckpt = load_checkpoint(run, map_location="cpu")
         check_model_checkpoint(ckpt, run)
         # Keep what scoring needs: a training checkpoint's optimisers, pools and discriminators are most of its size.
+        translators = checkpoint_translators(ckpt)
         ckpt = {k: ckpt[k] for k in ("kind", "direction", "config", "normalization")} | {
-            "models": {k: ckpt["models"][k] for k in ("gen_s2t", "gen_t2s")}
+            "translators": translators,
+            "models": {k: ckpt["models"][k] for k in translators.values()},
         }
         pair = {ckpt["direction"]["source"], ckpt["direction"]["target"]} if "direction" in ckpt else set()
         if pair != {source_mod, target_mod}:
@@ -207,6 +211,9 @@ def evaluate_runs(
     runs_bar = tqdm(list(zip(labels, checkpoints)), desc="evaluate", unit="run", disable=None)  # None: off unless a tty
     for label, ckpt in runs_bar:
         for direction in directions:
+            if direction.name not in ckpt["translators"]:  # a one-direction model (pix2pix, CUT): that direction only
+                logger.info(f"{label}: translates {', '.join(ckpt['translators'])} only; no {direction.name} rows")
+                continue
             gen = load_generator(ckpt, direction, device, source=runs[labels.index(label)])
             logger.info(f"translating {len(slices)} test slices: {label} {direction.name}")
             pred = forward_slices(gen, to_tensor(arrays[direction.source]), device, cfg.batch_size, bf16=bf16)[

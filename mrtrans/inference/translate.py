@@ -43,18 +43,9 @@ from mrtrans.io import (
     remove_partial_files,
     write_nifti,
 )
+from mrtrans.methods import is_translation_checkpoint
 from mrtrans.models import load_generator
 from mrtrans.outputs import TRANSLATION_DESCRIPTION_PREFIX, output_lock, written_by_translate
-
-MODEL_KINDS = (
-    "cyclegan",
-    "harmonicgan-histogram",
-    "harmonicgan-vgg",
-    "unit",
-    "discogan",
-    "distancegan",
-    "distancegan-cycle",
-)
 
 
 @dataclass
@@ -198,7 +189,8 @@ def load_translator(
     """Load a run folder or checkpoint and pick the generator for ``direction``; a :class:`Translator` is used
     as it is (the one rule for every function that takes either).
 
-    A FLAIR->T1 model asked for T1->FLAIR uses its other generator (both are trained). ``precision``
+    A FLAIR->T1 model asked for T1->FLAIR uses its other generator when it has one (the cycle methods and UNIT
+    train both; pix2pix and CUT one: the checkpoint's ``translators`` say which). ``precision``
     ``bf16`` runs the generator under bf16 autocast on CUDA (no effect on the CPU); fp32 by default.
     ``batch_size`` (axial slices per forward pass) defaults by device (:func:`default_batch_size`).
     ``allow_unstripped`` translates volumes that fail the input-convention checks (background 0,
@@ -211,7 +203,7 @@ def load_translator(
         return model
 
     ckpt = load_checkpoint(model)
-    if ckpt.get("kind") not in MODEL_KINDS:
+    if not is_translation_checkpoint(ckpt):
         raise MrtransError(
             f"{model}: not a translation model checkpoint (kind {ckpt.get('kind')!r}); pass a run of `mrtrans train`"
         )

@@ -31,37 +31,18 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch.nn.parallel import DistributedDataParallel
 
 from mrtrans.checkpoint import check_model_checkpoint, load_checkpoint, model_payload, save_checkpoint
-from mrtrans.config import (
-    GeneratorArchitecture,
-    Method,
-    SmoothFeatures,
-    TrainConfig,
-    resolve_patch_size,
-    save_config,
-    to_dict,
-)
+from mrtrans.config import TrainConfig, resolve_patch_size, save_config, to_dict
 from mrtrans.data_prep.slices import Direction, PreparedSlices, to_tensor
 from mrtrans.devices import plan_device
 from mrtrans.errors import MrtransError
 from mrtrans.io import atomic_path, remove_partial_files
-from mrtrans.losses.distance import distance_statistics
-from mrtrans.models import build_discriminator, build_generator, build_unit, size_factor
+from mrtrans.methods import MethodData, Placement, SampleRow, build_method
+from mrtrans.models import size_factor
 from mrtrans.outputs import MARKER, OutputKind, check_inputs, made_by, output_lock, write_marker
 from mrtrans.provenance import git_commit, versions
-from mrtrans.training.pool import ImagePool
 from mrtrans.training.resume import resume_differences, run_config_from_tree
-from mrtrans.training.step import (
-    Discriminators,
-    Generators,
-    distance_mode,
-    distance_term,
-    optimisation_step,
-    smoothness_term,
-    unit_optimisation_step,
-)
 
 logger = logging.getLogger(__name__)
 
@@ -78,17 +59,6 @@ def init_distributed(world: int, device: torch.device) -> int:
     return dist.get_rank() if dist.is_initialized() else 0
 
 
-def method_kind(cfg: TrainConfig) -> str:
-    """The model kind a run's checkpoints carry (``translate``/``evaluate`` accept exactly these)."""
-    if cfg.method is Method.unit:
-        return "unit"
-    if cfg.generator.architecture is GeneratorArchitecture.discogan:
-        return "discogan"
-    if cfg.loss.lambda_distance > 0:
-        return "distancegan" if cfg.loss.lambda_cycle == 0 else "distancegan-cycle"
-    return "cyclegan" if cfg.loss.lambda_smooth == 0 else f"harmonicgan-{cfg.loss.smooth_features.value}"
-
-
 def lr_factor(epoch: int, epochs_constant: int, epochs_decay: int) -> float:
     """CycleGAN's schedule: 1 for the first epochs_constant epochs, then linear down towards 0."""
     return 1.0 - max(0, epoch + 1 - epochs_constant) / float(epochs_decay + 1)
@@ -101,18 +71,20 @@ def epoch_orders(n_source: int, n_target: int, seed: int, epoch: int) -> tuple[t
     return torch.randperm(n_source, generator=g), torch.randperm(n_target, generator=g)
 
 
-def _sample_grid(path: Path, rows: list[tuple[str, list[torch.Tensor]]]) -> None:
+def _sample_grid(path: Path, rows: list[SampleRow]) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(len(rows), 3, figsize=(7.5, 2.6 * len(rows)), squeeze=False)
+    columns = max(len(images) for _, images in rows)
+    fig, axes = plt.subplots(len(rows), columns, figsize=(2.5 * columns, 2.6 * len(rows)), squeeze=False)
     for r, (name, images) in enumerate(rows):
-        for c, (title, img) in enumerate(zip(("source", "translated", "reconstructed"), images)):
+        for c in range(columns):
+            axes[r, c].axis("off")
+        for c, (title, img) in enumerate(images):
             axes[r, c].imshow(np.rot90(img[0, 0].float().cpu().numpy()), cmap="gray", vmin=-1, vmax=1)
             axes[r, c].set_title(f"{name}: {title}", fontsize=8)
-            axes[r, c].axis("off")
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=72, format="png")
@@ -324,50 +296,16 @@ def _train(
     data = dataset.folder
 
     torch.manual_seed(cfg.run.seed)  # the same initial weights on every rank
-    unit = cfg.method is Method.unit
-    if unit:  # UNIT: encoders and generators in one module, the two directions as views on it
-        generators: torch.nn.Module = build_unit(cfg.generator).to(device)
-    else:
-        generators = Generators(build_generator(cfg.generator), build_generator(cfg.generator)).to(device)
-    discriminators = Discriminators(build_discriminator(cfg.discriminator), build_discriminator(cfg.discriminator)).to(
-        device
-    )
     use_cuda_tricks = device.type == "cuda"
     memory_format = torch.channels_last if (use_cuda_tricks and cfg.run.channels_last) else torch.contiguous_format
-    generators.to(memory_format=memory_format)
-    discriminators.to(memory_format=memory_format)
-    if cfg.run.compile:
-        generators.compile()  # in place (nn.Module.compile): state_dict keys, and so checkpoints, unchanged
-        discriminators.compile()
-
-    smoothness = None
-    if cfg.loss.lambda_smooth > 0:
-        vgg = None
-        if cfg.loss.smooth_features is SmoothFeatures.vgg:
-            from mrtrans.networks.vgg import load_vgg16_relu43
-
-            vgg = load_vgg16_relu43(cfg.loss.vgg_weights).to(device=device, memory_format=memory_format)
-        smoothness = smoothness_term(cfg.loss, vgg, tuple(dataset.normalization["range"]))
-    distance = None
-    if cfg.loss.lambda_distance > 0:  # DistanceGAN: each domain's distance statistics, over its training set
-        mode = distance_mode(cfg.loss, cfg.data.batch_size)
-        stats = {
-            "s": distance_statistics(source, mode, seed=cfg.run.seed),
-            "t": distance_statistics(target, mode, seed=cfg.run.seed),
-        }
-        distance = distance_term(cfg.loss, stats, cfg.data.batch_size)
-
+    placement = Placement(device, memory_format, cfg.run.compile, rank, world)
+    method = build_method(cfg, MethodData(source, target, tuple(dataset.normalization["range"])), placement)
     o = cfg.optim
-    opt_g = torch.optim.Adam(generators.parameters(), lr=o.lr, betas=(o.beta1, o.beta2))
-    opt_d = torch.optim.Adam(discriminators.parameters(), lr=o.lr, betas=(o.beta1, o.beta2))
 
     def factor(epoch: int) -> float:
         return lr_factor(epoch, o.epochs_constant, o.epochs_decay)
 
-    sched_g = torch.optim.lr_scheduler.LambdaLR(opt_g, factor)
-    sched_d = torch.optim.lr_scheduler.LambdaLR(opt_d, factor)
-    pool_s = ImagePool(cfg.data.pool_size, seed=cfg.run.seed * 1000 + 2 * rank)
-    pool_t = ImagePool(cfg.data.pool_size, seed=cfg.run.seed * 1000 + 2 * rank + 1)
+    schedulers = {name: torch.optim.lr_scheduler.LambdaLR(opt, factor) for name, opt in method.optimizers.items()}
     state = {"epoch": 0, "step_in_epoch": 0, "global_step": 0}
 
     if resume:
@@ -376,25 +314,16 @@ def _train(
         ckpt = load_checkpoint(ckpt_path, map_location="cpu")
         check_model_checkpoint(ckpt, ckpt_path)
         _check_resume(ckpt, ckpt_path, cfg, dataset, direction, world)
-        if unit:
-            generators.load_state_dict(ckpt["models"]["unit"])
-        else:
-            generators.gen_s2t.load_state_dict(ckpt["models"]["gen_s2t"])
-            generators.gen_t2s.load_state_dict(ckpt["models"]["gen_t2s"])
-        discriminators.disc_s.load_state_dict(ckpt["models"]["disc_s"])
-        discriminators.disc_t.load_state_dict(ckpt["models"]["disc_t"])
-        opt_g.load_state_dict(ckpt["optimizers"]["gen"])
-        opt_d.load_state_dict(ckpt["optimizers"]["disc"])
-        sched_g.load_state_dict(ckpt["schedulers"]["gen"])
-        sched_d.load_state_dict(ckpt["schedulers"]["disc"])
-        if world == 1:  # pools are per process; a multi-process resume starts them anew
-            pool_s.load_state_dict(ckpt["pools"]["source"], device)
-            pool_t.load_state_dict(ckpt["pools"]["target"], device)
+        method.load_models(ckpt["models"])
+        for name, opt in method.optimizers.items():
+            opt.load_state_dict(ckpt["optimizers"][name])
+            schedulers[name].load_state_dict(ckpt["schedulers"][name])
+        method.load_extra_state(ckpt)
         torch.set_rng_state(ckpt["rng"]["torch"].cpu())
         state = dict(ckpt["state"])
 
-    gens = DistributedDataParallel(generators) if world > 1 else generators
-    discs = DistributedDataParallel(discriminators) if world > 1 else discriminators
+    method.distribute()
+    generators = method.generators
 
     batch = cfg.data.batch_size
     steps_per_epoch = max(1, math.ceil(max(len(source), len(target)) / (batch * world)))
@@ -403,7 +332,7 @@ def _train(
     if cfg.run.max_steps is not None:
         total_steps = min(total_steps, cfg.run.max_steps)
     autocast = torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=use_cuda_tricks and cfg.run.amp)
-    kind = method_kind(cfg)
+    kind = method.kind(cfg)
 
     log = None
     if rank == 0:
@@ -434,18 +363,21 @@ def _train(
         log = _LossLog(out / "losses.csv", state["global_step"] if resume else None)
 
     def checkpoint() -> Path:
-        models = {
-            "gen_s2t": generators.gen_s2t.state_dict(),
-            "gen_t2s": generators.gen_t2s.state_dict(),
-            **({"unit": generators.state_dict()} if unit else {}),  # the tied layers once, for resuming
-            "disc_s": discriminators.disc_s.state_dict(),
-            "disc_t": discriminators.disc_t.state_dict(),
-        }
+        translators = method.translators(direction)
         payload = {
-            **model_payload(kind, direction.source, direction.target, to_dict(cfg), dataset.normalization, models),
-            "optimizers": {"gen": opt_g.state_dict(), "disc": opt_d.state_dict()},
-            "schedulers": {"gen": sched_g.state_dict(), "disc": sched_d.state_dict()},
-            "pools": {"source": pool_s.state_dict(), "target": pool_t.state_dict()},
+            **model_payload(
+                kind,
+                direction.source,
+                direction.target,
+                to_dict(cfg),
+                dataset.normalization,
+                method.models(),
+                method=cfg.method.value,
+                translators=translators,
+            ),
+            "optimizers": {name: opt.state_dict() for name, opt in method.optimizers.items()},
+            "schedulers": {name: sched.state_dict() for name, sched in schedulers.items()},
+            **method.extra_state(),
             "rng": {"torch": torch.get_rng_state()},
             "state": dict(state),
             "versions": versions(),
@@ -484,46 +416,14 @@ def _train(
             logging_step = (state["global_step"] + 1) % cfg.run.log_every == 0 or state[
                 "global_step"
             ] + 1 == total_steps
-            if unit:
-                g, d = unit_optimisation_step(
-                    gens,
-                    discs,
-                    generators,
-                    discriminators,
-                    opt_g,
-                    opt_d,
-                    real_s,
-                    real_t,
-                    cfg.unit,
-                    cfg.loss.gan_mode.value,
-                    autocast,
-                    measure_gradients=logging_step,
-                )
-            else:
-                g, d = optimisation_step(
-                    gens,
-                    discs,
-                    generators,
-                    discriminators,
-                    opt_g,
-                    opt_d,
-                    pool_s,
-                    pool_t,
-                    real_s,
-                    real_t,
-                    cfg.loss,
-                    smoothness,
-                    autocast,
-                    measure_gradients=logging_step,
-                    distance=distance,
-                )
+            g, d = method.step(real_s, real_t, autocast, measure_gradients=logging_step)
             state["global_step"] += 1
             state["step_in_epoch"] += 1
             if state["step_in_epoch"] == steps_per_epoch:
                 state["epoch"] += 1
                 state["step_in_epoch"] = 0
-                sched_g.step()
-                sched_d.step()
+                for sched in schedulers.values():
+                    sched.step()
             step = state["global_step"]
             bar.update(1)
             if on_step is not None or logging_step:
@@ -537,19 +437,13 @@ def _train(
                 if on_step is not None:
                     on_step(step, values)
                 if rank == 0 and logging_step:
-                    log.write({"step": step, "epoch": state["epoch"], "lr": opt_g.param_groups[0]["lr"], **values})
-                    bar.set_postfix(
-                        G=f"{values['total_g']:.3f}", D=f"{values['total_d']:.3f}", cyc=f"{values['cycle_s']:.3f}"
-                    )
+                    lr = method.optimizers["gen"].param_groups[0]["lr"]
+                    log.write({"step": step, "epoch": state["epoch"], "lr": lr, **values})
+                    bar.set_postfix(method.progress(values))
             if rank == 0 and (step % cfg.run.sample_every == 0 or step == total_steps):
                 with torch.no_grad():
                     generators.eval()
-                    fs = generators.gen_s2t(fixed[0])
-                    ft = generators.gen_t2s(fixed[1])
-                    rows = [
-                        (direction.name, [fixed[0], fs, generators.gen_t2s(fs)]),
-                        (direction.reversed().name, [fixed[1], ft, generators.gen_s2t(ft)]),
-                    ]
+                    rows = method.sample_rows(fixed[0], fixed[1], direction)
                     generators.train()
                 _sample_grid(out / "samples" / f"step_{step:07d}.png", rows)
             if rank == 0 and (step % cfg.run.checkpoint_every == 0 or step == total_steps):

@@ -1,0 +1,217 @@
+"""Training methods as plug-ins: one module per value of :class:`mrtrans.config.Method`.
+
+A method says how to build its networks from the config, how to take one optimisation step, which
+directions its checkpoints translate and under what kind they are recorded (:class:`TrainingMethod`).
+The training loop, checkpoint checks, model loading, translate, export, evaluate, reproduce-table1 and the
+benchmark only go through this interface; ``mrtrans/methods/<method>.py`` defines ``METHOD``, the class.
+Adding a method is that module, its config section and its presets in ``configs/`` (docs/methods.md).
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from mrtrans.config import Method, TrainConfig
+from mrtrans.data_prep.slices import Direction
+from mrtrans.errors import MrtransError
+
+Tensors = dict[str, torch.Tensor]
+SampleRow = tuple[str, list[tuple[str, torch.Tensor]]]  # (direction name, [(column title, image), ...])
+
+# A translator's key in a checkpoint's models: the trained direction, and its reverse when the method learns it.
+FORWARD, BACKWARD = "gen_s2t", "gen_t2s"
+
+
+@dataclass(frozen=True)
+class MethodData:
+    """What a method may read of the training data: the training slices of both domains, (N, 1, H, W) in the
+    prepared range (aligned slice by slice when the method is ``paired``), and the range itself."""
+
+    source: np.ndarray
+    target: np.ndarray
+    value_range: tuple[float, float]
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where the networks live: device, memory format, whether torch.compile wraps them, rank and world."""
+
+    device: torch.device
+    memory_format: torch.memory_format = torch.contiguous_format
+    compile: bool = False
+    rank: int = 0
+    world: int = 1
+
+    def place(self, module: nn.Module) -> nn.Module:
+        module.to(self.device)
+        module.to(memory_format=self.memory_format)
+        return module
+
+
+class TrainingMethod:
+    """One training method. Subclasses build ``generators`` (every network the generator optimiser updates),
+    ``discriminators`` and ``optimizers`` (``{"gen": ..., "disc": ...}``) in ``__init__`` and implement
+    :meth:`step`; the loop seeds torch before building, steps the learning-rate schedules and writes the files.
+    """
+
+    method: ClassVar[Method]
+    paired: ClassVar[bool] = False  # trains on paired slices (both sequences of the same slices)
+    both_directions: ClassVar[bool] = True  # one model translates the direction and its reverse
+
+    generators: nn.Module
+    discriminators: nn.Module
+    optimizers: dict[str, torch.optim.Optimizer]
+
+    def __init__(self, cfg: TrainConfig, data: MethodData, placement: Placement) -> None:
+        self.cfg, self.placement = cfg, placement
+
+    # -- what a checkpoint of this method is
+    @classmethod
+    def kind(cls, cfg: TrainConfig) -> str:
+        """The name its checkpoints, run.json and reports carry (e.g. ``cyclegan``, ``harmonicgan-histogram``)."""
+        raise NotImplementedError
+
+    @classmethod
+    def translators(cls, direction: Direction) -> dict[str, str]:
+        """Direction name -> key of its generator in the checkpoint's ``models``, for a run of ``direction``."""
+        out = {direction.name: FORWARD}
+        if cls.both_directions:
+            out[direction.reversed().name] = BACKWARD
+        return out
+
+    @classmethod
+    def check_config(cls, cfg: TrainConfig) -> None:
+        """Refuse settings the method cannot train (MrtransError naming the key)."""
+
+    # -- training
+    def distribute(self) -> None:
+        """Wrap the networks for DistributedDataParallel under torchrun (``self.gens``/``self.discs`` are called)."""
+        world = self.placement.world
+        self.gens = DistributedDataParallel(self.generators) if world > 1 else self.generators
+        self.discs = DistributedDataParallel(self.discriminators) if world > 1 else self.discriminators
+
+    def compile(self) -> None:
+        if self.placement.compile:
+            self.generators.compile()  # in place (nn.Module.compile): state_dict keys, and so checkpoints, unchanged
+            self.discriminators.compile()
+
+    def step(
+        self, real_s: torch.Tensor, real_t: torch.Tensor, autocast: torch.autocast, measure_gradients: bool
+    ) -> tuple[Tensors, Tensors]:
+        """One optimisation step; returns the generator and the discriminator losses (``total_g``, ``total_d``)."""
+        raise NotImplementedError
+
+    def translator(self, key: str) -> nn.Module:
+        """The live network stored under ``key`` (``gen_s2t``...) -- samples and validation translate with it."""
+        return getattr(self.generators, key)
+
+    def models(self) -> dict[str, Any]:
+        """State dicts for the checkpoint's ``models``: every translator key, plus what resuming needs."""
+        return {
+            **{key: self.translator(key).state_dict() for key in (FORWARD, BACKWARD)[: 1 + self.both_directions]},
+            "disc_s": self.discriminators.disc_s.state_dict(),
+            "disc_t": self.discriminators.disc_t.state_dict(),
+        }
+
+    def load_models(self, models: dict[str, Any]) -> None:
+        for key in (FORWARD, BACKWARD)[: 1 + self.both_directions]:
+            self.translator(key).load_state_dict(models[key])
+        self.discriminators.disc_s.load_state_dict(models["disc_s"])
+        self.discriminators.disc_t.load_state_dict(models["disc_t"])
+
+    def extra_state(self) -> dict[str, Any]:
+        """Anything else a resume needs (image pools...), stored at the checkpoint's top level."""
+        return {}
+
+    def load_extra_state(self, ckpt: dict[str, Any]) -> None:
+        pass
+
+    def sample_rows(self, fixed_s: torch.Tensor, fixed_t: torch.Tensor, direction: Direction) -> list[SampleRow]:
+        """Rows of the sample grid (called in eval mode, under no_grad): each direction's source and translation,
+        and the reconstruction when the model translates both ways."""
+        s2t = self.translator(FORWARD)
+        fs = s2t(fixed_s)
+        if not self.both_directions:
+            return [(direction.name, [("source", fixed_s), ("translated", fs)])]
+        t2s = self.translator(BACKWARD)
+        ft = t2s(fixed_t)
+        return [
+            (direction.name, [("source", fixed_s), ("translated", fs), ("reconstructed", t2s(fs))]),
+            (direction.reversed().name, [("source", fixed_t), ("translated", ft), ("reconstructed", s2t(ft))]),
+        ]
+
+    def progress(self, values: dict[str, float]) -> dict[str, str]:
+        """What the progress bar shows of a logging step's losses."""
+        return {"G": f"{values['total_g']:.3f}", "D": f"{values['total_d']:.3f}"}
+
+
+def method_class(method: Method | str) -> type[TrainingMethod]:
+    """The class of ``mrtrans/methods/<method>.py``."""
+    method = Method(method)
+    module = importlib.import_module(f"{__name__}.{method.value}")
+    return module.METHOD
+
+
+def build_method(cfg: TrainConfig, data: MethodData, placement: Placement) -> TrainingMethod:
+    cls = method_class(cfg.method)
+    cls.check_config(cfg)
+    return cls(cfg, data, placement)
+
+
+def checkpoint_method(ckpt: dict[str, Any]) -> str:
+    """The method (step) a checkpoint was trained with: recorded since mrtrans 0.4, else its config's."""
+    if "method" in ckpt:
+        return str(ckpt["method"])
+    method = (ckpt.get("config") or {}).get("method", Method.cycle.value)
+    return Method(method).value
+
+
+def checkpoint_translators(ckpt: dict[str, Any]) -> dict[str, str]:
+    """Direction name -> models key of every direction a checkpoint can translate.
+
+    Checkpoints of mrtrans < 0.4 record none: they all hold both generators (``gen_s2t``, ``gen_t2s``).
+    """
+    if "translators" in ckpt:
+        return dict(ckpt["translators"])
+    trained = Direction(ckpt["direction"]["source"], ckpt["direction"]["target"])
+    return {trained.name: FORWARD, trained.reversed().name: BACKWARD}
+
+
+def unavailable_direction(ckpt: dict[str, Any], wanted: Direction, source: object) -> MrtransError:
+    """The one-line refusal of a direction the checkpoint does not translate."""
+    can = sorted(checkpoint_translators(ckpt))
+    trained = Direction(ckpt["direction"]["source"], ckpt["direction"]["target"])
+    hint = (
+        f"train a {wanted.name} model (mrtrans train {wanted.name} ...)"
+        if {wanted.source, wanted.target} == {trained.source, trained.target}
+        else "use a model of those sequences"
+    )
+    what = f"{source}: this {ckpt.get('kind', '')} model translates {' and '.join(can)}"
+    return MrtransError(f"{what}; it cannot do {wanted.name} - {hint}")
+
+
+# What checkpoints of mrtrans < 0.4 (no ``translators`` field) were called; anything else without the field is
+# another kind of file (e.g. the audit's detector).
+LEGACY_KINDS = (
+    "cyclegan",
+    "harmonicgan-histogram",
+    "harmonicgan-vgg",
+    "unit",
+    "discogan",
+    "distancegan",
+    "distancegan-cycle",
+)
+
+
+def is_translation_checkpoint(ckpt: dict[str, Any]) -> bool:
+    """Whether a loaded mrtrans checkpoint holds a translation model (of ``mrtrans train``)."""
+    if "translators" in ckpt:
+        return True
+    return ckpt.get("kind") in LEGACY_KINDS
