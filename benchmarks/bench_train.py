@@ -1,7 +1,8 @@
 """Seconds per training iteration (batch 1, 256x256, the paper's networks) per method.
 
-Times the optimisation step -- exactly what ``mrtrans train`` runs per step -- for cyclegan,
-harmonicgan_hist, harmonicgan_vgg, unit, discogan, distancegan and distancegan_cycle, and reports each
+Times the optimisation step -- exactly what ``mrtrans train`` runs per step, ``mrtrans.methods``' ``step`` -- for
+cyclegan, harmonicgan_hist, harmonicgan_vgg, unit, discogan, distancegan and distancegan_cycle (any configs/ method
+with --methods), and reports each
 against cyclegan (targets: the smoothness term adds at most 10%; the other papers' methods within 1.5x).
 On a GPU it also times the variants of the step: fp32, bf16
 autocast, channels_last on and off, torch.compile on and off (target: bf16 at least 1.8x the
@@ -14,6 +15,7 @@ timings use random weights of the right shape (speed does not depend on the valu
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -24,21 +26,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import median_time, report  # noqa: E402
 
-from mrtrans.config import Method, SmoothFeatures, TrainConfig, load_config  # noqa: E402
+from mrtrans.config import SmoothFeatures, TrainConfig, load_config, resolve_patch_size  # noqa: E402
 from mrtrans.devices import resolve_device  # noqa: E402
-from mrtrans.losses.distance import distance_statistics  # noqa: E402
-from mrtrans.models import build_discriminator, build_generator, build_unit  # noqa: E402
+from mrtrans.methods import MethodData, Placement, build_method  # noqa: E402
 from mrtrans.networks.vgg import VGG16Relu43  # noqa: E402
-from mrtrans.training.pool import ImagePool  # noqa: E402
-from mrtrans.training.step import (  # noqa: E402
-    Discriminators,
-    Generators,
-    distance_mode,
-    distance_term,
-    optimisation_step,
-    smoothness_term,
-    unit_optimisation_step,
-)
 
 
 @dataclass(frozen=True)
@@ -67,59 +58,23 @@ CUDA_VARIANTS = (
 def seconds_per_iteration(
     cfg: TrainConfig, device: torch.device, size: int, variant: Variant, repeats: int, vgg_path: Path
 ) -> float:
+    """The median time of ``method.step`` (what ``mrtrans train`` runs per step) on random slices."""
     torch.manual_seed(0)
     fmt = torch.channels_last if (variant.channels_last and device.type == "cuda") else torch.contiguous_format
-    amp = variant.amp
-    unit = cfg.method is Method.unit
-    if unit:
-        gens = build_unit(cfg.generator).to(device, memory_format=fmt)
-    else:
-        gens = Generators(build_generator(cfg.generator), build_generator(cfg.generator)).to(device, memory_format=fmt)
-    discs = Discriminators(build_discriminator(cfg.discriminator), build_discriminator(cfg.discriminator)).to(
-        device, memory_format=fmt
-    )
-    if variant.compile:
-        gens.compile()  # in place: the state_dict keys stay those of checkpoints
-        discs.compile()
-    vgg = None
     if cfg.loss.lambda_smooth > 0 and cfg.loss.smooth_features is SmoothFeatures.vgg:
-        from mrtrans.networks.vgg import load_vgg16_relu43
-
-        vgg = load_vgg16_relu43(vgg_path).to(device, memory_format=fmt)
-    smoothness = smoothness_term(cfg.loss, vgg) if cfg.loss.lambda_smooth > 0 else None
-    opt_g = torch.optim.Adam(gens.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    opt_d = torch.optim.Adam(discs.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    pools = ImagePool(cfg.data.pool_size, 0), ImagePool(cfg.data.pool_size, 1)
-    distance = None
-    if cfg.loss.lambda_distance > 0:  # statistics as training computes them, here of random slices
-        mode = distance_mode(cfg.loss, 1)
-        stats = distance_statistics((torch.rand(16, size, size) * 2 - 1).numpy(), mode, max_items=16)
-        distance = distance_term(cfg.loss, {"s": stats, "t": stats}, 1)
+        cfg = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, vgg_weights=str(vgg_path)))
+    cfg = resolve_patch_size(cfg, size)
+    # statistics (DistanceGAN) as training computes them, here of random slices
+    slices = (torch.rand(16, 1, size, size) * 2 - 1).numpy()
+    method = build_method(cfg, MethodData(slices, slices, (-1.0, 1.0)), Placement(device, fmt, variant.compile))
+    method.distribute()
     real_s = (torch.rand(1, 1, size, size, device=device) * 2 - 1).contiguous(memory_format=fmt)
     real_t = (torch.rand(1, 1, size, size, device=device) * 2 - 1).contiguous(memory_format=fmt)
-    autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda")
+    amp = variant.amp and device.type == "cuda"
+    autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp)
 
     def step() -> None:
-        if unit:
-            unit_optimisation_step(
-                gens, discs, gens, discs, opt_g, opt_d, real_s, real_t, cfg.unit, cfg.loss.gan_mode.value, autocast
-            )
-        else:
-            optimisation_step(
-                gens,
-                discs,
-                gens,
-                discs,
-                opt_g,
-                opt_d,
-                *pools,
-                real_s,
-                real_t,
-                cfg.loss,
-                smoothness,
-                autocast,
-                distance=distance,
-            )
+        method.step(real_s, real_t, autocast, measure_gradients=False)
         if device.type == "cuda":
             torch.cuda.synchronize()
 

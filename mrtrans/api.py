@@ -313,6 +313,7 @@ def reproduce_table1(
     scale: str = "paper",
     *,
     config: ConfigSpec | None = None,
+    methods: Sequence[str] = (),
     seeds: int | None = None,
     jobs: int | None = None,
     overrides: Overrides = None,
@@ -323,6 +324,7 @@ def reproduce_table1(
         out: the reproduction's folder (a new one, or one an earlier call with the same settings made).
         root: a BraTS root; None makes synthetic subjects.
         scale: ``paper`` or ``cpu`` (the presets in ``evaluation/``); ``config`` replaces the preset.
+        methods: method configs beyond the paper's (``cut``, ``fastcut``, ``pix2pix``...), in rows after its six.
         seeds: seeds 0..N-1 per method.
 
     Returns:
@@ -337,7 +339,10 @@ def reproduce_table1(
         raise MrtransError(f"--scale {scale!r}: use paper or cpu")
     named = {"seeds": None if seeds is None else list(range(seeds)), "jobs": jobs}
     cfg = load_config(ReproduceConfig, config or f"reproduce_{scale}", _with(named, overrides), folder="evaluation")
-    return run_reproduce(out, cfg, root=root)
+    import dataclasses
+
+    extra = tuple(m for m in methods if m not in cfg.methods)
+    return run_reproduce(out, dataclasses.replace(cfg, methods=cfg.methods + extra), root=root)
 
 
 def benchmark_hallucination(

@@ -18,6 +18,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from mrtrans import __version__
+from mrtrans.config import preset_names
 from mrtrans.errors import MrtransError, describe_os_error
 
 app = typer.Typer(
@@ -83,6 +84,9 @@ def command(name: str | None = None, group: typer.Typer = app) -> Callable[[F], 
 
 # `--set section.key=value`, repeatable, on every command that reads a config: any key of its schema without a flag
 # of its own (the config reference: docs/training.md, docs/evaluation.md); checked by the config loader.
+# The method configs (and layer presets such as cpu_small) `--config`/`--method` take by name, for --help.
+METHOD_PRESETS = ", ".join(preset_names())
+
 SetOption = Annotated[
     list[str] | None,
     typer.Option(
@@ -244,7 +248,8 @@ def train(
     config: Annotated[
         list[str] | None,
         typer.Option(
-            "--config", help="Method config: harmonicgan_hist (default), cyclegan, harmonicgan_vgg, or a YAML path."
+            "--config",
+            help=f"Method config, a name in configs/ ({METHOD_PRESETS}) or a YAML path; default harmonicgan_hist.",
         ),
     ] = None,
     preset: Annotated[
@@ -502,6 +507,14 @@ def reproduce_table1(
     config: Annotated[
         str | None, typer.Option("--config", help="A reproduction YAML instead of --scale's preset.")
     ] = None,
+    method: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--method",
+            "--methods",
+            help=f"A method beyond the paper's six, in rows after them (repeat or comma list): {METHOD_PRESETS}.",
+        ),
+    ] = None,
     seeds: Annotated[int | None, typer.Option("--seeds", min=1, help="Number of seeds (0..N-1) per method.")] = None,
     jobs: Annotated[int | None, typer.Option("--jobs", min=1, help="Training runs in parallel.")] = None,
     sets: SetOption = None,
@@ -511,7 +524,10 @@ def reproduce_table1(
     published numbers, plus the tumor audit per method. A killed run continues where it stopped."""
     from mrtrans.api import reproduce_table1 as run_reproduce
 
-    table = run_reproduce(out, root, scale, config=config, seeds=seeds, jobs=jobs, overrides=_sets(sets))
+    methods = [m.strip() for item in method or [] for m in item.split(",") if m.strip()]
+    table = run_reproduce(
+        out, root, scale, config=config, methods=methods, seeds=seeds, jobs=jobs, overrides=_sets(sets)
+    )
     typer.echo(f"table: {table}")
 
 
@@ -533,7 +549,9 @@ def benchmark_hallucination(
     ] = "hallucination_cpu",
     method: Annotated[
         list[str] | None,
-        typer.Option("--method", help="Method config (configs/ name or YAML), repeat; the first is the reference."),
+        typer.Option(
+            "--method", help=f"Method config ({METHOD_PRESETS}, or a YAML), repeat; the first is the reference."
+        ),
     ] = None,
     seeds: Annotated[int | None, typer.Option("--seeds", min=1, help="Number of seeds (0..N-1).")] = None,
     epochs: Annotated[int | None, typer.Option("--epochs", min=1, help="Training epochs per run.")] = None,

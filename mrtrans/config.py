@@ -271,6 +271,9 @@ class TrainConfig:
     """A whole training run: ``mrtrans train``."""
 
     method: Method = Method.cycle
+    # One-direction methods (pix2pix, CUT): also train the reverse direction's own, independent model in the same
+    # run, so a run translates both ways as the cycle methods' runs do; false: only the named direction.
+    both_directions: bool = True
     generator: GeneratorConfig = GeneratorConfig()
     discriminator: DiscriminatorConfig = DiscriminatorConfig()
     loss: LossConfig = LossConfig()
@@ -534,8 +537,13 @@ def resolve_config_path(path_or_preset: str | Path, folder: str = "configs") -> 
     preset = resource_dir(folder) / f"{path_or_preset}.yaml"
     if preset.exists():
         return preset
-    names = ", ".join(sorted(p.stem for p in resource_dir(folder).glob("*.yaml")))
+    names = ", ".join(preset_names(folder))
     raise MrtransError(f"{path_or_preset}: no such config file or preset in {folder}/ (presets: {names})")
+
+
+def preset_names(folder: str = "configs") -> list[str]:
+    """The names of the YAML files in ``folder`` (``configs``: every method and layer preset)."""
+    return sorted(p.stem for p in resource_dir(folder).glob("*.yaml"))
 
 
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:

@@ -17,6 +17,7 @@ output folder is written.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from dataclasses import dataclass, field
@@ -76,6 +77,33 @@ class ReproduceConfig:
     jobs: int = field(default=1, metadata=bounds(1))  # training runs in parallel (CPU threads are shared out)
 
 
+BEYOND, PAIRED = "beyond the paper", "paired, upper bound"
+
+
+def row_name(label: str, group: str | None) -> str:
+    """The name of a method's rows: the paper's name, or the label with what sets it apart from the paper's six."""
+    if label in PAPER_NAMES or label == "copy-source" or group is None:
+        return PAPER_NAMES.get(label, label)
+    return f"{label} ({group})"
+
+
+def method_groups(methods: dict[str, TrainConfig]) -> dict[str, str | None]:
+    """Label -> None for the paper's six, ``BEYOND`` for other unpaired methods, ``PAIRED`` for a method trained
+    on paired slices (reported apart: it sees what no unpaired method may)."""
+    from mrtrans.methods import method_class
+
+    return {
+        label: PAIRED if method_class(c.method).paired else (None if label in PAPER_NAMES else BEYOND)
+        for label, c in methods.items()
+    }
+
+
+def ordered_methods(methods: tuple[str, ...], groups: dict[str, str | None]) -> list[str]:
+    """The paper's methods first (in the given order), then the others, then the paired ones."""
+    rank = {None: 0, BEYOND: 1, PAIRED: 2}
+    return sorted(methods, key=lambda m: rank[groups[method_label(m)]])
+
+
 def run_name(method: str, seed: int) -> str:
     return f"{method_label(method)}-s{seed}"
 
@@ -121,6 +149,8 @@ def reproduce_table1(out: str | Path, cfg: ReproduceConfig, root: str | Path | N
 
     overrides = {**epoch_schedule(cfg.epochs), "run.checkpoint_every": 10**9, "run.sample_every": 10**9}
     train_cfgs = {m: load_config(TrainConfig, [m, *cfg.train_presets], overrides) for m in cfg.methods}
+    groups = method_groups({method_label(m): c for m, c in train_cfgs.items()})
+    cfg = dataclasses.replace(cfg, methods=tuple(ordered_methods(cfg.methods, groups)))
     skipped = {method_label(m): why for m, c in train_cfgs.items() if (why := vgg_missing(c))}
     specs = [(m, seed) for m in cfg.methods if method_label(m) not in skipped for seed in cfg.seeds]
     for label, why in skipped.items():
@@ -146,7 +176,7 @@ def reproduce_table1(out: str | Path, cfg: ReproduceConfig, root: str | Path | N
         cache_dir=out / "cache",
         overwrite=True,
     )
-    table = table1(report, cfg, skipped)
+    table = table1(report, cfg, skipped, groups)
     with atomic_path(out / "table1.csv") as tmp:
         table.to_csv(tmp, index=False)
     md = out / "table1.md"
@@ -163,8 +193,13 @@ def _runs_of(frame: pd.DataFrame, label: str) -> pd.DataFrame:
     return frame[frame["run"].str.fullmatch(rf"{re.escape(label)}-s\d+")]
 
 
-def table1(report: Path, cfg: ReproduceConfig, skipped: dict[str, str]) -> pd.DataFrame:
-    """One row per method and direction: paper-protocol metrics over the method's runs (seeds)."""
+def table1(
+    report: Path, cfg: ReproduceConfig, skipped: dict[str, str], groups: dict[str, str | None] | None = None
+) -> pd.DataFrame:
+    """One row per method and direction: paper-protocol metrics over the method's runs (seeds).
+
+    ``group``: empty for the paper's methods and copy-source, ``beyond the paper`` or ``paired, upper bound``."""
+    groups = groups or {}
     summary = pd.read_csv(report / "summary.csv")
     whole = summary[(summary["protocol"] == "paper") & (summary["region"] == "whole")]
     rows = []
@@ -175,7 +210,8 @@ def table1(report: Path, cfg: ReproduceConfig, skipped: dict[str, str]) -> pd.Da
             runs = _runs_of(runs, label)
             row: dict = {
                 "method": label,
-                "paper_name": PAPER_NAMES.get(label, label),
+                "paper_name": row_name(label, groups.get(label)),
+                "group": groups.get(label) or "",
                 "direction": direction,
                 "n_seeds": len(runs),
                 "note": skipped.get(label, ""),
@@ -225,7 +261,9 @@ def markdown(table: pd.DataFrame, report: Path, cfg: ReproduceConfig, skipped: d
             else "[95% CI, bootstrap over patients]."
         )
         + " `copy-source` scores the source slice itself (no model): a method must beat it. These are our runs on our "
-        "data at this command's scale, not the paper's numbers; those follow in their own table.",
+        "data at this command's scale, not the paper's numbers; those follow in their own table. Rows marked "
+        f"({BEYOND}) are methods the paper does not have; ({PAIRED}) rows are trained on paired slices, which no "
+        "unpaired method may see: a bound to measure the others against, not a competitor in their ranking.",
         "",
         "| Method | " + " | ".join(f"{arrow[d]} {REGISTRY[m].label}" for m, d in columns) + " |",
         "|---|" + "---|" * len(columns),
@@ -239,7 +277,7 @@ def markdown(table: pd.DataFrame, report: Path, cfg: ReproduceConfig, skipped: d
         cells = [_cell(rows.loc[d], m) for m, d in columns]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     for label, why in skipped.items():
-        lines += ["", f"{PAPER_NAMES.get(label, label)}: {why}."]
+        lines += ["", f"{table.loc[table['method'] == label, 'paper_name'].iloc[0]}: {why}."]
     published = pd.read_csv(resource_dir("evaluation") / "paper_table1.csv", comment="#")
     lines += [
         "",
@@ -290,8 +328,9 @@ def markdown(table: pd.DataFrame, report: Path, cfg: ReproduceConfig, skipped: d
             for d in directions:
                 sel = runs[runs["direction"] == d]
                 if len(sel):
+                    name = table.loc[table["method"] == label, "paper_name"].iloc[0]
                     lines.append(
-                        f"| {PAPER_NAMES.get(label, label)} | {arrow[d]} | {mean(sel, 'erased_rate')} | "
+                        f"| {name} | {arrow[d]} | {mean(sel, 'erased_rate')} | "
                         f"{mean(sel, 'present_same_rate')} | {mean(sel, 'present_opposite_rate')} | "
                         f"{mean(sel, 'healthy_with_added_rate')} |"
                     )

@@ -63,7 +63,9 @@ class TrainingMethod:
 
     method: ClassVar[Method]
     paired: ClassVar[bool] = False  # trains on paired slices (both sequences of the same slices)
-    both_directions: ClassVar[bool] = True  # one model translates the direction and its reverse
+    # One model learns both directions (the cycle methods, UNIT); else a model is one direction, and the
+    # config's ``both_directions`` says whether the reverse direction's own model trains beside it.
+    two_way: ClassVar[bool] = True
 
     generators: nn.Module
     discriminators: nn.Module
@@ -71,6 +73,7 @@ class TrainingMethod:
 
     def __init__(self, cfg: TrainConfig, data: MethodData, placement: Placement) -> None:
         self.cfg, self.placement = cfg, placement
+        self.both_directions = self.two_way or cfg.both_directions
 
     # -- what a checkpoint of this method is
     @classmethod
@@ -78,17 +81,21 @@ class TrainingMethod:
         """The name its checkpoints, run.json and reports carry (e.g. ``cyclegan``, ``harmonicgan-histogram``)."""
         raise NotImplementedError
 
-    @classmethod
-    def translators(cls, direction: Direction) -> dict[str, str]:
+    def translators(self, direction: Direction) -> dict[str, str]:
         """Direction name -> key of its generator in the checkpoint's ``models``, for a run of ``direction``."""
         out = {direction.name: FORWARD}
-        if cls.both_directions:
+        if self.both_directions:
             out[direction.reversed().name] = BACKWARD
         return out
 
     @classmethod
     def check_config(cls, cfg: TrainConfig) -> None:
         """Refuse settings the method cannot train (MrtransError naming the key)."""
+        if cls.two_way and not cfg.both_directions:
+            raise MrtransError(
+                f"config key 'both_directions': false, but {cfg.method.value} trains one model of both directions; "
+                "leave it true (it applies to one-direction methods such as pix2pix and CUT)"
+            )
 
     # -- training
     def distribute(self) -> None:
@@ -113,18 +120,18 @@ class TrainingMethod:
         return getattr(self.generators, key)
 
     def models(self) -> dict[str, Any]:
-        """State dicts for the checkpoint's ``models``: every translator key, plus what resuming needs."""
+        """State dicts for the checkpoint's ``models``: each network of ``generators`` and ``discriminators`` under
+        its attribute name (the translators among them: ``gen_s2t``, ``gen_t2s``)."""
         return {
-            **{key: self.translator(key).state_dict() for key in (FORWARD, BACKWARD)[: 1 + self.both_directions]},
-            "disc_s": self.discriminators.disc_s.state_dict(),
-            "disc_t": self.discriminators.disc_t.state_dict(),
+            name: module.state_dict()
+            for container in (self.generators, self.discriminators)
+            for name, module in container.named_children()
         }
 
     def load_models(self, models: dict[str, Any]) -> None:
-        for key in (FORWARD, BACKWARD)[: 1 + self.both_directions]:
-            self.translator(key).load_state_dict(models[key])
-        self.discriminators.disc_s.load_state_dict(models["disc_s"])
-        self.discriminators.disc_t.load_state_dict(models["disc_t"])
+        for container in (self.generators, self.discriminators):
+            for name, module in container.named_children():
+                module.load_state_dict(models[name])
 
     def extra_state(self) -> dict[str, Any]:
         """Anything else a resume needs (image pools...), stored at the checkpoint's top level."""

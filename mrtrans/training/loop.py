@@ -38,7 +38,7 @@ from mrtrans.data_prep.slices import Direction, PreparedSlices, to_tensor
 from mrtrans.devices import plan_device
 from mrtrans.errors import MrtransError
 from mrtrans.io import atomic_path, remove_partial_files
-from mrtrans.methods import MethodData, Placement, SampleRow, build_method
+from mrtrans.methods import MethodData, Placement, SampleRow, build_method, method_class
 from mrtrans.models import size_factor
 from mrtrans.outputs import MARKER, OutputKind, check_inputs, made_by, output_lock, write_marker
 from mrtrans.provenance import git_commit, versions
@@ -291,8 +291,10 @@ def _train(
     device: torch.device,
 ) -> Path:
     """The body of :func:`train`, once the run folder is claimed."""
-    source = dataset.train(direction.source)[: cfg.data.max_train_slices]
-    target = dataset.train(direction.target)[: cfg.data.max_train_slices]
+    paired = method_class(cfg.method).paired  # the same slices of both sequences, drawn together
+    read = dataset.train_paired if paired else dataset.train
+    source = read(direction.source)[: cfg.data.max_train_slices]
+    target = read(direction.target)[: cfg.data.max_train_slices]
     data = dataset.folder
 
     torch.manual_seed(cfg.run.seed)  # the same initial weights on every rank
@@ -409,7 +411,7 @@ def _train(
             order_s, order_t = epoch_orders(len(source), len(target), cfg.run.seed, state["epoch"])
             positions = [(state["step_in_epoch"] * world + rank) * batch + k for k in range(batch)]
             idx_s = np.sort(order_s[[p % len(source) for p in positions]].numpy())
-            idx_t = np.sort(order_t[[p % len(target) for p in positions]].numpy())
+            idx_t = idx_s if paired else np.sort(order_t[[p % len(target) for p in positions]].numpy())
             real_s = to_tensor(source[idx_s]).to(device, memory_format=memory_format, non_blocking=True)
             real_t = to_tensor(target[idx_t]).to(device, memory_format=memory_format, non_blocking=True)
 
