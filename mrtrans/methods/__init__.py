@@ -141,18 +141,19 @@ class TrainingMethod:
         pass
 
     def sample_rows(self, fixed_s: torch.Tensor, fixed_t: torch.Tensor, direction: Direction) -> list[SampleRow]:
-        """Rows of the sample grid (called in eval mode, under no_grad): each direction's source and translation,
-        and the reconstruction when the model translates both ways."""
-        s2t = self.translator(FORWARD)
-        fs = s2t(fixed_s)
-        if not self.both_directions:
-            return [(direction.name, [("source", fixed_s), ("translated", fs)])]
-        t2s = self.translator(BACKWARD)
-        ft = t2s(fixed_t)
-        return [
-            (direction.name, [("source", fixed_s), ("translated", fs), ("reconstructed", t2s(fs))]),
-            (direction.reversed().name, [("source", fixed_t), ("translated", ft), ("reconstructed", s2t(ft))]),
-        ]
+        """Rows of the sample grid (called in eval mode, under no_grad): each direction's source and translation, and
+        for a two-way model the reconstruction by its other direction."""
+        rows = []
+        for name, key, other, fixed in (
+            (direction.name, FORWARD, BACKWARD, fixed_s),
+            (direction.reversed().name, BACKWARD, FORWARD, fixed_t),
+        )[: 1 + self.both_directions]:
+            translated = self.translator(key)(fixed)
+            row = [("source", fixed), ("translated", translated)]
+            if self.two_way:
+                row.append(("reconstructed", self.translator(other)(translated)))
+            rows.append((name, row))
+        return rows
 
     def progress(self, values: dict[str, float]) -> dict[str, str]:
         """What the progress bar shows of a logging step's losses."""
