@@ -245,17 +245,18 @@ def optimisation_step(
         )
     if measure_gradients:
         g |= gradient_norms(weighted_terms(g, cfg), [fakes["fake_t"], fakes["fake_s"]])
-    _update(opt_g, g["total_g"])
+    update(opt_g, g["total_g"])
     # Discriminators D_X and D_Y on real images and fakes from the history pools.
     discriminators.requires_grad_(True)
     fake_s, fake_t = pool_s.query(fakes["fake_s"]), pool_t.query(fakes["fake_t"])
     with autocast:
         d = discriminator_losses(discs(real_s, fake_s, real_t, fake_t), cfg.gan_mode.value)
-    _update(opt_d, d["total_d"])
+    update(opt_d, d["total_d"])
     return g, d
 
 
-def _update(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+def update(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+    """Back-propagate ``loss`` and take one step of ``optimizer`` (gradients cleared first)."""
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -335,9 +336,9 @@ def unit_optimisation_step(
         g = unit_generator_losses(out, real_s, real_t, discriminators.disc_s, discriminators.disc_t, cfg, gan_mode)
     if measure_gradients:
         g |= gradient_norms(unit_weighted_terms(g, cfg), [out["fake_t"], out["fake_s"]])
-    _update(opt_g, g["total_g"])
+    update(opt_g, g["total_g"])
     discriminators.requires_grad_(True)
     with autocast:
         d = discriminator_losses(discs(real_s, out["fake_s"].detach(), real_t, out["fake_t"].detach()), gan_mode)
-    _update(opt_d, d["total_d"])
+    update(opt_d, d["total_d"])
     return g, d
