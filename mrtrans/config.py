@@ -44,10 +44,11 @@ class GanMode(str, enum.Enum):
 class Method(str, enum.Enum):
     """The training step (one module each in ``mrtrans/methods/``): ``cycle`` (two generators bound by cycle
     consistency; CycleGAN, HarmonicGAN, DiscoGAN and DistanceGAN are settings of it), ``unit`` (the
-    shared-latent VAE-GAN of Liu et al. 2017)."""
+    shared-latent VAE-GAN of Liu et al. 2017), ``cut`` (PatchNCE + GAN, one direction per model)."""
 
     cycle = "cycle"
     unit = "unit"
+    cut = "cut"  # contrastive unpaired translation (Park et al. 2020), one direction per model: CUT and FastCUT
 
     @classmethod
     def _missing_(cls, value: object) -> Method | None:
@@ -221,6 +222,21 @@ class UnitLossConfig:
 
 
 @dataclass(frozen=True)
+class CutLossConfig:
+    """CUT and FastCUT (Park et al. 2020; the authors' code, taesungp/contrastive-unpaired-translation): CUT's
+    defaults. FastCUT (``configs/fastcut.yaml``): lambda_nce 10, no identity NCE term, flip equivariance."""
+
+    lambda_gan: float = field(default=1.0, metadata=bounds(0.0))
+    lambda_nce: float = field(default=1.0, metadata=bounds(0.0))
+    # PatchNCE on G(y) against y too (CUT's identity term); the two NCE terms are averaged.
+    nce_idt: bool = True
+    num_patches: int = field(default=256, metadata=bounds(1))
+    temperature: float = field(default=0.07, metadata=bounds(1e-6))
+    # Translate a horizontally flipped batch half of the steps and flip the query features back (FastCUT).
+    flip_equivariance: bool = False
+
+
+@dataclass(frozen=True)
 class OptimConfig:
     """Adam and the CycleGAN schedule: constant, then linear decay to zero."""
 
@@ -278,6 +294,7 @@ class TrainConfig:
     discriminator: DiscriminatorConfig = DiscriminatorConfig()
     loss: LossConfig = LossConfig()
     unit: UnitLossConfig = UnitLossConfig()
+    cut: CutLossConfig = CutLossConfig()
     optim: OptimConfig = OptimConfig()
     data: DataConfig = DataConfig()
     run: RunConfig = RunConfig()
