@@ -176,6 +176,7 @@ def translate(
     direction: str | None = None,
     device: str = "auto",
     allow_unstripped: bool = False,
+    checkpoint: str = "last",
 ) -> Any:
     """Translate one volume in memory; the result has the input's kind and grid.
 
@@ -185,12 +186,13 @@ def translate(
             or (1, X, Y, Z).
         model: a run folder, a checkpoint, or a :class:`Translator` from :func:`load_translator`
             (load once when translating many volumes).
+        checkpoint: a run folder's ``last`` (default) or ``best`` checkpoint (best.pt: chosen on validation).
 
     Returns:
         Normalised target-sequence intensities in [0, 1], zero outside the brain. Use
         :func:`translate_files` to write files.
     """
-    translator = load_translator(model, direction, device, allow_unstripped=allow_unstripped)
+    translator = load_translator(model, direction, device, allow_unstripped=allow_unstripped, checkpoint=checkpoint)
     return translator(image, affine=affine, mask=mask)
 
 
@@ -209,6 +211,7 @@ def translate_files(
     part_id: int = 0,
     overwrite: bool = False,
     progress: Callable[[int], None] | None = None,
+    checkpoint: str = "last",
 ) -> TranslateReport:
     """``mrtrans translate``: NIfTI files in, NIfTI files out on each input's exact grid.
 
@@ -220,6 +223,7 @@ def translate_files(
         num_parts, part_id: translate only part ``part_id`` (0-based) of ``num_parts`` disjoint parts of the
             sorted inputs (:func:`cohort_part`), e.g. one per SLURM array task or GPU.
         overwrite: redo outputs an earlier translate wrote (kept otherwise); other files are never replaced.
+        checkpoint: a run folder's ``last`` (default) or ``best`` checkpoint (best.pt: chosen on validation).
 
     Returns:
         The report: ``written``, ``kept`` and ``failed`` (path, reason) volumes.
@@ -229,7 +233,7 @@ def translate_files(
 
     files = expand_inputs(inputs) if isinstance(inputs, (str, Path)) else sorted(Path(p) for p in inputs)
     files = cohort_part(files, num_parts, part_id)
-    translator = load_translator(model, direction, device, batch_size, precision, allow_unstripped)
+    translator = load_translator(model, direction, device, batch_size, precision, allow_unstripped, checkpoint)
     return run_files(
         files, Path(out), translator, mask=None if mask is None else Path(mask), overwrite=overwrite, progress=progress
     )
@@ -249,11 +253,14 @@ def evaluate(
     reference: str | None = None,
     overwrite: bool = False,
     overrides: Overrides = None,
+    checkpoint: str = "last",
 ) -> Path:
     """``mrtrans evaluate``: score runs on the prepared paired test slices, beside the copy-source baseline.
 
     Args:
         runs: run folders (or checkpoints); their folder names label the tables.
+        checkpoint: each run folder's ``last`` (default) or ``best`` checkpoint; the report's checkpoints.csv
+            names the file and the rule that chose it.
         data: the prepared set the runs were trained on.
         audit: run the tumor hallucination audit (trains or reuses a cached tumor detector).
         reference: run label the others are compared with; default the first CycleGAN run.
@@ -280,6 +287,7 @@ def evaluate(
         cache_dir=None if cache_dir is None else Path(cache_dir),
         overwrite=overwrite,
         reference=reference,
+        checkpoint=checkpoint,
     )
 
 

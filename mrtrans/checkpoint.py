@@ -112,12 +112,26 @@ def check_model_checkpoint(ckpt: dict[str, Any], path: str | Path) -> None:
         raise bad(f"image_size {size} (must be >= 16 and a multiple of {factor}) or range [{lo}, {hi}] is invalid")
 
 
-def resolve_checkpoint(path: str | Path) -> Path:
-    """A checkpoint file, or a run folder (its ``checkpoints/last.pt``)."""
+CHOICES = ("last", "best")  # a run folder's checkpoints/last.pt and checkpoints/best.pt
+
+
+def resolve_checkpoint(path: str | Path, which: str = "last") -> Path:
+    """A checkpoint file, or a run folder's ``checkpoints/<which>.pt`` (``last`` or ``best``).
+
+    Raises:
+        MrtransError: nothing there, or no best.pt (a run trained without validation slices).
+    """
+    if which not in CHOICES:
+        raise MrtransError(f"--checkpoint {which!r}: use last or best")
     path = Path(path)
     if path.is_dir():
-        candidate = path / "checkpoints" / "last.pt"
+        candidate = path / "checkpoints" / f"{which}.pt"
         if not candidate.is_file():
+            if which == "best":
+                raise MrtransError(
+                    f"{path}: run folder has no checkpoints/best.pt (it was trained without validation slices: "
+                    "prepare with --set validation_fraction=0.1 and train again); use --checkpoint last"
+                )
             raise MrtransError(f"{path}: run folder has no checkpoints/last.pt; train first or pass a checkpoint file")
         return candidate
     if not path.is_file():
@@ -125,14 +139,21 @@ def resolve_checkpoint(path: str | Path) -> Path:
     return path
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint safely.
+def selection_text(ckpt: dict[str, Any], path: str | Path) -> str:
+    """Which file a report used and by what rule, e.g. ``best.pt (step 400: lowest validation brain MAE ...)``."""
+    chosen = ckpt.get("selection") or {}
+    step = chosen.get("step", (ckpt.get("state") or {}).get("global_step", "?"))
+    return f"{Path(path).name} (step {step}: {chosen.get('rule', 'last step')})"
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", which: str = "last") -> dict[str, Any]:
+    """Load a checkpoint safely (a run folder: its ``which`` checkpoint, ``last`` or ``best``).
 
     Raises:
         MrtransError: unreadable, refused (a pickle payload beyond plain tensors), or not an mrtrans
             checkpoint.
     """
-    path = resolve_checkpoint(path)
+    path = resolve_checkpoint(path, which)
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:

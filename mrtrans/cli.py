@@ -87,6 +87,15 @@ def command(name: str | None = None, group: typer.Typer = app) -> Callable[[F], 
 # The method configs (and layer presets such as cpu_small) `--config`/`--method` take by name, for --help.
 METHOD_PRESETS = ", ".join(preset_names())
 
+CheckpointOption = Annotated[
+    str,
+    typer.Option(
+        "--checkpoint",
+        help="A run folder's last (default) or best checkpoint (best.pt: chosen on the validation slices; "
+        "prepare with --set validation_fraction=0.1).",
+    ),
+]
+
 SetOption = Annotated[
     list[str] | None,
     typer.Option(
@@ -337,6 +346,7 @@ def translate(
             help="Redo outputs an earlier translate wrote (kept otherwise); other files are never replaced.",
         ),
     ] = False,
+    checkpoint: CheckpointOption = "last",
 ) -> None:
     """Translate whole volumes (NIfTI files or DICOM series folders); outputs keep the input's grid (shape, affine,
     qform/sform, header). Inputs at another voxel size than the model's are resampled to it and back."""
@@ -363,6 +373,7 @@ def translate(
             allow_unstripped=allow_unstripped,
             overwrite=overwrite,
             progress=bar.update,
+            checkpoint=checkpoint,
         )
     for path in report.written:
         typer.echo(f"wrote {path}")
@@ -425,6 +436,7 @@ def evaluate(
         ),
     ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
+    checkpoint: CheckpointOption = "last",
     sets: SetOption = None,
 ) -> None:
     """Score runs on the paired test slices beside the copy-source baseline: MAE/MSE/PSNR/SSIM with patient-bootstrap
@@ -445,6 +457,7 @@ def evaluate(
         reference=reference,
         overwrite=overwrite,
         overrides=_sets(sets),
+        checkpoint=checkpoint,
     )
     typer.echo(f"report: {report} (report.md, summary.csv, per_slice.csv, tumor_summary.csv, figures/)")
 

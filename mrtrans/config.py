@@ -118,6 +118,13 @@ class Precision(str, enum.Enum):
     bf16 = "bf16"
 
 
+class ValidationMetric(str, enum.Enum):
+    """What chooses best.pt: the brain protocol's MAE (lowest) or SSIM (highest), mean over the run's directions."""
+
+    mae = "mae"
+    ssim = "ssim"
+
+
 class IntensityRange(str, enum.Enum):
     """Range that prepare-brats scales brain intensities to; background is the low end."""
 
@@ -280,6 +287,10 @@ class RunConfig:
     log_every: int = field(default=50, metadata=bounds(1))
     sample_every: int = field(default=500, metadata=bounds(1))
     checkpoint_every: int = field(default=1000, metadata=bounds(1))
+    # Score the prepared set's validation slices (if any) every this many steps (None: at every checkpoint) and
+    # keep checkpoints/best.pt, chosen by best_metric. The test slices are never read in training.
+    validate_every: int | None = field(default=None, metadata=bounds(1))
+    best_metric: ValidationMetric = ValidationMetric.mae
 
 
 @dataclass(frozen=True)
@@ -315,7 +326,8 @@ class PrepareConfig:
     """``mrtrans prepare-brats``: the paper's protocol (Cohen et al. 2018) by default.
 
     ``train_slices`` is per domain (source and target each get that many; by default half tumor);
-    ``test_slices`` are paired slices (both modalities and seg of the same slice), always half tumor.
+    ``test_slices`` are paired slices (both modalities and seg of the same slice), always half tumor; so are
+    ``validation_slices`` (of the validation patients) and ``paired_train_slices`` (of the training patients).
     ``source_tumor_fraction``/``target_tumor_fraction`` skew a training domain's tumor prevalence
     (Cohen et al. 2018: a target domain without tumors teaches a translator to remove them).
     """
@@ -326,6 +338,13 @@ class PrepareConfig:
     target_tumor_fraction: float = field(default=0.5, metadata=bounds(0.0, 1.0))
     test_slices: int = field(default=300, metadata=bounds(2))
     test_fraction: float = field(default=0.2, metadata=bounds(0.0, 1.0))
+    # Validation patients, held out of training and test (0: none): paired slices that training scores every
+    # run.validate_every steps to keep best.pt. Taken from the training patients after the test split.
+    validation_fraction: float = field(default=0.0, metadata=bounds(0.0, 0.9))
+    validation_slices: int = field(default=60, metadata=bounds(2))
+    # Paired training slices (both sequences of the same slices) from the training patients, for paired methods
+    # (pix2pix, the upper bound); 0: none. The unpaired sets are unchanged by it.
+    paired_train_slices: int = field(default=0, metadata=bounds(0))
     min_tumor_pixels: int = field(default=100, metadata=bounds(1))
     min_brain_fraction: float = field(default=0.2, metadata=bounds(0.0, 1.0))
     image_size: int = field(default=256, metadata=bounds(16))

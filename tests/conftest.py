@@ -68,3 +68,15 @@ def tiny_run(prepared: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     cfg = load_config(TrainConfig, ["harmonicgan_hist", folder / "tiny.yaml"], {"run.max_steps": 2})
     train(prepared, folder / "run", Direction.parse("flair2t1"), cfg, show_progress=False)
     return folder / "run"
+
+
+@pytest.fixture(scope="session")
+def prepared_val(synth_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """synth_root prepared as ``prepared`` plus validation patients (8 paired slices) and 16 paired training slices."""
+    from mrtrans.config import PrepareConfig
+    from mrtrans.data_prep.prepare import prepare_brats
+
+    out = tmp_path_factory.mktemp("prepared_val") / "flair_t1"
+    recipe = PrepareConfig(**SMALL_PREPARE, validation_fraction=0.25, validation_slices=8, paired_train_slices=16)
+    prepare_brats(synth_root, out, recipe)
+    return out

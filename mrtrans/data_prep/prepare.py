@@ -6,8 +6,9 @@ tumor, unpaired for training and paired for testing, split by patient.
 1. Each subject runs through the MONAI pipeline (:mod:`.transforms`) in a worker, resampled first when its
    voxel size differs from the set's (:func:`plan_spacing`); its eligible slices go to a scratch file, and a
    one-line reason is kept for any subject that fails (a broken input convention, a brain the field would cut).
-2. The subjects that worked are split by patient, seeded: ``test``, then ``train`` into two disjoint
-   halves; source training slices come from half A only, target training slices from half B only.
+2. The subjects that worked are split by patient, seeded: ``test``, then (optionally) ``val``, then ``train``
+   into two disjoint halves; source training slices come from half A only, target training slices from half B
+   only; paired training slices (optional, for paired methods) from both halves.
    Splitting after processing means a broken subject never unbalances the halves.
 3. Slices are drawn, seeded, 50/50 tumor/healthy per set, and gathered into the output.
 
@@ -17,6 +18,8 @@ Output (written to a temporary folder, moved into place at the end)::
     OUT/train/<target>.npy, <target>_seg.npy    patients of half B
     OUT/test/<source>.npy, <target>.npy          (M, S, S) float16, the same slices (paired)
     OUT/test/seg.npy, brain.npy                  (M, S, S) uint8 BraTS labels / brain mask
+    OUT/val/...                                  the same, of the validation patients (validation_fraction > 0)
+    OUT/train_paired/...                         the same, of the training patients (paired_train_slices > 0)
     OUT/manifest.csv, prepare.json, contact_sheet.png
 
 Images are in [-1, 1] (or [0, 1]) with background at the low end; arrays are indexed
@@ -45,7 +48,8 @@ from mrtrans.data_prep.discovery import SEG, SEG_LABELS, DiscoveryReport, Layout
 from mrtrans.errors import MrtransError
 from mrtrans.outputs import OutputKind, atomic_dir, check_output
 
-TRAIN_A, TRAIN_B, TEST = "train_a", "train_b", "test"
+TRAIN_A, TRAIN_B, TEST, VAL = "train_a", "train_b", "test", "val"
+PAIRED_TRAIN = "train_paired"  # the key of the paired training set among the drawn sets
 HEALTHY, TUMOR = "healthy", "tumor"
 
 
@@ -54,19 +58,26 @@ def intensity_bounds(kind: IntensityRange) -> tuple[float, float]:
     return (-1.0, 1.0) if kind is IntensityRange.minus_one_one else (0.0, 1.0)
 
 
-def split_patients(ids: list[str], test_fraction: float, seed: int) -> dict[str, str]:
-    """Assign every patient to ``train_a``, ``train_b`` or ``test``, seeded.
+def split_patients(ids: list[str], test_fraction: float, seed: int, validation_fraction: float = 0.0) -> dict[str, str]:
+    """Assign every patient to ``train_a``, ``train_b``, ``test`` or (``validation_fraction`` > 0) ``val``, seeded.
+
+    The test patients are drawn first, then the validation ones from the rest, so adding validation patients
+    leaves the test set as it was.
 
     Raises:
-        MrtransError: fewer than three patients (one per group is the minimum).
+        MrtransError: too few patients (one per group is the minimum).
     """
-    if len(ids) < 3:
-        raise MrtransError(f"need at least 3 usable subjects (test, train half A, train half B), found {len(ids)}")
+    groups = 4 if validation_fraction > 0 else 3
+    if len(ids) < groups:
+        names = "test, validation, train half A, train half B" if groups == 4 else "test, train half A, train half B"
+        raise MrtransError(f"need at least {groups} usable subjects ({names}), found {len(ids)}")
     order = [ids[i] for i in np.random.default_rng(seed).permutation(len(ids))]
-    n_test = min(max(1, round(test_fraction * len(ids))), len(ids) - 2)
-    train = order[n_test:]
+    n_test = min(max(1, round(test_fraction * len(ids))), len(ids) - (groups - 1))
+    n_val = min(max(1, round(validation_fraction * len(ids))), len(ids) - n_test - 2) if groups == 4 else 0
+    train = order[n_test + n_val :]
     n_a = (len(train) + 1) // 2
     roles = {sid: TEST for sid in order[:n_test]}
+    roles |= {sid: VAL for sid in order[n_test : n_test + n_val]}
     roles |= {sid: TRAIN_A for sid in train[:n_a]}
     roles |= {sid: TRAIN_B for sid in train[n_a:]}
     return roles
@@ -322,16 +333,21 @@ def select_slices(rows: pd.DataFrame, cfg: PrepareConfig) -> dict[str, pd.DataFr
     """
     source, target = (m.value for m in cfg.modalities)
     wanted = {
-        source: (TRAIN_A, cfg.train_slices, cfg.source_tumor_fraction),
-        target: (TRAIN_B, cfg.train_slices, cfg.target_tumor_fraction),
-        TEST: (TEST, cfg.test_slices, 0.5),
+        source: ((TRAIN_A,), cfg.train_slices, cfg.source_tumor_fraction),
+        target: ((TRAIN_B,), cfg.train_slices, cfg.target_tumor_fraction),
+        TEST: ((TEST,), cfg.test_slices, 0.5),
+        VAL: ((VAL,), cfg.validation_slices if cfg.validation_fraction > 0 else 0, 0.5),
+        PAIRED_TRAIN: ((TRAIN_A, TRAIN_B), cfg.paired_train_slices, 0.5),
     }
+    what_is = {TEST: "paired test slices", VAL: "paired validation slices", PAIRED_TRAIN: "paired training slices"}
     chosen, problems = {}, []
-    for stream, (name, (role, n, fraction)) in enumerate(wanted.items()):
-        what = f"training slices of {name}" if name != TEST else "paired test slices"
+    for stream, (name, (roles, n, fraction)) in enumerate(wanted.items()):
+        if n == 0:  # validation and paired training slices are optional
+            continue
+        what = what_is.get(name, f"training slices of {name}")
         n_tumor = round(n * fraction)
         rng = np.random.default_rng([cfg.seed, stream])
-        chosen[name], problem = _draw(rows[rows["role"] == role], n_tumor, n - n_tumor, rng, what)
+        chosen[name], problem = _draw(rows[rows["role"].isin(roles)], n_tumor, n - n_tumor, rng, what)
         if problem:
             problems.append(problem)
     if problems:
@@ -446,7 +462,7 @@ def prepare_brats(
                 f"{root}: {len(good)} usable subjects, need at least 3 (test, train half A, train half B)"
                 + (f"; {_skipped_text(skipped)}" if skipped else "")
             )
-        roles = split_patients([r.subject_id for r in good], cfg.test_fraction, cfg.seed)
+        roles = split_patients([r.subject_id for r in good], cfg.test_fraction, cfg.seed, cfg.validation_fraction)
         rows = pd.DataFrame([row for r in good for row in r.rows])
         rows["role"] = rows["subject"].map(roles)
         try:
@@ -466,11 +482,15 @@ def prepare_brats(
             np.save(tmp / "train" / f"{modality}_seg.npy", arrays[SEG])
             files = chosen[modality]["files"].map(lambda f, m=modality: f"{f[m]};{f[SEG]}")
             manifest.append(chosen[modality].assign(split="train", domain=modality, source_files=files))
-        test = _gather(chosen[TEST], [source, target, SEG, "brain"], scratch)
-        for key, array in test.items():
-            np.save(tmp / "test" / f"{key}.npy", array)
-        files = chosen[TEST]["files"].map(lambda f: ";".join(f[k] for k in (source, target, SEG)))
-        manifest.append(chosen[TEST].assign(split="test", domain="paired", source_files=files))
+        for name, split in ((TEST, "test"), (VAL, "val"), (PAIRED_TRAIN, "train")):
+            if name not in chosen:
+                continue
+            folder = tmp / ("train_paired" if name == PAIRED_TRAIN else split)
+            folder.mkdir(exist_ok=True)
+            for key, array in _gather(chosen[name], [source, target, SEG, "brain"], scratch).items():
+                np.save(folder / f"{key}.npy", array)
+            files = chosen[name]["files"].map(lambda f: ";".join(f[k] for k in (source, target, SEG)))
+            manifest.append(chosen[name].assign(split=split, domain="paired", source_files=files))
         manifest_df = pd.concat(manifest)
         manifest_df["array_index"] = manifest_df.groupby(["split", "domain"]).cumcount()
         columns = [

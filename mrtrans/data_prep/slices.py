@@ -112,8 +112,30 @@ class PreparedSlices:
         return self._load(f"train/{modality}_seg.npy")
 
     def test(self, key: str) -> np.ndarray:
-        """(M, S, S) paired test arrays: a modality, ``seg`` or ``brain``."""
+        """(M, S, S) paired test arrays: a modality, ``seg`` or ``brain``. Never read by training."""
         return self._load(f"test/{key}.npy")
+
+    def train_paired(self, key: str) -> np.ndarray:
+        """(N, S, S) paired training arrays of the training patients (a modality, ``seg`` or ``brain``).
+
+        Raises:
+            MrtransError: the set was prepared without them.
+        """
+        if not (self.folder / "train_paired").is_dir():
+            raise MrtransError(
+                f"{self.folder}: has no paired training slices, which a paired method (pix2pix) trains on; prepare "
+                "with --set paired_train_slices=N (e.g. 1400)"
+            )
+        return self._load(f"train_paired/{key}.npy")
+
+    @property
+    def has_validation(self) -> bool:
+        """Whether the set holds validation patients' slices (prepared with validation_fraction > 0)."""
+        return (self.folder / "val").is_dir()
+
+    def validation(self, key: str) -> np.ndarray:
+        """(V, S, S) paired validation arrays of the validation patients: a modality, ``seg`` or ``brain``."""
+        return self._load(f"val/{key}.npy")
 
     def manifest(self) -> pd.DataFrame:
         path = self.folder / "manifest.csv"

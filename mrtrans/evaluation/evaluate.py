@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from nibabel import orientations
 
-from mrtrans.checkpoint import check_model_checkpoint, load_checkpoint
+from mrtrans.checkpoint import check_model_checkpoint, load_checkpoint, resolve_checkpoint, selection_text
 from mrtrans.config import EvalConfig, Precision, PrepareConfig
 from mrtrans.data_prep.discovery import subject_of
 from mrtrans.data_prep.slices import Direction, PreparedSlices, to_tensor
@@ -102,7 +102,8 @@ def score_slices(
 
 def _run_label(path: Path) -> str:
     path = Path(path)
-    return path.parent.parent.name if path.name == "last.pt" and path.parent.name == "checkpoints" else path.name
+    in_run = path.name in ("last.pt", "best.pt") and path.parent.name == "checkpoints"
+    return path.parent.parent.name if in_run else path.name
 
 
 def default_cache_dir() -> Path:
@@ -145,6 +146,7 @@ def evaluate_runs(
     cache_dir: Path | None = None,
     overwrite: bool = False,
     reference: str | None = None,
+    checkpoint: str = "last",
 ) -> Path:
     """Translate the paired test slices with every run, in both directions (each direction a run translates), and
     write the report.
@@ -175,10 +177,12 @@ def evaluate_runs(
     if reference is not None and reference not in labels:
         raise MrtransError(f"--reference {reference}: not one of the runs ({', '.join(labels)})")
 
-    checkpoints = []
+    checkpoints, chosen = [], []
     for run in runs:
-        ckpt = load_checkpoint(run, map_location="cpu")
+        path = resolve_checkpoint(run, checkpoint)
+        ckpt = load_checkpoint(path, map_location="cpu")
         check_model_checkpoint(ckpt, run)
+        chosen.append(selection_text(ckpt, path))
         # Keep what scoring needs: a training checkpoint's optimisers, pools and discriminators are most of its size.
         translators = checkpoint_translators(ckpt)
         ckpt = {k: ckpt[k] for k in ("kind", "direction", "config", "normalization")} | {
@@ -234,6 +238,10 @@ def evaluate_runs(
     with atomic_dir(out, OutputKind.report, overwrite=overwrite, inputs=[*runs, data_dir]) as tmp:
         groups = seed_groups(labels, checkpoints, [_run_data(r) for r in runs])
         write_tables(tmp, scored, directions, cfg, groups=groups, reference=reference)
+        # which checkpoint each run's rows come from, and by what rule (last step, or best.pt's validation rule)
+        pd.DataFrame({"run": labels, "checkpoint": chosen}).to_csv(tmp / "checkpoints.csv", index=False)
+        with (tmp / "report.md").open("a") as f:
+            f.write("\n## Checkpoints\n\n" + "".join(f"- {lab}: {c}\n" for lab, c in zip(labels, chosen)))
     return out
 
 

@@ -15,6 +15,7 @@ target sequence (as in training: brain 0.5th-99.5th percentiles -> 0..1), not sc
 from __future__ import annotations
 
 import glob
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,7 @@ from monai.data import MetaTensor
 from monai.transforms import ResizeWithPadOrCrop
 from nibabel import orientations
 
-from mrtrans.checkpoint import check_model_checkpoint, load_checkpoint
+from mrtrans.checkpoint import check_model_checkpoint, load_checkpoint, resolve_checkpoint, selection_text
 from mrtrans.config import Precision
 from mrtrans.data_prep.conventions import WHAT_TO_DO, convention_problem, ras_spacing, spacing_differs
 from mrtrans.data_prep.slices import Direction
@@ -47,6 +48,8 @@ from mrtrans.methods import is_translation_checkpoint
 from mrtrans.models import load_generator
 from mrtrans.outputs import TRANSLATION_DESCRIPTION_PREFIX, output_lock, written_by_translate
 
+logger = logging.getLogger(__name__)
+
 
 @dataclass
 class Translator:
@@ -60,6 +63,7 @@ class Translator:
     batch_size: int = 16
     precision: Precision = Precision.fp32  # bf16 autocast applies on CUDA only
     check_conventions: bool = True  # False: --allow-unstripped
+    chosen: str = ""  # which checkpoint file and by what rule (checkpoint.selection_text)
 
     @property
     def bounds(self) -> tuple[float, float]:
@@ -185,6 +189,7 @@ def load_translator(
     batch_size: int | None = None,
     precision: str | Precision = Precision.fp32,
     allow_unstripped: bool = False,
+    checkpoint: str = "last",
 ) -> Translator:
     """Load a run folder or checkpoint and pick the generator for ``direction``; a :class:`Translator` is used
     as it is (the one rule for every function that takes either).
@@ -194,15 +199,16 @@ def load_translator(
     ``bf16`` runs the generator under bf16 autocast on CUDA (no effect on the CPU); fp32 by default.
     ``batch_size`` (axial slices per forward pass) defaults by device (:func:`default_batch_size`).
     ``allow_unstripped`` translates volumes that fail the input-convention checks (background 0,
-    skull-stripped) anyway.
+    skull-stripped) anyway. ``checkpoint`` picks a run folder's ``last`` or ``best`` (validation) checkpoint.
 
     Raises:
-        MrtransError: not a translation checkpoint, or a direction the model does not know.
+        MrtransError: not a translation checkpoint, or a direction the model does not translate.
     """
     if isinstance(model, Translator):
         return model
 
-    ckpt = load_checkpoint(model)
+    path = resolve_checkpoint(model, checkpoint)
+    ckpt = load_checkpoint(path)
     if not is_translation_checkpoint(ckpt):
         raise MrtransError(
             f"{model}: not a translation model checkpoint (kind {ckpt.get('kind')!r}); pass a run of `mrtrans train`"
@@ -219,8 +225,10 @@ def load_translator(
     batch_size = default_batch_size(dev) if batch_size is None else batch_size
     if batch_size < 1:
         raise MrtransError(f"--batch-size {batch_size}: must be at least 1")
+    chosen = selection_text(ckpt, path)
+    logger.info(f"model {model}: {chosen}, {wanted.name}")
     return Translator(
-        generator, wanted, ckpt["kind"], ckpt["normalization"], dev, batch_size, precision, not allow_unstripped
+        generator, wanted, ckpt["kind"], ckpt["normalization"], dev, batch_size, precision, not allow_unstripped, chosen
     )
 
 

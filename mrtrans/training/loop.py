@@ -33,7 +33,7 @@ import torch
 import torch.distributed as dist
 
 from mrtrans.checkpoint import check_model_checkpoint, load_checkpoint, model_payload, save_checkpoint
-from mrtrans.config import TrainConfig, resolve_patch_size, save_config, to_dict
+from mrtrans.config import TrainConfig, ValidationMetric, resolve_patch_size, save_config, to_dict
 from mrtrans.data_prep.slices import Direction, PreparedSlices, to_tensor
 from mrtrans.devices import plan_device
 from mrtrans.errors import MrtransError
@@ -43,6 +43,7 @@ from mrtrans.models import size_factor
 from mrtrans.outputs import MARKER, OutputKind, check_inputs, made_by, output_lock, write_marker
 from mrtrans.provenance import git_commit, versions
 from mrtrans.training.resume import resume_differences, run_config_from_tree
+from mrtrans.training.validation import ValidationSet, improves, rule, validation_scores
 
 logger = logging.getLogger(__name__)
 
@@ -94,9 +95,10 @@ def _sample_grid(path: Path, rows: list[SampleRow]) -> None:
 class _LossLog:
     """losses.csv (and TensorBoard when installed); on resume, rows after the checkpoint are dropped."""
 
-    def __init__(self, path: Path, resume_step: int | None) -> None:
+    def __init__(self, path: Path, resume_step: int | None, extra_fields: list[str] | None = None) -> None:
         self.path = path
         self.fields: list[str] | None = None
+        self.extra_fields = list(extra_fields or [])  # columns only some rows fill (validation scores)
         if resume_step is not None and path.exists():
             with path.open() as f:
                 rows = [r for r in csv.DictReader(f) if int(r["step"]) <= resume_step]
@@ -117,10 +119,10 @@ class _LossLog:
     def write(self, row: dict[str, float]) -> None:
         new = self.fields is None
         if new:
-            self.fields = list(row)
+            self.fields = list(row) + [f for f in self.extra_fields if f not in row]
         with self.path.open("a", newline="") as f:
             # A run resumed from an older mrtrans keeps its file's columns (newer ones are dropped).
-            writer = csv.DictWriter(f, self.fields, extrasaction="ignore")
+            writer = csv.DictWriter(f, self.fields, extrasaction="ignore", restval="")
             if new:
                 writer.writeheader()
             writer.writerow(row)
@@ -326,6 +328,10 @@ def _train(
 
     method.distribute()
     generators = method.generators
+    translators = method.translators(direction)
+    validation = ValidationSet.read(dataset) if rank == 0 else None  # never the test slices
+    metric = cfg.run.best_metric
+    best = ckpt.get("validation", {}).get("best") if resume else None
 
     batch = cfg.data.batch_size
     steps_per_epoch = max(1, math.ceil(max(len(source), len(target)) / (batch * world)))
@@ -349,7 +355,10 @@ def _train(
             info.setdefault("resumed", []).append({"at": stamp, "step": state["global_step"]})
         info |= {
             "kind": kind,
+            "method": cfg.method.value,
             "direction": direction.name,
+            "translates": list(translators),
+            "best_checkpoint": rule(metric) if validation is not None else None,  # None: no validation slices
             "data": str(Path(data).resolve()),
             "command": sys.argv,
             "seed": cfg.run.seed,
@@ -362,10 +371,12 @@ def _train(
         }
         with atomic_path(run_json) as tmp:
             tmp.write_text(json.dumps(info, indent=2))
-        log = _LossLog(out / "losses.csv", state["global_step"] if resume else None)
+        val_fields = [f"val_{m.value}_{d}" for m in ValidationMetric for d in translators] + [
+            f"val_{m.value}" for m in ValidationMetric
+        ]
+        log = _LossLog(out / "losses.csv", state["global_step"] if resume else None, val_fields if validation else [])
 
-    def checkpoint() -> Path:
-        translators = method.translators(direction)
+    def checkpoint(path: Path = ckpt_path, selection: dict[str, Any] | None = None) -> Path:
         payload = {
             **model_payload(
                 kind,
@@ -386,13 +397,16 @@ def _train(
             "git_commit": git_commit(),
             "world_size": world,
             "data": _data_record(dataset),
+            # how this file was chosen: the last step, or the validation rule of best.pt
+            "selection": selection or {"rule": "last step", "step": state["global_step"]},
+            **({"validation": {"best": best, "rule": rule(metric)}} if validation is not None else {}),
         }
         if not bool(torch.stack([torch.isfinite(p).all() for p in generators.parameters()]).all()):  # one sync
             raise MrtransError(
                 f"step {state['global_step']}: the generators' weights became NaN or Inf (training diverged); "
                 f"the last good checkpoint, if any, is kept at {ckpt_path}. Lower optim.lr or check the config"
             )
-        return save_checkpoint(payload, ckpt_path)
+        return save_checkpoint(payload, path)
 
     from tqdm import tqdm
 
@@ -415,9 +429,11 @@ def _train(
             real_s = to_tensor(source[idx_s]).to(device, memory_format=memory_format, non_blocking=True)
             real_t = to_tensor(target[idx_t]).to(device, memory_format=memory_format, non_blocking=True)
 
-            logging_step = (state["global_step"] + 1) % cfg.run.log_every == 0 or state[
-                "global_step"
-            ] + 1 == total_steps
+            coming = state["global_step"] + 1
+            validating = validation is not None and (
+                coming % (cfg.run.validate_every or cfg.run.checkpoint_every) == 0 or coming == total_steps
+            )
+            logging_step = coming % cfg.run.log_every == 0 or coming == total_steps or validating
             g, d = method.step(real_s, real_t, autocast, measure_gradients=logging_step)
             state["global_step"] += 1
             state["step_in_epoch"] += 1
@@ -436,6 +452,9 @@ def _train(
                         f"step {step}: losses became NaN or Inf ({bad}); training diverged. The last good "
                         f"checkpoint, if any, is kept at {ckpt_path}. Lower optim.lr or check the config"
                     )
+                if validating:  # rank 0 only: the other ranks have no validation set
+                    nets = {name: method.translator(key) for name, key in translators.items()}
+                    values |= validation_scores(nets, validation, device)
                 if on_step is not None:
                     on_step(step, values)
                 if rank == 0 and logging_step:
@@ -448,6 +467,10 @@ def _train(
                     rows = method.sample_rows(fixed[0], fixed[1], direction)
                     generators.train()
                 _sample_grid(out / "samples" / f"step_{step:07d}.png", rows)
+            if validating and improves(values[f"val_{metric.value}"], best, metric):
+                best = {"metric": metric.value, "value": values[f"val_{metric.value}"], "step": step}
+                checkpoint(ckpt_path.with_name("best.pt"), {"rule": rule(metric), **best})
+                logger.info(f"step {step}: best.pt ({rule(metric)}: {best['value']:.4f})")
             if rank == 0 and (step % cfg.run.checkpoint_every == 0 or step == total_steps):
                 last = checkpoint()
         if world > 1:

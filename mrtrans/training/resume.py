@@ -51,6 +51,7 @@ RESUME_MAY_CHANGE = (
     "run.log_every",
     "run.sample_every",
     "run.checkpoint_every",
+    "run.validate_every",
     "optim.epochs_constant",
     "optim.epochs_decay",
 )

@@ -32,6 +32,16 @@ def test_split_patients_is_disjoint_and_seeded():
         split_patients(["a", "b"], 0.2, 0)
 
 
+def test_validation_patients_come_from_the_training_patients_and_leave_the_test_ones_alone():
+    ids = [f"p{i}" for i in range(20)]
+    without, with_val = split_patients(ids, 0.2, seed=1), split_patients(ids, 0.2, seed=1, validation_fraction=0.1)
+    assert [s for s, r in with_val.items() if r == "test"] == [s for s, r in without.items() if r == "test"]
+    val = [s for s, r in with_val.items() if r == "val"]
+    assert len(val) == 2 and all(without[s].startswith("train") for s in val)
+    with pytest.raises(MrtransError, match="at least 4 usable subjects \\(test, validation"):
+        split_patients(["a", "b", "c"], 0.2, 0, validation_fraction=0.1)
+
+
 def test_no_patient_in_two_sets(prepared):
     m = _manifest(prepared)
     train_a = set(m[(m.split == "train") & (m.domain == "flair")].subject)

@@ -1,4 +1,4 @@
-"""UNIT, DiscoGAN and DistanceGAN (issue 14): networks and losses on tiny tensors, a few hundred CPU steps,
+"""UNIT, DiscoGAN and DistanceGAN (issue 14), CUT and FastCUT (issue 27): a few hundred CPU steps each,
 translate and evaluate on their checkpoints."""
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ METHODS = {  # method config -> the loss that must fall over a few hundred steps
     "discogan": "cycle_s",
     "distancegan": "distance_s2t",
     "distancegan_cycle": "cycle_s",
+    "cut": "nce_s2t",
+    "fastcut": "nce_s2t",
 }
 
 
@@ -79,9 +81,13 @@ def test_translate_and_evaluate_use_every_method(
         "discogan": "discogan",
         "distancegan": "distancegan",
         "distancegan_cycle": "distancegan-cycle",
+        "cut": "cut",
+        "fastcut": "fastcut",
     }
     folder = evaluate(list(method_runs.values()), prepared, tmp_path / "report", audit=False)
     import pandas as pd
 
     summary = pd.read_csv(folder / "summary.csv")
     assert set(summary["run"]) == {"copy-source", *METHODS}
+    for method in METHODS:  # every method's run is scored in both directions
+        assert set(summary.loc[summary["run"] == method, "direction"]) == {"flair2t1", "t12flair"}, method

@@ -1,7 +1,7 @@
-"""Losses of every method over a few seeded steps, for the method-interface test (``test_method_registry.py``).
+"""Losses of every method over a few seeded steps, for the method-interface test (``test_registry.py``).
 
 ``method_losses_v0.3.json`` was written by this module at mrtrans 0.3.0, before the methods moved onto
-``mrtrans.methods`` (``python tests/training/method_losses.py OUT.json``); the test trains the same runs with
+``mrtrans.methods`` (``python tests/methods/method_losses.py OUT.json``); the test trains the same runs with
 today's code and compares every logged loss exactly.
 """
 
