@@ -44,11 +44,13 @@ class GanMode(str, enum.Enum):
 class Method(str, enum.Enum):
     """The training step (one module each in ``mrtrans/methods/``): ``cycle`` (two generators bound by cycle
     consistency; CycleGAN, HarmonicGAN, DiscoGAN and DistanceGAN are settings of it), ``unit`` (the
-    shared-latent VAE-GAN of Liu et al. 2017), ``cut`` (PatchNCE + GAN, one direction per model)."""
+    shared-latent VAE-GAN of Liu et al. 2017), ``cut`` (PatchNCE + GAN, one direction per model), ``pix2pix``
+    (paired slices, the upper bound)."""
 
     cycle = "cycle"
     unit = "unit"
     cut = "cut"  # contrastive unpaired translation (Park et al. 2020), one direction per model: CUT and FastCUT
+    pix2pix = "pix2pix"  # paired: conditional GAN + L1 (Isola et al. 2017), the upper bound; one direction per model
 
     @classmethod
     def _missing_(cls, value: object) -> Method | None:
@@ -56,13 +58,14 @@ class Method(str, enum.Enum):
 
 
 class GeneratorArchitecture(str, enum.Enum):
-    """ResNet (Johnson et al. 2016; CycleGAN, HarmonicGAN, DistanceGAN), DiscoGAN's encoder-decoder, UNIT's
-    encoder+decoder.
+    """ResNet (Johnson et al. 2016; CycleGAN, HarmonicGAN, DistanceGAN, CUT), DiscoGAN's encoder-decoder, UNIT's
+    encoder+decoder, pix2pix's U-Net.
     """
 
     resnet = "resnet"
     discogan = "discogan"
     unit = "unit"
+    unet = "unet"  # pix2pix's U-Net (num_downsampling = its depth: 8 for U-Net-256)
 
 
 class DiscriminatorArchitecture(str, enum.Enum):
@@ -144,8 +147,17 @@ class GeneratorConfig:
     out_channels: int = field(default=1, metadata=bounds(1))
     base_channels: int = field(default=64, metadata=bounds(1))
     num_res_blocks: int = field(default=9, metadata=bounds(1))  # unit: per encoder/decoder, the last/first shared
-    num_downsampling: int = field(default=2, metadata=bounds(1, 4))  # discogan: 4
+    num_downsampling: int = field(default=2, metadata=bounds(1, 8))  # discogan: 4; unet: its depth, 5-8
     architecture: GeneratorArchitecture = GeneratorArchitecture.resnet
+
+    def __post_init__(self) -> None:
+        unet = self.architecture is GeneratorArchitecture.unet
+        lo, hi = (5, 8) if unet else (1, 4)
+        if not lo <= self.num_downsampling <= hi:
+            raise MrtransError(
+                f"config key 'generator.num_downsampling': {self.num_downsampling}; the {self.architecture.value} "
+                f"generator takes {lo} to {hi}"
+            )
 
 
 @dataclass(frozen=True)
@@ -244,6 +256,14 @@ class CutLossConfig:
 
 
 @dataclass(frozen=True)
+class Pix2PixLossConfig:
+    """pix2pix (Isola et al. 2017): conditional GAN on (x, y) plus L1 to the paired target, weight 100."""
+
+    lambda_gan: float = field(default=1.0, metadata=bounds(0.0))
+    lambda_l1: float = field(default=100.0, metadata=bounds(0.0))
+
+
+@dataclass(frozen=True)
 class OptimConfig:
     """Adam and the CycleGAN schedule: constant, then linear decay to zero."""
 
@@ -306,6 +326,7 @@ class TrainConfig:
     loss: LossConfig = LossConfig()
     unit: UnitLossConfig = UnitLossConfig()
     cut: CutLossConfig = CutLossConfig()
+    pix2pix: Pix2PixLossConfig = Pix2PixLossConfig()
     optim: OptimConfig = OptimConfig()
     data: DataConfig = DataConfig()
     run: RunConfig = RunConfig()

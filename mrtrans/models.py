@@ -23,6 +23,7 @@ from mrtrans.errors import MrtransError
 from mrtrans.networks.discogan import DiscoDiscriminator, DiscoGenerator
 from mrtrans.networks.discriminators import PatchGAN
 from mrtrans.networks.generators import ResnetGenerator
+from mrtrans.networks.unet import UnetGenerator
 from mrtrans.networks.unit import UnitModel, UnitTranslator
 
 
@@ -32,6 +33,8 @@ def build_generator(cfg: GeneratorConfig) -> nn.Module:
         return DiscoGenerator(cfg.in_channels, cfg.out_channels, cfg.base_channels, cfg.num_downsampling)
     if cfg.architecture is GeneratorArchitecture.unit:
         return UnitTranslator.build(cfg.in_channels, cfg.out_channels, cfg.base_channels, cfg.num_res_blocks)
+    if cfg.architecture is GeneratorArchitecture.unet:
+        return UnetGenerator(cfg.in_channels, cfg.out_channels, cfg.base_channels, cfg.num_downsampling)
     return ResnetGenerator(
         cfg.in_channels, cfg.out_channels, cfg.base_channels, cfg.num_res_blocks, cfg.num_downsampling
     )

@@ -100,6 +100,10 @@ def score_slices(
     return Scored(per_slice, consistency, source, pred, real, seg)
 
 
+# How a run trained on paired slices (pix2pix) is named in every table: a bound, not one of the unpaired methods.
+PAIRED_LABEL = "paired, upper bound"
+
+
 def _run_label(path: Path) -> str:
     path = Path(path)
     in_run = path.name in ("last.pt", "best.pt") and path.parent.name == "checkpoints"
@@ -185,7 +189,10 @@ def evaluate_runs(
         chosen.append(selection_text(ckpt, path))
         # Keep what scoring needs: a training checkpoint's optimisers, pools and discriminators are most of its size.
         translators = checkpoint_translators(ckpt)
-        ckpt = {k: ckpt[k] for k in ("kind", "direction", "config", "normalization")} | {
+        kind = ckpt["kind"] + (f" ({PAIRED_LABEL})" if ckpt.get("paired_training") else "")
+        ckpt = {k: ckpt[k] for k in ("direction", "config", "normalization")} | {
+            "kind": kind,
+            "paired_training": bool(ckpt.get("paired_training")),
             "translators": translators,
             "models": {k: ckpt["models"][k] for k in translators.values()},
         }
@@ -196,7 +203,8 @@ def evaluate_runs(
             )
         checkpoints.append(ckpt)
     if reference is None and labels:
-        reference = next((lab for lab, c in zip(labels, checkpoints) if c.get("kind") == "cyclegan"), labels[0])
+        unpaired = [lab for lab, c in zip(labels, checkpoints) if not c["paired_training"]] or labels
+        reference = next((lab for lab, c in zip(labels, checkpoints) if c.get("kind") == "cyclegan"), unpaired[0])
 
     directions = [Direction(source_mod, target_mod), Direction(target_mod, source_mod)]
     brain, seg = np.asarray(arrays["brain"]), np.asarray(arrays["seg"])

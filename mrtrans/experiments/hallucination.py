@@ -38,6 +38,7 @@ from mrtrans.config import (
     epoch_schedule,
     load_config,
 )
+from mrtrans.errors import MrtransError
 from mrtrans.evaluation.metrics import METRICS
 from mrtrans.experiments.grid import TrainJob, train_grid
 from mrtrans.experiments.workspace import Workspace, check_methods, method_label
@@ -121,6 +122,14 @@ def run_hallucination_benchmark(
     root = Path(root) if root is not None else None
     Direction.parse(cfg.direction)  # a bad direction stops here, before any work
     methods = check_methods(cfg.methods, cfg.train_presets)
+    from mrtrans.methods import method_class
+
+    for label, m in methods.items():  # the question is what unpaired training on skewed domains does
+        if method_class(load_config(TrainConfig, [m, *cfg.train_presets]).method).paired:
+            raise MrtransError(
+                f"--method {m}: {label} trains on paired slices; this benchmark skews the tumor share of unpaired "
+                "training domains, which a paired method never sees. Compare it with `mrtrans evaluate` instead"
+            )
     ws = Workspace.resume(out, OutputKind.benchmark, cfg, root)
     out, stage = ws.out, ws.stage
     if root is None:

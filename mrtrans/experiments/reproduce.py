@@ -36,6 +36,7 @@ from mrtrans.config import (
     load_config,
     to_dict,
 )
+from mrtrans.evaluation.evaluate import PAIRED_LABEL
 from mrtrans.evaluation.metrics import METRICS, PAPER_METRICS, REGISTRY
 from mrtrans.experiments.grid import TrainJob, train_grid
 from mrtrans.experiments.workspace import Workspace, check_methods, method_label
@@ -77,7 +78,7 @@ class ReproduceConfig:
     jobs: int = field(default=1, metadata=bounds(1))  # training runs in parallel (CPU threads are shared out)
 
 
-BEYOND, PAIRED = "beyond the paper", "paired, upper bound"
+BEYOND, PAIRED = "beyond the paper", PAIRED_LABEL
 
 
 def row_name(label: str, group: str | None) -> str:

@@ -55,6 +55,15 @@ class Placement:
         return module
 
 
+class Networks(nn.Module):
+    """A container whose networks are its attributes (their names are the checkpoint's keys)."""
+
+    def __init__(self, **modules: nn.Module) -> None:
+        super().__init__()
+        for name, module in modules.items():
+            self.add_module(name, module)
+
+
 class TrainingMethod:
     """One training method. Subclasses build ``generators`` (every network the generator optimiser updates),
     ``discriminators`` and ``optimizers`` (``{"gen": ..., "disc": ...}``) in ``__init__`` and implement
@@ -87,6 +96,11 @@ class TrainingMethod:
         if self.both_directions:
             out[direction.reversed().name] = BACKWARD
         return out
+
+    @classmethod
+    def resolve(cls, cfg: TrainConfig, image_size: int) -> TrainConfig:
+        """``cfg`` with what the method sets from the slices' size (recorded in the run's config)."""
+        return cfg
 
     @classmethod
     def check_config(cls, cfg: TrainConfig) -> None:

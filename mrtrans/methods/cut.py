@@ -32,7 +32,7 @@ from mrtrans.config import GeneratorArchitecture, Method, TrainConfig
 from mrtrans.errors import MrtransError
 from mrtrans.losses.adversarial import gan_loss
 from mrtrans.losses.patchnce import PatchProjector, patch_nce_loss, sample_locations
-from mrtrans.methods import BACKWARD, FORWARD, MethodData, Placement, Tensors, TrainingMethod
+from mrtrans.methods import BACKWARD, FORWARD, MethodData, Networks, Placement, Tensors, TrainingMethod
 from mrtrans.models import build_discriminator, build_generator
 from mrtrans.training.step import gradient_norms, update
 
@@ -56,15 +56,6 @@ def encoder_features(generator: nn.Module, x: torch.Tensor, layers: list[int]) -
         if index in layers:
             features.append(out)
     return features
-
-
-class _Named(nn.Module):
-    """A container whose networks are its attributes (their names are the checkpoint's keys)."""
-
-    def __init__(self, **modules: nn.Module) -> None:
-        super().__init__()
-        for name, module in modules.items():
-            self.add_module(name, module)
 
 
 class CutMethod(TrainingMethod):
@@ -93,8 +84,8 @@ class CutMethod(TrainingMethod):
         if self.both_directions:
             discs["disc_s"] = build_discriminator(cfg.discriminator)
         heads = {key.replace("gen", "proj"): PatchProjector(channels) for key in keys}
-        self.generators = placement.place(_Named(**gens, **heads))
-        self.discriminators = placement.place(_Named(**discs))
+        self.generators = placement.place(Networks(**gens, **heads))
+        self.discriminators = placement.place(Networks(**discs))
         self.compile()
         o = cfg.optim
         self.optimizers = {  # G and its MLP head: one Adam (element-wise, so the same as the authors' two)

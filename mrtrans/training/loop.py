@@ -177,6 +177,7 @@ def train(
             f"{dataset.folder}: slices are {dataset.image_size}x{dataset.image_size} but data.image_size is "
             f"{cfg.data.image_size}; prepare with --image-size {cfg.data.image_size} or set data.image_size"
         )
+    cfg = method_class(cfg.method).resolve(cfg, dataset.image_size)  # e.g. the U-Net's depth at this size
     factor = size_factor(cfg.generator)
     if dataset.image_size % factor:
         raise MrtransError(
@@ -388,6 +389,7 @@ def _train(
                 method=cfg.method.value,
                 translators=translators,
             ),
+            "paired_training": method.paired,  # trained on paired slices: reports show it as the upper bound
             "optimizers": {name: opt.state_dict() for name, opt in method.optimizers.items()},
             "schedulers": {name: sched.state_dict() for name, sched in schedulers.items()},
             **method.extra_state(),
