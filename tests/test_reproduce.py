@@ -109,3 +109,23 @@ def test_the_cpu_preset_runs_end_to_end(tmp_path: Path, monkeypatch: pytest.Monk
     assert list(dict.fromkeys(table["method"])) == ["copy-source", *METHODS]
     assert ran["mae_mean"].notna().all() and table[table["method"] == "harmonicgan_vgg"]["mae_mean"].isna().all()
     assert "not run: ImageNet VGG-16 weights not found" in (tmp_path / "cpu" / "table1.md").read_text()
+
+
+@pytest.mark.slow
+def test_methods_beyond_the_paper_get_their_own_labelled_rows_after_its_six(tmp_path: Path) -> None:
+    """reproduce-table1 --method cut --method pix2pix: CUT is 'beyond the paper', pix2pix the paired upper bound
+    (trained on paired slices the command prepares for it), both after the paper's rows."""
+    from mrtrans.api import reproduce_table1
+
+    table = reproduce_table1(
+        tmp_path / "repro",
+        config=REPRODUCE_TINY,
+        methods=["pix2pix", "cut"],
+        overrides={"methods": ["cyclegan"], "seeds": [0]},
+    )
+    rows = pd.read_csv(table.parent / "table1.csv")
+    names = list(dict.fromkeys(rows["paper_name"]))
+    assert names == ["copy-source", "CycleGAN", "cut (beyond the paper)", "pix2pix (paired, upper bound)"]
+    assert rows["mae_mean"].notna().all() and set(rows["direction"]) == {"flair2t1", "t12flair"}
+    text = table.read_text()
+    assert "| pix2pix (paired, upper bound) |" in text and "not a competitor in their ranking" in text

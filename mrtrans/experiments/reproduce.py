@@ -141,6 +141,9 @@ def reproduce_table1(out: str | Path, cfg: ReproduceConfig, root: str | Path | N
     ws = Workspace.resume(out, OutputKind.reproduction, cfg, root)
     out, stage = ws.out, ws.stage
     recipe = cfg.prepare if root is not None else cfg.synth_prepare
+    groups = method_groups({method_label(m): load_config(TrainConfig, [m, *cfg.train_presets]) for m in cfg.methods})
+    if PAIRED in groups.values() and recipe.paired_train_slices == 0:  # as many pairs as each unpaired domain has
+        recipe = dataclasses.replace(recipe, paired_train_slices=recipe.train_slices)
     if root is None:
         root = ws.synthetic_root(cfg.synth)
     data = out / "data"
@@ -150,7 +153,6 @@ def reproduce_table1(out: str | Path, cfg: ReproduceConfig, root: str | Path | N
 
     overrides = {**epoch_schedule(cfg.epochs), "run.checkpoint_every": 10**9, "run.sample_every": 10**9}
     train_cfgs = {m: load_config(TrainConfig, [m, *cfg.train_presets], overrides) for m in cfg.methods}
-    groups = method_groups({method_label(m): c for m, c in train_cfgs.items()})
     cfg = dataclasses.replace(cfg, methods=tuple(ordered_methods(cfg.methods, groups)))
     skipped = {method_label(m): why for m, c in train_cfgs.items() if (why := vgg_missing(c))}
     specs = [(m, seed) for m in cfg.methods if method_label(m) not in skipped for seed in cfg.seeds]
