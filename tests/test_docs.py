@@ -29,3 +29,13 @@ def test_the_version_is_the_changelog_s_latest_release() -> None:
         cited |= set(re.findall(r"mrtrans <=? (\d+\.\d+)", path.read_text()))
     described = {".".join(r.split(".")[:2]) for r in releases}
     assert cited <= described, f"code cites versions the changelog lacks: {cited - described}"
+
+
+def test_every_test_file_the_docs_cite_exists() -> None:
+    cited = {
+        m.group(1): doc.name
+        for doc in [ROOT / "README.md", *(ROOT / "docs").glob("*.md")]
+        for m in re.finditer(r"(tests/[\w/]+\.py)", doc.read_text())
+    }
+    missing = {path: doc for path, doc in cited.items() if not (ROOT / path).is_file()}
+    assert cited and not missing, missing
