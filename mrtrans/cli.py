@@ -279,8 +279,10 @@ def train(
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in OUT from its last checkpoint.")] = False,
     sets: SetOption = None,
 ) -> None:
-    """Train HarmonicGAN (or CycleGAN) on a prepared slice set. Multi-GPU: torchrun --nproc_per_node=N -m mrtrans train
-    ...
+    """Train a translation method on a prepared slice set: HarmonicGAN by default, or any --config of configs/ (the
+    paper's CycleGAN, DiscoGAN, DistanceGAN, UNIT; CUT, FastCUT; pix2pix, the paired upper bound: docs/methods.md).
+    With validation patients in the set, best.pt is kept beside last.pt. Multi-GPU (cycle methods and UNIT):
+    torchrun --nproc_per_node=N -m mrtrans train ...
     """
     from mrtrans.api import train as run_train
 

@@ -1,6 +1,7 @@
-"""The training loop of ``mrtrans train``: CycleGAN/HarmonicGAN on a prepared slice set.
+"""The training loop of ``mrtrans train``: any method of :mod:`mrtrans.methods` on a prepared slice set.
 
-* Data: unpaired. Epoch ``e`` visits ``max(N_source, N_target)`` positions; position ``p`` pairs
+* Data: unpaired (a paired method, pix2pix, draws the same slice of both sequences). Epoch ``e`` visits
+  ``max(N_source, N_target)`` positions; position ``p`` pairs
   source slice ``perm_s[p % N_s]`` with target slice ``perm_t[p % N_t]`` for permutations seeded by
   ``(seed, e)``. Nothing else is random in a step, so (epoch, step in epoch) plus the pools' states
   fully determine what comes next: that is what makes ``--resume`` exact.
@@ -10,7 +11,8 @@
   else CPU in fp32. Under ``torchrun`` each process takes every ``world_size``-th position and the
   generators and discriminators are wrapped in DistributedDataParallel; rank 0 writes the files.
 * Outputs in the run folder: ``config.yaml`` (resolved), ``run.json`` (provenance), ``losses.csv``,
-  ``samples/step_*.png``, ``checkpoints/last.pt``, TensorBoard events if tensorboard is installed.
+  ``samples/step_*.png``, ``checkpoints/last.pt`` (and ``best.pt`` when the set has validation slices,
+  :mod:`.validation`), TensorBoard events if tensorboard is installed.
 """
 
 from __future__ import annotations
@@ -145,12 +147,13 @@ def train(
     show_progress: bool = True,
     on_step: Callable[[int, dict[str, float]], None] | None = None,
 ) -> Path:
-    """Train both generators of ``direction`` and write the run folder ``out``.
+    """Train the method of ``cfg`` for ``direction`` (and its reverse, when the method learns both) into ``out``.
 
     Args:
         data: folder written by prepare-brats.
         out: run folder; must be new unless ``resume``.
-        direction: source -> target (the model also learns target -> source).
+        direction: source -> target (two-way methods also learn target -> source; ``cfg.both_directions`` trains a
+            one-direction method's reverse model too).
         cfg: the resolved configuration.
         resume: continue from ``out/checkpoints/last.pt``.
         show_progress: progress bar on rank 0.
