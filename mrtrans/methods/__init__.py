@@ -75,6 +75,9 @@ class TrainingMethod:
     # One model learns both directions (the cycle methods, UNIT); else a model is one direction, and the
     # config's ``both_directions`` says whether the reverse direction's own model trains beside it.
     two_way: ClassVar[bool] = True
+    # Trains under torchrun (DistributedDataParallel); False where the step calls its networks one by one, which
+    # DDP's gradient hooks do not see.
+    distributed: ClassVar[bool] = True
 
     generators: nn.Module
     discriminators: nn.Module
@@ -112,9 +115,21 @@ class TrainingMethod:
             )
 
     # -- training
+    def adam(self) -> dict[str, torch.optim.Optimizer]:
+        """``{"gen": ..., "disc": ...}``: Adam over ``generators`` and over ``discriminators`` with ``cfg.optim``."""
+        o = self.cfg.optim
+        return {
+            "gen": torch.optim.Adam(self.generators.parameters(), lr=o.lr, betas=(o.beta1, o.beta2)),
+            "disc": torch.optim.Adam(self.discriminators.parameters(), lr=o.lr, betas=(o.beta1, o.beta2)),
+        }
+
     def distribute(self) -> None:
         """Wrap the networks for DistributedDataParallel under torchrun (``self.gens``/``self.discs`` are called)."""
         world = self.placement.world
+        if world > 1 and not self.distributed:
+            raise MrtransError(
+                f"{self.method.value} trains in one process; run `mrtrans train` without torchrun for this method"
+            )
         self.gens = DistributedDataParallel(self.generators) if world > 1 else self.generators
         self.discs = DistributedDataParallel(self.discriminators) if world > 1 else self.discriminators
 

@@ -61,6 +61,7 @@ def encoder_features(generator: nn.Module, x: torch.Tensor, layers: list[int]) -
 class CutMethod(TrainingMethod):
     method = Method.cut
     two_way = False
+    distributed = False
 
     @classmethod
     def check_config(cls, cfg: TrainConfig) -> None:
@@ -87,11 +88,7 @@ class CutMethod(TrainingMethod):
         self.generators = placement.place(Networks(**gens, **heads))
         self.discriminators = placement.place(Networks(**discs))
         self.compile()
-        o = cfg.optim
-        self.optimizers = {  # G and its MLP head: one Adam (element-wise, so the same as the authors' two)
-            "gen": torch.optim.Adam(self.generators.parameters(), lr=o.lr, betas=(o.beta1, o.beta2)),
-            "disc": torch.optim.Adam(self.discriminators.parameters(), lr=o.lr, betas=(o.beta1, o.beta2)),
-        }
+        self.optimizers = self.adam()  # G and its MLP head in one Adam: element-wise, so the authors' two
         self.rng = torch.Generator().manual_seed(cfg.run.seed * 1000 + placement.rank)
 
     def _nce(self, key: str, src: torch.Tensor, out: torch.Tensor, flipped: bool) -> torch.Tensor:
@@ -151,11 +148,6 @@ class CutMethod(TrainingMethod):
             g |= gradient_norms(terms, [f[5] for f in forwards])
         update(self.optimizers["gen"], g["total_g"])
         return g, d
-
-    def distribute(self) -> None:
-        if self.placement.world > 1:  # its networks are called one by one, which DDP's gradient hooks do not see
-            raise MrtransError("CUT trains in one process; run `mrtrans train` without torchrun for this method")
-        super().distribute()
 
     def extra_state(self) -> dict[str, Any]:
         return {"cut_rng": self.rng.get_state()}

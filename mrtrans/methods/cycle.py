@@ -54,11 +54,7 @@ class CycleMethod(TrainingMethod):
                 "t": distance_statistics(data.target, mode, seed=cfg.run.seed),
             }
             self.distance = distance_term(cfg.loss, stats, cfg.data.batch_size)
-        o = cfg.optim
-        self.optimizers = {
-            "gen": torch.optim.Adam(self.generators.parameters(), lr=o.lr, betas=(o.beta1, o.beta2)),
-            "disc": torch.optim.Adam(self.discriminators.parameters(), lr=o.lr, betas=(o.beta1, o.beta2)),
-        }
+        self.optimizers = self.adam()
         seed, rank = cfg.run.seed, placement.rank
         self.pool_s = ImagePool(cfg.data.pool_size, seed=seed * 1000 + 2 * rank)
         self.pool_t = ImagePool(cfg.data.pool_size, seed=seed * 1000 + 2 * rank + 1)

@@ -37,6 +37,7 @@ class Pix2PixMethod(TrainingMethod):
     method = Method.pix2pix
     paired = True
     two_way = False
+    distributed = False
 
     @classmethod
     def kind(cls, cfg: TrainConfig) -> str:
@@ -65,18 +66,7 @@ class Pix2PixMethod(TrainingMethod):
         self.generators = placement.place(Networks(**gens))
         self.discriminators = placement.place(Networks(**discs))
         self.compile()
-        o = cfg.optim
-        self.optimizers = {
-            "gen": torch.optim.Adam(self.generators.parameters(), lr=o.lr, betas=(o.beta1, o.beta2)),
-            "disc": torch.optim.Adam(self.discriminators.parameters(), lr=o.lr, betas=(o.beta1, o.beta2)),
-        }
-
-    def distribute(self) -> None:
-        if self.placement.world > 1:  # its networks are called one by one, which DDP's gradient hooks do not see
-            from mrtrans.errors import MrtransError
-
-            raise MrtransError("pix2pix trains in one process; run `mrtrans train` without torchrun for this method")
-        super().distribute()
+        self.optimizers = self.adam()
 
     def step(
         self, real_s: torch.Tensor, real_t: torch.Tensor, autocast: torch.autocast, measure_gradients: bool

@@ -27,11 +27,7 @@ class UnitMethod(TrainingMethod):
             Discriminators(build_discriminator(cfg.discriminator), build_discriminator(cfg.discriminator))
         )
         self.compile()
-        o = cfg.optim
-        self.optimizers = {
-            "gen": torch.optim.Adam(self.generators.parameters(), lr=o.lr, betas=(o.beta1, o.beta2)),
-            "disc": torch.optim.Adam(self.discriminators.parameters(), lr=o.lr, betas=(o.beta1, o.beta2)),
-        }
+        self.optimizers = self.adam()
 
     @classmethod
     def kind(cls, cfg: TrainConfig) -> str:
