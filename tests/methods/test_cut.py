@@ -77,3 +77,15 @@ def test_a_resumed_cut_run_continues_exactly(prepared: Path, tmp_path: Path) -> 
             return list(csv.DictReader(f))
 
     assert rows(tmp_path / "straight") == rows(tmp_path / "resumed")
+
+
+def test_cut_refuses_torchrun_in_one_line() -> None:
+    import numpy as np
+
+    from mrtrans.methods import MethodData, Placement, build_method
+
+    cfg = load_config(TrainConfig, ["cut", TINY])
+    slices = np.zeros((2, 1, 32, 32), np.float32)
+    method = build_method(cfg, MethodData(slices, slices, (-1.0, 1.0)), Placement(torch.device("cpu"), world=2))
+    with pytest.raises(MrtransError, match="cut trains in one process; run `mrtrans train` without torchrun"):
+        method.distribute()
