@@ -14,7 +14,6 @@ Output folder::
 from __future__ import annotations
 
 import enum
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from mrtrans import __version__
 from mrtrans.checkpoint import resolve_checkpoint
 from mrtrans.errors import MrtransError
 from mrtrans.inference.translate import load_translator
+from mrtrans.io import sha256_file
 from mrtrans.outputs import OutputKind, atomic_dir
 
 
@@ -35,14 +35,6 @@ class ExportFormat(str, enum.Enum):
 
 FILES = {ExportFormat.onnx: "generator.onnx", ExportFormat.torchscript: "generator.torchscript.pt"}
 OPSET = 17
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 22):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def preprocessing_record(translator: Any, fmt: ExportFormat, checkpoint: Path) -> dict[str, Any]:
@@ -88,7 +80,7 @@ def preprocessing_record(translator: Any, fmt: ExportFormat, checkpoint: Path) -
         "field_size": size,
         "normalization": norm,
         "steps": steps,
-        "checkpoint": {"path": str(checkpoint), "sha256": _sha256(checkpoint)},
+        "checkpoint": {"path": str(checkpoint), "sha256": sha256_file(checkpoint)},
         "mrtrans_version": __version__,
         "torch": torch.__version__,
     }

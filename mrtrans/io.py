@@ -30,6 +30,21 @@ def nifti_suffix(path: str | Path) -> str | None:
     return next((s for s in NIFTI_SUFFIXES if name.endswith(s)), None)
 
 
+def sha256_file(path: str | Path) -> str:
+    """The SHA-256 of a file, or of a folder's files (a DICOM series: names and contents, sorted), as hex."""
+    import hashlib
+
+    path = Path(path)
+    h = hashlib.sha256()
+    for item in sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]:
+        if path.is_dir():
+            h.update(item.relative_to(path).as_posix().encode())
+        with open(item, "rb") as f:
+            while chunk := f.read(1 << 22):
+                h.update(chunk)
+    return h.hexdigest()
+
+
 def strip_nifti_suffix(path: str | Path) -> str:
     """File name without its NIfTI suffix: ``a/b_flair.nii.gz`` -> ``b_flair``."""
     name = Path(path).name

@@ -174,6 +174,19 @@ def _discover_folder(folder: Path, report: DiscoveryReport) -> None:
     report.subjects.append(Subject(sid, layout, files))
 
 
+def sequence_files(root: str | Path, modality: str) -> list[tuple[str, Layout, Path]]:
+    """(subject ID, layout, file) of every BraTS-named ``modality`` volume under ``root`` (2018-21 or 2023+ names,
+    in a folder per subject); unlike :func:`discover_subjects` a subject needs no seg and no other sequence."""
+    found = []
+    for folder, files in _walk(Path(root), DiscoveryReport(Path(root), [], [])).items():
+        for path in files:
+            suffix = _split_name(strip_nifti_suffix(path), folder.name)
+            if suffix is not None and ALIASES.get(suffix) == modality:
+                layout = Layout.brats2023 if suffix in ("t2f", "t1n", "t1c", "t2w") else Layout.brats2020
+                found.append((folder.name, layout, path))
+    return found
+
+
 def discover_subjects(root: str | Path) -> DiscoveryReport:
     """Find every subject under ``root`` in any supported layout.
 

@@ -14,7 +14,9 @@ target sequence (as in training: brain 0.5th-99.5th percentiles -> 0..1), not sc
 
 from __future__ import annotations
 
+import functools
 import glob
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,13 +37,16 @@ from mrtrans.data_prep.slices import Direction
 from mrtrans.data_prep.transforms import BrainPercentileScale, n4_correct, resample_brain
 from mrtrans.devices import resolve_device
 from mrtrans.errors import MrtransError, describe_os_error
+from mrtrans.inference.naming import Job, sidecar_path, written_by_translate_sidecar
 from mrtrans.io import (
+    atomic_path,
     dicom_series,
     image_like,
     nifti_suffix,
     read_dicom_series,
     read_volume,
     remove_partial_files,
+    sha256_file,
     write_nifti,
 )
 from mrtrans.methods import is_translation_checkpoint
@@ -64,6 +69,11 @@ class Translator:
     precision: Precision = Precision.fp32  # bf16 autocast applies on CUDA only
     check_conventions: bool = True  # False: --allow-unstripped
     chosen: str = ""  # which checkpoint file and by what rule (checkpoint.selection_text)
+    checkpoint_file: str = ""  # the file the generator was loaded from (sidecars name it and its sha256)
+
+    @functools.cached_property
+    def checkpoint_sha256(self) -> str:
+        return sha256_file(self.checkpoint_file) if self.checkpoint_file else ""
 
     @property
     def bounds(self) -> tuple[float, float]:
@@ -77,7 +87,17 @@ class Translator:
         return None if spacing is None else (float(spacing[0]), float(spacing[1]))
 
     def description(self, source_name: str) -> str:
-        return f"{TRANSLATION_DESCRIPTION_PREFIX}{self.direction.name} {self.kind} from {source_name}"
+        """The NIfTI ``descrip``: it is synthetic, which model made it, from what (cut to the field's 80 bytes)."""
+        d = self.direction
+        return f"{TRANSLATION_DESCRIPTION_PREFIX}synthetic {d.target} ({d.name} {self.kind}) from {source_name}"[:80]
+
+    def sidecar(self, source: Path, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The JSON sidecar written beside every translation (:func:`mrtrans.inference.naming.sidecar`)."""
+        from mrtrans import __version__
+        from mrtrans.inference.naming import sidecar
+
+        model = {"path": self.checkpoint_file, "sha256": self.checkpoint_sha256, "chosen": self.chosen}
+        return sidecar(source, extra or {}, self.direction, self.kind, model, self.normalization, __version__)
 
     def __call__(self, image: Any, affine: Any = None, mask: Any = None) -> Any:
         """Translate one volume and return the same kind of thing on the input's grid.
@@ -228,7 +248,16 @@ def load_translator(
     chosen = selection_text(ckpt, path)
     logger.info(f"model {model}: {chosen}, {wanted.name}")
     return Translator(
-        generator, wanted, ckpt["kind"], ckpt["normalization"], dev, batch_size, precision, not allow_unstripped, chosen
+        generator,
+        wanted,
+        ckpt["kind"],
+        ckpt["normalization"],
+        dev,
+        batch_size,
+        precision,
+        not allow_unstripped,
+        chosen,
+        str(Path(path).resolve()),
     )
 
 
@@ -463,7 +492,13 @@ def translate_files(
     """
     if mask is not None and len(inputs) != 1:
         raise MrtransError(f"{mask}: --mask goes with one input volume, got {len(inputs)} inputs")
-    return _translate_each(inputs, output_paths(inputs, output), translator, mask, overwrite, progress)
+    return translate_jobs(
+        [Job(src, dst, {}) for src, dst in zip(inputs, output_paths(inputs, output))],
+        translator,
+        mask,
+        overwrite,
+        progress,
+    )
 
 
 # A volume's translation takes minutes at most: a claim on an output file left by a job on another host
@@ -471,22 +506,26 @@ def translate_files(
 CLAIM_STALE_S = 1800.0
 
 
-def _translate_each(
-    inputs: list[Path],
-    outputs: list[Path],
+def translate_jobs(
+    jobs: list[Job],
     translator: Translator,
-    mask: Path | None,
-    overwrite: bool,
-    progress: Callable[[int], None] | None,
+    mask: Path | None = None,
+    overwrite: bool = False,
+    progress: Callable[[int], None] | None = None,
 ) -> TranslateReport:
+    """Translate each job's source into its output and write the output's JSON sidecar (see translate_files)."""
     report = TranslateReport()
-    protected = {p.resolve() for p in [*inputs, *([mask] if mask else [])]}
-    for src, dst in zip(inputs, outputs):
+    protected = {j.source.resolve() for j in jobs} | ({mask.resolve()} if mask else set())
+    for job in jobs:
+        src, dst, side = job.source, job.output, sidecar_path(job.output)
         try:
-            if dst.resolve() in protected:
+            if dst.resolve() in protected or side.resolve() in protected:
                 raise MrtransError(f"{dst}: output path is an input of this command; choose another --out")
+            if side.exists() and not written_by_translate_sidecar(side):
+                raise MrtransError(f"{side}: exists and was not written by `mrtrans translate`; choose another --out")
             with output_lock(dst, stale_after=CLAIM_STALE_S):  # this file, not the folder: parts run side by side
                 remove_partial_files(dst)  # a part killed while writing this file left its temporary
+                remove_partial_files(side)
                 if dst.exists():
                     if not written_by_translate(dst):
                         raise MrtransError(
@@ -506,6 +545,8 @@ def _translate_each(
                 write_nifti(
                     translated, dst, reference=img, dtype=np.float32, description=translator.description(src.name)
                 )
+                with atomic_path(side) as tmp:  # what the image is (synthetic), from what, by which model
+                    tmp.write_text(json.dumps(translator.sidecar(src, job.sidecar), indent=2) + "\n")
             report.written.append(dst)
         except (MrtransError, OSError) as exc:  # an unwritable output fails this volume, not the batch
             text = describe_os_error(exc) if isinstance(exc, OSError) else str(exc)

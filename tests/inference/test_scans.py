@@ -317,7 +317,8 @@ def test_the_job_array_recipe_runs_parts_at_once_into_one_folder(
     ]
     outputs = [job.communicate(timeout=300)[0] for job in jobs]
     assert [job.returncode for job in jobs] == [0, 0], outputs
-    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == [f"s{i}.nii.gz" for i in range(4)]  # no lock left
+    written = sorted(p.name for p in (tmp_path / "o").iterdir())  # each volume and its sidecar, no lock left
+    assert written == sorted([f"s{i}.nii.gz" for i in range(4)] + [f"s{i}.json" for i in range(4)])
     assert {p: p.read_bytes() for p in inputs.iterdir()} == before
 
 
@@ -356,7 +357,9 @@ def test_a_killed_part_is_resumed_and_a_claim_of_another_host_taken_over_when_ol
         _part_command(inputs, tiny_run, out, 0, parts=1), capture_output=True, text=True, timeout=300
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert sorted(p.name for p in out.iterdir()) == [f"s{i}.nii.gz" for i in range(6)]
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [f"s{i}.nii.gz" for i in range(6)] + [f"s{i}.json" for i in range(6)]
+    )
     for i in range(6):
         assert nib.load(out / f"s{i}.nii.gz").get_fdata().shape == nib.load(inputs / f"s{i}.nii.gz").shape
 

@@ -1,3 +1,5 @@
+import json
+
 import nibabel as nib
 import numpy as np
 import pytest
@@ -76,7 +78,9 @@ def test_output_grid_equals_input_grid(tmp_path, translator, name, affine, shape
     assert (int(out.header["qform_code"]), int(out.header["sform_code"])) == (1, 2)
     assert np.allclose(out.header.get_zooms(), ref.header.get_zooms())
     assert out.get_data_dtype() == np.float32
-    assert b"mrtrans flair2t1" in out.header["descrip"].tobytes()
+    assert out.header["descrip"].tobytes().startswith(b"mrtrans synthetic t1 (flair2t1 ")  # says it is synthetic
+    side = json.loads((tmp_path / "out.json").read_text())
+    assert side["Synthetic"] is True and side["SourceFile"] == str(src.resolve()) and side["Direction"] == "flair2t1"
     values = out.get_fdata()
     assert (values[data == 0] == 0).all()  # background stays zero
     assert values.min() >= 0 and values.max() <= 1 and values[data != 0].std() > 0
@@ -134,7 +138,7 @@ def test_batch_with_bad_files_finishes_the_others(tmp_path, ckpt):
     )
     assert result.exit_code == 2
     written = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert written == ["good0.nii.gz", "good1.nii.gz"]  # nothing partial for the bad ones
+    assert written == ["good0.json", "good0.nii.gz", "good1.json", "good1.nii.gz"]  # nothing partial for the bad ones
     for name, reason in [
         ("corrupt", "cannot read"),
         ("fourd", "3D"),
@@ -191,7 +195,8 @@ def test_batch_rerun_after_interruption_keeps_finished_volumes(tmp_path, ckpt, t
     assert result.exit_code == 0, result.output
     assert "failed" not in result.output
     assert "kept" in result.stdout and result.stdout.count("wrote") == 2
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [p.name for p in inputs]
+    names = [p.name for p in inputs] + [p.name.replace(".nii.gz", ".json") for p in inputs]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(names)  # volumes and their sidecars
 
 
 def test_full_disk_fails_that_volume_and_the_batch_goes_on(tmp_path, translator, monkeypatch):

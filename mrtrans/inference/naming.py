@@ -1,0 +1,237 @@
+"""Where translations go in the layouts pipelines use: BIDS derivatives and the names segmenters expect.
+
+* **BIDS** (``translate BIDS_ROOT --bids-out DERIV``): the source images are found by their BIDS entities
+  (pybids' ``BIDSLayout``: suffix ``FLAIR``, ``T1w`` (``ce-`` absent; ``t1ce``: present), ``T2w``, datatype
+  ``anat``); each translation is written as ``DERIV/sub-X[/ses-Y]/anat/sub-X[_ses-Y][_acq-A][_run-R]_desc-mrtrans
+  <Direction>_<suffix>.nii.gz`` (pybids' ``build_path``) with its JSON sidecar, and DERIV gets the
+  ``dataset_description.json`` of a derivative dataset (``DatasetType: derivative``, ``GeneratedBy``).
+* **Segmenters** (``--naming brats|nnunet``): the synthesized sequence under the name a BraTS or nnU-Net
+  segmenter reads (``<ID>/<ID>_t1.nii.gz``, ``<case>_0001.nii.gz``), in a separate tree that mirrors the
+  input's, never beside or over a real sequence.
+
+Nothing here writes inside an input: BIDS keeps derivatives in ``ROOT/derivatives/``, but DERIV must lie
+outside ROOT (a folder beside it; link it as ``ROOT/derivatives/mrtrans`` if the dataset is yours to change).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mrtrans.data_prep.discovery import MSD_CHANNELS, Layout, sequence_files
+from mrtrans.data_prep.slices import Direction
+from mrtrans.errors import MrtransError
+from mrtrans.io import atomic_path, nifti_suffix, sha256_file, strip_nifti_suffix
+from mrtrans.outputs import check_inputs
+
+BIDS_VERSION = "1.10.0"  # the specification the files written here follow
+# BIDS suffix of each modality; t1ce is a T1w with a ce- (contrast agent) entity, t1 one without.
+BIDS_SUFFIX = {"flair": "FLAIR", "t1": "T1w", "t1ce": "T1w", "t2": "T2w"}
+DERIVATIVE_PATTERN = (
+    "sub-{subject}[/ses-{session}]/anat/sub-{subject}[_ses-{session}][_acq-{acquisition}][_rec-{reconstruction}]"
+    "[_run-{run}]_desc-{desc}_{suffix}{extension}"
+)
+NAMINGS = ("brats", "nnunet")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One translation: source volume, output volume, and what the sidecar adds (BIDS Sources...)."""
+
+    source: Path
+    output: Path
+    sidecar: dict[str, Any]
+
+
+def sidecar_path(output: Path) -> Path:
+    """``x.nii.gz`` -> ``x.json`` (BIDS' sidecar rule: the same name, extension .json)."""
+    return output.with_name(strip_nifti_suffix(output.name) + ".json")
+
+
+def desc_label(direction: Direction) -> str:
+    """The ``desc-`` label of a translation: ``mrtransFlair2t1`` (BIDS labels are alphanumeric)."""
+    return "mrtrans" + direction.name.capitalize()
+
+
+def bids_jobs(root: Path, deriv: Path, direction: Direction) -> list[Job]:
+    """The source images of ``direction`` in the BIDS dataset ``root`` and their derivative paths in ``deriv``.
+
+    Raises:
+        MrtransError: not a BIDS dataset, DERIV inside it, or no image of the source sequence.
+    """
+    from bids import BIDSLayout
+    from bids.layout.writing import build_path
+
+    root, deriv = Path(root), Path(deriv)
+    if not (root / "dataset_description.json").is_file():
+        raise MrtransError(
+            f"{root}: not a BIDS dataset (no dataset_description.json); give the dataset's root, or translate "
+            "files with --out"
+        )
+    check_inputs(deriv, [root], option="--bids-out")
+    layout = BIDSLayout(root, validate=False)
+    images = layout.get(
+        suffix=BIDS_SUFFIX[direction.source], datatype="anat", extension=[".nii.gz", ".nii"], return_type="object"
+    )
+    wanted_ce = direction.source == "t1ce"
+    images = [im for im in images if ("ceagent" in im.entities) == wanted_ce]
+    if not images:
+        raise MrtransError(
+            f"{root}: no {BIDS_SUFFIX[direction.source]} image"
+            + (" with a ce- entity" if wanted_ce else "")
+            + f" under sub-*/[ses-*/]anat/ to translate {direction.name}"
+        )
+    jobs = []
+    for image in sorted(images, key=lambda im: im.path):
+        entities = {k: v for k, v in image.entities.items() if k in ("subject", "session", "acquisition", "run")}
+        entities |= {
+            "reconstruction": image.entities.get("reconstruction"),
+            "desc": desc_label(direction),
+            "suffix": BIDS_SUFFIX[direction.target],
+            "extension": ".nii.gz",
+        }
+        relative = Path(image.path).relative_to(root.resolve()) if Path(image.path).is_absolute() else image.path
+        output = deriv / build_path({k: v for k, v in entities.items() if v is not None}, [DERIVATIVE_PATTERN])
+        jobs.append(Job(Path(image.path), output, {"Sources": [f"bids:raw:{Path(relative).as_posix()}"]}))
+    return jobs
+
+
+def dataset_description(root: Path, version: str) -> dict[str, Any]:
+    """The derivative dataset's ``dataset_description.json``."""
+    try:
+        raw_name = json.loads((root / "dataset_description.json").read_text()).get("Name", root.name)
+    except (OSError, ValueError):
+        raw_name = root.name
+    return {
+        "Name": f"mrtrans translations of {raw_name}",
+        "BIDSVersion": BIDS_VERSION,
+        "DatasetType": "derivative",
+        "GeneratedBy": [
+            {
+                "Name": "mrtrans",
+                "Version": version,
+                "Description": "Unpaired MRI sequence translation; every image of this dataset is synthetic.",
+                "CodeURL": "https://github.com/mrtrans/mrtrans",
+            }
+        ],
+        "SourceDatasets": [{"URL": Path(root).resolve().as_uri()}],
+        "DatasetLinks": {"raw": Path(root).resolve().as_uri()},
+    }
+
+
+def write_dataset_description(deriv: Path, root: Path, version: str) -> Path:
+    """Write (or keep) DERIV/dataset_description.json.
+
+    Raises:
+        MrtransError: DERIV already holds another pipeline's derivative dataset.
+    """
+    path = deriv / "dataset_description.json"
+    if path.exists():
+        try:
+            generated = json.loads(path.read_text()).get("GeneratedBy") or [{}]
+        except (OSError, ValueError):
+            generated = [{}]
+        if generated[0].get("Name") != "mrtrans":
+            raise MrtransError(
+                f"{path}: DERIV is another pipeline's dataset (GeneratedBy is not mrtrans); choose another --bids-out"
+            )
+        return path  # ours, from an earlier run: kept as it is
+    deriv.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(dataset_description(root, version), indent=2) + "\n")
+    return path
+
+
+def segmenter_jobs(inputs: Path, out: Path, direction: Direction, naming: str) -> list[Job]:
+    """Each source volume under ``inputs`` and the name its translation gets in the tree ``out``.
+
+    ``brats``: a BraTS root (2018-21 or 2023+ names, folder per subject) -> ``OUT/<ID>/<ID>_<target>.nii.gz``
+    (``<ID>-<alias>`` for 2023+ names). ``nnunet``: a folder of ``<case>_<channel>.nii.gz`` (channels as in
+    MSD Task01 / nnU-Net BraTS: 0000 FLAIR, 0001 T1, 0002 T1ce, 0003 T2) -> ``OUT/<case>_<target channel>``.
+
+    Raises:
+        MrtransError: an unknown naming, OUT inside the inputs, no source volume found, or a name that
+            collides with a real sequence in the input tree.
+    """
+    if naming not in NAMINGS:
+        raise MrtransError(f"--naming {naming!r}: use one of {', '.join(NAMINGS)}")
+    inputs, out = Path(inputs), Path(out)
+    if not inputs.is_dir():
+        raise MrtransError(f"{inputs}: --naming needs the input tree (a folder), not a file")
+    check_inputs(out, [inputs])
+    jobs = _brats_jobs(inputs, out, direction) if naming == "brats" else _nnunet_jobs(inputs, out, direction)
+    if not jobs:
+        raise MrtransError(f"{inputs}: no {direction.source} volume found for --naming {naming}")
+    for job in jobs:  # the output tree mirrors the input's: a name that exists there is a real sequence
+        mirrored = inputs / job.output.relative_to(out)
+        if mirrored.exists():
+            raise MrtransError(
+                f"{mirrored}: the input tree already has the {direction.target} sequence this would synthesize for "
+                f"{job.source.name} ({job.output}); translate only the subjects that lack it"
+            )
+    return jobs
+
+
+BRATS2023_ALIAS = {"flair": "t2f", "t1": "t1n", "t1ce": "t1c", "t2": "t2w"}
+
+
+def _brats_jobs(inputs: Path, out: Path, direction: Direction) -> list[Job]:
+    jobs = []
+    for subject_id, layout, src in sequence_files(inputs, direction.source):
+        sep, alias = ("-", BRATS2023_ALIAS[direction.target]) if layout is Layout.brats2023 else ("_", direction.target)
+        relative = src.parent.relative_to(inputs)
+        jobs.append(Job(src, out / relative / f"{subject_id}{sep}{alias}{nifti_suffix(src)}", {}))
+    return jobs
+
+
+def _nnunet_jobs(inputs: Path, out: Path, direction: Direction) -> list[Job]:
+    source, target = MSD_CHANNELS[direction.source], MSD_CHANNELS[direction.target]
+    jobs = []
+    for src in sorted(inputs.rglob(f"*_{source:04d}.nii*")):
+        case = strip_nifti_suffix(src.name)[: -len(f"_{source:04d}")]
+        relative = src.parent.relative_to(inputs)
+        jobs.append(Job(src, out / relative / f"{case}_{target:04d}{nifti_suffix(src)}", {}))
+    return jobs
+
+
+def sidecar(
+    source: Path,
+    extra: dict[str, Any],
+    direction: Direction,
+    kind: str,
+    model: dict[str, str],
+    normalization: dict[str, Any],
+    version: str,
+) -> dict[str, Any]:
+    """The JSON sidecar of one translation: what it is (synthetic), from what, by which model.
+
+    ``model``: ``path``, ``sha256`` and ``chosen`` (which checkpoint, by what rule) of the checkpoint.
+    """
+    return {
+        "Description": f"Synthetic {direction.target} translated from {direction.source} by mrtrans; not a "
+        "scanner acquisition.",
+        "Synthetic": True,
+        **extra,
+        "SourceFile": str(Path(source).resolve()),
+        "SourceSHA256": sha256_file(source),
+        "Direction": direction.name,
+        "ModelKind": kind,
+        "ModelCheckpoint": model["path"],
+        "ModelCheckpointSHA256": model["sha256"],
+        "ModelCheckpointChosen": model["chosen"],
+        "Preprocessing": normalization,
+        "MrtransVersion": version,
+        "GeneratedOn": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def written_by_translate_sidecar(path: Path) -> bool:
+    """Whether the JSON at ``path`` is a sidecar ``mrtrans translate`` wrote (replaced with its image, if at all)."""
+    try:
+        record = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(record, dict) and record.get("Synthetic") is True and "MrtransVersion" in record
