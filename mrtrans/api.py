@@ -198,7 +198,7 @@ def translate(
 
 def translate_files(
     inputs: str | Path | Sequence[str | Path],
-    out: str | Path,
+    out: str | Path | None,
     model: str | Path | Translator,
     *,
     direction: str | None = None,
@@ -212,31 +212,54 @@ def translate_files(
     overwrite: bool = False,
     progress: Callable[[int], None] | None = None,
     checkpoint: str = "last",
+    bids_out: str | Path | None = None,
+    naming: str | None = None,
 ) -> TranslateReport:
-    """``mrtrans translate``: NIfTI files in, NIfTI files out on each input's exact grid.
+    """``mrtrans translate``: NIfTI files in, NIfTI files out on each input's exact grid, each with a JSON sidecar.
 
     Args:
-        inputs: a file, a folder of NIfTI files, a glob pattern, or a list of files.
-        out: an output ``.nii.gz`` for one input, else a folder (names follow the inputs).
+        inputs: a file, a folder of NIfTI files, a glob pattern, or a list of files; with ``bids_out`` a BIDS
+            dataset's root; with ``naming`` the segmenter's input tree.
+        out: an output ``.nii.gz`` for one input, else a folder (names follow the inputs); None with ``bids_out``.
         batch_size: slices per forward pass; default by device (1 on the CPU, 16 on CUDA).
         allow_unstripped: translate volumes that fail the checks of background 0 and skull-stripping.
         num_parts, part_id: translate only part ``part_id`` (0-based) of ``num_parts`` disjoint parts of the
             sorted inputs (:func:`cohort_part`), e.g. one per SLURM array task or GPU.
         overwrite: redo outputs an earlier translate wrote (kept otherwise); other files are never replaced.
         checkpoint: a run folder's ``last`` (default) or ``best`` checkpoint (best.pt: chosen on validation).
+        bids_out: write a BIDS derivative dataset there (``desc-mrtrans<Direction>`` images, sidecars,
+            dataset_description.json) from the source images of the BIDS dataset ``inputs``.
+        naming: ``brats`` or ``nnunet``: name each translation as that segmenter expects, in the tree ``out``
+            mirroring ``inputs`` (mrtrans.inference.naming).
 
     Returns:
         The report: ``written``, ``kept`` and ``failed`` (path, reason) volumes.
     """
-    from mrtrans.inference.translate import cohort_part, expand_inputs
-    from mrtrans.inference.translate import translate_files as run_files
+    from mrtrans import __version__
+    from mrtrans.errors import MrtransError
+    from mrtrans.inference import naming as layouts
+    from mrtrans.inference.translate import Job, cohort_part, expand_inputs, output_paths, translate_jobs
 
-    files = expand_inputs(inputs) if isinstance(inputs, (str, Path)) else sorted(Path(p) for p in inputs)
-    files = cohort_part(files, num_parts, part_id)
+    if bids_out is not None and (out is not None or naming is not None):
+        raise MrtransError("--bids-out writes its own tree: give it without --out and --naming")
+    if bids_out is None and out is None:
+        raise MrtransError("give --out (or --bids-out for a BIDS dataset)")
     translator = load_translator(model, direction, device, batch_size, precision, allow_unstripped, checkpoint)
-    return run_files(
-        files, Path(out), translator, mask=None if mask is None else Path(mask), overwrite=overwrite, progress=progress
-    )
+    wanted = translator.direction
+    if bids_out is not None:
+        jobs = layouts.bids_jobs(Path(inputs), Path(bids_out), wanted)
+    elif naming is not None:
+        jobs = layouts.segmenter_jobs(Path(inputs), Path(out), wanted, naming)
+    else:
+        files = expand_inputs(inputs) if isinstance(inputs, (str, Path)) else sorted(Path(p) for p in inputs)
+        jobs = [Job(src, dst, {}) for src, dst in zip(files, output_paths(files, Path(out)))]
+    chosen = set(cohort_part([j.source for j in jobs], num_parts, part_id))
+    jobs = [j for j in jobs if j.source in chosen]
+    if mask is not None and len(jobs) != 1:
+        raise MrtransError(f"{mask}: --mask goes with one input volume, got {len(jobs)} inputs")
+    if bids_out is not None and jobs:
+        layouts.write_dataset_description(Path(bids_out), Path(inputs), __version__)
+    return translate_jobs(jobs, translator, None if mask is None else Path(mask), overwrite, progress)
 
 
 def evaluate(

@@ -309,12 +309,17 @@ def train(
 @command("translate")
 def translate(
     inputs: Annotated[
-        str, typer.Argument(help="A NIfTI file, a folder of them, or a quoted glob ('scans/*_flair.nii.gz').")
+        str,
+        typer.Argument(
+            help="A NIfTI file, a folder of them, or a quoted glob ('scans/*_flair.nii.gz'); with --bids-out a BIDS "
+            "dataset's root; with --naming the segmenter's input tree."
+        ),
     ],
     model: Annotated[Path, typer.Option("--model", help="Run folder of `mrtrans train`, or a checkpoint file.")],
     out: Annotated[
-        Path, typer.Option("--out", help="Output .nii.gz for one input, else a folder (names follow the inputs).")
-    ],
+        Path | None,
+        typer.Option("--out", help="Output .nii.gz for one input, else a folder (names follow the inputs)."),
+    ] = None,
     direction: Annotated[
         str | None, typer.Option("--direction", help="flair2t1 or t12flair; default: the model's own direction.")
     ] = None,
@@ -349,6 +354,22 @@ def translate(
         ),
     ] = False,
     checkpoint: CheckpointOption = "last",
+    bids_out: Annotated[
+        Path | None,
+        typer.Option(
+            "--bids-out",
+            help="INPUTS is a BIDS dataset: write a BIDS derivative dataset here (sub-*/[ses-*/]anat/"
+            "*_desc-mrtrans<Direction>_<suffix>.nii.gz, JSON sidecars, dataset_description.json); outside INPUTS.",
+        ),
+    ] = None,
+    naming: Annotated[
+        str | None,
+        typer.Option(
+            "--naming",
+            help="brats or nnunet: name each synthesized sequence as that segmenter expects (<ID>_t1.nii.gz, "
+            "<case>_0001.nii.gz) in the tree --out, mirroring INPUTS; refuses a name a real sequence has.",
+        ),
+    ] = None,
 ) -> None:
     """Translate whole volumes (NIfTI files or DICOM series folders); outputs keep the input's grid (shape, affine,
     qform/sform, header). Inputs at another voxel size than the model's are resampled to it and back."""
@@ -357,14 +378,17 @@ def translate(
     from mrtrans.api import translate_files
     from mrtrans.inference.translate import cohort_part, expand_inputs
 
-    found = expand_inputs(inputs)
-    files = cohort_part(found, num_parts, part_id)
-    if not files:
-        typer.echo(f"part {part_id} of {num_parts}: nothing to do ({len(found)} inputs in all)")
-        return
-    with tqdm(total=len(files), desc="translate", unit="volume", disable=len(files) == 1) as bar:
+    files = None
+    if bids_out is None and naming is None:  # plain files: known up front, for the progress bar
+        found = expand_inputs(inputs)
+        files = cohort_part(found, num_parts, part_id)
+        if not files:
+            typer.echo(f"part {part_id} of {num_parts}: nothing to do ({len(found)} inputs in all)")
+            return
+    total = None if files is None else len(files)
+    with tqdm(total=total, desc="translate", unit="volume", disable=total == 1) as bar:
         report = translate_files(
-            files,
+            inputs if files is None else files,
             out,
             model,
             direction=direction,
@@ -376,6 +400,10 @@ def translate(
             overwrite=overwrite,
             progress=bar.update,
             checkpoint=checkpoint,
+            bids_out=bids_out,
+            naming=naming,
+            num_parts=1 if files is not None else num_parts,
+            part_id=0 if files is not None else part_id,
         )
     for path in report.written:
         typer.echo(f"wrote {path}")
@@ -384,7 +412,8 @@ def translate(
     for _, reason in report.failed:
         typer.echo(f"failed: {reason}", err=True)
     if report.failed:
-        typer.echo(f"error: {len(report.failed)} of {len(files)} volumes failed (listed above)", err=True)
+        done = len(report.written) + len(report.kept) + len(report.failed)
+        typer.echo(f"error: {len(report.failed)} of {done} volumes failed (listed above)", err=True)
         raise typer.Exit(2)
 
 
