@@ -422,7 +422,12 @@ def export(
     model: Annotated[Path, typer.Argument(help="Run folder of `mrtrans train`, or a checkpoint file.")],
     out: Annotated[Path, typer.Option("--out", help="Folder to create: the network file and preprocessing.json.")],
     fmt: Annotated[
-        str, typer.Option("--format", help="onnx (needs: pip install 'mrtrans[export]') or torchscript.")
+        str,
+        typer.Option(
+            "--format",
+            help="onnx (needs: pip install 'mrtrans[export]'), torchscript, or monai-bundle (a MONAI bundle: "
+            "python -m monai.bundle run).",
+        ),
     ] = "onnx",
     direction: Annotated[
         str | None, typer.Option("--direction", help="flair2t1 or t12flair; default: the model's own direction.")

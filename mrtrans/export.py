@@ -9,6 +9,13 @@ Output folder::
 
     OUT/generator.onnx  (or generator.torchscript.pt)   input "image" (N, 1, S, S) float32 -> "translation"
     OUT/preprocessing.json                                the recipe, the direction, versions
+
+``--format monai-bundle`` writes a MONAI bundle instead (:func:`write_bundle`): ``configs/metadata.json``
+(filled from the checkpoint: direction, spacing, intensity recipe, references), ``configs/inference.json``
+(LoadImage -> ``mrtrans.monai.Translate`` -> SaveImage, run by ``python -m monai.bundle run``) and
+``models/model.pt`` (the direction's generator in mrtrans' checkpoint format, loaded with weights_only).
+The bundle's pipeline is mrtrans' own, so it needs mrtrans installed (``optional_packages_version``) and gives
+what ``mrtrans translate`` gives.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from mrtrans.outputs import OutputKind, atomic_dir
 class ExportFormat(str, enum.Enum):
     onnx = "onnx"
     torchscript = "torchscript"
+    monai_bundle = "monai-bundle"
 
 
 FILES = {ExportFormat.onnx: "generator.onnx", ExportFormat.torchscript: "generator.torchscript.pt"}
@@ -119,9 +127,13 @@ def export_model(
     try:
         fmt = ExportFormat(fmt)
     except ValueError:
-        raise MrtransError(f"--format {fmt!r}: use onnx or torchscript") from None
+        raise MrtransError(f"--format {fmt!r}: use {', '.join(f.value for f in ExportFormat)}") from None
     checkpoint = resolve_checkpoint(model)
     translator = load_translator(checkpoint, direction, device="cpu")
+    if fmt is ExportFormat.monai_bundle:
+        with atomic_dir(out, OutputKind.export, overwrite=overwrite, inputs=[checkpoint]) as tmp:
+            write_bundle(tmp, checkpoint, translator)
+        return Path(out)
     size = int(translator.normalization["image_size"])
     example = torch.zeros(1, 1, size, size)
     generator = translator.generator.eval()
@@ -152,3 +164,134 @@ def export_model(
         record = preprocessing_record(translator, fmt, checkpoint)
         (tmp / "preprocessing.json").write_text(json.dumps(record, indent=2))
     return Path(out)
+
+
+REFERENCES = [
+    "Zhang, Pfister, Li. Harmonic Unpaired Image-to-image Translation. ICLR 2019.",
+    "Menze et al. The Multimodal Brain Tumor Image Segmentation Benchmark (BRATS). IEEE TMI 34(10), 2015.",
+    "Bakas et al. Advancing The Cancer Genome Atlas glioma MRI collections with expert segmentation labels and "
+    "radiomic features. Scientific Data 4, 2017.",
+]
+
+
+def write_bundle(folder: Path, checkpoint: Path, translator: Any) -> None:
+    """A MONAI bundle of ``translator``'s direction in ``folder`` (see the module docstring)."""
+    import monai
+    import numpy as np
+
+    from mrtrans.checkpoint import load_checkpoint, model_payload, save_checkpoint
+    from mrtrans.methods import checkpoint_translators
+
+    ckpt = load_checkpoint(checkpoint)
+    d = translator.direction
+    key = checkpoint_translators(ckpt)[d.name]
+    payload = model_payload(
+        ckpt["kind"],
+        d.source,
+        d.target,
+        ckpt["config"],
+        ckpt["normalization"],
+        {"gen_s2t": ckpt["models"][key]},
+        method=ckpt.get("method"),
+        translators={d.name: "gen_s2t"},
+    )
+    payload |= {"selection": ckpt.get("selection"), "state": ckpt.get("state"), "exported_from": str(checkpoint)}
+    (folder / "models").mkdir()
+    (folder / "configs").mkdir()
+    save_checkpoint(payload, folder / "models" / "model.pt")
+    norm = translator.normalization
+    lo, hi = (float(v) for v in norm["range"])
+    sequence = {"flair": "FLAIR", "t1": "T1", "t1ce": "T1 with contrast", "t2": "T2"}
+    metadata = {
+        "version": "0.1.0",
+        "changelog": {"0.1.0": f"exported by mrtrans {__version__} from {checkpoint.name}"},
+        "monai_version": monai.__version__,
+        "pytorch_version": torch.__version__.split("+")[0],
+        "numpy_version": np.__version__,
+        "optional_packages_version": {"mrtrans": __version__, "nibabel": _version("nibabel")},
+        "name": f"mrtrans {d.name} ({translator.kind})",
+        "task": f"Synthesize the {sequence[d.target]} sequence of a skull-stripped brain MRI from its "
+        f"{sequence[d.source]} (unpaired translation); the output is synthetic",
+        "description": f"{translator.kind} generator trained by mrtrans ({translator.chosen}). Whole volumes on their "
+        "own grid: reoriented to RAS, resampled in-plane to the training spacing, brain-percentile normalised, "
+        "translated slice by slice, and put back on the input's grid (mrtrans.monai.Translate).",
+        "authors": "mrtrans",
+        "copyright": "Trained by the user of mrtrans; see the training data's license",
+        "references": REFERENCES,
+        "intended_use": "Research only; not for diagnosis. Every output is synthetic.",
+        "network_data_format": {
+            "inputs": {
+                "image": {
+                    "type": "image",
+                    "format": "magnitude",
+                    "modality": "MR",
+                    "num_channels": 1,
+                    "spatial_shape": ["*", "*", "*"],
+                    "dtype": "float32",
+                    "value_range": [],
+                    "is_patch_data": False,
+                    "channel_def": {"0": sequence[d.source]},
+                }
+            },
+            "outputs": {
+                "pred": {
+                    "type": "image",
+                    "format": "magnitude",
+                    "modality": "MR",
+                    "num_channels": 1,
+                    "spatial_shape": ["*", "*", "*"],
+                    "dtype": "float32",
+                    "value_range": [0, 1],
+                    "is_patch_data": False,
+                    "channel_def": {"0": f"synthetic {sequence[d.target]}"},
+                }
+            },
+        },
+        "mrtrans": {
+            "direction": d.name,
+            "model_kind": translator.kind,
+            "checkpoint_chosen": translator.chosen,
+            "spacing_mm": norm.get("spacing"),
+            "image_size": int(norm["image_size"]),
+            "intensity": {
+                "method": norm.get("method"),
+                "lower_percentile": norm.get("lower_percentile"),
+                "upper_percentile": norm.get("upper_percentile"),
+                "model_range": [lo, hi],
+                "output": "normalised target intensities in [0, 1], 0 outside the brain",
+            },
+        },
+    }
+    inference = {
+        "imports": ["$import mrtrans.monai"],
+        "bundle_root": ".",
+        "device": "$'cuda' if torch.cuda.is_available() else 'cpu'",
+        "ckpt_path": "$@bundle_root + '/models/model.pt'",
+        "input_file": "",
+        "output_dir": "$@bundle_root + '/eval'",
+        "output_postfix": d.target,
+        "loader": {"_target_": "LoadImage", "image_only": True},
+        "translate": {"_target_": "mrtrans.monai.Translate", "model": "@ckpt_path", "device": "@device"},
+        "saver": {
+            "_target_": "SaveImage",
+            "output_dir": "@output_dir",
+            "output_postfix": "@output_postfix",
+            "output_dtype": "$np.float32",
+            "separate_folder": False,
+            "resample": False,
+        },
+        "run": ["$@saver(@translate(@loader(@input_file)))"],
+    }
+    (folder / "configs" / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
+    (folder / "configs" / "inference.json").write_text(json.dumps(inference, indent=2) + "\n")
+    (folder / "README.md").write_text(
+        f"# {metadata['name']}\n\n{metadata['task']}.\n\n```bash\npip install mrtrans=={__version__}\n"
+        "python -m monai.bundle run --config_file configs/inference.json --bundle_root . "
+        "--input_file scan.nii.gz --output_dir out\n```\n\nWritten by `mrtrans export --format monai-bundle`.\n"
+    )
+
+
+def _version(package: str) -> str:
+    from importlib.metadata import version
+
+    return version(package)

@@ -44,3 +44,44 @@ def test_exported_model_gives_the_checkpoint_output(tiny_run: Path, tmp_path: Pa
         with pytest.raises(Exception, match="expected slices of shape"):
             torch.jit.load(str(path))(slices[:, :, :63, :63])
     np.testing.assert_allclose(got, expected, atol=1e-4)
+
+
+def test_a_monai_bundle_runs_in_monai_and_gives_what_translate_gives(
+    tiny_run: Path, synth_root: Path, tmp_path: Path
+) -> None:
+    """The bundle round trip (issue 28): exported, run by monai.bundle's own runner on a NIfTI file."""
+    import nibabel as nib
+    from monai.bundle import ConfigParser, run
+
+    from mrtrans.api import translate_files
+
+    result = runner.invoke(
+        app, ["export", str(tiny_run), "--out", str(tmp_path / "bundle"), "--format", "monai-bundle"]
+    )
+    assert result.exit_code == 0, result.output
+    bundle = tmp_path / "bundle"
+    files = sorted(p.relative_to(bundle).as_posix() for p in bundle.rglob("*") if p.is_file())
+    assert {"configs/metadata.json", "configs/inference.json", "models/model.pt"} <= set(files)
+    flair = sorted(synth_root.glob("*/*_flair.nii.gz"))[0]
+    run(
+        config_file=str(bundle / "configs" / "inference.json"),
+        meta_file=str(bundle / "configs" / "metadata.json"),
+        bundle_root=str(bundle),
+        input_file=str(flair),
+        output_dir=str(tmp_path / "monai_out"),
+        device="cpu",
+    )
+    translate_files(flair, tmp_path / "mrtrans_out.nii.gz", tiny_run, device="cpu")
+    ours, theirs = nib.load(tmp_path / "mrtrans_out.nii.gz"), nib.load(next((tmp_path / "monai_out").glob("*.nii.gz")))
+    assert theirs.shape == ours.shape and np.allclose(theirs.affine, ours.affine)
+    assert np.abs(theirs.get_fdata() - ours.get_fdata()).max() <= 1e-4
+
+    meta = ConfigParser.load_config_file(bundle / "configs" / "metadata.json")
+    ckpt = torch.load(tiny_run / "checkpoints" / "last.pt", weights_only=True)
+    assert meta["mrtrans"]["direction"] == "flair2t1" and meta["mrtrans"]["model_kind"] == ckpt["kind"]
+    assert meta["mrtrans"]["spacing_mm"] == ckpt["normalization"]["spacing"]
+    assert meta["mrtrans"]["intensity"]["lower_percentile"] == ckpt["normalization"]["lower_percentile"]
+    assert any("HarmonicGAN" in r or "Harmonic" in r for r in meta["references"])
+    assert any("BRATS" in r for r in meta["references"]) and "mrtrans" in meta["optional_packages_version"]
+    bundled = torch.load(bundle / "models" / "model.pt", weights_only=True)  # plain tensors: loads safely
+    assert set(bundled["models"]) == {"gen_s2t"} and bundled["translators"] == {"flair2t1": "gen_s2t"}
