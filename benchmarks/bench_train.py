@@ -129,9 +129,10 @@ def main() -> None:
     header = ["method", "variant", "s / iteration", "iterations / s", f"ratio to {base}", "speed-up over fp32"]
     notes = (
         f"Batch 1, {args.size}x{args.size}, each method's networks as its config builds them (ResNet-9 + 70x70 "
-        "PatchGAN for "
-        f"CycleGAN, HarmonicGAN and DistanceGAN; UNIT's and DiscoGAN's own), one optimisation step (generators, then "
-        f"discriminators), median of {args.repeats} after 2 warm-up steps, device {device}. Targets: smoothness adds "
+        "PatchGAN for CycleGAN, HarmonicGAN, DistanceGAN and CUT; UNIT's and DiscoGAN's own; pix2pix: U-Net-256 + "
+        "conditional PatchGAN); one optimisation step as `method.step` takes it (CUT, FastCUT and pix2pix: both "
+        f"directions' independent models, as both_directions trains them), median of {args.repeats} after 2 warm-up "
+        f"steps, device {device}. Targets: smoothness adds "
         "<= 10% (ratio to cyclegan <= 1.10); unit, discogan, distancegan within 1.5x; on GPU bf16 >= 1.8x fp32."
     )
     report(f"train: seconds per iteration ({device.type})", header, rows, notes, not args.no_append)

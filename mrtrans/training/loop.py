@@ -231,7 +231,7 @@ def _claim_run_folder(out: Path, ckpt_path: Path, resume: bool, rank: int) -> bo
     # Stopped before its first checkpoint: nothing to continue, so start again, replacing only train's own files.
     if rank == 0:
         logger.warning(f"{out}: no checkpoint yet (stopped before the first one); starting the run again")
-        for pattern in ("samples/step_*.png", "tensorboard/events.out.tfevents.*", "losses.csv"):
+        for pattern in ("samples/step_*.png", "tensorboard/events.out.tfevents.*", "losses.csv", "checkpoints/best.pt"):
             for path in out.glob(pattern):
                 path.unlink()
         write_marker(out, OutputKind.run)
@@ -435,7 +435,7 @@ def _train(
             real_t = to_tensor(target[idx_t]).to(device, memory_format=memory_format, non_blocking=True)
 
             coming = state["global_step"] + 1
-            validating = validation is not None and (
+            validating = dataset.has_validation and (  # the same steps on every rank; rank 0 scores them
                 coming % (cfg.run.validate_every or cfg.run.checkpoint_every) == 0 or coming == total_steps
             )
             logging_step = coming % cfg.run.log_every == 0 or coming == total_steps or validating
@@ -457,7 +457,7 @@ def _train(
                         f"step {step}: losses became NaN or Inf ({bad}); training diverged. The last good "
                         f"checkpoint, if any, is kept at {ckpt_path}. Lower optim.lr or check the config"
                     )
-                if validating:  # rank 0 only: the other ranks have no validation set
+                if validation is not None and validating:  # rank 0 only: the other ranks have no validation set
                     nets = {name: method.translator(key) for name, key in translators.items()}
                     values |= validation_scores(nets, validation, device)
                 if on_step is not None:
@@ -472,7 +472,7 @@ def _train(
                     rows = method.sample_rows(fixed[0], fixed[1], direction)
                     generators.train()
                 _sample_grid(out / "samples" / f"step_{step:07d}.png", rows)
-            if validating and improves(values[f"val_{metric.value}"], best, metric):
+            if validation is not None and validating and improves(values[f"val_{metric.value}"], best, metric):
                 best = {"metric": metric.value, "value": values[f"val_{metric.value}"], "step": step}
                 checkpoint(ckpt_path.with_name("best.pt"), {"rule": rule(metric), **best})
                 logger.info(f"step {step}: best.pt ({rule(metric)}: {best['value']:.4f})")
