@@ -4,9 +4,11 @@ against the same volumes as a plain folder (``--out``), both with their sidecars
 The BIDS run adds pybids' indexing of the dataset, the derivative names (``build_path``), the BIDS URIs of the
 sidecars and ``dataset_description.json``; the translation work is the same. Target: under 5% more time. The
 default cohort is small (64 x 64 x 48 volumes, the ``cpu_small`` generator at 64 px, untrained weights: speed does
-not depend on them), which makes the relative overhead larger than on real volumes, not smaller.
+not depend on them), which makes the relative overhead larger than on real volumes, not smaller; ``--shape 240 240
+155 --image-size 256`` is BraTS' size.
 
-    python benchmarks/bench_bids.py [--subjects 20] [--repeats 3] [--device cpu] [--no-append]
+    python benchmarks/bench_bids.py [--subjects 20] [--repeats 3] [--device cpu] [--shape X Y Z] [--image-size S]
+        [--no-append]
 """
 
 from __future__ import annotations
@@ -32,9 +34,9 @@ from mrtrans.models import build_generator  # noqa: E402
 from mrtrans.synth import write_synthetic_brats  # noqa: E402
 
 
-def cohort(tmp: Path, subjects: int) -> tuple[Path, Path]:
+def cohort(tmp: Path, subjects: int, shape: tuple[int, int, int] = (64, 64, 48)) -> tuple[Path, Path]:
     """The same FLAIR volumes as a BIDS dataset (every third subject with a session) and as a plain folder."""
-    write_synthetic_brats(tmp / "brats", SynthConfig(subjects=subjects, shape=(64, 64, 48), seed=0))
+    write_synthetic_brats(tmp / "brats", SynthConfig(subjects=subjects, shape=shape, seed=0))
     bids, plain = tmp / "bids", tmp / "plain"
     plain.mkdir()
     for i, src in enumerate(sorted((tmp / "brats").glob("*/*_flair.nii.gz"))):
@@ -52,15 +54,17 @@ def main() -> None:
     parser.add_argument("--subjects", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--shape", type=int, nargs=3, default=[64, 64, 48], help="volume shape (BraTS: 240 240 155)")
+    parser.add_argument("--image-size", type=int, default=64, help="the model's slice size")
     parser.add_argument("--no-append", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        bids, plain = cohort(tmp, args.subjects)
+        bids, plain = cohort(tmp, args.subjects, tuple(args.shape))
         cfg = load_config(TrainConfig, "cpu_small")
         torch.manual_seed(0)
         models = {n: build_generator(cfg.generator).state_dict() for n in ("gen_s2t", "gen_t2s")}
-        norm = {"lower_percentile": 0.5, "upper_percentile": 99.5, "range": [-1.0, 1.0], "image_size": 64}
+        norm = {"lower_percentile": 0.5, "upper_percentile": 99.5, "range": [-1.0, 1.0], "image_size": args.image_size}
         ckpt = save_checkpoint(model_payload("cyclegan", "flair", "t1", to_dict(cfg), norm, models), tmp / "m.pt")
         translator = load_translator(ckpt, device=args.device)
         times: dict[str, list[float]] = {"plain": [], "bids": []}
@@ -88,9 +92,10 @@ def main() -> None:
         ],
     ]
     notes = (
-        f"{args.subjects} synthetic subjects, FLAIR 64x64x48 each (a third with a session), cpu_small generator at "
-        f"64 px (untrained), device {translator.device}, median of {args.repeats} alternating rounds after a warm-up; "
-        "both write a JSON sidecar per volume. Target: BIDS overhead under 5%."
+        f"{args.subjects} synthetic subjects, FLAIR {'x'.join(map(str, args.shape))} each (a third with a session), "
+        f"cpu_small generator at {args.image_size} px (untrained), device {translator.device}, median of "
+        f"{args.repeats} alternating rounds after a warm-up; both write a JSON sidecar per volume. Target: BIDS "
+        "overhead under 5%."
     )
     report(
         "translate: the BIDS layer's overhead",

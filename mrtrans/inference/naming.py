@@ -63,6 +63,7 @@ def bids_jobs(root: Path, deriv: Path, direction: Direction) -> list[Job]:
         MrtransError: not a BIDS dataset, DERIV inside it, or no image of the source sequence.
     """
     from bids import BIDSLayout
+    from bids.layout import BIDSLayoutIndexer
     from bids.layout.writing import build_path
 
     root, deriv = Path(root), Path(deriv)
@@ -72,7 +73,8 @@ def bids_jobs(root: Path, deriv: Path, direction: Direction) -> list[Job]:
             "files with --out"
         )
     check_inputs(deriv, [root], option="--bids-out")
-    layout = BIDSLayout(root, validate=False)
+    # no validation (a dataset need not be valid to be translated) and no sidecar metadata (not used here)
+    layout = BIDSLayout(root, validate=False, indexer=BIDSLayoutIndexer(validate=False, index_metadata=False))
     images = layout.get(
         suffix=BIDS_SUFFIX[direction.source], datatype="anat", extension=[".nii.gz", ".nii"], return_type="object"
     )
