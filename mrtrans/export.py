@@ -220,32 +220,8 @@ def write_bundle(folder: Path, checkpoint: Path, translator: Any) -> None:
         "references": REFERENCES,
         "intended_use": "Research only; not for diagnosis. Every output is synthetic.",
         "network_data_format": {
-            "inputs": {
-                "image": {
-                    "type": "image",
-                    "format": "magnitude",
-                    "modality": "MR",
-                    "num_channels": 1,
-                    "spatial_shape": ["*", "*", "*"],
-                    "dtype": "float32",
-                    "value_range": [],
-                    "is_patch_data": False,
-                    "channel_def": {"0": sequence[d.source]},
-                }
-            },
-            "outputs": {
-                "pred": {
-                    "type": "image",
-                    "format": "magnitude",
-                    "modality": "MR",
-                    "num_channels": 1,
-                    "spatial_shape": ["*", "*", "*"],
-                    "dtype": "float32",
-                    "value_range": [0, 1],
-                    "is_patch_data": False,
-                    "channel_def": {"0": f"synthetic {sequence[d.target]}"},
-                }
-            },
+            "inputs": {"image": _volume_format(sequence[d.source], [])},
+            "outputs": {"pred": _volume_format(f"synthetic {sequence[d.target]}", [0, 1])},
         },
         "mrtrans": {
             "direction": d.name,
@@ -289,6 +265,21 @@ def write_bundle(folder: Path, checkpoint: Path, translator: Any) -> None:
         "python -m monai.bundle run --config_file configs/inference.json --bundle_root . "
         "--input_file scan.nii.gz --output_dir out\n```\n\nWritten by `mrtrans export --format monai-bundle`.\n"
     )
+
+
+def _volume_format(channel: str, value_range: list[float]) -> dict[str, Any]:
+    """A bundle's ``network_data_format`` entry for one whole MR volume of one channel."""
+    return {
+        "type": "image",
+        "format": "magnitude",
+        "modality": "MR",
+        "num_channels": 1,
+        "spatial_shape": ["*", "*", "*"],
+        "dtype": "float32",
+        "value_range": value_range,
+        "is_patch_data": False,
+        "channel_def": {"0": channel},
+    }
 
 
 def _version(package: str) -> str:
