@@ -192,8 +192,25 @@ def train(
     cfg = resolve_patch_size(cfg, dataset.image_size)  # recorded resolved in config.yaml and checkpoints
     ckpt_path = out / "checkpoints" / "last.pt"
     with output_lock(out) if rank == 0 else contextlib.nullcontext():
-        resume = _claim_run_folder(out, ckpt_path, resume, rank)
+        resume = _agreed_claim(out, ckpt_path, resume, rank, world)
         return _train(dataset, out, ckpt_path, direction, cfg, resume, show_progress, on_step, rank, world, device)
+
+
+def _agreed_claim(out: Path, ckpt_path: Path, resume: bool, rank: int, world: int) -> bool:
+    """Rank 0 claims the run folder (:func:`_claim_run_folder`) and tells the other ranks what it decided, or its
+    error: a rank that looked at the folder itself could see it half-claimed (created, marker not yet in place)."""
+    decision: list[Any] = [None]
+    if rank == 0:
+        try:
+            decision = [("resume", _claim_run_folder(out, ckpt_path, resume, rank))]
+        except MrtransError as exc:
+            decision = [("error", str(exc))]
+    if world > 1:
+        dist.broadcast_object_list(decision, src=0)
+    what, value = decision[0]
+    if what == "error":
+        raise MrtransError(value)
+    return bool(value)
 
 
 def _data_record(dataset: PreparedSlices) -> dict[str, Any]:
