@@ -25,7 +25,8 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 # The full suite (README, CI): every test but the `experiment` presets, on all cores (pytest-xdist; a module's
-# tests stay on one worker, so its fixtures are built once). About 6 minutes on 2 cores (docs/benchmarks.md).
+# tests stay on one worker, so its fixtures are built once). About 7 minutes on 2 cores in a clean clone, 9-10 with
+# the real sample present (docs/benchmarks.md).
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n auto --dist loadscope
 
