@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,7 +96,7 @@ def bids_jobs(root: Path, deriv: Path, direction: Direction) -> list[Job]:
             "suffix": BIDS_SUFFIX[direction.target],
             "extension": ".nii.gz",
         }
-        relative = Path(image.path).relative_to(root.resolve()) if Path(image.path).is_absolute() else image.path
+        relative = os.path.relpath(image.path, layout.root)  # against the root as pybids recorded it (links kept)
         output = deriv / build_path({k: v for k, v in entities.items() if v is not None}, [DERIVATIVE_PATTERN])
         jobs.append(Job(Path(image.path), output, {"Sources": [f"bids:raw:{Path(relative).as_posix()}"]}))
     return jobs
