@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 
 import torch
 
@@ -28,6 +27,7 @@ from mrtrans.config import GeneratorArchitecture, Method, TrainConfig
 from mrtrans.losses.adversarial import gan_loss
 from mrtrans.methods import BACKWARD, FORWARD, MethodData, Networks, Placement, Tensors, TrainingMethod
 from mrtrans.models import build_discriminator, build_generator
+from mrtrans.networks.unet import MIN_DOWNS
 from mrtrans.training.step import gradient_norms, update
 
 logger = logging.getLogger(__name__)
@@ -45,15 +45,17 @@ class Pix2PixMethod(TrainingMethod):
 
     @classmethod
     def resolve(cls, cfg: TrainConfig, image_size: int) -> TrainConfig:
+        """A U-Net deeper than the slices allow loses levels (down to MIN_DOWNS) until image_size divides by 2**depth:
+        U-Net-256's 8 levels are 6 at 64 px, 7 at 128 (the authors' unet_128)."""
         g = cfg.generator
-        deepest = int(math.log2(image_size)) if image_size & (image_size - 1) == 0 else None
-        if g.architecture is GeneratorArchitecture.unet and deepest is not None and 2**g.num_downsampling > image_size:
-            logger.info(
-                f"pix2pix: a U-Net of {g.num_downsampling} levels needs {2**g.num_downsampling} px; "
-                f"{deepest} levels at {image_size} px"
-            )
-            g = dataclasses.replace(g, num_downsampling=max(deepest, 5))
-        return dataclasses.replace(cfg, generator=g)
+        if g.architecture is not GeneratorArchitecture.unet:
+            return cfg
+        depth = g.num_downsampling
+        while depth > MIN_DOWNS and image_size % 2**depth:
+            depth -= 1
+        if depth != g.num_downsampling:
+            logger.info(f"pix2pix: a U-Net of {g.num_downsampling} levels at {image_size} px has {depth}")
+        return dataclasses.replace(cfg, generator=dataclasses.replace(g, num_downsampling=depth))
 
     def __init__(self, cfg: TrainConfig, data: MethodData, placement: Placement) -> None:
         super().__init__(cfg, data, placement)

@@ -95,3 +95,13 @@ def test_the_hallucination_benchmark_refuses_a_paired_method_before_any_work(tmp
     with pytest.raises(MrtransError, match="pix2pix trains on paired slices"):
         benchmark_hallucination(tmp_path / "bench", methods=["cyclegan", "pix2pix"])
     assert not (tmp_path / "bench").exists()
+
+
+def test_the_unet_loses_levels_the_slices_cannot_hold_and_the_run_records_it() -> None:
+    from mrtrans.methods.pix2pix import Pix2PixMethod
+
+    cfg = load_config(TrainConfig, "pix2pix")  # U-Net-256: 8 levels
+    depths = {size: Pix2PixMethod.resolve(cfg, size).generator.num_downsampling for size in (64, 128, 192, 256)}
+    assert depths == {64: 6, 128: 7, 192: 6, 256: 8}  # 128: the authors' unet_128
+    resnet = load_config(TrainConfig, "pix2pix", {"generator.architecture": "resnet", "generator.num_downsampling": 2})
+    assert Pix2PixMethod.resolve(resnet, 64) == resnet
