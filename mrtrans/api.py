@@ -238,7 +238,7 @@ def translate_files(
     from mrtrans import __version__
     from mrtrans.errors import MrtransError
     from mrtrans.inference import naming as layouts
-    from mrtrans.inference.translate import Job, cohort_part, expand_inputs, output_paths, translate_jobs
+    from mrtrans.inference.translate import check_mask, cohort_part, expand_inputs, file_jobs, translate_jobs
 
     if bids_out is not None and (out is not None or naming is not None):
         raise MrtransError("--bids-out writes its own tree: give it without --out and --naming")
@@ -252,11 +252,10 @@ def translate_files(
         jobs = layouts.segmenter_jobs(Path(inputs), Path(out), wanted, naming)
     else:
         files = expand_inputs(inputs) if isinstance(inputs, (str, Path)) else sorted(Path(p) for p in inputs)
-        jobs = [Job(src, dst, {}) for src, dst in zip(files, output_paths(files, Path(out)))]
+        jobs = file_jobs(files, Path(out))
     chosen = set(cohort_part([j.source for j in jobs], num_parts, part_id))
     jobs = [j for j in jobs if j.source in chosen]
-    if mask is not None and len(jobs) != 1:
-        raise MrtransError(f"{mask}: --mask goes with one input volume, got {len(jobs)} inputs")
+    check_mask(None if mask is None else Path(mask), jobs)  # before DERIV gets its description
     if bids_out is not None and jobs:
         layouts.write_dataset_description(Path(bids_out), Path(inputs), __version__)
     return translate_jobs(jobs, translator, None if mask is None else Path(mask), overwrite, progress)

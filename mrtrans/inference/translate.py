@@ -490,15 +490,18 @@ def translate_files(
     Raises:
         MrtransError: ``--mask`` with several inputs (the rest goes into the report).
     """
-    if mask is not None and len(inputs) != 1:
-        raise MrtransError(f"{mask}: --mask goes with one input volume, got {len(inputs)} inputs")
-    return translate_jobs(
-        [Job(src, dst, {}) for src, dst in zip(inputs, output_paths(inputs, output))],
-        translator,
-        mask,
-        overwrite,
-        progress,
-    )
+    return translate_jobs(file_jobs(inputs, output), translator, mask, overwrite, progress)
+
+
+def check_mask(mask: Path | None, jobs: list[Job]) -> None:
+    """``--mask`` is one volume's brain mask: refuse it with several inputs."""
+    if mask is not None and len(jobs) != 1:
+        raise MrtransError(f"{mask}: --mask goes with one input volume, got {len(jobs)} inputs")
+
+
+def file_jobs(inputs: list[Path], output: Path) -> list[Job]:
+    """The jobs of plain input files: each into :func:`output_paths`' place, no sidecar fields beyond the usual."""
+    return [Job(src, dst, {}) for src, dst in zip(inputs, output_paths(inputs, output))]
 
 
 # A volume's translation takes minutes at most: a claim on an output file left by a job on another host
@@ -514,6 +517,7 @@ def translate_jobs(
     progress: Callable[[int], None] | None = None,
 ) -> TranslateReport:
     """Translate each job's source into its output and write the output's JSON sidecar (see translate_files)."""
+    check_mask(mask, jobs)
     report = TranslateReport()
     protected = {j.source.resolve() for j in jobs} | ({mask.resolve()} if mask else set())
     for job in jobs:

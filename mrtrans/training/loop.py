@@ -202,7 +202,7 @@ def _agreed_claim(out: Path, ckpt_path: Path, resume: bool, rank: int, world: in
     decision: list[Any] = [None]
     if rank == 0:
         try:
-            decision = [("resume", _claim_run_folder(out, ckpt_path, resume, rank))]
+            decision = [("resume", _claim_run_folder(out, ckpt_path, resume))]
         except MrtransError as exc:
             decision = [("error", str(exc))]
     if world > 1:
@@ -223,15 +223,15 @@ def _data_record(dataset: PreparedSlices) -> dict[str, Any]:
     }
 
 
-def _claim_run_folder(out: Path, ckpt_path: Path, resume: bool, rank: int) -> bool:
-    """Decide whether this run resumes, starts, or restarts a run folder that has no checkpoint yet.
+def _claim_run_folder(out: Path, ckpt_path: Path, resume: bool) -> bool:
+    """Decide (on rank 0, under the run's lock) whether this run resumes, starts, or restarts a run folder that has no
+    checkpoint yet.
 
     Returns:
         Whether to resume from ``ckpt_path``.
     """
     has_files = out.is_dir() and any(p.name != MARKER for p in out.iterdir())
-    if rank == 0:  # checkpoints half-written by a killed run (atomic_path's temporary names), under our lock
-        remove_partial_files(ckpt_path)
+    remove_partial_files(ckpt_path)  # checkpoints half-written by a killed run (atomic_path's temporary names)
     if ckpt_path.is_file():
         if not resume:
             raise MrtransError(f"{out}: run folder exists; pass --resume to continue it or choose another --out")
@@ -239,19 +239,17 @@ def _claim_run_folder(out: Path, ckpt_path: Path, resume: bool, rank: int) -> bo
     if not has_files:
         if resume:
             raise MrtransError(f"{out}: nothing to resume (no run in this folder); run without --resume to start it")
-        if rank == 0:
-            out.mkdir(parents=True, exist_ok=True)
-            write_marker(out, OutputKind.run)
+        out.mkdir(parents=True, exist_ok=True)
+        write_marker(out, OutputKind.run)
         return False
     if not made_by(out, OutputKind.run):
         raise MrtransError(f"{out}: exists and is not a run of `mrtrans train`; choose another --out")
     # Stopped before its first checkpoint: nothing to continue, so start again, replacing only train's own files.
-    if rank == 0:
-        logger.warning(f"{out}: no checkpoint yet (stopped before the first one); starting the run again")
-        for pattern in ("samples/step_*.png", "tensorboard/events.out.tfevents.*", "losses.csv", "checkpoints/best.pt"):
-            for path in out.glob(pattern):
-                path.unlink()
-        write_marker(out, OutputKind.run)
+    logger.warning(f"{out}: no checkpoint yet (stopped before the first one); starting the run again")
+    for pattern in ("samples/step_*.png", "tensorboard/events.out.tfevents.*", "losses.csv", "checkpoints/best.pt"):
+        for path in out.glob(pattern):
+            path.unlink()
+    write_marker(out, OutputKind.run)
     return False
 
 
