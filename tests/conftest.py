@@ -80,3 +80,38 @@ def prepared_val(synth_root: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     recipe = PrepareConfig(**SMALL_PREPARE, validation_fraction=0.25, validation_slices=8, paired_train_slices=16)
     prepare_brats(synth_root, out, recipe)
     return out
+
+
+# `make test-fast` trains nothing (README): a test, or a fixture it requests, that runs the training loop or trains
+# the audit's detector must be marked `slow`. Both are replaced for the whole session by guards that check the
+# running test's marks.
+_may_train: dict[str, object] = {"allowed": True, "test": None}
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:  # runs before the item's fixtures are set up
+    _may_train["allowed"] = any(item.iter_markers(name="slow")) or any(item.iter_markers(name="experiment"))
+    _may_train["test"] = item.nodeid
+
+
+def _guarded(what: str, real):
+    def guarded(*args, **kwargs):
+        if not _may_train["allowed"]:
+            raise AssertionError(
+                f"{_may_train['test']} {what}: mark it (or the test using the fixture that does) "
+                "@pytest.mark.slow, since `make test-fast` trains nothing"
+            )
+        return real(*args, **kwargs)
+
+    return guarded
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _training_only_in_slow_tests():
+    from mrtrans.evaluation import audit
+    from mrtrans.training import loop
+
+    real = {"loop": loop._train, "audit": audit.train_detector}
+    loop._train = _guarded("runs the training loop", real["loop"])
+    audit.train_detector = _guarded("trains the audit's detector", real["audit"])
+    yield
+    loop._train, audit.train_detector = real["loop"], real["audit"]

@@ -55,6 +55,7 @@ def test_inference_never_imports_the_training_code(tiny_run: Path, flair: Path) 
     assert done.stdout.startswith("ok")
 
 
+@pytest.mark.slow  # trains (make test-fast trains nothing)
 def test_every_input_kind_gives_the_file_translation(
     translator: mrtrans.Translator, flair: Path, tmp_path: Path
 ) -> None:
@@ -87,6 +88,7 @@ def test_every_input_kind_gives_the_file_translation(
     np.testing.assert_array_equal(tensor.numpy(), expected)
 
 
+@pytest.mark.slow  # trains (make test-fast trains nothing)
 def test_a_mask_limits_the_output(translator: mrtrans.Translator, flair: Path) -> None:
     img = nib.load(flair)
     data = img.get_fdata(dtype=np.float32)
@@ -113,11 +115,13 @@ def test_a_mask_limits_the_output(translator: mrtrans.Translator, flair: Path) -
         ((np.ones((8, 8, 8), np.float32), np.vstack([np.eye(4)[:3], [1, 0, 0, 1]])), "bottom row"),
     ],
 )
+@pytest.mark.slow  # trains (make test-fast trains nothing)
 def test_bad_inputs_are_refused_with_what_to_do(translator: mrtrans.Translator, args: tuple, message: str) -> None:
     with pytest.raises(MrtransError, match=re.escape(message)):
         translator(*args)
 
 
+@pytest.mark.slow  # trains (make test-fast trains nothing)
 def test_translated_fills_a_missing_t1_in_a_monai_pipeline(translator: mrtrans.Translator, flair: Path) -> None:
     from monai.data import MetaTensor
     from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged
@@ -148,6 +152,7 @@ def test_translated_fills_a_missing_t1_in_a_monai_pipeline(translator: mrtrans.T
     np.testing.assert_array_equal(forced["t1"].numpy(), t1.numpy())
 
 
+@pytest.mark.slow  # trains (make test-fast trains nothing)
 def test_translated_defaults_and_plain_arrays(translator: mrtrans.Translator, flair: Path) -> None:
     from mrtrans.monai import Translated
 
@@ -164,6 +169,7 @@ def test_translated_defaults_and_plain_arrays(translator: mrtrans.Translator, fl
         Translated(keys="t2", model=translator)({"flair": data})
 
 
+@pytest.mark.slow  # trains (make test-fast trains nothing)
 def test_volumes_the_header_or_the_values_make_unusable_are_refused(
     translator: mrtrans.Translator, flair: Path, tmp_path: Path
 ) -> None:

@@ -50,6 +50,7 @@ def test_debug_shows_the_traceback(tmp_path):
     assert result.exception is not None and "--shape" in str(result.exception)
 
 
+@pytest.mark.slow  # trains (make test-fast trains nothing)
 def test_set_reaches_any_config_key_and_a_bad_one_is_named(prepared, tmp_path):
     tiny = tmp_path / "tiny.yaml"
     tiny.write_text(yaml.safe_dump(TINY))
@@ -340,6 +341,7 @@ HOSTILE = [
 ]
 
 
+@pytest.mark.slow  # trains (make test-fast trains nothing)
 @pytest.mark.parametrize("case", HOSTILE, ids=[c.__name__.strip("_") for c in HOSTILE])
 def test_hostile_input_gives_one_line_and_loses_nothing(case, tmp_path, synth_root, prepared, tiny_run):
     args, message, intact = case(tmp_path, {"synth_root": synth_root, "prepared": prepared, "tiny_run": tiny_run})

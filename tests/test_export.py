@@ -16,6 +16,7 @@ from mrtrans.inference.translate import load_translator
 runner = CliRunner()
 
 
+@pytest.mark.slow  # trains (make test-fast trains nothing)
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
 def test_exported_model_gives_the_checkpoint_output(tiny_run: Path, tmp_path: Path, fmt: str) -> None:
     result = runner.invoke(
@@ -46,6 +47,7 @@ def test_exported_model_gives_the_checkpoint_output(tiny_run: Path, tmp_path: Pa
     np.testing.assert_allclose(got, expected, atol=1e-4)
 
 
+@pytest.mark.slow  # trains (make test-fast trains nothing)
 def test_a_monai_bundle_runs_in_monai_and_gives_what_translate_gives(
     tiny_run: Path, synth_root: Path, tmp_path: Path
 ) -> None:

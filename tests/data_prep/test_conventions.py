@@ -46,6 +46,7 @@ def with_ring(data: np.ndarray) -> np.ndarray:
         (with_ring, "as a scalp is"),
     ],
 )
+@pytest.mark.slow  # trains (make test-fast trains nothing)
 def test_broken_conventions_give_one_line_and_allow_unstripped_overrides(tiny_run, synth_root, tmp_path, make, message):
     data, affine, _ = volume_of(synth_root)
     src = save_volume(tmp_path / "scan.nii.gz", make(data), affine)

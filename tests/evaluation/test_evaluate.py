@@ -42,6 +42,7 @@ def runs(tmp_path_factory):
     return folder
 
 
+@pytest.mark.slow  # trains (make test-fast trains nothing)
 def test_evaluate_writes_paper_layout_tables(prepared, runs, tmp_path):
     cfg = EvalConfig(audit=AuditConfig(steps=5))
     out = evaluate_runs(

@@ -33,6 +33,7 @@ def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+@pytest.mark.slow  # trains (make test-fast trains nothing)
 def test_a_bids_dataset_translates_into_a_derivative_dataset_checked_field_by_field(
     tiny_run: Path, synth_root: Path, tmp_path: Path
 ) -> None:
@@ -73,6 +74,7 @@ def test_a_bids_dataset_translates_into_a_derivative_dataset_checked_field_by_fi
     assert side["MrtransVersion"] and side["GeneratedOn"]
 
 
+@pytest.mark.slow  # trains (make test-fast trains nothing)
 def test_the_derivative_files_follow_the_bids_schema(tiny_run: Path, synth_root: Path, tmp_path: Path) -> None:
     """No bids-validator runs here (the npm one predates derivative rules): the files are checked against the
     specification's own schema (bidsschematools): entities, their order, suffix, extension, required metadata."""
@@ -104,6 +106,7 @@ def test_the_derivative_files_follow_the_bids_schema(tiny_run: Path, synth_root:
     assert required and all(description.get(k) for k in required), required
 
 
+@pytest.mark.slow  # trains (make test-fast trains nothing)
 def test_bids_out_inside_the_dataset_or_over_another_pipeline_is_refused(
     tiny_run: Path, synth_root: Path, tmp_path: Path
 ) -> None:
@@ -121,6 +124,7 @@ def test_bids_out_inside_the_dataset_or_over_another_pipeline_is_refused(
     assert sorted(p.name for p in other.iterdir()) == ["dataset_description.json"]
 
 
+@pytest.mark.slow  # trains (make test-fast trains nothing)
 @pytest.mark.parametrize("naming", ["brats", "nnunet"])
 def test_naming_writes_the_segmenter_s_names_into_a_separate_tree(
     naming: str, tiny_run: Path, synth_root: Path, tmp_path: Path
@@ -148,6 +152,7 @@ def test_naming_writes_the_segmenter_s_names_into_a_separate_tree(
     assert {p: p.read_bytes() for p in inputs.rglob("*") if p.is_file()} == before  # the input tree is untouched
 
 
+@pytest.mark.slow  # trains (make test-fast trains nothing)
 def test_naming_refuses_a_name_a_real_sequence_has_and_an_output_inside_the_input(
     tiny_run: Path, synth_root: Path, tmp_path: Path
 ) -> None:

@@ -31,6 +31,7 @@ def translator(tiny_run: Path):
     return load_translator(tiny_run, device="cpu")
 
 
+@pytest.mark.slow  # trains (make test-fast trains nothing)
 def test_the_checkpoint_records_spacing_and_field(tiny_run: Path) -> None:
     norm = load_checkpoint(tiny_run)["normalization"]
     assert norm["spacing"] == [1.0, 1.0, 1.0] and norm["image_size"] == 64 and norm["bias_field"] is None
@@ -39,6 +40,7 @@ def test_the_checkpoint_records_spacing_and_field(tiny_run: Path) -> None:
 AGREEMENT = {(0.5, 0.5, 1.0): 0.005, (2.0, 2.0, 1.0): 0.08, (1.0, 1.0, 3.0): 0.02, (0.9, 0.9, 5.0): 0.05}
 
 
+@pytest.mark.slow  # trains (make test-fast trains nothing)
 @pytest.mark.parametrize("pixdim", list(AGREEMENT))
 def test_translate_resamples_to_the_model_spacing_and_back(translator, synth_root: Path, pixdim) -> None:
     data, affine, _ = volume_of(synth_root)
@@ -51,6 +53,7 @@ def test_translate_resamples_to_the_model_spacing_and_back(translator, synth_roo
     assert mae < AGREEMENT[pixdim], mae
 
 
+@pytest.mark.slow  # trains (make test-fast trains nothing)
 def test_translate_without_resampling_machinery_at_the_model_spacing(translator, synth_root: Path, monkeypatch) -> None:
     import mrtrans.inference.translate as module
 
@@ -88,6 +91,7 @@ def test_real_volumes_come_back_on_their_grid(real_sample: Path, tmp_path: Path)
         assert mae < bound, (pixdim, mae)
 
 
+@pytest.mark.slow  # trains (make test-fast trains nothing)
 def test_translate_repeats_the_recorded_n4(translator, synth_root: Path, monkeypatch) -> None:
     import mrtrans.inference.translate as module
 
@@ -138,6 +142,7 @@ def write_dicom_series(
     return folder
 
 
+@pytest.mark.slow  # trains (make test-fast trains nothing)
 def test_translate_reads_a_dicom_series_with_its_geometry(translator, synth_root: Path, tmp_path: Path) -> None:
     data, affine, _ = volume_of(synth_root)
     data = np.round(data)  # DICOM stores integers (int16 here)
@@ -153,6 +158,7 @@ def test_translate_reads_a_dicom_series_with_its_geometry(translator, synth_root
     np.testing.assert_allclose(out.get_fdata(), expected, atol=1e-5)
 
 
+@pytest.mark.slow  # trains (make test-fast trains nothing)
 def test_a_folder_with_two_series_is_refused(synth_root: Path, tmp_path: Path, translator) -> None:
     import locale
 
@@ -170,6 +176,7 @@ def test_a_folder_with_two_series_is_refused(synth_root: Path, tmp_path: Path, t
     assert locale.getpreferredencoding(False) == encoding  # GDCM left the process locale alone
 
 
+@pytest.mark.slow  # trains (make test-fast trains nothing)
 def test_a_dicom_series_with_a_missing_truncated_or_odd_slice_is_refused(
     synth_root: Path, tmp_path: Path, translator
 ) -> None:
@@ -208,6 +215,7 @@ def test_cohort_parts_cover_every_file_once(parts: int) -> None:
         cohort_part(files, parts, parts)
 
 
+@pytest.mark.slow  # trains (make test-fast trains nothing)
 def test_translate_part_of_a_cohort(tiny_run: Path, synth_root: Path, tmp_path: Path) -> None:
     inputs = tmp_path / "in"
     inputs.mkdir()
@@ -236,6 +244,7 @@ def test_translate_part_of_a_cohort(tiny_run: Path, synth_root: Path, tmp_path: 
     assert sorted(p.name for p in (tmp_path / "o").iterdir() if p.suffix == ".gz") == [f"s{i}.nii.gz" for i in range(4)]
 
 
+@pytest.mark.slow  # trains (make test-fast trains nothing)
 def test_inputs_that_would_share_an_output_name_are_refused_before_any_work(
     tiny_run: Path, synth_root: Path, tmp_path: Path
 ) -> None:
@@ -364,6 +373,7 @@ def test_a_killed_part_is_resumed_and_a_claim_of_another_host_taken_over_when_ol
         assert nib.load(out / f"s{i}.nii.gz").get_fdata().shape == nib.load(inputs / f"s{i}.nii.gz").shape
 
 
+@pytest.mark.slow  # trains (make test-fast trains nothing)
 def test_a_temporary_left_by_a_killed_writer_is_removed_and_nothing_else(
     tiny_run: Path, synth_root: Path, tmp_path: Path
 ) -> None:
@@ -380,6 +390,7 @@ def test_a_temporary_left_by_a_killed_writer_is_removed_and_nothing_else(
     assert all(path.read_bytes() == b"keep" for path in others)
 
 
+@pytest.mark.slow  # trains (make test-fast trains nothing)
 def test_batch_size_follows_the_device(tiny_run: Path) -> None:
     assert load_translator(tiny_run, device="cpu").batch_size == 1
     assert load_translator(tiny_run, device="cpu", batch_size=8).batch_size == 8

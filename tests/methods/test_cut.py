@@ -44,6 +44,7 @@ def _train(prepared: Path, out: Path, steps: int, resume: bool = False, **sets) 
     return train(prepared, out, Direction.parse("flair2t1"), cfg, resume=resume, show_progress=False)
 
 
+@pytest.mark.slow  # trains (make test-fast trains nothing)
 def test_a_one_direction_checkpoint_refuses_the_other_direction_in_one_line(
     prepared: Path, synth_root: Path, tmp_path: Path
 ) -> None:
@@ -65,6 +66,7 @@ def test_a_one_direction_checkpoint_refuses_the_other_direction_in_one_line(
     assert report.written and not report.failed
 
 
+@pytest.mark.slow  # trains (make test-fast trains nothing)
 def test_a_resumed_cut_run_continues_exactly(prepared: Path, tmp_path: Path) -> None:
     """The NCE locations and flips come from a generator saved in the checkpoint (FastCUT flips)."""
     sets = {"cut.flip_equivariance": True}

@@ -31,6 +31,7 @@ def test_lr_schedule_constant_then_linear_to_zero():
     assert all(a > b for a, b in zip(factors[99:], factors[100:]))
 
 
+@pytest.mark.slow  # trains (make test-fast trains nothing)
 def test_run_folder_holds_config_checkpoint_and_metadata(prepared, tmp_path, tiny_yaml):
     cfg = tiny_config(tiny_yaml, **{"run.max_steps": 3})
     ckpt = train(prepared, tmp_path / "run", Direction.parse("flair2t1"), cfg, show_progress=False)
@@ -98,6 +99,7 @@ def test_resume_equals_uninterrupted(prepared, tmp_path, tiny_yaml):
     assert steps == list(range(1, 41))  # rows after the checkpoint were replaced, none doubled
 
 
+@pytest.mark.slow  # trains (make test-fast trains nothing)
 def test_reverse_direction_and_bad_direction(prepared, tmp_path, tiny_yaml):
     cfg = tiny_config(tiny_yaml, "cyclegan", **{"run.max_steps": 2})
     ckpt = train(prepared, tmp_path / "r", Direction.parse("t12flair"), cfg, show_progress=False)
@@ -131,6 +133,7 @@ def test_vgg_variant_trains_with_test_weights(prepared, tmp_path, tiny_yaml, mon
         train(prepared, tmp_path / "v2", Direction.parse("flair2t1"), cfg, show_progress=False)
 
 
+@pytest.mark.slow  # trains (make test-fast trains nothing)
 def test_cli_train_and_resume(prepared, tmp_path, tiny_yaml):
     runner = CliRunner()
     args = [
@@ -196,6 +199,7 @@ def test_distributed_two_cpu_processes_with_gloo(prepared, tmp_path, tiny_yaml):
     assert load_checkpoint(out)["state"]["global_step"] == 6
 
 
+@pytest.mark.slow  # trains (make test-fast trains nothing)
 def test_losses_csv_logs_gradient_norms(prepared, tmp_path, tiny_yaml):
     train(
         prepared,
@@ -237,6 +241,7 @@ def test_a_run_stopped_before_its_first_checkpoint_starts_again(prepared, tmp_pa
     assert (tmp_path / "mine" / "notes.txt").read_text() == "mine"
 
 
+@pytest.mark.slow  # trains (make test-fast trains nothing)
 def test_diverging_training_stops_with_one_line_and_keeps_no_nan_checkpoint(prepared, tmp_path, tiny_yaml):
     import shutil
 
@@ -260,6 +265,7 @@ def test_a_run_folder_inside_its_data_is_refused(prepared, tmp_path, tiny_yaml):
     assert sorted(p.name for p in data.iterdir()) == before
 
 
+@pytest.mark.slow  # trains (make test-fast trains nothing)
 def test_resume_with_another_number_of_processes_is_refused(prepared, tmp_path, tiny_yaml):
     cfg = tiny_config(tiny_yaml, **{"run.max_steps": 2})
     ckpt = train(prepared, tmp_path / "run", Direction.parse("flair2t1"), cfg, show_progress=False)
@@ -277,12 +283,23 @@ def test_resume_with_another_number_of_processes_is_refused(prepared, tmp_path, 
         )
 
 
-def test_replica_stats_stay_on_the_models_device():
+def test_replica_stats_are_the_float64_sum_and_absolute_sum_of_the_weights():
     from mrtrans.training.loop import replica_stats
 
     model = torch.nn.Linear(3, 2)
     stats = replica_stats(model)
-    assert stats.device == next(model.parameters()).device and stats.dtype == torch.float64 and stats.shape == (2,)
+    flat = torch.cat([p.detach().double().flatten() for p in model.parameters()])
+    assert stats.dtype == torch.float64 and stats.tolist() == [flat.sum().item(), flat.abs().sum().item()]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_replica_stats_stay_on_the_models_cuda_device():
+    """NCCL gathers CUDA tensors only: the statistics of a CUDA model must not come back to the CPU."""
+    from mrtrans.training.loop import replica_stats
+
+    model = torch.nn.Linear(3, 2).cuda()
+    assert replica_stats(model).device == next(model.parameters()).device
 
 
 @pytest.mark.gpu

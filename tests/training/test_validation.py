@@ -40,6 +40,7 @@ def _train(data: Path, out: Path, steps: int, **sets) -> Path:
     return train(data, out, Direction.parse("flair2t1"), cfg, show_progress=False)
 
 
+@pytest.mark.slow  # trains (make test-fast trains nothing)
 def test_training_scores_the_validation_slices_and_never_reads_the_test_set(
     prepared_val: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -66,6 +67,7 @@ def test_training_scores_the_validation_slices_and_never_reads_the_test_set(
     assert json.loads((tmp_path / "run" / "run.json").read_text())["best_checkpoint"].startswith("lowest validation")
 
 
+@pytest.mark.slow  # trains (make test-fast trains nothing)
 def test_best_pt_is_the_step_where_the_validation_metric_peaked(
     prepared_val: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -100,6 +102,7 @@ def test_best_pt_is_the_step_where_the_validation_metric_peaked(
     assert all(seen.values())  # different weights: best.pt is not a copy of last.pt
 
 
+@pytest.mark.slow  # trains (make test-fast trains nothing)
 def test_evaluate_and_translate_name_the_checkpoint_they_used(
     prepared_val: Path, synth_root: Path, tmp_path: Path
 ) -> None:
@@ -115,6 +118,7 @@ def test_evaluate_and_translate_name_the_checkpoint_they_used(
     assert "lowest validation brain MAE" in (report / "report.md").read_text()
 
 
+@pytest.mark.slow  # trains (make test-fast trains nothing)
 def test_a_run_without_validation_slices_has_no_best_pt_and_says_so(prepared: Path, tmp_path: Path) -> None:
     from mrtrans.api import load_translator
 
