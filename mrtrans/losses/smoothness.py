@@ -110,6 +110,45 @@ def patch_affinity(features: torch.Tensor, sigma: float) -> torch.Tensor:
     return torch.exp(-torch.cdist(features, features, p=1) / sigma**2)
 
 
+# Elements of the (B, rows, n, F) sign buffer of one chunk of the backward pass: on the CPU 2^18 floats (1 MiB,
+# stays in cache: 1.5x faster than torch.cdist's backward at N = 4,096, docs/benchmarks.md); elsewhere 2^26 (256 MiB:
+# few, large kernels).
+CPU_CHUNK_ELEMENTS = 1 << 18
+DEVICE_CHUNK_ELEMENTS = 1 << 26
+
+
+class _PairwiseL1(torch.autograd.Function):
+    """(B, n, F) -> (B, n, n) L1 distances, the value of ``torch.cdist(f, f, p=1)``, with a backward that never holds
+    the (B, n, n, F) tensor of differences: dD/df_i = sum_j (G_ij + G_ji) sign(f_i - f_j), in chunks of rows."""
+
+    @staticmethod
+    def forward(ctx, features: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(features)
+        return torch.cdist(features, features, p=1)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        (f,) = ctx.saved_tensors
+        batch, n, dims = f.shape
+        g = (grad + grad.transpose(1, 2)).unsqueeze(2)  # (B, n, 1, n): both entries of each pair (D is symmetric)
+        out = torch.empty_like(f)
+        chunk = CPU_CHUNK_ELEMENTS if f.device.type == "cpu" else DEVICE_CHUNK_ELEMENTS
+        rows = max(1, chunk // max(1, batch * n * dims))
+        for start in range(0, n, rows):
+            stop = min(n, start + rows)
+            sign = torch.sub(f[:, start:stop, None, :], f[:, None, :, :]).sign_()  # (B, rows, n, F)
+            out[:, start:stop] = torch.matmul(g[:, start:stop], sign).squeeze(2)
+        return out
+
+
+def pairwise_l1(features: torch.Tensor) -> torch.Tensor:
+    """(B, n, F) -> (B, n, n) L1 distances between the rows, differentiable without the (B, n, n, F) buffer that
+    ``torch.cdist``'s backward allocates (1 GiB per image at n = 4,096 and 16 histogram bins, 32 GiB for VGG's
+    512 channels); its own extra memory is one chunk of rows (:data:`CPU_CHUNK_ELEMENTS` or
+    :data:`DEVICE_CHUNK_ELEMENTS` floats)."""
+    return _PairwiseL1.apply(features)
+
+
 def smoothness_penalty(
     weights: torch.Tensor,
     features: torch.Tensor,
@@ -117,7 +156,10 @@ def smoothness_penalty(
     normalization: str = "all_pairs",
     distances: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Normalised sum_ij w_ij * L1(f_i, f_j), averaged over the batch.
+    """Normalised sum_ij w_ij * L1(f_i, f_j), averaged over the batch (the all-pairs reference formulation).
+
+    :func:`smoothness_loss` computes the same value on each image's graph nodes only; this function keeps the
+    dense (B, N, N) form for the graph statistics and as the reference its tests compare with.
 
     Args:
         weights: (B, N, N) affinities of the graph.
@@ -139,6 +181,29 @@ def smoothness_penalty(
     return (total / denom.clamp_min(1.0)).mean()
 
 
+def _graph_penalty(
+    weights: torch.Tensor, distances: torch.Tensor, pairs: torch.Tensor | None, normalization: str, all_nodes: int
+) -> torch.Tensor:
+    """Sum over the batch of sum_ij w_ij d_ij over each image's graph, normalised as :func:`smoothness_penalty` does.
+
+    Args:
+        weights, distances: (B, n, n).
+        pairs: (B, n, n) float mask of the graph's pairs, or None: every pair of the n nodes.
+        all_nodes: N, the patches of an image (the ``all_pairs`` mean is over N^2 pairs).
+    """
+    if pairs is not None:
+        weights = weights * pairs
+    total = (weights * distances).sum(dim=(1, 2))
+    if normalization == "all_pairs":
+        return total.sum() / all_nodes**2
+    if normalization == "brain_pairs":
+        count = pairs.sum(dim=(1, 2)) if pairs is not None else total.new_full(total.shape, distances.shape[-1] ** 2)
+    else:
+        count = weights.sum(dim=(1, 2))
+    # An image without brain patches contributes 0 (the clamp keeps the division finite, no sync).
+    return (total / count.clamp_min(1.0)).sum()
+
+
 def smoothness_loss(
     source: torch.Tensor,
     translated: torch.Tensor,
@@ -150,8 +215,16 @@ def smoothness_loss(
     background: float = -1.0,
     min_fraction: float = 0.5,
     detach_translated_graph: bool = True,
+    *,
+    gather_nodes: bool | None = None,
 ) -> torch.Tensor:
     """One direction of Eq. 6 (or Eq. 7): the graph of x weights G(x), the graph of G(x) weights F(G(x)).
+
+    Every pair of the graph counts (Eq. 6 as a sum over all pairs; nothing is pruned). On the CPU the brain
+    normalisations sum over each image's n brain patches only (n^2 pairs instead of N^2: a fraction of the work on
+    brain slices, whose background patches are no graph nodes); on CUDA the same pairs are a mask over all N
+    patches (no device sync). The distances' backward never holds an (n, n, F) tensor (:func:`pairwise_l1`). The
+    value and gradients are those of the dense form (:func:`smoothness_penalty`) up to float rounding.
 
     Args:
         source: x, (B, 1, H, W).
@@ -163,19 +236,68 @@ def smoothness_loss(
         patch_size, background, min_fraction: which patches of x are graph nodes (brain normalisations).
         detach_translated_graph: treat the weights w_ij(G(x)) of the second half as constants (no gradient
             through them); False is Eq. 6 as written.
+        gather_nodes: sum over each image's nodes only (brain normalisations); None: on the CPU. The result is
+            the same either way.
     """
+    if normalization not in NORMALIZATIONS:
+        raise ValueError(f"normalization {normalization!r} is not one of {NORMALIZATIONS}")
     with torch.autocast(device_type=source.device.type, enabled=False):  # distances need fp32
         with torch.no_grad():  # the source graph only gives weights: no autograd bookkeeping
-            w_src = patch_affinity(features(source.float()), sigma)
+            f_src = features(source.float())
             nodes = None
             if normalization != "all_pairs":
                 nodes = foreground_patches(source.float(), patch_size, background, min_fraction)
         f_fake = features(translated.float())
         f_rec = features(reconstructed.float())
-        # G(x)'s pairwise distances serve twice: penalised (with gradient) and, detached or not, as the weights
-        # of the second graph - one cdist instead of two (its backward is the costly part on CUDA).
+        batch, n_all = f_fake.shape[:2]
+        if gather_nodes is None:
+            gather_nodes = source.device.type == "cpu"
+        if nodes is not None and gather_nodes:
+            # Each image's own graph: its n brain nodes, n^2 pairs instead of N^2 (selecting them syncs the
+            # device, so on the CPU only).
+            keep = [nodes[b].nonzero().squeeze(1) for b in range(batch)]
+            graphs = [tuple(f[b : b + 1, k] for f in (f_src, f_fake, f_rec)) for b, k in enumerate(keep)]
+            masks = [None] * batch
+        else:  # all N nodes at once, the graph's pairs as a mask: no sync, so a CUDA graph can capture the step
+            graphs = [(f_src, f_fake, f_rec)]
+            masks = [None if nodes is None else (nodes.unsqueeze(2) & nodes.unsqueeze(1)).float()]
+        total = f_fake.new_zeros(())
+        for (src, fake, rec), pairs in zip(graphs, masks):
+            with torch.no_grad():
+                w_src = torch.exp(-torch.cdist(src, src, p=1) / sigma**2)  # = patch_affinity(src)
+            # G(x)'s distances serve twice: penalised (with gradient) and, detached or not, as the weights of the
+            # second graph.
+            d_fake = pairwise_l1(fake)
+            w_fake = torch.exp(-(d_fake.detach() if detach_translated_graph else d_fake) / sigma**2)
+            total = total + _graph_penalty(w_src, d_fake, pairs, normalization, n_all)
+            total = total + _graph_penalty(w_fake, pairwise_l1(rec), pairs, normalization, n_all)
+        return total / batch
+
+
+def dense_smoothness_loss(
+    source: torch.Tensor,
+    translated: torch.Tensor,
+    reconstructed: torch.Tensor,
+    features: Features,
+    sigma: float,
+    normalization: str = "all_pairs",
+    patch_size: int = 8,
+    background: float = -1.0,
+    min_fraction: float = 0.5,
+    detach_translated_graph: bool = True,
+) -> torch.Tensor:
+    """:func:`smoothness_loss` as mrtrans <= 0.4 computed it: dense (B, N, N) graphs over every patch, distances by
+    ``torch.cdist`` and its autograd (which holds a (B, N, N, F) buffer in backward). The reference the tests pin
+    :func:`smoothness_loss` to, and the "before" row of ``benchmarks/bench_train.py``; training does not use it."""
+    with torch.autocast(device_type=source.device.type, enabled=False):
+        with torch.no_grad():
+            w_src = patch_affinity(features(source.float()), sigma)
+            nodes = None
+            if normalization != "all_pairs":
+                nodes = foreground_patches(source.float(), patch_size, background, min_fraction)
+        f_fake, f_rec = features(translated.float()), features(reconstructed.float())
         d_fake = torch.cdist(f_fake, f_fake, p=1)
-        w_fake = torch.exp(-(d_fake.detach() if detach_translated_graph else d_fake) / sigma**2)  # = patch_affinity
+        w_fake = torch.exp(-(d_fake.detach() if detach_translated_graph else d_fake) / sigma**2)
         return smoothness_penalty(w_src, f_fake, nodes, normalization, distances=d_fake) + smoothness_penalty(
             w_fake, f_rec, nodes, normalization
         )

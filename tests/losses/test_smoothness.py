@@ -4,6 +4,7 @@ import torch.nn.functional as F
 
 from mrtrans.losses.smoothness import (
     cnn_patch_features,
+    dense_smoothness_loss,
     foreground_patches,
     histogram_features,
     patch_affinity,
@@ -183,3 +184,53 @@ def test_smoothness_loss_equals_eq6_written_out_with_two_graphs(normalization, d
     assert torch.allclose(other, got)  # the same value; only the gradient through w_ij(G(x)) differs
     g3 = torch.autograd.grad(other, (fake, rec))
     assert not torch.allclose(g3[0], g1[0]) and torch.allclose(g3[1], g1[1], rtol=1e-5, atol=1e-8)
+
+
+def _brain_batch(size=32, seed=0):
+    """Three images with a disc of 'brain' on a -1 background (the third without any brain patch) and their
+    translations."""
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    disc = ((yy - size / 2) ** 2 + (xx - size / 2) ** 2 < (size / 3) ** 2).float()
+    images = []
+    for brain in (disc, disc, torch.zeros_like(disc)):
+        images.append([torch.where(brain > 0, torch.rand(size, size, generator=g) * 1.6 - 0.8, -1.0)])
+    source = torch.stack([i[0] for i in images])[:, None]
+    fake = (source + 0.3 * torch.randn(source.shape, generator=g)).clamp(-1, 1)
+    rec = (source + 0.2 * torch.randn(source.shape, generator=g)).clamp(-1, 1)
+    return source, fake.requires_grad_(), rec.requires_grad_()
+
+
+@pytest.mark.parametrize("normalization", ["all_pairs", "brain_pairs", "brain_affinity"])
+@pytest.mark.parametrize("detach", [True, False])
+@pytest.mark.parametrize("gather", [True, False])  # False: the masked form CUDA runs, here on the CPU
+def test_the_graph_term_equals_the_dense_all_pairs_reference_in_value_and_gradient(normalization, detach, gather):
+    """Eq. 6 over every pair (nothing pruned): the node-restricted, chunked computation gives the dense value and
+    gradients to 1e-5 relative (float32, as training computes it; the two sum in different orders)."""
+    patch = 2
+    feats = lambda x: histogram_features(x, patch_size=patch, bins=8)  # noqa: E731
+    source, fake, rec = _brain_batch()
+    ref = dense_smoothness_loss(source, fake, rec, feats, 0.5, normalization, patch, detach_translated_graph=detach)
+    ref_grads = torch.autograd.grad(ref, (fake, rec))
+    now = smoothness_loss(
+        source, fake, rec, feats, 0.5, normalization, patch, detach_translated_graph=detach, gather_nodes=gather
+    )
+    grads = torch.autograd.grad(now, (fake, rec))
+    assert ref.item() > 0
+    assert torch.allclose(now, ref, rtol=1e-5, atol=0)
+    for g, r in zip(grads, ref_grads):
+        assert r.abs().max() > 0 and torch.allclose(g, r, rtol=1e-5, atol=1e-5 * float(r.abs().max()))
+
+
+def test_pairwise_l1_is_cdist_with_its_gradient_and_chunks_change_nothing(monkeypatch):
+    import mrtrans.losses.smoothness as smoothness
+
+    torch.manual_seed(0)
+    f = torch.rand(2, 37, 5, dtype=torch.float64, requires_grad=True)  # distinct values: no ties of sign()
+    assert torch.allclose(smoothness.pairwise_l1(f), torch.cdist(f, f, p=1))
+    assert torch.autograd.gradcheck(smoothness.pairwise_l1, (f,), eps=1e-6, atol=1e-6)
+    weights = torch.rand(2, 37, 37, dtype=torch.float64)
+    whole = torch.autograd.grad((smoothness.pairwise_l1(f) * weights).sum(), f)[0]
+    monkeypatch.setattr(smoothness, "CPU_CHUNK_ELEMENTS", 2 * 37 * 5 * 3)  # three rows per chunk, the last one short
+    chunked = torch.autograd.grad((smoothness.pairwise_l1(f) * weights).sum(), f)[0]
+    assert torch.allclose(whole, chunked, rtol=1e-12)
