@@ -63,7 +63,12 @@ def main() -> None:
     cfg = load_config(
         HallucinationConfig,
         "hallucination_cpu",
-        {"methods": methods, "seeds": list(range(args.seeds)), "target_tumor_fractions": args.fractions},
+        {
+            "methods": methods,
+            "seeds": list(range(args.seeds)),
+            "target_tumor_fractions": args.fractions,
+            "ceiling_methods": [],  # the sweep compares unpaired variants only
+        },
         folder="evaluation",
     )
     cfg = dataclasses.replace(cfg, synth=dataclasses.replace(cfg.synth, seed=args.synth_seed, subjects=args.subjects))

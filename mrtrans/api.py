@@ -284,7 +284,9 @@ def evaluate(
         checkpoint: each run folder's ``last`` (default) or ``best`` checkpoint; the report's checkpoints.csv
             names the file and the rule that chose it.
         data: the prepared set the runs were trained on.
-        audit: run the tumor hallucination audit (trains or reuses a cached tumor detector).
+        audit: run the trained tumor instruments: the additions detector and the segmenter (each trained on the real
+            target training slices, or reused from the cache); per-lesion CNR presence runs either way.
+        audit_steps: training steps of the detector and the segmenter.
         reference: run label the others are compared with; default the first CycleGAN run.
 
     Returns:
@@ -296,7 +298,9 @@ def evaluate(
     runs = [Path(runs)] if isinstance(runs, (str, Path)) else [Path(r) for r in runs]
     named = {
         "audit.steps": audit_steps,
+        "segmentation.steps": audit_steps,
         "audit.enabled": None if audit else False,
+        "segmentation.enabled": None if audit else False,
         "device": device,
         "precision": precision,
     }
@@ -346,6 +350,7 @@ def reproduce_table1(
     methods: Sequence[str] = (),
     seeds: int | None = None,
     jobs: int | None = None,
+    threads: int | None = None,
     overrides: Overrides = None,
 ) -> Path:
     """``mrtrans reproduce-table1``: the paper's six methods trained and scored on one prepared set (resumable).
@@ -356,6 +361,7 @@ def reproduce_table1(
         scale: ``paper`` or ``cpu`` (the presets in ``evaluation/``); ``config`` replaces the preset.
         methods: method configs beyond the paper's (``cut``, ``fastcut``, ``pix2pix``...), in rows after its six.
         seeds: seeds 0..N-1 per method.
+        jobs, threads: training runs at a time, torch threads per run (default: the usable cores over the jobs).
 
     Returns:
         The path of ``table1.md`` (``table1.csv`` and ``report/`` beside it).
@@ -367,7 +373,7 @@ def reproduce_table1(
 
     if scale not in ("paper", "cpu"):
         raise MrtransError(f"--scale {scale!r}: use paper or cpu")
-    named = {"seeds": None if seeds is None else list(range(seeds)), "jobs": jobs}
+    named = {"seeds": None if seeds is None else list(range(seeds)), "jobs": jobs, "threads": threads}
     cfg = load_config(ReproduceConfig, config or f"reproduce_{scale}", _with(named, overrides), folder="evaluation")
     import dataclasses
 
@@ -384,6 +390,7 @@ def benchmark_hallucination(
     seeds: int | None = None,
     epochs: int | None = None,
     jobs: int | None = None,
+    threads: int | None = None,
     presets: Sequence[str] = (),
     overrides: Overrides = None,
 ) -> Path:
@@ -394,6 +401,7 @@ def benchmark_hallucination(
         root: a BraTS root; None makes synthetic subjects.
         config: a benchmark YAML or a name in ``evaluation/`` (``hallucination_cpu``, ``_real``, ``_paper``).
         methods: method configs (the first is the reference); seeds: seeds 0..N-1.
+        jobs, threads: training runs at a time, torch threads per run (default: the usable cores over the jobs).
         presets: training configs layered on every method, after the benchmark's own.
 
     Returns:
@@ -409,6 +417,7 @@ def benchmark_hallucination(
         "seeds": None if seeds is None else list(range(seeds)),
         "epochs": epochs,
         "jobs": jobs,
+        "threads": threads,
     }
     cfg = load_config(HallucinationConfig, config, _with(named, overrides), folder="evaluation")
     if presets:

@@ -12,6 +12,7 @@ other than tensors and plain containers (i.e. a file that could run code) is ref
 from __future__ import annotations
 
 import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -112,25 +113,43 @@ def check_model_checkpoint(ckpt: dict[str, Any], path: str | Path) -> None:
         raise bad(f"image_size {size} (must be >= 16 and a multiple of {factor}) or range [{lo}, {hi}] is invalid")
 
 
-CHOICES = ("last", "best")  # a run folder's checkpoints/last.pt and checkpoints/best.pt
+CHOICES = ("last", "best")  # a run folder's checkpoints/last.pt and checkpoints/best.pt; also step-N (kept steps)
+
+
+def checkpoint_file(which: str) -> str:
+    """``last`` -> ``last.pt``, ``best`` -> ``best.pt``, ``step-1280`` -> ``step_0001280.pt`` (``run.keep_steps``).
+
+    Raises:
+        MrtransError: another word.
+    """
+    if which in CHOICES:
+        return f"{which}.pt"
+    kept = re.fullmatch(r"step-(\d+)", which)
+    if kept is None:
+        raise MrtransError(f"--checkpoint {which!r}: use last, best or step-N (a step the run kept)")
+    return f"step_{int(kept.group(1)):07d}.pt"
 
 
 def resolve_checkpoint(path: str | Path, which: str = "last") -> Path:
-    """A checkpoint file, or a run folder's ``checkpoints/<which>.pt`` (``last`` or ``best``).
+    """A checkpoint file, or a run folder's ``checkpoints/<which>.pt`` (``last``, ``best`` or ``step-N``).
 
     Raises:
-        MrtransError: nothing there, or no best.pt (a run trained without validation slices).
+        MrtransError: nothing there, or no best.pt (a run trained without validation slices), or no such kept step.
     """
-    if which not in CHOICES:
-        raise MrtransError(f"--checkpoint {which!r}: use last or best")
+    name = checkpoint_file(which)
     path = Path(path)
     if path.is_dir():
-        candidate = path / "checkpoints" / f"{which}.pt"
+        candidate = path / "checkpoints" / name
         if not candidate.is_file():
             if which == "best":
                 raise MrtransError(
                     f"{path}: run folder has no checkpoints/best.pt (it was trained without validation slices: "
                     "prepare with --set validation_fraction=0.1 and train again); use --checkpoint last"
+                )
+            if which != "last":
+                raise MrtransError(
+                    f"{path}: run folder has no checkpoints/{name} (it keeps the steps in run.keep_steps); use "
+                    "--checkpoint last or best"
                 )
             raise MrtransError(f"{path}: run folder has no checkpoints/last.pt; train first or pass a checkpoint file")
         return candidate
@@ -139,11 +158,17 @@ def resolve_checkpoint(path: str | Path, which: str = "last") -> Path:
     return path
 
 
+def selected_step(ckpt: dict[str, Any]) -> int | None:
+    """The training step a checkpoint holds (None when it does not say)."""
+    step = (ckpt.get("selection") or {}).get("step", (ckpt.get("state") or {}).get("global_step"))
+    return None if step is None else int(step)
+
+
 def selection_text(ckpt: dict[str, Any], path: str | Path) -> str:
     """Which file a report used and by what rule, e.g. ``best.pt (step 400: lowest validation brain MAE ...)``."""
-    chosen = ckpt.get("selection") or {}
-    step = chosen.get("step", (ckpt.get("state") or {}).get("global_step", "?"))
-    return f"{Path(path).name} (step {step}: {chosen.get('rule', 'last step')})"
+    step = selected_step(ckpt)
+    rule = (ckpt.get("selection") or {}).get("rule", "last step")
+    return f"{Path(path).name} (step {'?' if step is None else step}: {rule})"
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", which: str = "last") -> dict[str, Any]:

@@ -92,7 +92,7 @@ CheckpointOption = Annotated[
     typer.Option(
         "--checkpoint",
         help="A run folder's last (default) or best checkpoint (best.pt: chosen on the validation slices; "
-        "prepare with --set validation_fraction=0.1).",
+        "prepare with --set validation_fraction=0.1), or step-N, a step the run kept (run.keep_steps).",
     ),
 ]
 
@@ -457,9 +457,14 @@ def evaluate(
     ] = None,
     config: Annotated[str, typer.Option("--config", help="Evaluation YAML or a name in evaluation/.")] = "default",
     audit_steps: Annotated[
-        int | None, typer.Option("--audit-steps", min=1, help="Training steps of the tumor detector.")
+        int | None, typer.Option("--audit-steps", min=1, help="Training steps of the tumor detector and the segmenter.")
     ] = None,
-    no_audit: Annotated[bool, typer.Option("--no-audit", help="Skip the hallucination audit.")] = False,
+    no_audit: Annotated[
+        bool,
+        typer.Option(
+            "--no-audit", help="Skip the trained tumor instruments (detector, segmenter); CNR presence still runs."
+        ),
+    ] = False,
     cache_dir: Annotated[Path | None, typer.Option("--cache-dir", help="Where trained detectors are cached.")] = None,
     device: Annotated[str | None, typer.Option("--device", help="auto (CUDA if present), cpu, cuda, cuda:N.")] = None,
     precision: Annotated[
@@ -476,8 +481,8 @@ def evaluate(
     sets: SetOption = None,
 ) -> None:
     """Score runs on the paired test slices beside the copy-source baseline: MAE/MSE/PSNR/SSIM with patient-bootstrap
-    CIs (brain_shared, brain and paper protocols), paired comparisons, seeds, per-lesion tumor presence and
-    additions."""
+    CIs (brain_shared, brain and paper protocols), paired comparisons, seeds, per-lesion tumor presence (keepable
+    lesions first), what a segmenter of the real sequence finds, and additions."""
     from mrtrans.api import evaluate as run_evaluate
 
     report = run_evaluate(
@@ -566,6 +571,15 @@ def reproduce_table1(
     ] = None,
     seeds: Annotated[int | None, typer.Option("--seeds", min=1, help="Number of seeds (0..N-1) per method.")] = None,
     jobs: Annotated[int | None, typer.Option("--jobs", min=1, help="Training runs in parallel.")] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            "--threads",
+            min=1,
+            help="Torch threads per training run (default: the cores this process may use, shared out over --jobs; "
+            "1 on a machine busy with other work).",
+        ),
+    ] = None,
     sets: SetOption = None,
 ) -> None:
     """Train CycleGAN, DiscoGAN, DistanceGAN, UNIT, HarmonicGAN-histogram and HarmonicGAN-VGG on one prepared set,
@@ -575,7 +589,7 @@ def reproduce_table1(
 
     methods = [m.strip() for item in method or [] for m in item.split(",") if m.strip()]
     table = run_reproduce(
-        out, root, scale, config=config, methods=methods, seeds=seeds, jobs=jobs, overrides=_sets(sets)
+        out, root, scale, config=config, methods=methods, seeds=seeds, jobs=jobs, threads=threads, overrides=_sets(sets)
     )
     typer.echo(f"table: {table}")
 
@@ -605,6 +619,15 @@ def benchmark_hallucination(
     seeds: Annotated[int | None, typer.Option("--seeds", min=1, help="Number of seeds (0..N-1).")] = None,
     epochs: Annotated[int | None, typer.Option("--epochs", min=1, help="Training epochs per run.")] = None,
     jobs: Annotated[int | None, typer.Option("--jobs", min=1, help="Training runs in parallel.")] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            "--threads",
+            min=1,
+            help="Torch threads per training run (default: the cores this process may use, shared out over --jobs; "
+            "1 on a machine busy with other work).",
+        ),
+    ] = None,
     preset: Annotated[
         list[str] | None,
         typer.Option("--preset", help="Training config layered on every method (configs/ name or YAML); repeat."),
@@ -629,6 +652,7 @@ def benchmark_hallucination(
         seeds=seeds,
         epochs=epochs,
         jobs=jobs,
+        threads=threads,
         presets=preset or (),
         overrides=_sets(sets),
     )

@@ -7,6 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mrtrans.cli import app
+from mrtrans.evaluation.statistics import ANSWERS
 
 from helpers import HALLUCINATION_TINY, REPRODUCE_TINY
 
@@ -25,27 +26,46 @@ def bench(tmp_path_factory):
 def test_benchmark_trains_every_method_setting_and_seed_and_writes_its_table(bench):
     runs = sorted(p.name for p in (bench / "runs").iterdir())
     settings = ("balanced", "target0", "target100")
-    assert runs == sorted(f"{s}-{m}-s{k}" for s in settings for m in ("cyclegan", "harmonicgan_hist") for k in (0, 1))
+    unpaired = [f"{s}-{m}-s{k}" for s in settings for m in ("cyclegan", "harmonicgan_hist") for k in (0, 1)]
+    assert runs == sorted(unpaired + ["balanced-pix2pix-s0", "balanced-pix2pix-s1"])  # the ceiling: balanced only
+    for run in runs:  # validation patients (best.pt) and the kept step of the trajectory
+        assert {p.name for p in (bench / "runs" / run / "checkpoints").iterdir()} >= {"best.pt", "step_0000004.pt"}
     per_run = pd.read_csv(bench / "hallucination.csv")
-    assert set(per_run["setting"]) >= set(settings)
+    assert set(per_run["setting"]) >= set(settings) and set(per_run["point"]) == {"best", "last", "step-4"}
     summary = pd.read_csv(bench / "hallucination_summary.csv")
-    trained = summary[summary["setting"] != "all"]
-    assert (trained["n_seeds"] == 2).all() and len(trained) == 3 * 2 * 2  # settings x methods x directions
-    assert trained["erased_rate_mean"].between(0, 1).all() and trained["brain_mae_mean"].notna().all()
-    assert trained["judgeable_lesions"].notna().all() and "removed_rate_mean" not in summary
-    assert {"copy-source", "real", "sanity-inpainted", "sanity-pasted-source"} <= set(summary["method"])
+    trained = summary[(summary["setting"] != "all") & (summary["point"] == "best")]
+    assert (trained["n_seeds"] == 2).all() and len(trained) == (3 * 2 + 1) * 2  # (settings x methods + ceiling) x dirs
+    assert trained["brain_mae_mean"].notna().all() and trained["keepable_lesions"].notna().all()
+    assert {"keepable_erased_rate_mean", "seg_keepable_missed_rate_mean", "seg_healthy_with_false_rate_mean"} <= set(
+        summary.columns
+    )
+    assert trained.loc[trained["ceiling"], "method"].unique().tolist() == ["pix2pix"]
+    assert {"copy-source", "real", "sanity-inpainted", "sanity-healthy-fill", "sanity-pasted-source"} <= set(
+        summary["method"]
+    )
     md = (bench / "hallucination.md").read_text()
     assert "| balanced | cyclegan | flair2t1 |" in md and "Can the smoothness term act" in md
+    assert "pix2pix (paired ceiling)" in md and "When does each method fade tumors?" in md
+    assert "**Primary answer: `best`**" in md and "Keepable / judgeable / all lesions" in md
     # The tiny preset's 32x32 slices with the cpu_small networks: lesions of a few pixels, patch 1 -> patch of
-    # the config; whatever the graph says, every claim gets one of the five answers, with its counts.
+    # the config; whatever the graph says, every claim gets one of the answers, with its counts.
     claims = pd.read_csv(bench / "claims.csv")
-    assert set(claims["answer"]) <= {"better", "worse", "no difference shown", "not at this scale", "cannot decide"}
-    assert set(zip(claims.setting, claims.outcome)) == {
+    assert set(claims["answer"]) <= set(ANSWERS)
+    assert set(claims["point"]) == {"best", "last", "step-4"}
+    primary = claims[claims["point"] == "best"]
+    assert set(zip(primary.setting, primary.outcome)) == {
         ("balanced", "erased"),
+        ("balanced", "missed"),
         ("balanced", "added"),
+        ("balanced", "false lesion"),
         ("target0", "erased"),
+        ("target0", "missed"),
         ("target100", "added"),
+        ("target100", "false lesion"),
     }
+    assert "pix2pix" not in set(claims["method"]) | set(claims["reference"])  # the ceiling is never compared
+    assert {"detectable_better", "detectable_worse", "seed_sd"} <= set(primary.columns)
+    assert primary.loc[primary["n_units"] > 0, "seed_sd"].notna().all()  # every comparison with units has one
     graphs = pd.read_csv(bench / "graph.csv")
     assert set(graphs.direction) == {"flair2t1", "t12flair"} and (graphs.patch_size == 1).all()
     small = graphs.set_index("direction")["mechanism_can_act"]

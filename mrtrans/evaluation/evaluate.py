@@ -17,6 +17,7 @@ import copy
 import json
 import logging
 import os
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -24,13 +25,19 @@ import numpy as np
 import pandas as pd
 from nibabel import orientations
 
-from mrtrans.checkpoint import check_model_checkpoint, load_checkpoint, resolve_checkpoint, selection_text
-from mrtrans.config import EvalConfig, Precision, PrepareConfig
+from mrtrans.checkpoint import (
+    check_model_checkpoint,
+    load_checkpoint,
+    resolve_checkpoint,
+    selected_step,
+    selection_text,
+)
+from mrtrans.config import AuditConfig, EvalConfig, Precision, PrepareConfig
 from mrtrans.data_prep.discovery import subject_of
 from mrtrans.data_prep.slices import Direction, PreparedSlices, to_tensor
 from mrtrans.devices import resolve_device
 from mrtrans.errors import MrtransError
-from mrtrans.evaluation import audit, presence
+from mrtrans.evaluation import audit, presence, segmentation
 from mrtrans.evaluation.metrics import (
     METRICS,
     brain_metrics,
@@ -181,12 +188,13 @@ def evaluate_runs(
     if reference is not None and reference not in labels:
         raise MrtransError(f"--reference {reference}: not one of the runs ({', '.join(labels)})")
 
-    checkpoints, chosen = [], []
+    checkpoints, chosen, steps = [], [], []
     for run in runs:
         path = resolve_checkpoint(run, checkpoint)
         ckpt = load_checkpoint(path, map_location="cpu")
         check_model_checkpoint(ckpt, run)
         chosen.append(selection_text(ckpt, path))
+        steps.append(selected_step(ckpt))
         # Keep what scoring needs: a training checkpoint's optimisers, pools and discriminators are most of its size.
         translators = checkpoint_translators(ckpt)
         kind = ckpt["kind"] + (f" ({PAIRED_LABEL})" if ckpt.get("paired_training") else "")
@@ -247,10 +255,73 @@ def evaluate_runs(
         groups = seed_groups(labels, checkpoints, [_run_data(r) for r in runs])
         write_tables(tmp, scored, directions, cfg, groups=groups, reference=reference)
         # which checkpoint each run's rows come from, and by what rule (last step, or best.pt's validation rule)
-        pd.DataFrame({"run": labels, "checkpoint": chosen}).to_csv(tmp / "checkpoints.csv", index=False)
+        pd.DataFrame({"run": labels, "checkpoint": chosen, "step": steps}).to_csv(tmp / "checkpoints.csv", index=False)
         with (tmp / "report.md").open("a") as f:
             f.write("\n## Checkpoints\n\n" + "".join(f"- {lab}: {c}\n" for lab, c in zip(labels, chosen)))
     return out
+
+
+@dataclass
+class _PresenceJudge:
+    """What judging presence in one direction needs: the reference lesions, their real target's and source's CNR,
+    the thresholds (target, source, and the cross-fitted ones of the sanity row) (:mod:`.presence`)."""
+
+    direction: Direction
+    rings: presence.LesionRings
+    frame: pd.DataFrame  # the slice of each lesion (subject, slice_index, label)
+    cnr: partial
+    cnr_real: np.ndarray
+    cnr_source: np.ndarray
+    threshold: float
+    source_threshold: float
+    held_out: np.ndarray  # (L,) per lesion, calibrated on other patients' lesions
+
+    @property
+    def in_source(self) -> np.ndarray:
+        return presence.shown_in_source(self.cnr_source, self.source_threshold, self.threshold)
+
+    def table(self, name: str, method: str, cnr_pred: np.ndarray, judged_at: np.ndarray | None = None) -> pd.DataFrame:
+        """One row per reference lesion of ``name``'s translation (the same lesions, in the same order, for every
+        run); ``judged_at``: per-lesion thresholds for the translation (default the calibrated one)."""
+        at = self.threshold if judged_at is None else judged_at
+        judgeable, outcome = presence.lesion_outcomes(cnr_pred, self.cnr_real, at, real_threshold=self.threshold)
+        df = slice_frame(name, method, self.direction, self.frame)
+        df.insert(6, "lesion", np.arange(len(self.rings)))
+        df["lesion_pixels"] = self.rings.pixels
+        df["cnr_real"], df["cnr_source"], df["cnr_pred"] = self.cnr_real, self.cnr_source, cnr_pred
+        df["threshold"], df["source_threshold"], df["judged_at"] = self.threshold, self.source_threshold, at
+        df["judgeable"], df["in_source"] = judgeable, self.in_source
+        df["stratum"], df["outcome"] = presence.lesion_strata(judgeable, self.in_source), outcome
+        df["cnr_error"] = np.where(outcome == "present_same", np.abs(cnr_pred - self.cnr_real), np.nan)
+        return df
+
+
+def _presence_judge(
+    direction: Direction, data: PreparedSlices, arrays: dict, slices: pd.DataFrame, labels, cfg: EvalConfig, min_px
+) -> tuple[_PresenceJudge, np.ndarray]:
+    """The lesions of ``direction.target``'s region, their CNR on the real target and source, and the thresholds
+    calibrated on both with their tumors inpainted; also the inpainted target (the removal sanity row)."""
+    seg, brain = np.asarray(arrays["seg"]), np.asarray(arrays["brain"])
+    real = np.asarray(arrays[direction.target], np.float32)
+    source = np.asarray(arrays[direction.source], np.float32)
+    pc = cfg.presence
+    rings = presence.lesion_rings(audit.region_mask(seg, labels), seg > 0, brain, min_px, pc.ring_width)
+    cnr = partial(presence.signed_cnr, rings=rings, noise_floor=pc.noise_floor, min_ring_pixels=pc.min_ring_pixels)
+    inpainted = audit.inpaint_tumors(real, seg, brain)
+    cnr_inpainted = cnr(inpainted)
+    frame = slices.iloc[rings.slice_index].reset_index(drop=True)
+    try:
+        thresholds = [
+            presence.calibrate_threshold(values, pc.false_present_rate) if len(rings) else np.nan
+            for values in (cnr_inpainted, cnr(audit.inpaint_tumors(source, seg, brain)))
+        ]
+    except ValueError as exc:
+        raise MrtransError(
+            f"{data.folder}: {direction.target} test slices: {exc}; prepare with more tumor slices"
+        ) from None
+    held_out = presence.cross_fitted_thresholds(cnr_inpainted, frame["subject"].to_numpy(), pc.false_present_rate)
+    judge = _PresenceJudge(direction, rings, frame, cnr, cnr(real), cnr(source), *thresholds, held_out)
+    return judge, inpainted
 
 
 def _tumor_direction(
@@ -264,13 +335,16 @@ def _tumor_direction(
     cache: Path,
     device,
 ) -> list:
-    """Tumor consistency of every translation into ``direction.target``: per-lesion presence (always) and
-    the detector's additions (with ``cfg.audit.enabled``); return the ceiling and sanity rows.
+    """Tumor consistency of every translation into ``direction.target``: per-lesion presence (always), the
+    detector's additions (with ``cfg.audit.enabled``) and the segmenter's findings (``cfg.segmentation.enabled``);
+    return the ceiling and sanity rows.
 
-    Pseudo-runs: ``real`` (the real target: the ceiling of presence, the floor of additions),
-    ``sanity-inpainted`` (its tumors inpainted: expect ~100% erased), ``sanity-pasted-target`` and
-    ``sanity-pasted-source`` (healthy real slices with a real tumor pasted in with the target's and with
-    the source's contrast: expect ~100% of them with an added lesion).
+    Pseudo-runs: ``real`` (the real target: the ceiling of presence and segmentation, the floor of additions),
+    ``sanity-inpainted`` (its tumors inpainted, as the presence threshold is calibrated: expect ~100% erased,
+    judged with cross-fitted thresholds), ``sanity-healthy-fill`` (its tumors replaced by the surrounding healthy
+    tissue, :func:`.audit.fill_healthy`: the segmenter's floor, expect ~0% found), ``sanity-pasted-target`` and
+    ``sanity-pasted-source`` (healthy real slices with a real tumor pasted in with the target's and with the
+    source's contrast: expect ~100% of them with an added lesion).
     """
     try:
         labels = audit.region_labels(direction.target, cfg.audit.region.value, data.meta.get("layouts"))
@@ -279,89 +353,96 @@ def _tumor_direction(
     seg, brain = np.asarray(arrays["seg"]), np.asarray(arrays["brain"])
     reference, any_tumor = audit.region_mask(seg, labels), seg > 0
     real = np.asarray(arrays[direction.target], np.float32)
-    inpainted = audit.inpaint_tumors(real, seg, brain)
-
-    pc = cfg.presence
-    rings = presence.lesion_rings(reference, any_tumor, brain, min_px, pc.ring_width)
-    cnr = partial(presence.signed_cnr, rings=rings, noise_floor=pc.noise_floor, min_ring_pixels=pc.min_ring_pixels)
-    cnr_real, cnr_inpainted = cnr(real), cnr(inpainted)
-    try:
-        threshold = presence.calibrate_threshold(cnr_inpainted, pc.false_present_rate) if len(rings) else np.nan
-    except ValueError as exc:
-        raise MrtransError(
-            f"{data.folder}: {direction.target} test slices: {exc}; prepare with more tumor slices"
-        ) from None
-    frame = slices.iloc[rings.slice_index].reset_index(drop=True)
-
-    def lesion_frame(name: str, method: str, cnr_pred: np.ndarray) -> pd.DataFrame:
-        judgeable, outcome = presence.lesion_outcomes(cnr_pred, cnr_real, threshold)
-        df = slice_frame(name, method, direction, frame)
-        df.insert(6, "lesion", np.arange(len(rings)))  # the same reference lesions, in the same order, for every run
-        df["lesion_pixels"] = rings.pixels
-        df["cnr_real"], df["cnr_pred"], df["threshold"] = cnr_real, cnr_pred, threshold
-        df["judgeable"], df["outcome"] = judgeable, outcome
-        df["cnr_error"] = np.where(outcome == "present_same", np.abs(cnr_pred - cnr_real), np.nan)
-        return df
+    judge, inpainted = _presence_judge(direction, data, arrays, slices, labels, cfg, min_px)
 
     mine = [result for _, result in scored if result.consistency["direction"].iloc[0] == direction.name]
     for result in mine:
-        result.lesions = lesion_frame(
-            result.consistency["run"].iloc[0], result.consistency["method"].iloc[0], cnr(result.pred)
+        result.lesions = judge.table(
+            result.consistency["run"].iloc[0], result.consistency["method"].iloc[0], judge.cnr(result.pred)
         )
-
+    filled = audit.fill_healthy(real, seg, brain)
+    inpainted_what = "real target, tumors inpainted (expect ~100% erased)"
+    filled_what = "real target, tumors replaced by the healthy tissue around them (expect ~100% erased, ~0% found)"
+    rows = [
+        ("real", "real target (ceiling)", real, judge.table("real", "real target (ceiling)", judge.cnr_real)),
+        (
+            "sanity-inpainted",
+            inpainted_what,
+            inpainted,
+            judge.table("sanity-inpainted", inpainted_what, judge.cnr(inpainted), judged_at=judge.held_out),
+        ),
+        (
+            "sanity-healthy-fill",
+            filled_what,
+            filled,
+            judge.table("sanity-healthy-fill", filled_what, judge.cnr(filled)),
+        ),
+    ]
     is_tumor = (slices["label"] == "tumor").to_numpy()
     donors = np.flatnonzero(reference.any(axis=(1, 2)))
-    rows = [
-        ("real", "real target (ceiling)", real, cnr_real),
-        ("sanity-inpainted", "real target, tumors inpainted (expect ~100% erased)", inpainted, cnr_inpainted),
-    ]
     if cfg.audit.enabled and len(donors) and (~is_tumor).any():
         source = np.asarray(arrays[direction.source], np.float32)
         for name, donor, what in (("target", real, "the target's"), ("source", source, "the source's")):
             pasted, _ = audit.paste_tumors(real, seg, brain, ~is_tumor, donors, donor_images=donor)
-            rows.append(
-                (
-                    f"sanity-pasted-{name}",
-                    f"healthy real slices, a real tumor pasted in with {what} contrast (expect ~100% added)",
-                    pasted,
-                    None,
-                )
-            )
+            method = f"healthy real slices, a real tumor pasted in with {what} contrast (expect ~100% added)"
+            rows.append((f"sanity-pasted-{name}", method, pasted, None))
     out = []
-    for name, method, images, values in rows:
+    for name, method, images, lesion_table in rows:
         consistency = slice_frame(name, method, direction, slices)
         consistency["tumor_pixels"] = any_tumor.sum(axis=(1, 2))
-        lesion_table = None if values is None else lesion_frame(name, method, values)
         out.append((name, Scored(pd.DataFrame(columns=["run"]), consistency, real, images, real, seg, lesion_table)))
 
+    everything = mine + [s for _, s in out]
     if cfg.audit.enabled:
-        net = _detector(direction, data, labels, cfg, cache, device)
-        for result in mine + [s for _, s in out]:
+        net = _trained_detector(direction, data, labels, cfg.audit, cache, device)
+        for result in everything:
             detected = audit.detect(net, result.pred, cfg.audit.threshold, device, cfg.batch_size)
             for column, values in audit.audit_lesions(detected, reference, any_tumor, min_px).items():
                 result.consistency[column] = values
+    if cfg.segmentation.enabled:
+        settings = segmentation.segmenter_settings(cfg.segmentation)
+        net = _trained_detector(direction, data, labels, settings, cache, device, what="segmenter")
+        for result in everything:
+            masks = audit.detect(net, result.pred, settings.threshold, device, cfg.batch_size)
+            found = audit.audit_lesions(masks, reference, any_tumor, min_px)
+            result.consistency["seg_dice"], result.consistency["seg_false_lesions"] = (
+                found["dice"],
+                found["added_lesions"],
+            )
+            if result.lesions is not None:
+                result.lesions["seg_found"] = segmentation.lesions_found(
+                    masks, judge.rings, cfg.segmentation.min_overlap
+                )
     return out
 
 
-def _detector(direction: Direction, data: PreparedSlices, labels, cfg: EvalConfig, cache: Path, device):
-    """The additions detector of ``direction.target``: trained on the real training slices (cached)."""
+def _trained_detector(
+    direction: Direction,
+    data: PreparedSlices,
+    labels,
+    settings: AuditConfig,
+    cache: Path,
+    device,
+    what: str = "tumor detector",
+):
+    """A BasicUNet of ``direction.target``'s tumor region trained on the real training slices (cached): the
+    additions detector (both polarities) or, with ``settings.both_polarities`` off, the segmenter."""
     train_masks = audit.region_mask(data.train_seg(direction.target), labels)
     has = train_masks.any(axis=(1, 2))
     if has.all() or not has.any():
         raise MrtransError(
             f"{data.folder}: the {direction.target} training slices are {'all' if has.all() else 'without'} tumor, so "
-            "no "
-            f"detector can be trained for the audit; evaluate against a set prepared with --target-tumor-fraction 0.5 "
-            f"(same --seed: same test slices), or pass --no-audit"
+            f"no {what} can be trained for the audit; evaluate against a set prepared with --target-tumor-fraction "
+            f"0.5 (same --seed: same test slices), or pass --no-audit"
         )
     identity = {"input_sha256": data.meta.get("input_sha256"), "prepare": data.meta.get("config")}
-    key = audit.detector_key(cfg.audit, identity, f"{direction.target}:{labels}", data.image_size, device.type)
-    logger.info(f"tumor detector for {direction.target} (cache {cache / f'detector_{key}.pt'})")
+    key = audit.detector_key(settings, identity, f"{direction.target}:{labels}", data.image_size, device.type)
+    logger.info(f"{what} for {direction.target} (cache {cache / f'detector_{key}.pt'})")
     cache.mkdir(parents=True, exist_ok=True)
     return audit.cached_detector(
         data.train(direction.target),
         train_masks.astype(np.uint8),
-        cfg.audit,
+        settings,
         key,
         cache,
         device,

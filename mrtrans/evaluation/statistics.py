@@ -83,6 +83,19 @@ def paired_difference(run: np.ndarray, reference: np.ndarray, resamples: int, se
     }
 
 
+def _unit_weights(patients: np.ndarray, resamples: int, rng: np.random.Generator) -> np.ndarray:
+    """(resamples, units) how often each unit is drawn: patients with replacement, then within each drawn patient its
+    units with replacement (as many draws as the patient has units, per time the patient was drawn)."""
+    labels, index = np.unique(patients, return_inverse=True)
+    weights = np.zeros((resamples, len(patients)))
+    drawn = rng.integers(0, len(labels), size=(resamples, len(labels)))
+    for g in range(len(labels)):
+        units = np.flatnonzero(index == g)
+        times = (drawn == g).sum(axis=1)  # (resamples,) how often patient g was drawn
+        weights[:, units] = rng.multinomial(times * len(units), np.full(len(units), 1 / len(units)))
+    return weights
+
+
 def hierarchical_bootstrap_difference(
     hits_a: np.ndarray, hits_b: np.ndarray, patients: np.ndarray, resamples: int, seed: int, level: float = 0.95
 ) -> dict[str, float]:
@@ -109,16 +122,24 @@ def hierarchical_bootstrap_difference(
     out = {"n_units": int(valid.sum()), "n_patients": int(len(np.unique(patients)))}
     if not valid.any():
         return out | {"difference": np.nan, "ci_low": np.nan, "ci_high": np.nan, "rate_a": np.nan, "rate_b": np.nan}
-    rate_a, rate_b = a.mean(), b.mean()
     rng = np.random.default_rng(seed)
-    groups = [np.flatnonzero(patients == p) for p in np.unique(patients)]
-    # Unit weights per resample: patients drawn with replacement, then units within each drawn patient.
-    weights = np.zeros((resamples, a.shape[1]))
-    drawn = rng.integers(0, len(groups), size=(resamples, len(groups)))
-    for g, units in enumerate(groups):
-        times = (drawn == g).sum(axis=1)  # (resamples,) how often patient g was drawn
-        for r in np.flatnonzero(times):
-            np.add.at(weights[r], units[rng.integers(0, len(units), size=times[r] * len(units))], 1.0)
+    low, high = np.percentile(
+        _bootstrap_differences(a, b, patients, resamples, rng), [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
+    )
+    return out | {
+        "difference": float(a.mean() - b.mean()),
+        "ci_low": float(low),
+        "ci_high": float(high),
+        "rate_a": float(a.mean()),
+        "rate_b": float(b.mean()),
+    }
+
+
+def _bootstrap_differences(
+    a: np.ndarray, b: np.ndarray, patients: np.ndarray, resamples: int, rng: np.random.Generator
+) -> np.ndarray:
+    """(resamples,) bootstrap replicates of rate(a) - rate(b) (:func:`hierarchical_bootstrap_difference`)."""
+    weights = _unit_weights(patients, resamples, rng)
     seeds_a = rng.multinomial(len(a), np.full(len(a), 1 / len(a)), size=resamples).astype(np.float64)
     seeds_b = rng.multinomial(len(b), np.full(len(b), 1 / len(b)), size=resamples).astype(np.float64)
     total = weights.sum(axis=1)
@@ -126,25 +147,133 @@ def hierarchical_bootstrap_difference(
     def rates(seeds: np.ndarray, hits: np.ndarray) -> np.ndarray:
         return np.einsum("rs,su,ru->r", seeds, hits, weights) / (seeds.sum(axis=1) * total)
 
-    diffs = rates(seeds_a, a) - rates(seeds_b, b)
-    tail = (1 - level) / 2 * 100
-    low, high = np.percentile(diffs, [tail, 100 - tail])
-    return out | {
-        "difference": float(rate_a - rate_b),
-        "ci_low": float(low),
-        "ci_high": float(high),
-        "rate_a": float(rate_a),
-        "rate_b": float(rate_b),
-    }
+    return rates(seeds_a, a) - rates(seeds_b, b)
+
+
+# The answers of a claim test (docs/evaluation.md). "equivalent" and "inconclusive" differ: the first says the two
+# rates are within the margin of each other, the second that the interval is too wide to say either way.
+ANSWERS = ("better", "worse", "equivalent", "inconclusive", "not at this scale", "cannot decide")
 
 
 def claim_answer(difference: dict[str, float], margin: float) -> str:
-    """Words for a difference of a bad outcome (a - b, lower is better for a): ``better`` when the whole interval
-    lies below -margin, ``worse`` when above +margin, else ``no difference shown``."""
-    if np.isnan(difference.get("ci_low", np.nan)):
+    """Words for a difference of a bad outcome (a - b, lower is better for a), from its interval:
+
+    * ``better``: the whole interval below -margin; ``worse``: the whole interval above +margin;
+    * ``equivalent``: the whole interval inside [-margin, +margin] (the rates are within the margin);
+    * ``inconclusive``: the interval crosses -margin or +margin (too wide to tell; it may still exclude 0);
+    * ``cannot decide``: no interval.
+    """
+    low, high = difference.get("ci_low", np.nan), difference.get("ci_high", np.nan)
+    if np.isnan(low) or np.isnan(high):
         return "cannot decide"
-    if difference["ci_high"] < -margin:
+    if high < -margin:
         return "better"
-    if difference["ci_low"] > margin:
+    if low > margin:
         return "worse"
-    return "no difference shown"
+    if low >= -margin and high <= margin:
+        return "equivalent"
+    return "inconclusive"
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
+
+
+def _intercepts(rates: np.ndarray, effects: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Per row, the intercept c with sum_p w_p sigmoid(c + u_p) / sum_p w_p = rate (bisection on the logit scale).
+
+    Args:
+        rates: (..., ) target rates; effects: (..., P) patient effects u_p; weights: (P,) units per patient.
+    """
+    low, high = np.full(rates.shape, -30.0), np.full(rates.shape, 30.0)
+    for _ in range(50):
+        mid = (low + high) / 2
+        mean = (weights / (1 + np.exp(-(mid[..., None] + effects)))).sum(-1) / weights.sum()
+        low, high = np.where(mean < rates, mid, low), np.where(mean < rates, high, mid)
+    return (low + high) / 2
+
+
+def simulated_power(
+    units_per_patient: np.ndarray,
+    seeds: int,
+    reference_rate: float,
+    difference: float,
+    margin: float,
+    seed_sd: float,
+    patient_logit_sd: float = 1.0,
+    level: float = 0.95,
+    resamples: int = 400,
+    simulations: int = 200,
+    rng_seed: int = 0,
+) -> dict[str, float]:
+    """Share of simulated comparisons that answer ``better`` and ``worse`` when the true rate difference is
+    ``difference`` (method - reference), with this comparison's structure: its patients and their units, its
+    seeds per method, the claim rule and bootstrap (:func:`claim_answer`, :func:`hierarchical_bootstrap_difference`).
+
+    Model: each patient has a logit effect u_p ~ N(0, ``patient_logit_sd``^2), shared by both methods (the same
+    lesions); each run (method, seed) has its rate drawn around the method's (reference_rate, or reference_rate +
+    difference) with standard deviation ``seed_sd``; within it a unit of patient p is a hit with probability
+    sigmoid(c + u_p), c chosen so that the run's mean over units equals its rate.
+    """
+    counts = np.asarray(units_per_patient, np.int64)
+    counts = counts[counts > 0]
+    patients = np.repeat(np.arange(len(counts)), counts)
+    rng = np.random.default_rng(rng_seed)
+    rates = np.array([reference_rate + difference, reference_rate])
+    answers = {"better": 0, "worse": 0, "equivalent": 0, "inconclusive": 0}
+    for _ in range(simulations):
+        effects = rng.normal(0.0, patient_logit_sd, len(counts))
+        run_rates = np.clip(rates[:, None] + rng.normal(0.0, seed_sd, (2, seeds)), 1e-4, 1 - 1e-4)  # (2, seeds)
+        c = _intercepts(run_rates, np.broadcast_to(effects, (*run_rates.shape, len(counts))), counts)
+        p = 1 / (1 + np.exp(-(c[..., None] + effects[patients])))  # (2, seeds, units)
+        hits = (rng.random(p.shape) < p).astype(np.float64)
+        diffs = _bootstrap_differences(hits[0], hits[1], patients, resamples, rng)
+        low, high = np.percentile(diffs, [(1 - level) / 2 * 100, (1 + level) / 2 * 100])
+        answers[claim_answer({"ci_low": low, "ci_high": high}, margin)] += 1
+    return {k: v / simulations for k, v in answers.items()}
+
+
+def detectable_difference(
+    units_per_patient: np.ndarray,
+    seeds: int,
+    reference_rate: float,
+    margin: float,
+    seed_sd: float,
+    patient_logit_sd: float = 1.0,
+    level: float = 0.95,
+    power: float = 0.8,
+    step: float = 0.025,
+    resamples: int = 400,
+    simulations: int = 200,
+    rng_seed: int = 0,
+) -> dict[str, float]:
+    """The smallest true differences this comparison calls ``better`` (a decrease) and ``worse`` (an increase)
+    with probability ``power``, searched in steps of ``step`` (:func:`simulated_power`); NaN where no difference
+    the reference rate leaves room for reaches it.
+
+    Returns:
+        detectable_better (a positive number of rate points: the decrease), detectable_worse (the increase).
+    """
+    out = {}
+    for name, sign, room in (("better", -1, reference_rate), ("worse", 1, 1 - reference_rate)):
+        found = np.nan
+        for size in np.arange(step, room + 1e-9, step):
+            share = simulated_power(
+                units_per_patient,
+                seeds,
+                reference_rate,
+                sign * size,
+                margin,
+                seed_sd,
+                patient_logit_sd,
+                level,
+                resamples,
+                simulations,
+                rng_seed,
+            )[name]
+            if share >= power:
+                found = round(float(size), 6)
+                break
+        out[f"detectable_{name}"] = found
+    return out

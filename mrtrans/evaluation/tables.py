@@ -17,15 +17,21 @@ import pandas as pd
 
 from mrtrans.config import EvalConfig, to_dict
 from mrtrans.data_prep.slices import Direction
-from mrtrans.evaluation import presence
 from mrtrans.evaluation.metrics import METRICS, PSNR_CAP, REGISTRY
 from mrtrans.evaluation.scored import Scored
 from mrtrans.evaluation.statistics import bootstrap_ratio, paired_difference
+from mrtrans.evaluation.tumor_report import (
+    consistency_markdown,
+    direction_label,
+    instrument_validity,
+    lead_directions,
+    tumor_per_subject,
+    tumor_summary,
+)
 from mrtrans.provenance import git_commit, versions
 from mrtrans.resources import resource_dir
 
 KEYS = ["run", "method", "direction", "protocol", "region"]
-DISPLAY = {"flair": "Flair", "t1": "T1", "t1ce": "T1ce", "t2": "T2"}
 PAPER_METHODS = ["CycleGAN", "DiscoGAN", "DistanceGAN", "UNIT", "HarmonicGAN-histogram", "HarmonicGAN-VGG"]
 
 DEFINITIONS = {
@@ -55,18 +61,20 @@ DEFINITIONS = {
     "core without edema for T1/T1ce, whole tumor for FLAIR/T2): signed CNR = (mean lesion - mean ring) / max(std ring, "
     "noise_floor), ring = healthy brain within ring_width px beyond the nearest healthy pixel; present = |CNR| > "
     "threshold, the (1 - false_present_rate) quantile of |CNR| on the real target with its tumors inpainted; judgeable "
-    "= present in the real target; outcomes of judgeable lesions: erased, present_same (real polarity), "
-    "present_opposite; cnr_error = |CNR pred - CNR real| of present_same lesions",
+    "= present in the real target; keepable = judgeable and |CNR source| above the source's own inpainted-calibrated "
+    "threshold and the target's (stratum keepable / not_in_source / not_judgeable); outcomes of judgeable lesions: "
+    "erased, present_same (real polarity), present_opposite; rates per stratum (keepable_erased_rate, ...); "
+    "cnr_error = |CNR pred - CNR real| of keepable present_same lesions; the sanity-inpainted row is judged with "
+    "cross-fitted thresholds (calibrated on the other half of the patients)",
+    "segmentation": "BasicUNet trained on the real target training slices (one polarity) for the sequence's tumor "
+    "region; a reference lesion is found when the segmentation covers >= min_overlap of its pixels (seg_found_rate "
+    "over all reference lesions, seg_keepable_missed_rate over keepable ones); seg_dice over tumor slices; "
+    "seg_healthy_with_false_rate = share of healthy slices with a segmented lesion outside every tumor label",
     "additions": "BasicUNet trained on real target training slices and copies whose tumors are inverted in their own "
     "context (both polarities) for the sequence's tumor region; added = detected lesions overlapping no tumor label; "
     "healthy_with_added_rate = share of healthy slices with one",
     "copy-source": "the source slice itself scored as the translation: the trivial baseline",
 }
-
-
-def direction_label(name: str) -> str:
-    d = Direction.parse(name)
-    return f"{DISPLAY.get(d.source, d.source)} → {DISPLAY.get(d.target, d.target)}"
 
 
 def _per_subject_sums(df: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray]:
@@ -88,145 +96,6 @@ def summarize(per_slice: pd.DataFrame, cfg: EvalConfig) -> pd.DataFrame:
         row |= {"n_slices": len(df), "n_subjects": df["subject"].nunique()}
         rows.append(row)
     return pd.DataFrame(rows)
-
-
-def _patient_rate(
-    hits: pd.Series, subjects: pd.Series, order: list[str], boot: tuple
-) -> tuple[int, int, float, float, float]:
-    """(count, total, rate, ci_low, ci_high) of boolean ``hits``, bootstrapped over patients (``order``: all
-    patients).
-    """
-    num = hits.groupby(subjects).sum().reindex(order, fill_value=0).to_numpy(np.float64)
-    den = hits.groupby(subjects).count().reindex(order, fill_value=0).to_numpy(np.float64)
-    return (int(num.sum()), int(den.sum()), *bootstrap_ratio(num, den, *boot))
-
-
-def tumor_summary(consistency: pd.DataFrame, lesions: pd.DataFrame, cfg: EvalConfig) -> pd.DataFrame:
-    """Per run and direction: per-lesion presence outcomes (judgeable lesions; not-judgeable apart) and, with
-    the detector, healthy slices with an added lesion; every rate with its count and patient-bootstrap CI."""
-    boot = (cfg.bootstrap_resamples, cfg.bootstrap_seed, cfg.confidence)
-    rows = []
-    for (run, method, direction), df in consistency.groupby(["run", "method", "direction"], sort=False):
-        patients = sorted(df["subject"].unique())
-        row = {
-            "run": run,
-            "method": method,
-            "direction": direction,
-            "n_tumor_slices": int((df["label"] == "tumor").sum()),
-            "n_healthy_slices": int((df["label"] == "healthy").sum()),
-        }
-        les = lesions[(lesions["run"] == run) & (lesions["direction"] == direction)] if len(lesions) else lesions
-        if len(les):
-            judged = les[les["judgeable"] & (les["outcome"] != "")]
-            row |= {
-                "presence_threshold": float(les["threshold"].iloc[0]),
-                "lesions": len(les),
-                "judgeable_lesions": len(judged),
-                "not_judgeable_lesions": len(les) - len(judged),
-                "not_judgeable_present": int((~les["judgeable"] & les["outcome"].str.startswith("present")).sum()),
-                "cnr_error_mean": judged.loc[judged["outcome"] == "present_same", "cnr_error"].mean(),
-            }
-            for outcome in presence.OUTCOMES:
-                count, _, est, low, high = _patient_rate(
-                    judged["outcome"] == outcome, judged["subject"], patients, boot
-                )
-                row |= {
-                    f"{outcome}_lesions": count,
-                    f"{outcome}_rate": est,
-                    f"{outcome}_rate_ci_low": low,
-                    f"{outcome}_rate_ci_high": high,
-                }
-        if "added_lesions" in df:
-            healthy = df[df["label"] == "healthy"]
-            count, total, est, low, high = _patient_rate(
-                healthy["added_lesions"] > 0, healthy["subject"], patients, boot
-            )
-            row |= {
-                "healthy_with_added": count,
-                "healthy_with_added_rate": est,
-                "healthy_with_added_rate_ci_low": low,
-                "healthy_with_added_rate_ci_high": high,
-                "added_lesions": int(df["added_lesions"].sum()),
-                "added_per_slice": df["added_lesions"].mean(),
-                "detector_dice_mean": df["dice"].mean(),
-            }
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def instrument_validity(summary: pd.DataFrame, cfg: EvalConfig) -> pd.DataFrame:
-    """Per direction: can the audit judge removal, and additions, on this data? (ceiling and sanity rows first)
-
-    Removal: the real target must show at least ``presence.min_judgeable_lesions`` lesions and the inpainted
-    target must come out erased for at least ``presence.min_sanity_rate`` of them. Additions: at most
-    ``audit.max_floor_rate`` of healthy real slices with a detection, and both pasted sanity rows found at
-    ``audit.min_sanity_rate`` or more.
-
-    Returns:
-        rows of direction, aspect (removal / additions), decidable, reason (words for the report).
-    """
-    rows = []
-    runs = summary.set_index(["run", "direction"])
-
-    def get(run: str, direction: str, column: str) -> float:
-        return (
-            float(runs.loc[(run, direction), column]) if (run, direction) in runs.index and column in runs else np.nan
-        )
-
-    pc, ac = cfg.presence, cfg.audit
-    for direction in summary["direction"].unique():
-        shown, total = get("real", direction, "judgeable_lesions"), get("real", direction, "lesions")
-        if not np.isnan(total):
-            erased = get("sanity-inpainted", direction, "erased_rate")
-            if shown < pc.min_judgeable_lesions:
-                ok, why = (
-                    False,
-                    (
-                        f"the real target shows {int(shown)} of {int(total)} reference lesions "
-                        f"(at least {pc.min_judgeable_lesions} needed)"
-                    ),
-                )
-            elif not erased >= pc.min_sanity_rate:
-                ok, why = False, f"the inpainted target is called erased for only {erased:.0%} of lesions"
-            else:
-                ok, why = True, f"judged on {int(shown)} of {int(total)} lesions; inpainted target {erased:.0%} erased"
-            rows.append({"direction": direction, "aspect": "removal", "decidable": ok, "reason": why})
-        floor = get("real", direction, "healthy_with_added_rate")
-        if not np.isnan(floor):
-            pasted = {k: get(f"sanity-pasted-{k}", direction, "healthy_with_added_rate") for k in ("target", "source")}
-            weak = [f"{k}'s contrast {v:.0%}" for k, v in pasted.items() if not v >= ac.min_sanity_rate]
-            if floor > ac.max_floor_rate:
-                ok, why = False, f"the detector finds a lesion on {floor:.0%} of healthy real slices (floor)"
-            elif weak:
-                ok, why = False, f"pasted tumors found only at {', '.join(weak)}"
-            else:
-                ok, why = (
-                    True,
-                    (
-                        f"floor {floor:.0%}; pasted tumors found at {pasted['target']:.0%} (target's contrast) "
-                        f"and {pasted['source']:.0%} (source's)"
-                    ),
-                )
-            rows.append({"direction": direction, "aspect": "additions", "decidable": ok, "reason": why})
-    return pd.DataFrame(rows, columns=["direction", "aspect", "decidable", "reason"])
-
-
-def tumor_per_subject(consistency: pd.DataFrame, lesions: pd.DataFrame) -> pd.DataFrame:
-    """Per run, direction and patient: lesion outcome counts and the healthy slices with an added lesion."""
-    keys = ["run", "method", "direction", "subject"]
-    out = consistency.groupby(keys, sort=False).size().rename("n_slices").to_frame()
-    if len(lesions):
-        judged = lesions.assign(stratum=np.where(lesions["judgeable"], lesions["outcome"], "not_judgeable"))
-        counts = judged.groupby([*keys, "stratum"], sort=False).size().unstack(fill_value=0)
-        counts = counts.reindex(columns=[*presence.OUTCOMES, "not_judgeable"], fill_value=0).add_suffix("_lesions")
-        out = out.join(counts).fillna(0)
-    if "added_lesions" in consistency:
-        healthy = consistency[consistency["label"] == "healthy"]
-        out["healthy_slices"] = healthy.groupby(keys, sort=False).size()
-        out["healthy_with_added"] = (healthy["added_lesions"] > 0).groupby([healthy[k] for k in keys], sort=False).sum()
-        out["added_lesions"] = consistency.groupby(keys, sort=False)["added_lesions"].sum()
-        out = out.fillna(0)
-    return out.reset_index()
 
 
 def paired_table(per_slice: pd.DataFrame, reference: str | None, cfg: EvalConfig) -> pd.DataFrame:
@@ -349,109 +218,6 @@ def latex_table(title: str, directions: list[str], rows: list[tuple[str, list[st
         f"\\begin{{tabular}}{{l{'c' * width * len(directions)}}}\n\\toprule\nMethod & {groups} \\\\\n"
         f"& {metric_head} \\\\\n\\midrule\n{body}\n\\bottomrule\n\\end{{tabular}}\n\\end{{table}}\n"
     )
-
-
-def _count_rate(row: pd.Series, name: str, total: str) -> str:
-    """'12% (3/25) [4%, 30%]': rate, raw count over its total, CI."""
-    if pd.isna(row.get(f"{name}_rate")):
-        return "–"
-    return (
-        f"{row[f'{name}_rate']:.0%} "
-        f"({int(row[f'{name}_lesions' if name in presence.OUTCOMES else name])}/{int(row[total])})"
-        + (
-            ""
-            if pd.isna(row.get(f"{name}_rate_ci_low"))
-            else f" [{row[f'{name}_rate_ci_low']:.0%}, {row[f'{name}_rate_ci_high']:.0%}]"
-        )
-    )
-
-
-def _run_name(row: pd.Series) -> str:
-    return row["run"] if row["run"] == row["method"] else f"{row['run']} ({row['method']})"
-
-
-def lead_directions(summary: pd.DataFrame, names: list[str]) -> list[str]:
-    """Directions ordered by the share of reference lesions the real target shows (most first): removal is
-    best judged where the target sequence shows the lesions."""
-    real = summary[summary["run"] == "real"].set_index("direction") if "judgeable_lesions" in summary else None
-    if real is None or real.empty:
-        return names
-
-    def shown(d: str) -> float:
-        return float(real.loc[d, "judgeable_lesions"] / max(real.loc[d, "lesions"], 1)) if d in real.index else 0.0
-
-    return sorted(names, key=shown, reverse=True)
-
-
-def _validity_lines(validity: pd.DataFrame, aspect: str, directions: list[str]) -> list[str]:
-    sel = validity[validity["aspect"] == aspect].set_index("direction")
-    return [
-        f"- {direction_label(d)}: **{'can decide' if sel.loc[d, 'decidable'] else 'cannot decide'}** - "
-        f"{sel.loc[d, 'reason']}"
-        for d in directions
-        if d in sel.index
-    ] + [""]
-
-
-def consistency_markdown(summary: pd.DataFrame, directions: list[str], validity: pd.DataFrame) -> str:
-    """The tumor-consistency tables: presence per reference lesion, then additions on healthy slices, each after
-    what its ceiling and sanity rows say the instrument can decide."""
-    lines = []
-    if "judgeable_lesions" in summary:
-        lines += [
-            "### Tumor presence per reference lesion (conspicuity, no detector)",
-            "",
-            "Each reference lesion's signed contrast-to-noise ratio (CNR) against a ring of healthy brain; present = "
-            "|CNR| above a threshold calibrated on the real target with its tumors inpainted (false-present rate "
-            "on record in `tumor_summary.csv`). Rates are over the **judgeable** lesions, those the real target shows; "
-            "a lesion the real target does not show is never called erased. Cells: rate (count/judgeable) [CI over "
-            "patients]. Read runs against `real` (the ceiling: 100% present, real polarity, by definition) and "
-            "the sanity row `sanity-inpainted` (expect ~100% erased); `copy-source` keeps every tumor with the "
-            "source's contrast.",
-            "",
-            "Can removal be judged here?",
-            "",
-            *_validity_lines(validity, "removal", directions),
-            "| Direction | Run | Lesions (judgeable / not) | Erased ↓ | Present, real polarity ↑ | "
-            "Present, opposite polarity | CNR error, real polarity ↓ | Not judgeable: present |",
-            "|---|---|---|---|---|---|---|---|",
-        ]
-        for d in directions:
-            for _, r in summary[(summary["direction"] == d) & summary["judgeable_lesions"].notna()].iterrows():
-                cnr = "–" if pd.isna(r.get("cnr_error_mean")) else f"{r['cnr_error_mean']:.2f}"
-                nj = int(r["not_judgeable_lesions"])
-                lines.append(
-                    f"| {direction_label(d)} | {_run_name(r)} | {int(r['judgeable_lesions'])} / {nj} | "
-                    + " | ".join(_count_rate(r, o, "judgeable_lesions") for o in presence.OUTCOMES)
-                    + f" | {cnr} | {int(r['not_judgeable_present'])}/{nj} |"
-                )
-        lines.append("")
-    if "healthy_with_added_rate" in summary:
-        lines += [
-            "### Tumor additions on healthy slices (detector of both polarities)",
-            "",
-            "A lesion found by a detector trained on the real target slices and on copies whose tumors are inverted "
-            "in their own context (both polarities), "
-            "outside every tumor label. Cells: share of healthy test slices with an added lesion (count/healthy "
-            "slices) [CI over patients]. `real` is the false-addition floor; `sanity-pasted-target` and "
-            "`sanity-pasted-source` (a real tumor pasted into healthy slices with the target's and with the source's "
-            "contrast) must come out near 100%, or the detector cannot see additions of that kind.",
-            "",
-            "Can additions be judged here?",
-            "",
-            *_validity_lines(validity, "additions", directions),
-            "| Direction | Run | Healthy slices with added ↓ | Added per slice ↓ | Detector Dice |",
-            "|---|---|---|---|---|",
-        ]
-        for d in directions:
-            for _, r in summary[(summary["direction"] == d) & summary["healthy_with_added_rate"].notna()].iterrows():
-                dice = "–" if pd.isna(r.get("detector_dice_mean")) else f"{r['detector_dice_mean']:.3f}"
-                lines.append(
-                    f"| {direction_label(d)} | {_run_name(r)} | "
-                    f"{_count_rate(r, 'healthy_with_added', 'n_healthy_slices')} "
-                    f"| {r['added_per_slice']:.2f} | {dice} |"
-                )
-    return "\n".join(lines) + "\n" if lines else ""
 
 
 def paired_markdown(paired: pd.DataFrame) -> str:

@@ -95,7 +95,12 @@ def _stages(ws: Workspace, plan: DemoPlan) -> Path:
         raise MrtransError(f"demo translation failed: {report.failed[0][1]}")
 
     stage(f"5/5 evaluate both runs -> {out / 'report'}")
-    ev = load_config(EvalConfig, "default", {"audit.steps": plan.audit_steps}, folder="evaluation")
+    ev = load_config(
+        EvalConfig,
+        "default",
+        {"audit.steps": plan.audit_steps, "segmentation.steps": plan.audit_steps},
+        folder="evaluation",
+    )
     evaluate_runs(runs, out / "prepared", out / "report", ev, cache_dir=out / "cache")
     stage("done")
     return out / "report"

@@ -3,7 +3,13 @@
 Each run trains into a hidden scratch folder beside its final name and is moved into place when complete,
 so a finished run is exactly one whose folder exists: a re-run trains only the rest, and the scratch folder
 of a killed run (marked by ``mrtrans train``) is removed first. ``jobs`` runs at a time: in this process for
-one, in spawned processes sharing out the CPU threads for more.
+one, in spawned processes for more.
+
+Threads: each job gets ``threads`` torch threads, by default the cores this process may use (its CPU affinity,
+not the machine's count) shared out over the jobs, at least one: on 2 cores, ``jobs 2`` gives each run one
+thread. Jobs that share cores must not oversubscribe them: on a loaded 2-core machine 40 CPU-preset steps took
+260 s with 2 threads per job and 55 s with 1 (issue 34). Pass ``threads`` (``--threads``) to override, e.g. 1 on
+a machine busy with other work.
 """
 
 from __future__ import annotations
@@ -66,20 +72,38 @@ def train_job(data: str, run: str, direction: str, cfg_dict: dict, threads: int,
     return str(final)
 
 
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask where the platform has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def threads_per_job(jobs: int, threads: int | None = None) -> int:
+    """``threads`` if given, else the usable cores shared out over ``jobs`` (at least 1)."""
+    return threads if threads else max(1, usable_cores() // max(1, jobs))
+
+
 def train_grid(
-    grid: list[TrainJob], jobs: int, stage: Callable[[str], None], show_progress: bool = False
+    grid: list[TrainJob],
+    jobs: int,
+    stage: Callable[[str], None],
+    show_progress: bool = False,
+    threads: int | None = None,
 ) -> list[Path]:
     """Train every run of ``grid`` whose folder does not exist yet; return the folders of all of them.
 
     Args:
         jobs: runs at a time (1: in this process, with ``show_progress``).
+        threads: torch threads per run (:func:`threads_per_job`; default the usable cores over ``jobs``).
     """
     todo = [job for job in grid if not job.run.is_dir()]
     if not todo:
         stage(f"all {len(grid)} runs finished earlier")
         return [job.run for job in grid]
     jobs = min(jobs, len(todo))
-    threads = max(1, (os.cpu_count() or 1) // jobs)
+    threads = threads_per_job(jobs, threads)
     for job in todo:
         job.run.parent.mkdir(parents=True, exist_ok=True)
         remove_partial_run(job.scratch)  # a run killed mid-way, inside the folder this experiment made

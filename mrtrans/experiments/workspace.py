@@ -20,8 +20,9 @@ from mrtrans.outputs import OutputKind, claim_experiment, output_lock, start_fre
 
 logger = logging.getLogger(__name__)
 
-# What a re-run may change without invalidating finished data and runs: evaluation is always redone.
-NOT_BINDING = ("evaluation", "jobs")
+# What a re-run may change without invalidating finished data and runs: evaluation is always redone, and how
+# many runs train at once, with how many threads, changes no run.
+NOT_BINDING = ("evaluation", "jobs", "threads")
 
 
 def method_label(method: str) -> str:
@@ -62,15 +63,23 @@ class Workspace:
     stage: Callable[[str], None] = field(repr=False)
 
     @classmethod
-    def resume(cls, out: str | Path, kind: OutputKind, config: object, root: Path | None) -> Workspace:
-        """Claim ``out`` for a resumable experiment of ``config`` on ``root`` (None: synthetic data).
+    def resume(
+        cls,
+        out: str | Path,
+        kind: OutputKind,
+        config: object,
+        root: Path | None,
+        not_binding: tuple[str, ...] = NOT_BINDING,
+    ) -> Workspace:
+        """Claim ``out`` for a resumable experiment of ``config`` on ``root`` (None: synthetic data); a re-run may
+        change the config keys in ``not_binding``.
 
         Raises:
             MrtransError: ``out`` lies in ``root``, was made by something else, or holds another experiment.
         """
         out = Path(out)
         record = {"config": to_dict(config), "root": str(Path(root).resolve()) if root else None}
-        claim_experiment(out, kind, record, inputs=[root] if root else [], not_binding=NOT_BINDING)
+        claim_experiment(out, kind, record, inputs=[root] if root else [], not_binding=not_binding)
         return cls(out, kind, stage_logger())
 
     @classmethod

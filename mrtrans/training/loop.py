@@ -246,7 +246,13 @@ def _claim_run_folder(out: Path, ckpt_path: Path, resume: bool) -> bool:
         raise MrtransError(f"{out}: exists and is not a run of `mrtrans train`; choose another --out")
     # Stopped before its first checkpoint: nothing to continue, so start again, replacing only train's own files.
     logger.warning(f"{out}: no checkpoint yet (stopped before the first one); starting the run again")
-    for pattern in ("samples/step_*.png", "tensorboard/events.out.tfevents.*", "losses.csv", "checkpoints/best.pt"):
+    for pattern in (
+        "samples/step_*.png",
+        "tensorboard/events.out.tfevents.*",
+        "losses.csv",
+        "checkpoints/best.pt",
+        "checkpoints/step_*.pt",
+    ):
         for path in out.glob(pattern):
             path.unlink()
     write_marker(out, OutputKind.run)
@@ -491,6 +497,8 @@ def _train(
                 best = {"metric": metric.value, "value": values[f"val_{metric.value}"], "step": step}
                 checkpoint(ckpt_path.with_name("best.pt"), {"rule": rule(metric), **best})
                 logger.info(f"step {step}: best.pt ({rule(metric)}: {best['value']:.4f})")
+            if rank == 0 and step in cfg.run.keep_steps:
+                checkpoint(ckpt_path.with_name(f"step_{step:07d}.pt"), {"rule": f"kept at step {step}", "step": step})
             if rank == 0 and (step % cfg.run.checkpoint_every == 0 or step == total_steps):
                 last = checkpoint()
         if world > 1:

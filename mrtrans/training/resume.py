@@ -52,6 +52,7 @@ RESUME_MAY_CHANGE = (
     "run.sample_every",
     "run.checkpoint_every",
     "run.validate_every",
+    "run.keep_steps",
     "optim.epochs_constant",
     "optim.epochs_decay",
 )

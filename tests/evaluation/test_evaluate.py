@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from mrtrans.checkpoint import save_checkpoint
 from mrtrans.cli import app
-from mrtrans.config import AuditConfig, EvalConfig, Precision
+from mrtrans.config import AuditConfig, EvalConfig, Precision, SegmentationConfig
 from mrtrans.data_prep.slices import Direction, PreparedSlices
 from mrtrans.errors import MrtransError
 from mrtrans.evaluation.evaluate import evaluate_runs, evaluate_volumes, score_slices
@@ -44,7 +44,7 @@ def runs(tmp_path_factory):
 
 @pytest.mark.slow  # trains (make test-fast trains nothing)
 def test_evaluate_writes_paper_layout_tables(prepared, runs, tmp_path):
-    cfg = EvalConfig(audit=AuditConfig(steps=5))
+    cfg = EvalConfig(audit=AuditConfig(steps=5), segmentation=SegmentationConfig(steps=5))
     out = evaluate_runs(
         [runs / "cyc", runs / "harm"],
         prepared,
@@ -114,26 +114,41 @@ def test_evaluate_writes_paper_layout_tables(prepared, runs, tmp_path):
     tumor = pd.read_csv(out / "tumor_summary.csv")
     assert {"real", "sanity-inpainted", "sanity-pasted-target", "sanity-pasted-source", "copy-source"} <= set(tumor.run)
     assert {
-        "erased_rate",
-        "erased_rate_ci_low",
-        "present_same_rate",
-        "present_opposite_rate",
+        "keepable_erased_rate",
+        "keepable_erased_rate_ci_low",
+        "keepable_present_same_rate",
+        "keepable_present_opposite_rate",
+        "not_in_source_present_same_rate",
+        "judgeable_erased_rate",
+        "keepable_lesions",
         "judgeable_lesions",
+        "not_in_source_lesions",
         "not_judgeable_lesions",
         "cnr_error_mean",
         "added_per_slice",
         "healthy_with_added_rate",
+        "seg_found_rate",
+        "seg_keepable_missed_rate",
+        "seg_dice_mean",
+        "seg_healthy_with_false_rate",
     } <= set(tumor.columns)
-    assert not {"removed_rate", "contrast_abs_error_mean"} & set(tumor.columns)  # the old, misleading columns are gone
+    # the old, misleading columns are gone (erased_rate was over lesions the source may not show)
+    assert not {"removed_rate", "contrast_abs_error_mean", "erased_rate"} & set(tumor.columns)
     real = tumor[tumor.run == "real"]
-    assert (real.present_same_rate == 1).all() and (real.erased_rate == 0).all()  # the ceiling, by definition
+    assert (real.judgeable_present_same_rate == 1).all() and (real.judgeable_erased_rate == 0).all()  # the ceiling
+    copy = tumor[(tumor.run == "copy-source") & (tumor.keepable_lesions > 0)]
+    assert len(copy) and (copy.keepable_erased_rate == 0).all()  # copy-source keeps every keepable lesion
+    judged = tumor[tumor.judgeable_lesions.notna()]
+    assert (judged.keepable_lesions + judged.not_in_source_lesions == judged.judgeable_lesions).all()
     per_patient = pd.read_csv(out / "tumor_per_subject.csv")
     cyc = tumor[(tumor.run == "cyc") & (tumor.direction == "flair2t1")].iloc[0]
     mine = per_patient[(per_patient.run == "cyc") & (per_patient.direction == "flair2t1")]
-    assert mine.erased_lesions.sum() == cyc.erased_lesions and mine.healthy_with_added.sum() == cyc.healthy_with_added
+    assert mine.keepable_erased_lesions.sum() == cyc.keepable_erased_lesions
+    assert mine.healthy_with_added.sum() == cyc.healthy_with_added
     lesions = pd.read_csv(out / "tumor_lesions.csv")
     assert len(lesions[(lesions.run == "cyc") & (lesions.direction == "flair2t1")]) == cyc.lesions
     assert "Tumor presence per reference lesion" in text and "Tumor additions on healthy slices" in text
+    assert "What a segmenter of the real sequence finds" in text and "Not in the source" in text
     assert len(list((out / "figures").glob("*.png"))) == 4
     assert {"ms_ssim", "pearson"} <= set(json.loads((out / "metrics.json").read_text())["definitions"]["metrics"])
     assert list((tmp_path / "cache").glob("detector_*.pt"))  # the detector is cached
@@ -142,7 +157,7 @@ def test_evaluate_writes_paper_layout_tables(prepared, runs, tmp_path):
 def test_bad_inputs_fail_clearly_and_write_nothing(prepared, runs, tmp_path):
     import shutil
 
-    cfg = EvalConfig(audit=AuditConfig(enabled=False))
+    cfg = EvalConfig(audit=AuditConfig(enabled=False), segmentation=SegmentationConfig(enabled=False))
     other = tmp_path / "other" / "checkpoints"
     other.mkdir(parents=True)
     ck = make_checkpoint(other / "last.pt")
@@ -304,7 +319,7 @@ def test_generators_run_in_fp32_unless_bf16_is_asked(prepared, runs, tmp_path, m
         return real_forward(*args, bf16=bf16, **kwargs)
 
     monkeypatch.setattr(evaluate_module, "forward_slices", spy)
-    cfg = EvalConfig(audit=AuditConfig(enabled=False), figure_slices=0)
+    cfg = EvalConfig(audit=AuditConfig(enabled=False), segmentation=SegmentationConfig(enabled=False), figure_slices=0)
     evaluate_runs([runs / "cyc"], prepared, tmp_path / "a", cfg)
     assert seen and not any(seen)
     seen.clear()
@@ -312,6 +327,11 @@ def test_generators_run_in_fp32_unless_bf16_is_asked(prepared, runs, tmp_path, m
         [runs / "cyc"],
         prepared,
         tmp_path / "b",
-        EvalConfig(audit=AuditConfig(enabled=False), figure_slices=0, precision=Precision.bf16),
+        EvalConfig(
+            audit=AuditConfig(enabled=False),
+            segmentation=SegmentationConfig(enabled=False),
+            figure_slices=0,
+            precision=Precision.bf16,
+        ),
     )
     assert seen and all(seen)

@@ -100,3 +100,62 @@ def test_copy_source_keeps_t1_cores_with_the_opposite_polarity(prepared):
     assert (inpainted != "erased").sum() <= max(
         1, 0.05 * len(rings)
     )  # the 95% quantile of a few lesions: one may stay above
+
+
+def _two_lesions(size=40, n=8, seed=0):
+    """n hand-made slice pairs (target, source): lesion A shows in both sequences (bright in the target, dark in the
+    source), lesion B only in the target (the source is plain tissue there); and the inpainted versions."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    brain = np.broadcast_to((yy - size / 2) ** 2 + (xx - size / 2) ** 2 < (size / 2 - 2) ** 2, (n, size, size))
+    a = np.broadcast_to((yy - 12) ** 2 + (xx - 20) ** 2 <= 9, (n, size, size))
+    b = np.broadcast_to((yy - 28) ** 2 + (xx - 20) ** 2 <= 9, (n, size, size))
+
+    def tissue():
+        return np.where(brain, rng.normal(0, 0.05, (n, size, size)), -1.0)
+
+    target, source, inpainted_t, inpainted_s = tissue(), tissue(), tissue(), tissue()
+    target[a | b] += 0.6
+    source[a] -= 0.6
+    return target, source, inpainted_t, inpainted_s, a, b, brain
+
+
+def test_a_lesion_both_sequences_show_is_keepable_one_the_source_hides_is_reported_apart():
+    target, source, inpainted_t, inpainted_s, a, b, brain = _two_lesions()
+    tumor = a | b
+    rings = presence.lesion_rings(tumor, tumor, brain, min_pixels=4, ring_width=3)
+    assert len(rings) == 16  # A and B on each of 8 slices, A first (row-major labelling)
+
+    def cnr(x):
+        return presence.signed_cnr(x, rings, noise_floor=0.02)
+
+    def strata(tgt, src, inp_t, inp_s):
+        threshold = presence.calibrate_threshold(cnr(inp_t), 0.05)
+        in_source = presence.shown_in_source(cnr(src), presence.calibrate_threshold(cnr(inp_s), 0.05), threshold)
+        judgeable, _ = presence.lesion_outcomes(cnr(tgt), cnr(tgt), threshold)
+        return presence.lesion_strata(judgeable, in_source), threshold
+
+    stratum, threshold = strata(target, source, inpainted_t, inpainted_s)
+    assert list(stratum[:2]) == ["keepable", "not_in_source"] and set(stratum[0::2]) == {"keepable"}
+    erased_a = np.where(a, 0.0, target)  # a translation with lesion A gone (plain tissue level), B kept
+    _, outcome = presence.lesion_outcomes(cnr(erased_a), cnr(target), threshold)
+    assert set(outcome[0::2]) == {"erased"} and set(outcome[1::2]) == {"present_same"}  # A erased, B kept
+    # copy-source keeps every keepable lesion (with the source's polarity) and "erases" only what the source hides
+    _, copied = presence.lesion_outcomes(cnr(source), cnr(target), threshold)
+    assert set(copied[stratum == "keepable"]) == {"present_opposite"}
+    assert set(copied[stratum == "not_in_source"]) == {"erased"}
+    # the other direction: the source (now the target) shows A only; B is not judgeable there
+    reverse, threshold_r = strata(source, target, inpainted_s, inpainted_t)
+    assert set(reverse[0::2]) == {"keepable"} and set(reverse[1::2]) == {"not_judgeable"}
+    _, copied_r = presence.lesion_outcomes(cnr(target), cnr(source), threshold_r)
+    assert "erased" not in set(copied_r[reverse == "keepable"])
+
+
+def test_cross_fitted_thresholds_never_judge_a_lesion_by_a_threshold_that_saw_it():
+    patients = np.array(["p1", "p1", "p2", "p3", "p3", "p4"])
+    cnr = np.array([0.1, 0.2, 5.0, 0.3, 0.4, 9.0])  # p2 and p4 (the second fold) hold the large values
+    held_out = presence.cross_fitted_thresholds(cnr, patients, 0.05, folds=2)
+    first = presence.calibrate_threshold(cnr[[2, 5]], 0.05)  # p1 and p3 are judged by p2 and p4's lesions
+    second = presence.calibrate_threshold(cnr[[0, 1, 3, 4]], 0.05)
+    assert np.allclose(held_out, [first, first, second, first, first, second])
+    assert np.isnan(presence.cross_fitted_thresholds(cnr[:2], patients[:2], 0.05)).all()  # one patient: no other fold

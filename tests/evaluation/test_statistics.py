@@ -50,7 +50,7 @@ def test_hierarchical_bootstrap_is_a_point_for_identical_runs_and_widens_with_pa
     same = np.tile((np.arange(40) % 3 == 0).astype(float), (3, 1))  # 3 seeds, identical
     r = hierarchical_bootstrap_difference(same, same, patients, 1000, 0)
     assert r["difference"] == 0 and r["ci_low"] == 0 and r["ci_high"] == 0
-    assert claim_answer(r, 0.05) == "no difference shown"
+    assert claim_answer(r, 0.05) == "equivalent"  # a point interval inside the margin
     base = np.zeros((3, 40))
     uniform = np.tile((np.arange(40) % 5 < 3).astype(float), (3, 1))  # 60% in every patient
     spread = np.tile((patients < 5).astype(float), (3, 1)) * 1.0  # 100% in 5 patients, 0% in 3: 62.5%
@@ -61,3 +61,35 @@ def test_hierarchical_bootstrap_is_a_point_for_identical_runs_and_widens_with_pa
     seeds = base.copy()
     seeds[0] = 1.0  # one seed of three erases everything: seed spread widens the interval too
     assert hierarchical_bootstrap_difference(seeds, base, patients, 2000, 0)["ci_high"] > 0.5
+
+
+def test_the_claim_rule_separates_equivalence_from_too_wide_to_tell():
+    from mrtrans.evaluation.statistics import claim_answer, hierarchical_bootstrap_difference
+
+    patients = np.repeat(np.arange(20), 10)  # 20 patients, 10 lesions each
+    rng = np.random.default_rng(0)
+    hits = np.tile((rng.random(200) < 0.5).astype(float), (3, 1))  # three seeds that agree on every lesion
+    tight = hierarchical_bootstrap_difference(hits, hits.copy(), patients, 2000, 0)  # and two identical methods
+    assert claim_answer(tight, 0.05) == "equivalent"
+    few = np.repeat(np.arange(3), 2)  # 3 patients, 2 lesions each: any difference has a wide interval
+    a, b = np.tile([1.0, 0, 1, 0, 1, 1], (3, 1)), np.tile([0.0, 1, 1, 0, 0, 1], (3, 1))
+    wide = hierarchical_bootstrap_difference(a, b, few, 2000, 0)
+    assert wide["ci_low"] < -0.05 < 0.05 < wide["ci_high"] and claim_answer(wide, 0.05) == "inconclusive"
+    # an interval that excludes 0 but reaches into the margin is not "worse": still inconclusive
+    assert claim_answer({"ci_low": 0.03, "ci_high": 0.58}, 0.05) == "inconclusive"
+    assert claim_answer({"ci_low": -0.04, "ci_high": 0.049}, 0.05) == "equivalent"
+    assert claim_answer({"ci_low": float("nan"), "ci_high": 0.1}, 0.05) == "cannot decide"
+
+
+def test_the_detectable_difference_falls_as_lesions_are_added():
+    from mrtrans.evaluation.statistics import detectable_difference, simulated_power
+
+    kw = dict(seeds=3, reference_rate=0.5, margin=0.05, seed_sd=0.02, resamples=200, simulations=60)
+    few = detectable_difference(np.full(5, 3), **kw)["detectable_better"]
+    many = detectable_difference(np.full(30, 10), **kw)["detectable_better"]
+    assert many < few  # 300 lesions in 30 patients detect a smaller decrease than 15 in 5
+    # no true difference: "better" is rare (about the test's one-sided error rate, or less given the margin)
+    null = simulated_power(np.full(30, 10), 3, 0.5, 0.0, 0.05, 0.02, resamples=200, simulations=60)
+    assert null["better"] <= 0.05 and null["worse"] <= 0.05
+    # a reference rate of 2% leaves no room for a detectable decrease
+    assert np.isnan(detectable_difference(np.full(30, 10), **{**kw, "reference_rate": 0.02})["detectable_better"])

@@ -126,3 +126,19 @@ def test_a_run_without_validation_slices_has_no_best_pt_and_says_so(prepared: Pa
     assert not (tmp_path / "run" / "checkpoints" / "best.pt").exists()
     with pytest.raises(MrtransError, match="no checkpoints/best.pt.*validation_fraction"):
         load_translator(tmp_path / "run", device="cpu", checkpoint="best")
+
+
+@pytest.mark.slow  # trains (make test-fast trains nothing)
+def test_kept_steps_are_checkpoints_a_report_can_name(prepared_val: Path, tmp_path: Path) -> None:
+    from mrtrans.checkpoint import resolve_checkpoint
+
+    run = tmp_path / "run"
+    _train(prepared_val, run, 4, **{"run.keep_steps": [1, 3], "run.checkpoint_every": 100, "run.validate_every": 2})
+    assert sorted(p.name for p in (run / "checkpoints").glob("step_*.pt")) == ["step_0000001.pt", "step_0000003.pt"]
+    kept = load_checkpoint(resolve_checkpoint(run, "step-3"))
+    assert kept["state"]["global_step"] == 3 and kept["selection"] == {"rule": "kept at step 3", "step": 3}
+    assert load_checkpoint(run)["state"]["global_step"] == 4
+    with pytest.raises(MrtransError, match="no checkpoints/step_0000002.pt"):
+        resolve_checkpoint(run, "step-2")
+    with pytest.raises(MrtransError, match="use last, best or step-N"):
+        resolve_checkpoint(run, "first")
