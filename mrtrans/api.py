@@ -253,6 +253,7 @@ def translate_files(
     else:
         files = expand_inputs(inputs) if isinstance(inputs, (str, Path)) else sorted(Path(p) for p in inputs)
         jobs = file_jobs(files, Path(out))
+    layouts.check_distinct_outputs(jobs)  # on the whole cohort, before DERIV gets its description
     chosen = set(cohort_part([j.source for j in jobs], num_parts, part_id))
     jobs = [j for j in jobs if j.source in chosen]
     check_mask(None if mask is None else Path(mask), jobs)  # before DERIV gets its description
@@ -276,6 +277,7 @@ def evaluate(
     overwrite: bool = False,
     overrides: Overrides = None,
     checkpoint: str = "last",
+    allow_training_patients: bool = False,
 ) -> Path:
     """``mrtrans evaluate``: score runs on the prepared paired test slices, beside the copy-source baseline.
 
@@ -288,6 +290,8 @@ def evaluate(
             target training slices, or reused from the cache); per-lesion CNR presence runs either way.
         audit_steps: training steps of the detector and the segmenter.
         reference: run label the others are compared with; default the first CycleGAN run.
+        allow_training_patients: score runs on test patients they trained on (refused otherwise; every table then
+            says so).
 
     Returns:
         The report folder (``summary.csv``, ``per_slice.csv``, ``report.md``, figures/...).
@@ -314,6 +318,7 @@ def evaluate(
         overwrite=overwrite,
         reference=reference,
         checkpoint=checkpoint,
+        allow_training_patients=allow_training_patients,
     )
 
 

@@ -49,6 +49,8 @@ def main(
     ] = False,
 ) -> None:
     """Unpaired MRI modality translation (HarmonicGAN, CycleGAN) for brain-tumor scans."""
+    if quiet and verbose:
+        raise typer.BadParameter("give --quiet (-q) or --verbose (-v), not both", param_hint="-q/-v")
     _DEBUG["on"] = debug or os.environ.get("MRTRANS_DEBUG", "") not in ("", "0")
     from mrtrans.logs import configure
 
@@ -407,12 +409,14 @@ def translate(
         )
     for path in report.written:
         typer.echo(f"wrote {path}")
+    for path, why in report.replaced:
+        typer.echo(f"wrote {path} again ({why})")
     for path in report.kept:
-        typer.echo(f"kept {path} (written by an earlier translate; --overwrite redoes it)")
+        typer.echo(f"kept {path} (made by an earlier translate from this source and model; --overwrite redoes it)")
     for _, reason in report.failed:
         typer.echo(f"failed: {reason}", err=True)
     if report.failed:
-        done = len(report.written) + len(report.kept) + len(report.failed)
+        done = len(report.written) + len(report.replaced) + len(report.kept) + len(report.failed)
         typer.echo(f"error: {len(report.failed)} of {done} volumes failed (listed above)", err=True)
         raise typer.Exit(2)
 
@@ -425,7 +429,7 @@ def export(
         str,
         typer.Option(
             "--format",
-            help="onnx (needs: pip install 'mrtrans[export]'), torchscript, or monai-bundle (a MONAI bundle: "
+            help="onnx (needs: pip install 'mrtrans\\[export]'), torchscript, or monai-bundle (a MONAI bundle: "
             "python -m monai.bundle run).",
         ),
     ] = "onnx",
@@ -439,7 +443,8 @@ def export(
     from mrtrans.api import export_model
 
     folder = export_model(model, out, fmt, direction, overwrite=overwrite)
-    typer.echo(f"wrote {folder} (network + preprocessing.json)")
+    written = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() and p.name[0] != ".")
+    typer.echo(f"wrote {folder} ({', '.join(written)})")
 
 
 @command("evaluate")
@@ -478,6 +483,13 @@ def evaluate(
     ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
     checkpoint: CheckpointOption = "last",
+    allow_training_patients: Annotated[
+        bool,
+        typer.Option(
+            "--allow-training-patients",
+            help="Score a run on test patients it trained on (refused otherwise); every table then says so.",
+        ),
+    ] = False,
     sets: SetOption = None,
 ) -> None:
     """Score runs on the paired test slices beside the copy-source baseline: MAE/MSE/PSNR/SSIM with patient-bootstrap
@@ -499,6 +511,7 @@ def evaluate(
         overwrite=overwrite,
         overrides=_sets(sets),
         checkpoint=checkpoint,
+        allow_training_patients=allow_training_patients,
     )
     typer.echo(f"report: {report} (report.md, summary.csv, per_slice.csv, tumor_summary.csv, figures/)")
 

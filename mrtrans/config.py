@@ -139,6 +139,8 @@ def bounds(lo: float | None = None, hi: float | None = None) -> dict[str, Any]:
     return {"min": lo, "max": hi}
 
 
+MAX_IMAGE_SIZE = 1024  # slices larger than this are refused by the config loader (prepare, train)
+
 # Field metadata of a list that may be empty (other lists need at least one value: seeds, methods...).
 MAY_BE_EMPTY = {"may_be_empty": True}
 
@@ -290,7 +292,7 @@ class DataConfig:
     """How training reads a prepared dataset."""
 
     # None: train at the size the slices were prepared at (prepare-brats' default is the paper's 256).
-    image_size: int | None = field(default=None, metadata=bounds(16))
+    image_size: int | None = field(default=None, metadata=bounds(16, MAX_IMAGE_SIZE))
     batch_size: int = field(default=1, metadata=bounds(1))
     pool_size: int = field(default=50, metadata=bounds(0))
     max_train_slices: int | None = field(default=None, metadata=bounds(1))
@@ -375,7 +377,8 @@ class PrepareConfig:
     paired_train_slices: int = field(default=0, metadata=bounds(0))
     min_tumor_pixels: int = field(default=100, metadata=bounds(1))
     min_brain_fraction: float = field(default=0.2, metadata=bounds(0.0, 1.0))
-    image_size: int = field(default=256, metadata=bounds(16))
+    # In-plane size after crop/pad, at most 1024 (4x a BraTS slice; a slice set of 60000 px would not fit in memory).
+    image_size: int = field(default=256, metadata=bounds(16, MAX_IMAGE_SIZE))
     intensity_range: IntensityRange = IntensityRange.minus_one_one
     lower_percentile: float = field(default=0.5, metadata=bounds(0.0, 100.0))
     upper_percentile: float = field(default=99.5, metadata=bounds(0.0, 100.0))
@@ -700,13 +703,15 @@ def parse_assignments(items: Sequence[str] | None, option: str = "--set") -> dic
     Any key of a command's config schema can be set this way; load_config then checks the key, type and range.
 
     Raises:
-        MrtransError: an item without ``=`` or with an empty key.
+        MrtransError: an item without ``=``, with an empty key, or a key given twice.
     """
     out: dict[str, Any] = {}
     for item in items or []:
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
             raise MrtransError(f"{option} {item!r}: expected section.key=value, e.g. {option} loss.sigma=1")
+        if key.strip() in out:
+            raise MrtransError(f"{option} {key.strip()}: given twice; give each key once")
         try:
             out[key.strip()] = yaml.safe_load(text) if text.strip() else None
         except yaml.YAMLError:

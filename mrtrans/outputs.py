@@ -290,12 +290,18 @@ def _mtime(path: Path) -> float:
 
 
 def _alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host runs. A value no process can have (0 or less, beyond the platform's
+    pid range) is not alive: 0 and negative values would otherwise ask about process groups."""
+    if isinstance(pid, bool) or pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # exists, owned by someone else
         return True
+    except (OverflowError, ValueError):  # beyond the pid range: no such process
+        return False
     return True
 
 

@@ -44,6 +44,27 @@ def test_known_error_is_one_line_without_traceback(tmp_path):
     assert "Traceback" not in result.output
 
 
+def test_conflicting_repeated_or_absurd_options_are_refused_in_one_line(tmp_path):
+    both = runner.invoke(app, ["-q", "-v", "synth-brats", str(tmp_path / "x")])
+    assert both.exit_code == 2 and "not both" in both.output and not (tmp_path / "x").exists()
+    huge = runner.invoke(app, ["prepare-brats", str(tmp_path), "--out", str(tmp_path / "p"), "--image-size", "60000"])
+    assert huge.exit_code == 2 and "image_size': 60000 is above the maximum 1024" in huge.stderr
+    assert "Traceback" not in huge.output and not (tmp_path / "p").exists()
+    twice = ["--set", "run.seed=1", "--set", "run.seed=2"]
+    repeated = runner.invoke(app, ["train", "flair2t1", "--data", str(tmp_path), "--out", str(tmp_path / "r"), *twice])
+    assert repeated.exit_code == 2 and "--set run.seed: given twice" in repeated.stderr
+
+
+def test_export_names_the_files_it_wrote(tmp_path):
+    from helpers import make_checkpoint
+
+    model = make_checkpoint(tmp_path / "last.pt")
+    result = runner.invoke(app, ["export", str(model), "--out", str(tmp_path / "b"), "--format", "monai-bundle"])
+    assert result.exit_code == 0, result.output
+    assert "configs/metadata.json" in result.stdout and "models/model.pt" in result.stdout
+    assert "preprocessing.json" not in result.stdout  # the bundle has no such file
+
+
 def test_debug_shows_the_traceback(tmp_path):
     result = runner.invoke(app, ["--debug", "synth-brats", str(tmp_path / "x"), "--shape", "1,2"])
     assert result.exit_code != 0

@@ -121,12 +121,20 @@ class PreparedSlices:
         Raises:
             MrtransError: the set was prepared without them.
         """
+        self.require_paired()
+        return self._load(f"train_paired/{key}.npy")
+
+    def require_paired(self) -> None:
+        """Refuse a set without paired training slices (before a paired method's run folder exists).
+
+        Raises:
+            MrtransError: the set was prepared without them.
+        """
         if not (self.folder / "train_paired").is_dir():
             raise MrtransError(
                 f"{self.folder}: has no paired training slices, which a paired method (pix2pix) trains on; prepare "
                 "with --set paired_train_slices=N (e.g. 1400)"
             )
-        return self._load(f"train_paired/{key}.npy")
 
     @property
     def has_validation(self) -> bool:
@@ -136,6 +144,11 @@ class PreparedSlices:
     def validation(self, key: str) -> np.ndarray:
         """(V, S, S) paired validation arrays of the validation patients: a modality, ``seg`` or ``brain``."""
         return self._load(f"val/{key}.npy")
+
+    def subjects(self, split: str) -> list[str]:
+        """The patients of a split (``train``, ``val``, ``test``), sorted."""
+        manifest = self.manifest()
+        return sorted(manifest.loc[manifest["split"] == split, "subject"].astype(str).unique())
 
     def manifest(self) -> pd.DataFrame:
         path = self.folder / "manifest.csv"

@@ -132,6 +132,20 @@ def _run_data(run: Path) -> str | None:
         return None
 
 
+def _trained_on(run: Path, ckpt: dict, slices: pd.DataFrame) -> list[str]:
+    """The test patients of ``slices`` that ``run`` trained on: from the checkpoint's record of its training
+    patients, or for checkpoints of mrtrans < 0.5 from the manifest of the prepared set its run.json names (when it
+    is still there); an empty list when neither says."""
+    trained = (ckpt.get("data") or {}).get("train_subjects")
+    if trained is None:
+        folder = _run_data(run)
+        try:
+            trained = PreparedSlices(folder).subjects("train") if folder else []
+        except (MrtransError, OSError):
+            trained = []
+    return sorted(set(map(str, trained)) & set(slices["subject"].astype(str)))
+
+
 def seed_groups(labels: list[str], checkpoints: list[dict], data: list[str | None] | None = None) -> dict[str, str]:
     """Run label -> group name; runs on the same data whose configs differ only in the seed (and
     logging or device settings) form a group."""
@@ -158,6 +172,7 @@ def evaluate_runs(
     overwrite: bool = False,
     reference: str | None = None,
     checkpoint: str = "last",
+    allow_training_patients: bool = False,
 ) -> Path:
     """Translate the paired test slices with every run, in both directions (each direction a run translates), and
     write the report.
@@ -165,10 +180,13 @@ def evaluate_runs(
     Args:
         reference: label (folder name) of the run every other run is compared with; default the
             first CycleGAN run, else the first run.
+        allow_training_patients: score a run on test patients it trained on (refused otherwise); every table of
+            the report then says so (``trained_on_test_patients``).
 
     Raises:
         MrtransError: missing test arrays or seg, an empty test set, a run for other modalities,
-            duplicate run names, an unknown reference, a detector training set without tumor.
+            duplicate run names, an unknown reference, a detector training set without tumor, a run trained on
+            test patients (unless allowed).
     """
     check_output(out, OutputKind.report, overwrite, inputs=[*runs, data_dir])  # before any work
     data = PreparedSlices(data_dir)
@@ -199,6 +217,7 @@ def evaluate_runs(
         translators = checkpoint_translators(ckpt)
         kind = ckpt["kind"] + (f" ({PAIRED_LABEL})" if ckpt.get("paired_training") else "")
         ckpt = {k: ckpt[k] for k in ("direction", "config", "normalization")} | {
+            "data": ckpt.get("data") or {},
             "kind": kind,
             "paired_training": bool(ckpt.get("paired_training")),
             "translators": translators,
@@ -210,6 +229,16 @@ def evaluate_runs(
                 f"{run}: model translates {'/'.join(sorted(pair)) or '?'}, the test set is {source_mod}/{target_mod}"
             )
         checkpoints.append(ckpt)
+    seen = {lab: _trained_on(run, c, slices) for lab, run, c in zip(labels, runs, checkpoints)}
+    if not allow_training_patients:
+        for overlap, run in zip(seen.values(), runs):
+            if overlap:
+                raise MrtransError(
+                    f"{run}: trained on {len(overlap)} of the test patients of {data.folder} "
+                    f"({', '.join(overlap[:5])}{', ...' if len(overlap) > 5 else ''}); evaluate on a set whose test "
+                    "patients the run never saw (the set it was trained on, or one prepared with its --seed), or "
+                    "pass --allow-training-patients (every table then says so)"
+                )
     if reference is None and labels:
         unpaired = [lab for lab, c in zip(labels, checkpoints) if not c["paired_training"]] or labels
         reference = next((lab for lab, c in zip(labels, checkpoints) if c.get("kind") == "cyclegan"), unpaired[0])
@@ -253,7 +282,8 @@ def evaluate_runs(
 
     with atomic_dir(out, OutputKind.report, overwrite=overwrite, inputs=[*runs, data_dir]) as tmp:
         groups = seed_groups(labels, checkpoints, [_run_data(r) for r in runs])
-        write_tables(tmp, scored, directions, cfg, groups=groups, reference=reference)
+        stamp = {lab: bool(overlap) for lab, overlap in seen.items()} if any(seen.values()) else None
+        write_tables(tmp, scored, directions, cfg, groups=groups, reference=reference, trained_on_test=stamp)
         # which checkpoint each run's rows come from, and by what rule (last step, or best.pt's validation rule)
         pd.DataFrame({"run": labels, "checkpoint": chosen, "step": steps}).to_csv(tmp / "checkpoints.csv", index=False)
         with (tmp / "report.md").open("a") as f:

@@ -283,6 +283,7 @@ def write_tables(
     groups: dict[str, str] | None = None,
     reference: str | None = None,
     mode: str = "slices",
+    trained_on_test: dict[str, bool] | None = None,
 ) -> None:
     """Write every table (and figures) of a report into ``folder``.
 
@@ -290,32 +291,41 @@ def write_tables(
         groups: run label -> seed group (runs that differ only in the seed).
         reference: run every other run is compared with (paired.csv).
         mode: ``slices`` (prepared test slices) or ``volumes`` (evaluate-volumes); written into every table.
+        trained_on_test: run label -> whether it trained on some test patients (evaluate's
+            ``allow_training_patients``): every table gets the column ``trained_on_test_patients`` and report.md
+            a warning first.
     """
+
+    def stamped(frame: pd.DataFrame) -> pd.DataFrame:
+        if trained_on_test is None or "run" not in frame:
+            return frame
+        return frame.assign(trained_on_test_patients=frame["run"].map(trained_on_test).fillna(False).astype(bool))
+
     per_slice = pd.concat([s.per_slice for _, s in scored if len(s.per_slice)], ignore_index=True)
     consistency = pd.concat([s.consistency for _, s in scored], ignore_index=True)
     per_slice.insert(0, "mode", mode)
-    per_slice.to_csv(folder / "per_slice.csv", index=False)
+    stamped(per_slice).to_csv(folder / "per_slice.csv", index=False)
     per_subject = per_slice.groupby([*KEYS, "subject"], sort=False)[list(METRICS)].mean()
     per_subject["n_slices"] = per_slice.groupby([*KEYS, "subject"], sort=False).size()
-    per_subject.reset_index().to_csv(folder / "per_subject.csv", index=False)
+    stamped(per_subject.reset_index()).to_csv(folder / "per_subject.csv", index=False)
     summary = summarize(per_slice, cfg)
     summary.insert(0, "mode", mode)
-    summary.to_csv(folder / "summary.csv", index=False)
-    consistency.to_csv(folder / "tumor_consistency.csv", index=False)
+    stamped(summary).to_csv(folder / "summary.csv", index=False)
+    stamped(consistency).to_csv(folder / "tumor_consistency.csv", index=False)
     lesion_tables = [s.lesions for _, s in scored if s.lesions is not None]
     lesions = pd.concat(lesion_tables, ignore_index=True) if lesion_tables else pd.DataFrame()
     if len(lesions):
-        lesions.to_csv(folder / "tumor_lesions.csv", index=False)
+        stamped(lesions).to_csv(folder / "tumor_lesions.csv", index=False)
     t_summary = tumor_summary(consistency, lesions, cfg)
-    t_summary.to_csv(folder / "tumor_summary.csv", index=False)
+    stamped(t_summary).to_csv(folder / "tumor_summary.csv", index=False)
     validity = instrument_validity(t_summary, cfg)
     if len(validity):
         validity.to_csv(folder / "tumor_validity.csv", index=False)
     if len(lesions) or "added_lesions" in consistency:
-        tumor_per_subject(consistency, lesions).to_csv(folder / "tumor_per_subject.csv", index=False)
+        stamped(tumor_per_subject(consistency, lesions)).to_csv(folder / "tumor_per_subject.csv", index=False)
     paired = paired_table(per_slice, reference, cfg)
     if not paired.empty:
-        paired.to_csv(folder / "paired.csv", index=False)
+        stamped(paired).to_csv(folder / "paired.csv", index=False)
     seeds = seed_table(summary, groups or {})
     if not seeds.empty:
         seeds.to_csv(folder / "seeds.csv", index=False)
@@ -325,9 +335,15 @@ def write_tables(
     lead = per_slice[(per_slice["protocol"] == "brain_shared") & (per_slice["region"] == "brain")]
     n_slices = lead.groupby(["run", "direction"]).size().max() if mode == "slices" else None
     level = f"{cfg.confidence:.0%}"
-    md = [
-        "# Evaluation report",
-        "",
+    md = ["# Evaluation report", ""]
+    if trained_on_test and any(trained_on_test.values()):
+        leaky = ", ".join(run for run, flag in trained_on_test.items() if flag)
+        md += [
+            f"**Scored on patients the run trained on ({leaky}; --allow-training-patients): these runs' numbers are "
+            "optimistic and not a test result. Every table marks them (`trained_on_test_patients`).**",
+            "",
+        ]
+    md += [
         f"Mode: **{mode}** "
         f"({'prepared paired test slices' if mode == 'slices' else 'evaluate-volumes on translated volumes'}; "
         f"tables of the two modes are not comparable). {n_subjects} patients"

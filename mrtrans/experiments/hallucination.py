@@ -129,8 +129,6 @@ def _check(cfg: HallucinationConfig) -> tuple[dict[str, str], dict[str, str]]:
         raise MrtransError(f"primary {cfg.primary!r}: use best (validation) or last")
     methods = check_methods(cfg.methods, cfg.train_presets)
     ceilings = check_methods(cfg.ceiling_methods, cfg.train_presets) if cfg.ceiling_methods else {}
-    if set(methods) & set(ceilings):
-        raise MrtransError(f"{', '.join(set(methods) & set(ceilings))}: a method and a ceiling at once")
     for label, m in methods.items():  # the question is what unpaired training on skewed domains does
         if method_class(load_config(TrainConfig, [m, *cfg.train_presets]).method).paired:
             raise MrtransError(
@@ -138,6 +136,8 @@ def _check(cfg: HallucinationConfig) -> tuple[dict[str, str], dict[str, str]]:
                 "training domains, which a paired method never sees. Name it in ceiling_methods (the balanced "
                 "setting's ceiling row), or compare it with `mrtrans evaluate`"
             )
+    if set(methods) & set(ceilings):
+        raise MrtransError(f"{', '.join(sorted(set(methods) & set(ceilings)))}: a method and a ceiling at once")
     return methods, ceilings
 
 

@@ -31,9 +31,25 @@ from mrtrans.outputs import check_inputs
 BIDS_VERSION = "1.10.0"  # the specification the files written here follow
 # BIDS suffix of each modality; t1ce is a T1w with a ce- (contrast agent) entity, t1 one without.
 BIDS_SUFFIX = {"flair": "FLAIR", "t1": "T1w", "t1ce": "T1w", "t2": "T2w"}
+# Every entity an anatomical image may carry that tells two images of one subject and session apart, in BIDS'
+# order, so that no two sources share a derivative name (a pair that would is refused: translate_jobs).
 DERIVATIVE_PATTERN = (
     "sub-{subject}[/ses-{session}]/anat/sub-{subject}[_ses-{session}][_acq-{acquisition}][_rec-{reconstruction}]"
-    "[_run-{run}]_desc-{desc}_{suffix}{extension}"
+    "[_run-{run}][_echo-{echo}][_flip-{flip}][_inv-{inv}][_mt-{mt}][_part-{part}][_chunk-{chunk}]"
+    "_desc-{desc}_{suffix}{extension}"
+)
+KEPT_ENTITIES = (
+    "subject",
+    "session",
+    "acquisition",
+    "reconstruction",
+    "run",
+    "echo",
+    "flip",
+    "inv",
+    "mt",
+    "part",
+    "chunk",
 )
 NAMINGS = ("brats", "nnunet")
 
@@ -89,9 +105,8 @@ def bids_jobs(root: Path, deriv: Path, direction: Direction) -> list[Job]:
         )
     jobs = []
     for image in sorted(images, key=lambda im: im.path):
-        entities = {k: v for k, v in image.entities.items() if k in ("subject", "session", "acquisition", "run")}
+        entities = {k: v for k, v in image.entities.items() if k in KEPT_ENTITIES}
         entities |= {
-            "reconstruction": image.entities.get("reconstruction"),
             "desc": desc_label(direction),
             "suffix": BIDS_SUFFIX[direction.target],
             "extension": ".nii.gz",
@@ -125,6 +140,15 @@ def dataset_description(root: Path, version: str) -> dict[str, Any]:
     }
 
 
+def _generated_by_mrtrans(path: Path) -> bool:
+    """Whether a dataset_description.json names mrtrans in GeneratedBy (a list of objects; anything else: no)."""
+    description = read_sidecar(path)
+    generated = None if description is None else description.get("GeneratedBy")
+    if isinstance(generated, dict):  # not what BIDS asks (a list), but unambiguous
+        generated = [generated]
+    return isinstance(generated, list) and any(isinstance(g, dict) and g.get("Name") == "mrtrans" for g in generated)
+
+
 def write_dataset_description(deriv: Path, root: Path, version: str) -> Path:
     """Write (or keep) DERIV/dataset_description.json.
 
@@ -133,13 +157,11 @@ def write_dataset_description(deriv: Path, root: Path, version: str) -> Path:
     """
     path = deriv / "dataset_description.json"
     if path.exists():
-        try:
-            generated = json.loads(path.read_text()).get("GeneratedBy") or [{}]
-        except (OSError, ValueError):
-            generated = [{}]
-        if generated[0].get("Name") != "mrtrans":
+        if not _generated_by_mrtrans(path):
             raise MrtransError(
-                f"{path}: DERIV is another pipeline's dataset (GeneratedBy is not mrtrans); choose another --bids-out"
+                f"{path}: DERIV is another pipeline's dataset, or not a derivative description mrtrans wrote "
+                "(GeneratedBy does not name mrtrans, or the file is not a JSON object with a GeneratedBy list); "
+                "choose another --bids-out"
             )
         return path  # ours, from an earlier run: kept as it is
     deriv.mkdir(parents=True, exist_ok=True)
@@ -168,11 +190,15 @@ def segmenter_jobs(inputs: Path, out: Path, direction: Direction, naming: str) -
     jobs = _brats_jobs(inputs, out, direction) if naming == "brats" else _nnunet_jobs(inputs, out, direction)
     if not jobs:
         raise MrtransError(f"{inputs}: no {direction.source} volume found for --naming {naming}")
-    for job in jobs:  # the output tree mirrors the input's: a name that exists there is a real sequence
+    for job in jobs:  # the output tree mirrors the input's: a name that exists there, in any NIfTI form, is real
         mirrored = inputs / job.output.relative_to(out)
-        if mirrored.exists():
+        stem = strip_nifti_suffix(mirrored.name)
+        real = [
+            mirrored.with_name(stem + ext) for ext in (".nii.gz", ".nii") if mirrored.with_name(stem + ext).exists()
+        ]
+        if real:
             raise MrtransError(
-                f"{mirrored}: the input tree already has the {direction.target} sequence this would synthesize for "
+                f"{real[0]}: the input tree already has the {direction.target} sequence this would synthesize for "
                 f"{job.source.name} ({job.output}); translate only the subjects that lack it"
             )
     return jobs
@@ -231,10 +257,61 @@ def sidecar(
     }
 
 
-def written_by_translate_sidecar(path: Path) -> bool:
-    """Whether the JSON at ``path`` is a sidecar ``mrtrans translate`` wrote (replaced with its image, if at all)."""
+def check_distinct_outputs(jobs: list[Job]) -> None:
+    """Refuse a job list in which two sources would be written to one output (or its sidecar), before any work.
+
+    Raises:
+        MrtransError: naming both sources and the output.
+    """
+    seen: dict[Path, Path] = {}
+    for job in jobs:
+        for path in (job.output, sidecar_path(job.output)):
+            key = path.resolve()
+            if key in seen and seen[key].resolve() != job.source.resolve():
+                raise MrtransError(
+                    f"{seen[key]} and {job.source}: both would be written as {path}; give the inputs names that "
+                    "differ in more than their extension (BIDS: in an entity the derivative keeps), or translate "
+                    "them into separate outputs"
+                )
+            seen[key] = job.source
+
+
+def stale_reason(record: dict[str, Any] | None, wanted: dict[str, Any]) -> str | None:
+    """Why an earlier translation, described by its sidecar ``record``, is not what this command would write now
+    (None: it is). ``wanted`` is the sidecar this command would write (:func:`sidecar`).
+
+    The translation is what the command would write when it came from the same source file with the same
+    content, the same direction, the same model file (by sha256) and the same preprocessing, with the same
+    BIDS fields; when it is ours but anything differs it is written again, for the reason returned.
+    """
+    if record is None:
+        return "no record of what made it (no sidecar)"
+    since = f" since it was written ({record.get('GeneratedOn', 'date unknown')})"
+    if record.get("Direction") != wanted["Direction"]:
+        return f"other direction ({record.get('Direction')}, now {wanted['Direction']})"
+    if record.get("SourceFile") != wanted["SourceFile"]:
+        return f"other source file ({record.get('SourceFile')})"
+    if record.get("SourceSHA256") != wanted["SourceSHA256"]:
+        return "source changed" + since
+    if record.get("ModelCheckpointSHA256") != wanted["ModelCheckpointSHA256"]:
+        return f"other model file ({record.get('ModelCheckpoint')}, now {wanted['ModelCheckpoint']})"
+    if json.dumps(record.get("Preprocessing"), sort_keys=True) != json.dumps(wanted["Preprocessing"], sort_keys=True):
+        return "other preprocessing"
+    volatile = {"GeneratedOn", "MrtransVersion", "ModelCheckpoint", "ModelCheckpointChosen", "Description"}
+    other = sorted(k for k in set(record) | set(wanted) if k not in volatile and record.get(k) != wanted.get(k))
+    return f"other sidecar fields ({', '.join(other)})" if other else None
+
+
+def read_sidecar(path: Path) -> dict[str, Any] | None:
+    """The sidecar record at ``path`` (None when absent or unreadable)."""
     try:
         record = json.loads(Path(path).read_text())
     except (OSError, ValueError):
-        return False
-    return isinstance(record, dict) and record.get("Synthetic") is True and "MrtransVersion" in record
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def written_by_translate_sidecar(path: Path) -> bool:
+    """Whether the JSON at ``path`` is a sidecar ``mrtrans translate`` wrote (replaced with its image, if at all)."""
+    record = read_sidecar(path)
+    return record is not None and record.get("Synthetic") is True and "MrtransVersion" in record

@@ -37,7 +37,14 @@ from mrtrans.data_prep.slices import Direction
 from mrtrans.data_prep.transforms import BrainPercentileScale, n4_correct, resample_brain
 from mrtrans.devices import resolve_device
 from mrtrans.errors import MrtransError, describe_os_error
-from mrtrans.inference.naming import Job, sidecar_path, written_by_translate_sidecar
+from mrtrans.inference.naming import (
+    Job,
+    check_distinct_outputs,
+    read_sidecar,
+    sidecar_path,
+    stale_reason,
+    written_by_translate_sidecar,
+)
 from mrtrans.io import (
     atomic_path,
     dicom_series,
@@ -468,7 +475,9 @@ def read_input(path: Path) -> tuple[np.ndarray, nib.Nifti1Image]:
 class TranslateReport:
     written: list[Path] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
-    kept: list[Path] = field(default_factory=list)  # outputs of an earlier translate, left as they are
+    kept: list[Path] = field(default_factory=list)  # outputs of an earlier translate, as this one would write them
+    # outputs of an earlier translate that this one wrote again, and why (another source, model, direction...)
+    replaced: list[tuple[Path, str]] = field(default_factory=list)
 
 
 def translate_files(
@@ -481,10 +490,12 @@ def translate_files(
 ) -> TranslateReport:
     """Translate every input; a bad file is reported and the others still get done.
 
-    An existing output written by an earlier translate is kept (so a re-run after Ctrl-C does only
-    what is left) or, with ``overwrite``, replaced; any other existing file is never replaced, nor
-    any input of the batch. Each output file is claimed while it is written (a lock beside it), not the
-    folder, so parts of one cohort (``cohort_part``) run at once into one folder; a claim left by a
+    An existing output written by an earlier translate is kept when its sidecar says it is what this command would
+    write now (the same source content, direction, model file and preprocessing:
+    :func:`mrtrans.inference.naming.stale_reason`), so a re-run after Ctrl-C does only what is left; when anything
+    differs, or with ``overwrite``, it is written again (``report.replaced`` says why). Any other existing file is
+    never replaced, nor any input of the batch. Each output file is claimed while it is written (a lock beside it),
+    not the folder, so parts of one cohort (``cohort_part``) run at once into one folder; a claim left by a
     killed job is taken over (at once on this host, after ``CLAIM_STALE_S`` from another).
 
     Raises:
@@ -518,6 +529,7 @@ def translate_jobs(
 ) -> TranslateReport:
     """Translate each job's source into its output and write the output's JSON sidecar (see translate_files)."""
     check_mask(mask, jobs)
+    check_distinct_outputs(jobs)
     report = TranslateReport()
     protected = {j.source.resolve() for j in jobs} | ({mask.resolve()} if mask else set())
     for job in jobs:
@@ -530,15 +542,18 @@ def translate_jobs(
             with output_lock(dst, stale_after=CLAIM_STALE_S):  # this file, not the folder: parts run side by side
                 remove_partial_files(dst)  # a part killed while writing this file left its temporary
                 remove_partial_files(side)
+                record, why = translator.sidecar(src, job.sidecar), None
                 if dst.exists():
                     if not written_by_translate(dst):
                         raise MrtransError(
                             f"{dst}: exists and was not written by `mrtrans translate`; it is never replaced, "
                             "choose another --out"
                         )
-                    if not overwrite:
+                    why = "--overwrite" if overwrite else stale_reason(read_sidecar(side), record)
+                    if why is None:
                         report.kept.append(dst)
                         continue
+                    logger.info(f"{dst}: written again: {why}")
                 data, img = read_input(src)
                 brain = None
                 if mask is not None:
@@ -550,8 +565,11 @@ def translate_jobs(
                     translated, dst, reference=img, dtype=np.float32, description=translator.description(src.name)
                 )
                 with atomic_path(side) as tmp:  # what the image is (synthetic), from what, by which model
-                    tmp.write_text(json.dumps(translator.sidecar(src, job.sidecar), indent=2) + "\n")
-            report.written.append(dst)
+                    tmp.write_text(json.dumps(record, indent=2) + "\n")
+            if why is None:
+                report.written.append(dst)
+            else:
+                report.replaced.append((dst, why))
         except (MrtransError, OSError) as exc:  # an unwritable output fails this volume, not the batch
             text = describe_os_error(exc) if isinstance(exc, OSError) else str(exc)
             report.failed.append((src, text if str(src) in text or str(dst) in text else f"{src}: {text}"))

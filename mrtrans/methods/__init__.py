@@ -123,13 +123,18 @@ class TrainingMethod:
             "disc": torch.optim.Adam(self.discriminators.parameters(), lr=o.lr, betas=(o.beta1, o.beta2)),
         }
 
+    @classmethod
+    def check_world(cls, world: int) -> None:
+        """Refuse torchrun (``world`` > 1 processes) for a method that trains in one process."""
+        if world > 1 and not cls.distributed:
+            raise MrtransError(
+                f"{cls.method.value} trains in one process; run `mrtrans train` without torchrun for this method"
+            )
+
     def distribute(self) -> None:
         """Wrap the networks for DistributedDataParallel under torchrun (``self.gens``/``self.discs`` are called)."""
         world = self.placement.world
-        if world > 1 and not self.distributed:
-            raise MrtransError(
-                f"{self.method.value} trains in one process; run `mrtrans train` without torchrun for this method"
-            )
+        self.check_world(world)
         self.gens = DistributedDataParallel(self.generators) if world > 1 else self.generators
         self.discs = DistributedDataParallel(self.discriminators) if world > 1 else self.discriminators
 

@@ -166,6 +166,9 @@ def train(
         MrtransError: unusable data, an existing run folder without --resume, missing VGG weights...
     """
     world, local_rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("LOCAL_RANK", "0"))
+    method_cls = method_class(cfg.method)
+    method_cls.check_world(world)  # before any process group, run folder or network exists
+    method_cls.check_config(cfg)
     device = plan_device(cfg.run.device, local_rank, world)
     if device.type == "cuda":
         torch.cuda.set_device(device)  # plan_device gives CUDA devices an index
@@ -175,12 +178,14 @@ def train(
     check_inputs(out, [data])
     dataset = PreparedSlices(data)
     dataset.check_direction(direction)
+    if method_cls.paired:
+        dataset.require_paired()
     if cfg.data.image_size is not None and dataset.image_size != cfg.data.image_size:
         raise MrtransError(
             f"{dataset.folder}: slices are {dataset.image_size}x{dataset.image_size} but data.image_size is "
             f"{cfg.data.image_size}; prepare with --image-size {cfg.data.image_size} or set data.image_size"
         )
-    cfg = method_class(cfg.method).resolve(cfg, dataset.image_size)  # e.g. the U-Net's depth at this size
+    cfg = method_cls.resolve(cfg, dataset.image_size)  # e.g. the U-Net's depth at this size
     factor = size_factor(cfg.generator)
     if dataset.image_size % factor:
         raise MrtransError(
@@ -214,12 +219,14 @@ def _agreed_claim(out: Path, ckpt_path: Path, resume: bool, rank: int, world: in
 
 
 def _data_record(dataset: PreparedSlices) -> dict[str, Any]:
-    """What identifies a prepared set: its input volumes' hash and the recipe (a resume must use the same)."""
+    """What identifies a prepared set: its input volumes' hash and the recipe (a resume must use the same), and the
+    patients the run trains on (evaluate refuses to score a run on them)."""
     return {
         "input_sha256": dataset.meta.get("input_sha256"),
         "prepare_config": dataset.meta.get("config"),
         "modalities": list(dataset.modalities),
         "image_size": dataset.image_size,
+        "train_subjects": dataset.subjects("train"),
     }
 
 

@@ -335,3 +335,26 @@ def test_generators_run_in_fp32_unless_bf16_is_asked(prepared, runs, tmp_path, m
         ),
     )
     assert seen and all(seen)
+
+
+def test_a_run_is_not_scored_on_patients_it_trained_on_unless_asked_and_then_every_table_says_so(prepared, tmp_path):
+    from mrtrans.checkpoint import load_checkpoint, save_checkpoint
+    from mrtrans.data_prep.slices import PreparedSlices
+
+    test_patients = PreparedSlices(prepared).subjects("test")
+    ckpt = load_checkpoint(make_checkpoint(tmp_path / "tmp.pt"))
+    ckpt["data"] = {"train_subjects": [test_patients[0], "someone-else"]}  # as a run of another split would record
+    (tmp_path / "leaky" / "checkpoints").mkdir(parents=True)
+    save_checkpoint(ckpt, tmp_path / "leaky" / "checkpoints" / "last.pt")
+    cfg = EvalConfig(audit=AuditConfig(enabled=False), segmentation=SegmentationConfig(enabled=False), figure_slices=0)
+    with pytest.raises(MrtransError) as err:
+        evaluate_runs([tmp_path / "leaky"], prepared, tmp_path / "report", cfg)
+    message = str(err.value)
+    assert "trained on 1 of the test patients" in message and test_patients[0] in message and "leaky" in message
+    assert not (tmp_path / "report").exists()
+    out = evaluate_runs([tmp_path / "leaky"], prepared, tmp_path / "report", cfg, allow_training_patients=True)
+    assert "Scored on patients the run trained on (leaky" in (out / "report.md").read_text()
+    for name in ("summary.csv", "per_slice.csv", "tumor_summary.csv", "tumor_lesions.csv"):
+        table = pd.read_csv(out / name)
+        flags = table.groupby("run")["trained_on_test_patients"].first()
+        assert flags["leaky"] and not flags["copy-source"], name

@@ -91,3 +91,21 @@ def test_cut_refuses_torchrun_in_one_line() -> None:
     method = build_method(cfg, MethodData(slices, slices, (-1.0, 1.0)), Placement(torch.device("cpu"), world=2))
     with pytest.raises(MrtransError, match="cut trains in one process; run `mrtrans train` without torchrun"):
         method.distribute()
+
+
+@pytest.mark.parametrize("method", ["cut", "pix2pix"])
+def test_torchrun_is_refused_before_any_process_group_run_folder_or_network(
+    method: str, prepared: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch.distributed as dist
+
+    from mrtrans.training.loop import train
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    built = []
+    monkeypatch.setattr("mrtrans.training.loop.build_method", lambda *a, **k: built.append(a))
+    cfg = load_config(TrainConfig, [method, TINY], {"run.max_steps": 1})
+    with pytest.raises(MrtransError, match="trains in one process; run `mrtrans train` without torchrun"):
+        train(prepared, tmp_path / "run", Direction.parse("flair2t1"), cfg, show_progress=False)
+    assert not (tmp_path / "run").exists() and not dist.is_initialized() and not built

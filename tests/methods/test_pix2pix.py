@@ -38,10 +38,12 @@ def _train(data: Path, out: Path, method: str, steps: int) -> Path:
     return train(data, out, Direction.parse("flair2t1"), cfg, show_progress=False)
 
 
-@pytest.mark.slow  # trains (make test-fast trains nothing)
-def test_pix2pix_needs_paired_training_slices(prepared: Path, tmp_path: Path) -> None:
+def test_pix2pix_needs_paired_training_slices_and_says_so_before_making_a_run_folder(
+    prepared: Path, tmp_path: Path
+) -> None:
     with pytest.raises(MrtransError, match="no paired training slices.*paired_train_slices"):
         _train(prepared, tmp_path / "run", "pix2pix", 1)
+    assert not (tmp_path / "run").exists()
 
 
 def _brain_mae(run: Path, data: PreparedSlices) -> float:
