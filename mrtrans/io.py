@@ -340,6 +340,7 @@ def image_like(
         img = nib.Nifti1Image(data.astype(dtype, copy=False), affine)
         img.set_qform(affine, 1)
         img.set_sform(affine, 1)
+        img.header.set_xyzt_units("mm", "sec")  # an affine in millimetres, as NIfTI readers (and BIDS) expect it said
     img.set_data_dtype(dtype)
     img.header.set_slope_inter(1.0, 0.0)  # the data are stored as given, never rescaled
     if description is not None:

@@ -167,6 +167,14 @@ def write_dataset_description(deriv: Path, root: Path, version: str) -> Path:
     deriv.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(dataset_description(root, version), indent=2) + "\n")
+    readme = deriv / "README.md"
+    if not readme.exists():  # BIDS recommends one; this one says what the dataset is
+        with atomic_path(readme) as tmp:
+            tmp.write_text(
+                f"# mrtrans translations of {root.name}\n\nEvery image of this derivative dataset is synthetic: a "
+                "sequence translated from another by mrtrans (unpaired MRI translation), not a scanner acquisition. "
+                "Each image's JSON sidecar names its source image, the model file and its sha256.\n"
+            )
     return path
 
 
@@ -234,15 +242,19 @@ def sidecar(
     model: dict[str, str],
     normalization: dict[str, Any],
     version: str,
+    skull_stripped: bool = True,
 ) -> dict[str, Any]:
     """The JSON sidecar of one translation: what it is (synthetic), from what, by which model.
 
     ``model``: ``path``, ``sha256`` and ``chosen`` (which checkpoint, by what rule) of the checkpoint.
+    ``skull_stripped``: the source passed the skull-stripping check (BIDS derivatives require ``SkullStripped``;
+    translate keeps the input's zero background, so the translation is stripped when its source was).
     """
     return {
         "Description": f"Synthetic {direction.target} translated from {direction.source} by mrtrans; not a "
         "scanner acquisition.",
         "Synthetic": True,
+        "SkullStripped": skull_stripped,
         **extra,
         "SourceFile": str(Path(source).resolve()),
         "SourceSHA256": sha256_file(source),

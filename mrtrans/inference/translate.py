@@ -104,7 +104,16 @@ class Translator:
         from mrtrans.inference.naming import sidecar
 
         model = {"path": self.checkpoint_file, "sha256": self.checkpoint_sha256, "chosen": self.chosen}
-        return sidecar(source, extra or {}, self.direction, self.kind, model, self.normalization, __version__)
+        return sidecar(
+            source,
+            extra or {},
+            self.direction,
+            self.kind,
+            model,
+            self.normalization,
+            __version__,
+            skull_stripped=self.check_conventions,  # False: --allow-unstripped, the source may hold a head
+        )
 
     def __call__(self, image: Any, affine: Any = None, mask: Any = None) -> Any:
         """Translate one volume and return the same kind of thing on the input's grid.

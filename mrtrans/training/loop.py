@@ -113,9 +113,14 @@ class _LossLog:
         elif path.exists():
             path.unlink()
         self.tb = None
-        with contextlib.suppress(ImportError):
+        try:
             from torch.utils.tensorboard import SummaryWriter
-
+        except ImportError:  # an optional extra: say once per run what is missing and where the numbers still are
+            logger.info(
+                "TensorBoard event files are off: the tensorboard package is not installed (pip install "
+                "'mrtrans[tensorboard]'); losses.csv holds every logged value"
+            )
+        else:
             self.tb = SummaryWriter(str(path.parent / "tensorboard"))
 
     def write(self, row: dict[str, float]) -> None:

@@ -170,3 +170,43 @@ def test_naming_refuses_a_name_a_real_sequence_has_and_an_output_inside_the_inpu
         translate_files(inputs, inputs / "synth", tiny_run, naming="nnunet", device="cpu")
     with pytest.raises(MrtransError, match="--naming 'freesurfer'"):
         translate_files(inputs, tmp_path / "out", tiny_run, naming="freesurfer", device="cpu")
+
+
+@pytest.mark.slow  # runs the official validator (a subprocess)
+def test_the_official_bids_validator_accepts_a_derivative_with_sessions_and_runs(
+    synth_root: Path, tmp_path: Path
+) -> None:
+    """bids-validator-deno (the BIDS project's validator, installed with the dev extra) on what --bids-out writes:
+    errors fail the test; its warnings are listed in docs/translate.md."""
+    import importlib.util
+    import shutil as sh
+    import subprocess
+    import sys
+
+    from mrtrans.api import translate_files
+
+    from helpers import make_checkpoint
+
+    if importlib.util.find_spec("bids_validator_deno") is None:
+        pytest.skip("bids-validator-deno is not installed (pip install 'mrtrans[dev]'): the derivative is unchecked")
+    validator = [sys.executable, "-c", "from bids_validator_deno import cli; cli()"]  # its console script, run here
+    subjects = sorted(p for p in synth_root.iterdir() if p.is_dir())[:2]
+    root = tmp_path / "raw"
+    files = {
+        "sub-01/ses-1/anat/sub-01_ses-1_run-1_FLAIR.nii.gz": subjects[0],
+        "sub-01/ses-1/anat/sub-01_ses-1_run-2_FLAIR.nii.gz": subjects[1],
+        "sub-02/anat/sub-02_FLAIR.nii.gz": subjects[1],
+    }
+    for name, subject in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        sh.copy(subject / f"{subject.name}_flair.nii.gz", root / name)
+    (root / "dataset_description.json").write_text(json.dumps({"Name": "raw", "BIDSVersion": "1.10.0"}))
+    deriv = tmp_path / "deriv"
+    report = translate_files(root, None, make_checkpoint(tmp_path / "last.pt"), bids_out=deriv, device="cpu")
+    assert len(report.written) == 3 and not report.failed
+    result = subprocess.run([*validator, str(deriv), "--json"], capture_output=True, text=True, timeout=600)
+    issues = json.loads(result.stdout)["issues"]["issues"]
+    errors = [(i["code"], i.get("location")) for i in issues if i["severity"] == "error"]
+    assert not errors and result.returncode == 0, errors
+    warnings = {i["code"] for i in issues if i["severity"] == "warning"}
+    assert warnings <= {"TOO_FEW_AUTHORS"}, warnings  # the one warning docs/translate.md explains
