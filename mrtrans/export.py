@@ -11,11 +11,14 @@ Output folder::
     OUT/preprocessing.json                                the recipe, the direction, versions
 
 ``--format monai-bundle`` writes a MONAI bundle instead (:func:`write_bundle`): ``configs/metadata.json``
-(filled from the checkpoint: direction, spacing, intensity recipe, references), ``configs/inference.json``
-(LoadImage -> ``mrtrans.monai.Translate`` -> SaveImage, run by ``python -m monai.bundle run``) and
-``models/model.pt`` (the direction's generator in mrtrans' checkpoint format, loaded with weights_only).
-The bundle's pipeline is mrtrans' own, so it needs mrtrans installed (``optional_packages_version``) and gives
-what ``mrtrans translate`` gives.
+(the MONAI bundle schema's fields, filled from the checkpoint: direction, the network's input and output with
+their range and size, spacing, intensity recipe, references, license), ``configs/inference.json`` with
+``network_def`` (mrtrans' generator class and its arguments: MONAI's ``verify_net_in_out`` and ``ckpt_export`` run on
+it) and the whole-volume pipeline (LoadImage -> ``mrtrans.monai.Translate`` -> SaveImage, run by ``python -m
+monai.bundle run``), ``models/model.pt`` (the generator's state dict, what ``network_def`` loads) and
+``models/mrtrans.pt`` (the direction's generator in mrtrans' checkpoint format, with its preprocessing; what the
+pipeline loads). The pipeline is mrtrans' own, so it needs mrtrans installed and gives what ``mrtrans translate``
+gives, bit for bit; ``network_def`` alone is the bare 2D network for MONAI's tools and other pipelines.
 """
 
 from __future__ import annotations
@@ -29,10 +32,17 @@ import torch
 
 from mrtrans import __version__
 from mrtrans.checkpoint import resolve_checkpoint
+from mrtrans.config import TrainConfig, from_dict
 from mrtrans.errors import MrtransError
 from mrtrans.inference.translate import load_translator
 from mrtrans.io import sha256_file
+from mrtrans.models import generator_spec
 from mrtrans.outputs import OutputKind, atomic_dir
+
+# The MONAI bundle specification's metadata schema (MONAI >= 1.4).
+MONAI_META_SCHEMA = (
+    "https://github.com/Project-MONAI/MONAI-extra-test-data/releases/download/0.8.1/meta_schema_20240725.json"
+)
 
 
 class ExportFormat(str, enum.Enum):
@@ -198,28 +208,40 @@ def write_bundle(folder: Path, checkpoint: Path, translator: Any) -> None:
     payload |= {"selection": ckpt.get("selection"), "state": ckpt.get("state"), "exported_from": str(checkpoint)}
     (folder / "models").mkdir()
     (folder / "configs").mkdir()
-    save_checkpoint(payload, folder / "models" / "model.pt")
+    save_checkpoint(payload, folder / "models" / "mrtrans.pt")
+    torch.save(dict(translator.generator.state_dict()), folder / "models" / "model.pt")  # tensors only
+    network_def = generator_spec(from_dict(TrainConfig, ckpt["config"]).generator)
     norm = translator.normalization
     lo, hi = (float(v) for v in norm["range"])
     sequence = {"flair": "FLAIR", "t1": "T1", "t1ce": "T1 with contrast", "t2": "T2"}
+    size = int(norm["image_size"])
+    spacing = norm.get("spacing")
     metadata = {
+        "schema": MONAI_META_SCHEMA,
         "version": "0.1.0",
         "changelog": {"0.1.0": f"exported by mrtrans {__version__} from {checkpoint.name}"},
         "monai_version": monai.__version__,
         "pytorch_version": torch.__version__.split("+")[0],
         "numpy_version": np.__version__,
-        "optional_packages_version": {"mrtrans": __version__, "nibabel": _version("nibabel")},
+        "required_packages_version": {"mrtrans": __version__, "nibabel": _version("nibabel")},
         "name": f"mrtrans {d.name} ({translator.kind})",
         "task": f"Synthesize the {sequence[d.target]} sequence of a skull-stripped brain MRI from its "
         f"{sequence[d.source]} (unpaired translation); the output is synthetic",
         "description": f"{translator.kind} generator trained by mrtrans ({translator.chosen}). Whole volumes on their "
         "own grid: reoriented to RAS, resampled in-plane to the training spacing, brain-percentile normalised, "
         "translated slice by slice, and put back on the input's grid (mrtrans.monai.Translate).",
-        "authors": "mrtrans",
+        "authors": "mrtrans (the user who trained this model)",
         "copyright": "Trained by the user of mrtrans; see the training data's license",
+        "license": "the code: Apache-2.0 (mrtrans); the weights: as the data they were trained on allows",
         "references": REFERENCES,
         "intended_use": "Research only; not for diagnosis. Every output is synthetic.",
+        # The network of network_def: one axial slice in the model range in, its translation out (the pipeline of
+        # inference.json wraps it for whole volumes).
         "network_data_format": {
+            "inputs": {"image": _slice_format(sequence[d.source], [lo, hi], size, spacing)},
+            "outputs": {"pred": _slice_format(f"synthetic {sequence[d.target]}", [lo, hi], size, spacing)},
+        },
+        "pipeline_data_format": {  # what configs/inference.json reads and writes
             "inputs": {"image": _volume_format(sequence[d.source], [])},
             "outputs": {"pred": _volume_format(f"synthetic {sequence[d.target]}", [0, 1])},
         },
@@ -242,7 +264,8 @@ def write_bundle(folder: Path, checkpoint: Path, translator: Any) -> None:
         "imports": ["$import mrtrans.monai"],
         "bundle_root": ".",
         "device": "$'cuda' if torch.cuda.is_available() else 'cpu'",
-        "ckpt_path": "$@bundle_root + '/models/model.pt'",
+        "network_def": network_def,
+        "ckpt_path": "$@bundle_root + '/models/mrtrans.pt'",
         "input_file": "",
         "output_dir": "$@bundle_root + '/eval'",
         "output_postfix": d.target,
@@ -250,6 +273,7 @@ def write_bundle(folder: Path, checkpoint: Path, translator: Any) -> None:
         "translate": {"_target_": "mrtrans.monai.Translate", "model": "@ckpt_path", "device": "@device"},
         "saver": {
             "_target_": "SaveImage",
+            "writer": "mrtrans.monai.NiftiWriter",  # a dotted path: NibabelWriter that keeps the source's units (mm)
             "output_dir": "@output_dir",
             "output_postfix": "@output_postfix",
             "output_dtype": "$np.float32",
@@ -261,10 +285,39 @@ def write_bundle(folder: Path, checkpoint: Path, translator: Any) -> None:
     (folder / "configs" / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
     (folder / "configs" / "inference.json").write_text(json.dumps(inference, indent=2) + "\n")
     (folder / "README.md").write_text(
-        f"# {metadata['name']}\n\n{metadata['task']}.\n\n```bash\npip install mrtrans=={__version__}\n"
+        f"# {metadata['name']}\n\n{metadata['task']}.\n\n"
+        "Install mrtrans from its repository (it is on no package index), then run the whole-volume pipeline:\n\n"
+        "```bash\npip install 'git+https://github.com/mrtrans/mrtrans'   # or: pip install -e <your checkout>\n"
         "python -m monai.bundle run --config_file configs/inference.json --bundle_root . "
-        "--input_file scan.nii.gz --output_dir out\n```\n\nWritten by `mrtrans export --format monai-bundle`.\n"
+        "--input_file scan.nii.gz --output_dir out\n```\n\n"
+        "That pipeline (`mrtrans.monai.Translate`) gives what `mrtrans translate` gives, bit for bit: use it for "
+        "results. `network_def` in configs/inference.json is the bare 2D network (one axial slice in, "
+        "`models/model.pt` its weights) for MONAI's own tools, which need a network:\n\n```bash\n"
+        "python -m monai.bundle verify_net_in_out network_def --meta_file configs/metadata.json "
+        "--config_file configs/inference.json\n"
+        "python -m monai.bundle ckpt_export network_def --filepath models/model.ts --ckpt_file models/model.pt "
+        "--meta_file configs/metadata.json --config_file configs/inference.json\n```\n\n"
+        "`verify_metadata` checks configs/metadata.json against the schema it names (it downloads the schema). "
+        "Written by `mrtrans export --format monai-bundle`.\n"
     )
+
+
+def _slice_format(channel: str, value_range: list[float], size: int, spacing: Any) -> dict[str, Any]:
+    """A bundle's ``network_data_format`` entry for the network's input or output: one axial slice."""
+    entry = {
+        "type": "image",
+        "format": "magnitude",
+        "modality": "MR",
+        "num_channels": 1,
+        "spatial_shape": [size, size],
+        "dtype": "float32",
+        "value_range": value_range,
+        "is_patch_data": False,
+        "channel_def": {"0": channel},
+    }
+    if spacing is not None:
+        entry["spacing_mm"] = [float(spacing[0]), float(spacing[1])]  # in-plane, RAS x and y
+    return entry
 
 
 def _volume_format(channel: str, value_range: list[float]) -> dict[str, Any]:

@@ -27,17 +27,36 @@ from mrtrans.networks.unet import UnetGenerator
 from mrtrans.networks.unit import UnitModel, UnitTranslator
 
 
+def generator_spec(cfg: GeneratorConfig) -> dict[str, Any]:
+    """One direction's network as a class (or builder) path and its keyword arguments: ``{"_target_": ..., **kwargs}``,
+    the form MONAI's bundle configs instantiate (an exported bundle's ``network_def``)."""
+    io = {"in_channels": cfg.in_channels, "out_channels": cfg.out_channels, "base_channels": cfg.base_channels}
+    if cfg.architecture is GeneratorArchitecture.discogan:
+        return {"_target_": "mrtrans.networks.discogan.DiscoGenerator", **io, "num_downsampling": cfg.num_downsampling}
+    if cfg.architecture is GeneratorArchitecture.unit:  # a stand-alone encoder-decoder translator
+        return {"_target_": "mrtrans.networks.unit.UnitTranslator.build", **io, "num_res_blocks": cfg.num_res_blocks}
+    if cfg.architecture is GeneratorArchitecture.unet:
+        return {"_target_": "mrtrans.networks.unet.UnetGenerator", **io, "num_downs": cfg.num_downsampling}
+    return {
+        "_target_": "mrtrans.networks.generators.ResnetGenerator",
+        **io,
+        "num_res_blocks": cfg.num_res_blocks,
+        "num_downsampling": cfg.num_downsampling,
+    }
+
+
+GENERATORS = {
+    "mrtrans.networks.discogan.DiscoGenerator": DiscoGenerator,
+    "mrtrans.networks.unit.UnitTranslator.build": UnitTranslator.build,
+    "mrtrans.networks.unet.UnetGenerator": UnetGenerator,
+    "mrtrans.networks.generators.ResnetGenerator": ResnetGenerator,
+}
+
+
 def build_generator(cfg: GeneratorConfig) -> nn.Module:
     """One direction's image-to-image network (for UNIT: a stand-alone encoder-decoder translator)."""
-    if cfg.architecture is GeneratorArchitecture.discogan:
-        return DiscoGenerator(cfg.in_channels, cfg.out_channels, cfg.base_channels, cfg.num_downsampling)
-    if cfg.architecture is GeneratorArchitecture.unit:
-        return UnitTranslator.build(cfg.in_channels, cfg.out_channels, cfg.base_channels, cfg.num_res_blocks)
-    if cfg.architecture is GeneratorArchitecture.unet:
-        return UnetGenerator(cfg.in_channels, cfg.out_channels, cfg.base_channels, cfg.num_downsampling)
-    return ResnetGenerator(
-        cfg.in_channels, cfg.out_channels, cfg.base_channels, cfg.num_res_blocks, cfg.num_downsampling
-    )
+    spec = generator_spec(cfg)
+    return GENERATORS[spec.pop("_target_")](**spec)
 
 
 def build_discriminator(cfg: DiscriminatorConfig) -> nn.Module:

@@ -22,15 +22,17 @@ from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import nibabel as nib
+import numpy as np
 from monai.config import KeysCollection
-from monai.data import MetaTensor
+from monai.data import MetaTensor, NibabelWriter
 from monai.transforms import MapTransform, Transform
-from monai.utils import TransformBackends
+from monai.utils import TransformBackends, get_equivalent_dtype
 
 from mrtrans.errors import MrtransError
 from mrtrans.inference.translate import Translator, load_translator
 
-__all__ = ["Translate", "Translated"]
+__all__ = ["NiftiWriter", "Translate", "Translated"]
 
 
 class Translate(Transform):
@@ -142,3 +144,23 @@ class Translated(MapTransform):
             mask = d[self.mask_key] if self.mask_key is not None else None
             d[out_key] = self.translate(img, affine=affine, mask=mask)
         return d
+
+
+class NiftiWriter(NibabelWriter):
+    """MONAI's ``NibabelWriter`` that also writes the source's units (``xyzt_units`` of the loaded image's metadata,
+    which ``NibabelWriter`` drops), so a translation written by ``SaveImage(writer=NiftiWriter)`` says millimetres
+    where its source did. The exported bundle's ``SaveImage`` uses it."""
+
+    units: Any = None
+
+    def set_metadata(self, meta_dict: Mapping | None, resample: bool = True, **options: Any) -> None:
+        self.units = None if meta_dict is None else meta_dict.get("xyzt_units")
+        super().set_metadata(meta_dict, resample, **options)
+
+    def write(self, filename: Any, verbose: bool = False, **obj_kwargs: Any) -> None:
+        if self.units is not None and "header" not in obj_kwargs:
+            header = nib.Nifti1Header()
+            header["xyzt_units"] = int(np.asarray(self.units))
+            header.set_data_dtype(get_equivalent_dtype(self.output_dtype or self.data_obj.dtype, np.ndarray))
+            obj_kwargs["header"] = header
+        super().write(filename, verbose=verbose, **obj_kwargs)
