@@ -39,8 +39,9 @@ test-fast: $(STAMP)
 test-experiments: $(STAMP)
 	$(BIN)/python -m pytest -q -m experiment
 
+# Resumable: interrupted, `make demo` again continues where it stopped (mrtrans demo --overwrite starts afresh).
 demo: $(STAMP)
-	$(BIN)/mrtrans demo --out demo --overwrite
+	$(BIN)/mrtrans demo --out demo
 
 clean:
 	rm -rf $(VENV) demo .pytest_cache

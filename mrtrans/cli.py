@@ -545,14 +545,30 @@ def evaluate_volumes(
 @command("demo")
 def demo(
     out: Annotated[Path, typer.Option("--out", help="Folder for everything the demo makes.")] = Path("demo"),
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Start afresh, replacing a demo in OUT (else it is continued).")
+    ] = False,
 ) -> None:
     """Run the whole job on synthetic data: synth -> prepare -> train CycleGAN and HarmonicGAN -> translate ->
-    evaluate.
+    evaluate. Interrupted (Ctrl-C, a kill), the same command continues where it stopped.
     """
-    from mrtrans.experiments.demo import run_demo
+    import signal
 
-    report = run_demo(out, overwrite=overwrite)
+    from mrtrans.experiments.demo import demo_status, run_demo
+
+    def stop(signum: int, frame: object) -> None:  # a kill is handled as Ctrl-C: say where the demo stands
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        report = run_demo(out, overwrite=overwrite)
+    except KeyboardInterrupt:
+        typer.echo(
+            f"\ninterrupted: {demo_status(out)}. Run the same command again (make demo, or mrtrans demo --out "
+            f"{out}) to continue from there; finished stages are kept.",
+            err=True,
+        )
+        raise typer.Exit(130) from None
     typer.echo(
         f"\nResults: {report}/report.md (tables), {report}/summary.csv, {report}/figures/, "
         f"translated volume in {out}/translated/, runs in {out}/runs/"

@@ -313,6 +313,9 @@ class RunConfig:
     log_every: int = field(default=50, metadata=bounds(1))
     sample_every: int = field(default=500, metadata=bounds(1))
     checkpoint_every: int = field(default=1000, metadata=bounds(1))
+    # Also write last.pt when this many seconds have passed since the last one (None: by steps only), so that an
+    # interrupted run loses at most that much training on a slow machine (the demo: 60).
+    checkpoint_seconds: float | None = field(default=None, metadata=bounds(1.0))
     # Score the prepared set's validation slices (if any) every this many steps (None: at every checkpoint) and
     # keep checkpoints/best.pt, chosen by best_metric. The test slices are never read in training.
     validate_every: int | None = field(default=None, metadata=bounds(1))

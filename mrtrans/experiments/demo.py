@@ -4,6 +4,10 @@ synthetic BraTS subjects -> prepare-brats (64x64 slices) -> train CycleGAN and H
 (``cpu_small`` preset) -> translate one whole volume -> evaluate both runs -> report folder.
 Each stage calls the same function as its own command, with the same config files; on a machine
 with CUDA the training and translation use the GPU.
+
+The demo folder is resumable: run the same command again after an interrupt (Ctrl-C, a kill) and it continues
+where it stopped - finished stages are kept, a training run continues from its last checkpoint (written at least
+every minute, ``run.checkpoint_seconds``). :func:`demo_status` says where an interrupted demo stands.
 """
 
 from __future__ import annotations
@@ -33,16 +37,42 @@ class DemoPlan:
     epochs: int = 24
     audit_steps: int = 400
     seed: int = 0
+    checkpoint_every: int = 500  # steps; and at least every minute (run.checkpoint_seconds)
+
+
+METHODS = ("cyclegan", "harmonicgan_hist")
 
 
 def run_demo(out: Path, plan: DemoPlan = DemoPlan(), overwrite: bool = False) -> Path:
-    """Run every stage into ``out`` and return the report folder.
+    """Run every stage into ``out`` (continuing a demo an earlier call left there) and return the report folder.
 
     Raises:
-        MrtransError: ``out`` exists and is not empty (without ``overwrite``), or is not a demo folder.
+        MrtransError: ``out`` holds something else than a demo of this plan (``overwrite``: a demo is replaced).
     """
+    out = Path(out)
     with Workspace.lock(out):
-        return _stages(Workspace.fresh(out, OutputKind.demo, overwrite), plan)
+        if overwrite:
+            Workspace.fresh(out, OutputKind.demo, overwrite=True)
+        return _stages(Workspace.resume(out, OutputKind.demo, plan, None), plan)
+
+
+def demo_status(out: Path, plan: DemoPlan = DemoPlan()) -> str:
+    """Where a demo in ``out`` stands, in words, for a user who interrupted it (which runs are finished, at which
+    step the others' last checkpoints are)."""
+    from mrtrans.checkpoint import load_checkpoint
+
+    out = Path(out)
+    parts = []
+    for method in METHODS:
+        final, partial = out / "runs" / method, out / "runs" / f".partial-{method}"
+        if final.is_dir():
+            parts.append(f"{method} trained")
+        elif (partial / "checkpoints" / "last.pt").is_file():
+            state = load_checkpoint(partial / "checkpoints" / "last.pt").get("state", {})
+            parts.append(f"{method} saved at step {state.get('global_step', '?')}")
+        else:
+            parts.append(f"{method} not started" if not partial.exists() else f"{method} before its first checkpoint")
+    return "; ".join(parts)
 
 
 def _stages(ws: Workspace, plan: DemoPlan) -> Path:
@@ -53,7 +83,8 @@ def _stages(ws: Workspace, plan: DemoPlan) -> Path:
 
     out, stage = ws.out, ws.stage
     stage(f"1/5 synth-brats: {plan.subjects} subjects of {'x'.join(map(str, plan.shape))} -> {out / 'brats'}")
-    write_synthetic_brats(out / "brats", SynthConfig(plan.subjects, plan.shape, plan.tumor_fraction, plan.seed))
+    if not (out / "brats").is_dir():
+        write_synthetic_brats(out / "brats", SynthConfig(plan.subjects, plan.shape, plan.tumor_fraction, plan.seed))
 
     stage(f"2/5 prepare-brats -> {out / 'prepared'}")
     prep = load_config(
@@ -69,16 +100,18 @@ def _stages(ws: Workspace, plan: DemoPlan) -> Path:
         },
         folder="data_prep",
     )
-    prepare_brats(out / "brats", out / "prepared", prep)
+    if not (out / "prepared").is_dir():
+        prepare_brats(out / "brats", out / "prepared", prep)
 
     schedule = {
         **epoch_schedule(plan.epochs),
         "run.seed": plan.seed,
         "run.log_every": 20,
         "run.sample_every": 500,
-        "run.checkpoint_every": 500,
+        "run.checkpoint_every": plan.checkpoint_every,
+        "run.checkpoint_seconds": 60,  # an interrupt loses at most a minute of training, however slow the machine
     }
-    methods = ("cyclegan", "harmonicgan_hist")
+    methods = METHODS
     stage(f"3/5 train {' and '.join(methods)} flair2t1 ({plan.epochs} epochs) -> {out / 'runs'}")
     grid = [
         TrainJob(out / "prepared", out / "runs" / m, "flair2t1", load_config(TrainConfig, [m, "cpu_small"], schedule))
@@ -101,6 +134,6 @@ def _stages(ws: Workspace, plan: DemoPlan) -> Path:
         {"audit.steps": plan.audit_steps, "segmentation.steps": plan.audit_steps},
         folder="evaluation",
     )
-    evaluate_runs(runs, out / "prepared", out / "report", ev, cache_dir=out / "cache")
+    evaluate_runs(runs, out / "prepared", out / "report", ev, cache_dir=out / "cache", overwrite=True)
     stage("done")
     return out / "report"

@@ -1,8 +1,9 @@
 """One resumable grid of training runs, shared by every experiment.
 
 Each run trains into a hidden scratch folder beside its final name and is moved into place when complete,
-so a finished run is exactly one whose folder exists: a re-run trains only the rest, and the scratch folder
-of a killed run (marked by ``mrtrans train``) is removed first. ``jobs`` runs at a time: in this process for
+so a finished run is exactly one whose folder exists: a re-run trains only the rest. A run killed mid-way
+continues from its last checkpoint in its scratch folder (``mrtrans train --resume``: the same result as an
+uninterrupted run); one killed before its first checkpoint starts again. ``jobs`` runs at a time: in this process for
 one, in spawned processes for more.
 
 Threads: each job gets ``threads`` torch threads, by default the cores this process may use (its CPU affinity,
@@ -16,15 +17,12 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import shutil
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from mrtrans.config import TrainConfig, to_dict
-from mrtrans.errors import MrtransError
-from mrtrans.outputs import OutputKind, marker_kind
 
 
 @dataclass(frozen=True)
@@ -41,21 +39,6 @@ class TrainJob:
         return self.run.with_name(f".partial-{self.run.name}")
 
 
-def remove_partial_run(scratch: Path) -> None:
-    """Remove the scratch folder of a run killed mid-way: only one that ``mrtrans train`` marked (or an empty one).
-
-    Raises:
-        MrtransError: the folder holds something train did not make.
-    """
-    if not scratch.exists():
-        return
-    if marker_kind(scratch) is not OutputKind.run and any(scratch.iterdir()):
-        raise MrtransError(
-            f"{scratch}: not a training run this command started; move it away and run the command again"
-        )
-    shutil.rmtree(scratch)
-
-
 def train_job(data: str, run: str, direction: str, cfg_dict: dict, threads: int, show_progress: bool = False) -> str:
     """Train one run into its scratch folder and move it into place when complete (a worker's job)."""
     import torch
@@ -67,7 +50,9 @@ def train_job(data: str, run: str, direction: str, cfg_dict: dict, threads: int,
     torch.set_num_threads(threads)
     final = Path(run)
     scratch = final.with_name(f".partial-{final.name}")
-    train(data, scratch, Direction.parse(direction), from_dict(TrainConfig, cfg_dict), show_progress=show_progress)
+    resume = (scratch / "checkpoints" / "last.pt").is_file()  # killed after a checkpoint: continue from it
+    cfg = from_dict(TrainConfig, cfg_dict)
+    train(data, scratch, Direction.parse(direction), cfg, resume=resume, show_progress=show_progress)
     scratch.rename(final)
     return str(final)
 
@@ -106,11 +91,12 @@ def train_grid(
     threads = threads_per_job(jobs, threads)
     for job in todo:
         job.run.parent.mkdir(parents=True, exist_ok=True)
-        remove_partial_run(job.scratch)  # a run killed mid-way, inside the folder this experiment made
+    resumed = sum((job.scratch / "checkpoints" / "last.pt").is_file() for job in todo)
     args = [(str(j.data), str(j.run), j.direction, to_dict(j.config), threads) for j in todo]
     stage(
         f"train {len(todo)} of {len(grid)} runs, {jobs} at a time ({threads} threads each)"
         + (f"; {len(grid) - len(todo)} finished earlier" if len(todo) < len(grid) else "")
+        + (f"; {resumed} continue from their last checkpoint" if resumed else "")
     )
     from tqdm import tqdm
 

@@ -303,6 +303,11 @@ def forward_slices(
     return out
 
 
+# The lowest value a translation has inside the brain (outputs are in [0, 1], background exactly 0): 1/1024, far
+# below any intensity difference the metrics see, above the background for tools that find the brain by > 0.
+BRAIN_FLOOR = 1.0 / 1024
+
+
 @torch.no_grad()
 def translate_array(
     data: np.ndarray, affine: np.ndarray, translator: Translator, brain: np.ndarray | None = None, check: bool = True
@@ -323,7 +328,8 @@ def translate_array(
         check: refuse inputs that break the conventions (``--allow-unstripped`` turns this off).
 
     Returns:
-        (X, Y, Z) float32 in [0, 1], zero outside the brain.
+        (X, Y, Z) float32 in [0, 1], zero outside the brain and at least :data:`BRAIN_FLOOR` inside it (the
+        generator's -1 would otherwise become 0, which tools that mask by > 0 read as background).
 
     Raises:
         MrtransError: a broken convention, a brain larger than the model's field, or a NaN output.
@@ -356,6 +362,7 @@ def translate_array(
             out, work_mask, work_affine, dst_affine=ras_affine, spatial_shape=vol.shape, min_weight=1e-3
         )
         out = np.clip(out, 0.0, 1.0, out=out)
+    np.maximum(out, BRAIN_FLOOR, out=out, where=mask)  # the brain stays > 0 for tools that mask by > 0
     out[~mask] = 0.0
     return np.ascontiguousarray(orientations.apply_orientation(out, from_ras), dtype=np.float32)
 

@@ -26,6 +26,7 @@ import logging
 import math
 import os
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -457,7 +458,7 @@ def _train(
         dynamic_ncols=True,
     )
     fixed = (to_tensor(source[:1]).to(device), to_tensor(target[:1]).to(device))
-    last = ckpt_path
+    last, saved_at = ckpt_path, time.monotonic()
     try:
         while state["global_step"] < total_steps:
             order_s, order_t = epoch_orders(len(source), len(target), cfg.run.seed, state["epoch"])
@@ -511,8 +512,10 @@ def _train(
                 logger.info(f"step {step}: best.pt ({rule(metric)}: {best['value']:.4f})")
             if rank == 0 and step in cfg.run.keep_steps:
                 checkpoint(ckpt_path.with_name(f"step_{step:07d}.pt"), {"rule": f"kept at step {step}", "step": step})
-            if rank == 0 and (step % cfg.run.checkpoint_every == 0 or step == total_steps):
+            due = cfg.run.checkpoint_seconds is not None and time.monotonic() - saved_at >= cfg.run.checkpoint_seconds
+            if rank == 0 and (step % cfg.run.checkpoint_every == 0 or step == total_steps or due):
                 last = checkpoint()
+                saved_at = time.monotonic()
         if world > 1:
             _check_replicas(generators)
     finally:

@@ -51,6 +51,7 @@ RESUME_MAY_CHANGE = (
     "run.log_every",
     "run.sample_every",
     "run.checkpoint_every",
+    "run.checkpoint_seconds",
     "run.validate_every",
     "run.keep_steps",
     "optim.epochs_constant",

@@ -252,3 +252,15 @@ def test_real_sample_subjects_translate(real_sample, tmp_path):
         assert np.allclose(a.affine, b.affine)  # the sample is LPS: kept as is
         data = np.asanyarray(a.dataobj)
         assert (b.get_fdata()[data == 0] == 0).all()
+
+
+def test_the_brain_stays_above_the_background_value(tmp_path, translator):
+    """The generator's -1 maps to 0; inside the brain the translation is kept at BRAIN_FLOOR or more, so a tool that
+    finds the brain by > 0 finds all of it, and the background stays exactly 0."""
+    from mrtrans.inference.translate import BRAIN_FLOOR
+
+    volume = flair_volume()
+    out = translate_array(volume, np.eye(4), translator)
+    brain = volume != 0
+    assert out[brain].min() >= BRAIN_FLOOR and (out[~brain] == 0).all() and out.max() <= 1.0
+    assert ((out > 0) == brain).all()
