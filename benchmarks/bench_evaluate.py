@@ -19,7 +19,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import median_time, report  # noqa: E402
 
-from mrtrans.data_prep.slices import Direction  # noqa: E402
+from mrtrans.domain import Direction  # noqa: E402
 from mrtrans.evaluation.evaluate import score_slices  # noqa: E402
 
 

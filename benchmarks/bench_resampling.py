@@ -27,8 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import report  # noqa: E402
 
 from mrtrans.checkpoint import model_payload, save_checkpoint  # noqa: E402
-from mrtrans.config import Modality, TrainConfig, load_config, to_dict  # noqa: E402
+from mrtrans.config import TrainConfig, load_config, to_dict  # noqa: E402
 from mrtrans.data_prep.transforms import resample_brain  # noqa: E402
+from mrtrans.domain import Modality
 from mrtrans.inference.translate import load_translator, translate_array  # noqa: E402
 from mrtrans.models import build_generator  # noqa: E402
 from mrtrans.synth import synth_subject  # noqa: E402

@@ -25,7 +25,7 @@ from common import report  # noqa: E402
 
 from mrtrans.config import LossConfig, SmoothNormalization  # noqa: E402
 from mrtrans.data_prep.slices import PreparedSlices, to_tensor  # noqa: E402
-from mrtrans.training.step import smoothness_term  # noqa: E402
+from mrtrans.methods.steps import smoothness_term  # noqa: E402
 
 
 def measure(x: torch.Tensor, y: torch.Tensor, norm: SmoothNormalization) -> tuple[float, float]:

@@ -95,7 +95,7 @@ def seconds_per_iteration(
     slices: np.ndarray | None = None,
 ) -> float:
     """The median time of ``method.step`` (what ``mrtrans train`` runs per step) on ``slices`` (random if None)."""
-    import mrtrans.training.step as training_step
+    import mrtrans.methods.steps as method_steps
     from mrtrans.losses.smoothness import dense_smoothness_loss, smoothness_loss
 
     torch.manual_seed(0)
@@ -106,12 +106,12 @@ def seconds_per_iteration(
     if slices is None:
         slices = (torch.rand(16, size, size) * 2 - 1).numpy()
     # The smoothness term is bound when the method is built: "dense" builds it with 0.4's computation.
-    training_step.smoothness_loss = dense_smoothness_loss if variant.smoothness == "dense" else smoothness_loss
+    method_steps.smoothness_loss = dense_smoothness_loss if variant.smoothness == "dense" else smoothness_loss
     try:
         # statistics (DistanceGAN) as training computes them
         method = build_method(cfg, MethodData(slices, slices, (-1.0, 1.0)), Placement(device, fmt, variant.compile))
     finally:
-        training_step.smoothness_loss = smoothness_loss
+        method_steps.smoothness_loss = smoothness_loss
     method.distribute()
     real_s = torch.from_numpy(slices[:1, None]).to(device).contiguous(memory_format=fmt)
     real_t = torch.from_numpy(slices[1:2, None]).to(device).contiguous(memory_format=fmt)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.4.0"
+__version__ = "0.5.0"
 
 _PUBLIC = {
     "synth_brats": "mrtrans.api",
@@ -26,7 +26,7 @@ _PUBLIC = {
     "export_model": "mrtrans.api",
     "Translator": "mrtrans.inference.translate",
     "TranslateReport": "mrtrans.inference.translate",
-    "Direction": "mrtrans.data_prep.slices",
+    "Direction": "mrtrans.domain",
     "MrtransError": "mrtrans.errors",
 }
 __all__ = ["__version__", *_PUBLIC]

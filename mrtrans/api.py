@@ -15,6 +15,10 @@ from typing import Any
 
 from mrtrans.inference.translate import TranslateReport, Translator, load_translator
 
+# Each function imports the modules of its command inside itself, so that the first use of one name of
+# ``mrtrans`` (which loads this module) does not load every engine: the one kind of import inside functions that
+# docs/architecture.md allows.
+
 __all__ = [
     "synth_brats",
     "prepare_brats",
@@ -139,7 +143,7 @@ def train(
         The last checkpoint's path (``out/checkpoints/last.pt``).
     """
     from mrtrans.config import TrainConfig, epoch_schedule, load_config
-    from mrtrans.data_prep.slices import Direction
+    from mrtrans.domain import Direction
     from mrtrans.training.loop import train as run_train
     from mrtrans.training.resume import load_run_config
 
@@ -338,7 +342,7 @@ def evaluate_volumes(
         The report folder.
     """
     from mrtrans.config import PrepareConfig, load_config
-    from mrtrans.data_prep.slices import Direction
+    from mrtrans.domain import Direction
     from mrtrans.evaluation.evaluate import evaluate_volumes as run_volumes
 
     prep = load_config(PrepareConfig, rules, folder="data_prep")

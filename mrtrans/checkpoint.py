@@ -18,6 +18,8 @@ from typing import Any
 
 import torch
 
+from mrtrans.config import train_config_from_record
+from mrtrans.domain import Direction
 from mrtrans.errors import MrtransError
 from mrtrans.io import atomic_path
 
@@ -74,7 +76,6 @@ def check_model_checkpoint(ckpt: dict[str, Any], path: str | Path) -> None:
     Raises:
         MrtransError: a field missing or unusable (a hand-made or damaged checkpoint), naming it.
     """
-    from mrtrans.config import TrainConfig, from_dict
 
     def bad(what: str) -> MrtransError:
         return MrtransError(
@@ -87,8 +88,6 @@ def check_model_checkpoint(ckpt: dict[str, Any], path: str | Path) -> None:
     direction, norm, models = ckpt["direction"], ckpt["normalization"], ckpt["models"]
     if not isinstance(direction, dict) or not all(isinstance(direction.get(k), str) for k in ("source", "target")):
         raise bad(f"'direction' is {direction!r}, expected source and target modality names")
-    from mrtrans.methods import checkpoint_translators
-
     if not isinstance(models, dict):
         raise bad("'models' is not a mapping of network names to weights")
     try:
@@ -98,7 +97,7 @@ def check_model_checkpoint(ckpt: dict[str, Any], path: str | Path) -> None:
     if not translators or not all(isinstance(k, str) and v in models for k, v in translators.items()):
         raise bad(f"'models' lacks the translators it lists ({translators})")
     try:
-        cfg = from_dict(TrainConfig, ckpt["config"])
+        cfg = train_config_from_record(ckpt["config"])
     except MrtransError as exc:
         raise bad(f"its config is invalid ({exc})") from None
     try:
@@ -106,9 +105,7 @@ def check_model_checkpoint(ckpt: dict[str, Any], path: str | Path) -> None:
         float(norm["lower_percentile"]), float(norm["upper_percentile"])
     except (KeyError, TypeError, ValueError) as exc:
         raise bad(f"'normalization' is incomplete ({type(exc).__name__}: {exc})") from None
-    from mrtrans.models import size_factor
-
-    factor = size_factor(cfg.generator)
+    factor = cfg.generator.size_factor
     if size < 16 or size % factor or not lo < hi:
         raise bad(f"image_size {size} (must be >= 16 and a multiple of {factor}) or range [{lo}, {hi}] is invalid")
 
@@ -193,3 +190,51 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", 
     if payload.get("format_version", 0) > FORMAT_VERSION:
         raise MrtransError(f"{path}: written by a newer mrtrans (format {payload['format_version']}); upgrade mrtrans")
     return payload
+
+
+# Network keys of the two directions in a checkpoint's ``models`` (a one-direction model has one of them).
+FORWARD, BACKWARD = "gen_s2t", "gen_t2s"
+
+
+def checkpoint_translators(ckpt: dict[str, Any]) -> dict[str, str]:
+    """Direction name -> models key of every direction a checkpoint can translate.
+
+    Checkpoints of mrtrans < 0.4 record none: they all hold both generators (``gen_s2t``, ``gen_t2s``).
+    """
+    if "translators" in ckpt:
+        return dict(ckpt["translators"])
+    trained = Direction(ckpt["direction"]["source"], ckpt["direction"]["target"])
+    return {trained.name: FORWARD, trained.reversed().name: BACKWARD}
+
+
+def unavailable_direction(ckpt: dict[str, Any], wanted: Direction, source: object) -> MrtransError:
+    """The one-line refusal of a direction the checkpoint does not translate."""
+    can = sorted(checkpoint_translators(ckpt))
+    trained = Direction(ckpt["direction"]["source"], ckpt["direction"]["target"])
+    hint = (
+        f"train a {wanted.name} model (mrtrans train {wanted.name} ...)"
+        if {wanted.source, wanted.target} == {trained.source, trained.target}
+        else "use a model of those sequences"
+    )
+    what = f"{source}: this {ckpt.get('kind', '')} model translates {' and '.join(can)}"
+    return MrtransError(f"{what}; it cannot do {wanted.name} - {hint}")
+
+
+# What checkpoints of mrtrans < 0.4 (no ``translators`` field) were called; anything else without the field is
+# another kind of file (e.g. the audit's detector).
+LEGACY_KINDS = (
+    "cyclegan",
+    "harmonicgan-histogram",
+    "harmonicgan-vgg",
+    "unit",
+    "discogan",
+    "distancegan",
+    "distancegan-cycle",
+)
+
+
+def is_translation_checkpoint(ckpt: dict[str, Any]) -> bool:
+    """Whether a loaded mrtrans checkpoint holds a translation model (of ``mrtrans train``)."""
+    if "translators" in ckpt:
+        return True
+    return ckpt.get("kind") in LEGACY_KINDS

@@ -18,8 +18,11 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from mrtrans import __version__
-from mrtrans.config import preset_names
+from mrtrans.config import layer_preset_names, method_names
 from mrtrans.errors import MrtransError, describe_os_error
+
+# Commands import mrtrans.api (and through it torch, MONAI) inside themselves, so that `mrtrans --help` and every
+# `--help` answer at once: the one kind of import inside functions that docs/architecture.md allows.
 
 app = typer.Typer(
     name="mrtrans",
@@ -87,7 +90,8 @@ def command(name: str | None = None, group: typer.Typer = app) -> Callable[[F], 
 # `--set section.key=value`, repeatable, on every command that reads a config: any key of its schema without a flag
 # of its own (the config reference: docs/training.md, docs/evaluation.md); checked by the config loader.
 # The method configs (and layer presets such as cpu_small) `--config`/`--method` take by name, for --help.
-METHOD_PRESETS = ", ".join(preset_names())
+METHOD_PRESETS = ", ".join(method_names())
+LAYER_PRESETS = ", ".join(layer_preset_names())
 
 CheckpointOption = Annotated[
     str,
@@ -264,7 +268,10 @@ def train(
         ),
     ] = None,
     preset: Annotated[
-        list[str] | None, typer.Option("--preset", help="Extra config layered on top, e.g. cpu_small.")
+        list[str] | None,
+        typer.Option(
+            "--preset", help=f"Extra config layered on top: a size/schedule preset ({LAYER_PRESETS}) or a YAML."
+        ),
     ] = None,
     epochs: Annotated[
         int | None,
@@ -594,7 +601,6 @@ def reproduce_table1(
         list[str] | None,
         typer.Option(
             "--method",
-            "--methods",
             help=f"A method beyond the paper's six, in rows after them (repeat or comma list): {METHOD_PRESETS}.",
         ),
     ] = None,
@@ -659,7 +665,7 @@ def benchmark_hallucination(
     ] = None,
     preset: Annotated[
         list[str] | None,
-        typer.Option("--preset", help="Training config layered on every method (configs/ name or YAML); repeat."),
+        typer.Option("--preset", help=f"Training config layered on every method ({LAYER_PRESETS}, or a YAML); repeat."),
     ] = None,
     sets: SetOption = None,
 ) -> None:

@@ -21,17 +21,10 @@ from typing import Any, TypeVar
 
 import yaml
 
+from mrtrans.domain import Modality
 from mrtrans.errors import MrtransError
+from mrtrans.io import atomic_path
 from mrtrans.resources import resource_dir
-
-
-class Modality(str, enum.Enum):
-    """MRI sequences of BraTS. Aliases of the file names are resolved in data_prep.discovery."""
-
-    flair = "flair"
-    t1 = "t1"
-    t1ce = "t1ce"
-    t2 = "t2"
 
 
 class GanMode(str, enum.Enum):
@@ -164,6 +157,11 @@ class GeneratorConfig:
                 f"config key 'generator.num_downsampling': {self.num_downsampling}; the {self.architecture.value} "
                 f"generator takes {lo} to {hi}"
             )
+
+    @property
+    def size_factor(self) -> int:
+        """Input sizes must be multiples of this (the generator's stride-2 stages)."""
+        return 4 if self.architecture is GeneratorArchitecture.unit else 2**self.num_downsampling
 
 
 @dataclass(frozen=True)
@@ -308,7 +306,6 @@ class RunConfig:
     channels_last: bool = True
     # torch.compile of the networks (CUDA; opt-in: the first steps compile, later ones may run faster).
     compile: bool = False
-    epochs: int | None = field(default=None, metadata=bounds(1))
     max_steps: int | None = field(default=None, metadata=bounds(1))
     log_every: int = field(default=50, metadata=bounds(1))
     sample_every: int = field(default=500, metadata=bounds(1))
@@ -645,6 +642,22 @@ def preset_names(folder: str = "configs") -> list[str]:
     return sorted(p.stem for p in resource_dir(folder).glob("*.yaml"))
 
 
+# What a size/schedule preset (``--preset``: cpu_small, paper_networks) may set; a file of configs/ that sets
+# anything else (the method, its losses) is a method config (``--config``, ``--method``).
+PRESET_SECTIONS = {"generator", "discriminator", "optim", "run", "data"}
+
+
+def method_names() -> list[str]:
+    """The method configs of configs/ (``cyclegan``, ``harmonicgan_hist``...): files that set more than sizes."""
+    return [n for n in preset_names() if set(read_yaml(resource_dir("configs") / f"{n}.yaml") or {}) - PRESET_SECTIONS]
+
+
+def layer_preset_names() -> list[str]:
+    """The size/schedule presets of configs/ (``cpu_small``, ``paper_networks``)."""
+    methods = set(method_names())
+    return [n for n in preset_names() if n not in methods]
+
+
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in extra.items():
@@ -736,8 +749,35 @@ def epoch_schedule(epochs: int | None) -> dict[str, int | None]:
 
 def save_config(cfg: Any, path: str | Path) -> Path:
     """Write the resolved config as YAML (atomically)."""
-    from mrtrans.io import atomic_path
 
     with atomic_path(path) as tmp:
         tmp.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
     return Path(path)
+
+
+# Keys added after a run was made, with the value such a run used. A resolved config.yaml lists every key of its
+# version, so a missing key means the run predates it (mrtrans < 0.2).
+LEGACY_TRAIN_VALUES = {"loss.smooth_normalization": SmoothNormalization.all_pairs.value}
+# Keys older runs recorded that no version reads: mrtrans <= 0.4 wrote run.epochs, which nothing ever used (the
+# schedule is optim.epochs_constant + optim.epochs_decay).
+RETIRED_TRAIN_KEYS = ("run.epochs",)
+
+
+def train_config_from_record(tree: dict[str, Any], overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """A run's recorded config (its config.yaml, or the one a checkpoint carries) in today's schema: the one place
+    old run configs are migrated. Keys older versions wrote that no longer exist are dropped
+    (``RETIRED_TRAIN_KEYS``), keys added since take the value the run used (``LEGACY_TRAIN_VALUES``); then
+    dotted ``overrides``."""
+    tree = copy.deepcopy(tree)
+    for dotted in RETIRED_TRAIN_KEYS:
+        section, leaf = dotted.split(".")
+        if isinstance(tree.get(section), dict):
+            tree[section].pop(leaf, None)
+    for dotted, value in LEGACY_TRAIN_VALUES.items():
+        section, leaf = dotted.split(".")
+        if isinstance(tree.get(section), dict) and leaf not in tree[section]:
+            tree[section][leaf] = value
+    for dotted, value in (overrides or {}).items():
+        if value is not None:
+            set_dotted(tree, dotted, value)
+    return from_dict(TrainConfig, tree)

@@ -31,8 +31,15 @@ from typing import Any
 import torch
 
 from mrtrans import __version__
-from mrtrans.checkpoint import resolve_checkpoint
-from mrtrans.config import TrainConfig, from_dict
+from mrtrans.checkpoint import (
+    checkpoint_translators,
+    load_checkpoint,
+    model_payload,
+    resolve_checkpoint,
+    save_checkpoint,
+)
+from mrtrans.config import train_config_from_record
+from mrtrans.domain import display_name
 from mrtrans.errors import MrtransError
 from mrtrans.inference.translate import load_translator
 from mrtrans.io import sha256_file
@@ -189,9 +196,6 @@ def write_bundle(folder: Path, checkpoint: Path, translator: Any) -> None:
     import monai
     import numpy as np
 
-    from mrtrans.checkpoint import load_checkpoint, model_payload, save_checkpoint
-    from mrtrans.methods import checkpoint_translators
-
     ckpt = load_checkpoint(checkpoint)
     d = translator.direction
     key = checkpoint_translators(ckpt)[d.name]
@@ -210,10 +214,10 @@ def write_bundle(folder: Path, checkpoint: Path, translator: Any) -> None:
     (folder / "configs").mkdir()
     save_checkpoint(payload, folder / "models" / "mrtrans.pt")
     torch.save(dict(translator.generator.state_dict()), folder / "models" / "model.pt")  # tensors only
-    network_def = generator_spec(from_dict(TrainConfig, ckpt["config"]).generator)
+    network_def = generator_spec(train_config_from_record(ckpt["config"]).generator)
     norm = translator.normalization
     lo, hi = (float(v) for v in norm["range"])
-    sequence = {"flair": "FLAIR", "t1": "T1", "t1ce": "T1 with contrast", "t2": "T2"}
+    sequence = {m: display_name(m) for m in (d.source, d.target)}
     size = int(norm["image_size"])
     spacing = norm.get("spacing")
     metadata = {

@@ -11,14 +11,15 @@ from typing import Any
 import torch
 from torch import nn
 
+from mrtrans.checkpoint import checkpoint_translators, unavailable_direction
 from mrtrans.config import (
     DiscriminatorArchitecture,
     DiscriminatorConfig,
     GeneratorArchitecture,
     GeneratorConfig,
-    TrainConfig,
-    from_dict,
+    train_config_from_record,
 )
+from mrtrans.domain import Direction
 from mrtrans.errors import MrtransError
 from mrtrans.networks.discogan import DiscoDiscriminator, DiscoGenerator
 from mrtrans.networks.discriminators import PatchGAN
@@ -70,11 +71,6 @@ def build_unit(cfg: GeneratorConfig) -> UnitModel:
     return UnitModel(cfg.in_channels, cfg.base_channels, cfg.num_res_blocks)
 
 
-def size_factor(cfg: GeneratorConfig) -> int:
-    """Input sizes must be multiples of this (stride-2 stages of the generator)."""
-    return 4 if cfg.architecture is GeneratorArchitecture.unit else 2**cfg.num_downsampling
-
-
 def load_generator(
     checkpoint: dict[str, Any], direction: Any, device: torch.device | str = "cpu", source: object = "checkpoint"
 ) -> torch.nn.Module:
@@ -84,8 +80,6 @@ def load_generator(
         MrtransError: the model does not translate that direction (one line naming ``source``), or its weights
             do not fit.
     """
-    from mrtrans.data_prep.slices import Direction
-    from mrtrans.methods import checkpoint_translators, unavailable_direction
 
     wanted = Direction.parse(direction) if isinstance(direction, str) else direction
     key = checkpoint_translators(checkpoint).get(wanted.name)
@@ -95,7 +89,7 @@ def load_generator(
 
 
 def _generator(checkpoint: dict[str, Any], name: str, device: torch.device | str) -> torch.nn.Module:
-    cfg = from_dict(TrainConfig, checkpoint["config"])
+    cfg = train_config_from_record(checkpoint["config"])
     gen = build_generator(cfg.generator)
     try:
         gen.load_state_dict(checkpoint["models"][name])

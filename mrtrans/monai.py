@@ -45,6 +45,8 @@ class Translate(Transform):
         batch_size: axial slices per forward pass; default by device (1 on the CPU, 16 on CUDA).
         precision: ``fp32`` or ``bf16`` (CUDA only).
         allow_unstripped: translate volumes that fail the checks of background 0 and skull-stripping.
+        checkpoint: a run folder's ``last`` (default), ``best`` or ``step-N`` checkpoint, as ``mrtrans translate``
+            ``--checkpoint`` chooses it.
     """
 
     backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
@@ -57,8 +59,9 @@ class Translate(Transform):
         batch_size: int | None = None,
         precision: str = "fp32",
         allow_unstripped: bool = False,
+        checkpoint: str = "last",
     ) -> None:
-        self.translator = load_translator(model, direction, device, batch_size, precision, allow_unstripped)
+        self.translator = load_translator(model, direction, device, batch_size, precision, allow_unstripped, checkpoint)
 
     def __call__(self, img: Any, affine: Any = None, mask: Any = None) -> Any:
         """The translation of ``img``; a plain tensor or array needs ``affine`` (a MetaTensor has its own)."""
@@ -73,7 +76,7 @@ class Translated(MapTransform):
 
     Args:
         keys: source key(s), e.g. ``"flair"``.
-        model, direction, device, batch_size, precision, allow_unstripped: as :class:`Translate`.
+        model, direction, device, batch_size, precision, allow_unstripped, checkpoint: as :class:`Translate`.
         output_key: where each translation goes, one per key; default ``"<key>_<target>"`` (e.g. ``flair_t1``).
         mask_key: key of a brain mask on the source's grid; default the source's non-zero voxels.
         only_if_missing: leave a present ``output_key`` alone (translate only for subjects without it).
@@ -97,9 +100,10 @@ class Translated(MapTransform):
         only_if_missing: bool = False,
         meta_key_postfix: str = "meta_dict",
         allow_missing_keys: bool = False,
+        checkpoint: str = "last",
     ) -> None:
         super().__init__(keys, allow_missing_keys)
-        self.translate = Translate(model, direction, device, batch_size, precision, allow_unstripped)
+        self.translate = Translate(model, direction, device, batch_size, precision, allow_unstripped, checkpoint)
         target = self.translate.translator.direction.target
         if output_key is None:
             self.output_keys = [f"{key}_{target}" for key in self.keys]

@@ -29,7 +29,8 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-from mrtrans.config import Modality, SynthConfig
+from mrtrans.config import SynthConfig
+from mrtrans.domain import Modality
 from mrtrans.io import write_nifti
 from mrtrans.outputs import OutputKind, atomic_dir
 

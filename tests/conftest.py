@@ -60,7 +60,7 @@ def tiny_yaml(tmp_path: Path) -> Path:
 def tiny_run(prepared: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A HarmonicGAN-histogram run of 2 steps on ``prepared`` (TINY networks). Read-only for tests."""
     from mrtrans.config import TrainConfig, load_config
-    from mrtrans.data_prep.slices import Direction
+    from mrtrans.domain import Direction
     from mrtrans.training.loop import train
 
     folder = tmp_path_factory.mktemp("tiny_run")

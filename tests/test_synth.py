@@ -4,7 +4,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from mrtrans.config import Modality, SynthConfig
+from mrtrans.config import SynthConfig
+from mrtrans.domain import Modality
 from mrtrans.synth import synth_subject, write_synthetic_brats
 
 from helpers import SMALL_SHAPE

@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mrtrans.config import Modality
+from mrtrans.domain import Modality
 from mrtrans.errors import MrtransError
 from mrtrans.io import nifti_suffix, strip_nifti_suffix
 

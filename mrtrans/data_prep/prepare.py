@@ -43,9 +43,11 @@ import pandas as pd
 
 from mrtrans import __version__
 from mrtrans.config import IntensityRange, PrepareConfig, to_dict
-from mrtrans.data_prep.conventions import spacing_differs
+from mrtrans.data_prep.conventions import ras_spacing, spacing_differs
 from mrtrans.data_prep.discovery import SEG, SEG_LABELS, DiscoveryReport, Layout, Subject, discover_subjects
+from mrtrans.data_prep.transforms import BRAIN, subject_data, subject_pipeline
 from mrtrans.errors import MrtransError
+from mrtrans.io import MAX_VOXELS
 from mrtrans.outputs import OutputKind, atomic_dir, check_output
 
 TRAIN_A, TRAIN_B, TEST, VAL = "train_a", "train_b", "test", "val"
@@ -146,8 +148,6 @@ def process_subject(
     """
     import torch
 
-    from mrtrans.data_prep.transforms import BRAIN, subject_data, subject_pipeline
-
     torch.set_num_threads(1)
     source, target = (m.value for m in cfg.modalities)
     result = SubjectResult(subject.subject_id)
@@ -229,7 +229,6 @@ def check_headers(subject: Subject, keys: list[str]) -> None:
     Raises:
         MrtransError: naming the file.
     """
-    from mrtrans.io import MAX_VOXELS
 
     for path in dict.fromkeys(subject.files[k] for k in keys):
         img = _header(path)
@@ -247,7 +246,6 @@ def check_headers(subject: Subject, keys: list[str]) -> None:
 
 def subject_spacing(subject: Subject, modality: str) -> tuple[float, float, float]:
     """The subject's voxel size (mm, RAS x, y, z) from ``modality``'s header, rounded to 0.001 mm."""
-    from mrtrans.data_prep.conventions import ras_spacing
 
     img = _header(subject.files[modality])
     x, y, z = ras_spacing(img.affine, img.shape[:3])
@@ -544,7 +542,7 @@ def prepare_brats(
             "input_sha256": h.hexdigest(),
         }
         (tmp / "prepare.json").write_text(json.dumps(meta, indent=2))
-        from mrtrans.data_prep.contact_sheet import write_contact_sheet
+        from mrtrans.data_prep.contact_sheet import write_contact_sheet  # matplotlib: only for the sheet
 
         write_contact_sheet(tmp, manifest_df, source, target, b_min, b_max)
         for path in scratch_dir.iterdir():

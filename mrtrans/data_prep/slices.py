@@ -7,7 +7,6 @@ slices of each batch.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,37 +14,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from mrtrans.domain import Direction
 from mrtrans.errors import MrtransError
-
-
-@dataclass(frozen=True)
-class Direction:
-    """A translation direction such as FLAIR -> T1 (``flair2t1``)."""
-
-    source: str
-    target: str
-
-    @property
-    def name(self) -> str:
-        return f"{self.source}2{self.target}"
-
-    def reversed(self) -> Direction:
-        return Direction(self.target, self.source)
-
-    @classmethod
-    def parse(cls, text: str) -> Direction:
-        """``flair2t1`` -> Direction("flair", "t1"); modality names may contain digits (``t12flair``)."""
-        from mrtrans.config import Modality
-
-        names = [m.value for m in Modality]
-        for a in names:
-            for b in names:
-                if a != b and text.lower() == f"{a}2{b}":
-                    return cls(a, b)
-        raise MrtransError(
-            f"unknown direction {text!r}; use <source>2<target> with modalities {', '.join(names)} (e.g. flair2t1, "
-            "t12flair)"
-        )
 
 
 class PreparedSlices:

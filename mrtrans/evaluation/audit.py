@@ -39,6 +39,7 @@ from scipy import ndimage
 from mrtrans.checkpoint import load_checkpoint, save_checkpoint
 from mrtrans.config import AuditConfig, to_dict
 from mrtrans.data_prep.slices import to_tensor
+from mrtrans.domain import CORE_LABELS, CORE_SEQUENCES
 
 
 def build_detector(cfg: AuditConfig) -> BasicUNet:
@@ -54,11 +55,6 @@ def detector_key(cfg: AuditConfig, data: dict, modality: str, image_size: int, d
         sort_keys=True,
     )
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-# Tumor-core labels (no edema) per seg convention; the whole tumor is every label > 0.
-CORE_LABELS = {"brats2018-2021": (1, 4), "brats2023+": (1, 3), "msd-task01": (2, 3)}
-CORE_SEQUENCES = ("t1", "t1ce")  # sequences on which edema is barely visible
 
 
 def region_labels(modality: str, region: str, layouts: list[str] | None) -> tuple[int, ...] | None:

@@ -27,6 +27,7 @@ from nibabel import orientations
 
 from mrtrans.checkpoint import (
     check_model_checkpoint,
+    checkpoint_translators,
     load_checkpoint,
     resolve_checkpoint,
     selected_step,
@@ -34,8 +35,10 @@ from mrtrans.checkpoint import (
 )
 from mrtrans.config import AuditConfig, EvalConfig, Precision, PrepareConfig
 from mrtrans.data_prep.discovery import subject_of
-from mrtrans.data_prep.slices import Direction, PreparedSlices, to_tensor
+from mrtrans.data_prep.prepare import slice_labels
+from mrtrans.data_prep.slices import PreparedSlices, to_tensor
 from mrtrans.devices import resolve_device
+from mrtrans.domain import Direction
 from mrtrans.errors import MrtransError
 from mrtrans.evaluation import audit, presence, segmentation
 from mrtrans.evaluation.metrics import (
@@ -51,7 +54,6 @@ from mrtrans.evaluation.scored import Scored, slice_frame
 from mrtrans.evaluation.tables import write_tables
 from mrtrans.inference.translate import forward_slices, ras_orientations
 from mrtrans.io import load_nifti, read_volume
-from mrtrans.methods import checkpoint_translators
 from mrtrans.models import load_generator
 from mrtrans.outputs import OutputKind, atomic_dir, check_output
 
@@ -490,7 +492,6 @@ RANGE_TOLERANCE = 0.01  # translate writes [0, 1]; resampling by other tools may
 def keep_slices(seg: np.ndarray, brain: np.ndarray, rules: PrepareConfig) -> tuple[np.ndarray, np.ndarray]:
     """prepare-brats' slice rules (:func:`~mrtrans.data_prep.prepare.slice_labels`) on a (X, Y, Z) volume:
     (kept axial slice indices, tumor flags)."""
-    from mrtrans.data_prep.prepare import slice_labels
 
     is_tumor, healthy = slice_labels(seg, brain, rules)
     keep = np.flatnonzero(is_tumor | healthy)
@@ -617,7 +618,7 @@ def evaluate_volumes(
         through = pd.DataFrame(planes)
         through.insert(0, "run", name)
         through.to_csv(tmp / "through_plane.csv", index=False)
-        from mrtrans.evaluation.figures import write_volume_figures
+        from mrtrans.evaluation.figures import write_volume_figures  # matplotlib: only when figures are written
 
         write_volume_figures(tmp / "figures", name, volumes)
     return out

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from mrtrans.data_prep.slices import Direction
+from mrtrans.domain import Direction
 
 
 @dataclass

@@ -16,13 +16,12 @@ import numpy as np
 import pandas as pd
 
 from mrtrans.config import EvalConfig, to_dict
-from mrtrans.data_prep.slices import Direction
+from mrtrans.domain import Direction, direction_label
 from mrtrans.evaluation.metrics import METRICS, PSNR_CAP, REGISTRY
 from mrtrans.evaluation.scored import Scored
 from mrtrans.evaluation.statistics import bootstrap_ratio, paired_difference
 from mrtrans.evaluation.tumor_report import (
     consistency_markdown,
-    direction_label,
     instrument_validity,
     lead_directions,
     tumor_per_subject,
@@ -432,6 +431,6 @@ def write_tables(
     }
     (folder / "metrics.json").write_text(json.dumps(meta, indent=2))
     if figures and cfg.figure_slices > 0:
-        from mrtrans.evaluation.figures import write_figures
+        from mrtrans.evaluation.figures import write_figures  # matplotlib: only when figures are asked for
 
         write_figures(folder / "figures", scored, cfg.figure_slices)

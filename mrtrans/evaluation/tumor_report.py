@@ -13,17 +13,11 @@ import numpy as np
 import pandas as pd
 
 from mrtrans.config import EvalConfig
-from mrtrans.data_prep.slices import Direction
+from mrtrans.domain import direction_label
 from mrtrans.evaluation import presence
 from mrtrans.evaluation.statistics import bootstrap_ratio
 
-DISPLAY = {"flair": "Flair", "t1": "T1", "t1ce": "T1ce", "t2": "T2"}
 PSEUDO_RUNS = ("real", "sanity-inpainted", "sanity-healthy-fill", "sanity-pasted-target", "sanity-pasted-source")
-
-
-def direction_label(name: str) -> str:
-    d = Direction.parse(name)
-    return f"{DISPLAY.get(d.source, d.source)} → {DISPLAY.get(d.target, d.target)}"
 
 
 def _patient_rate(hits: pd.Series, subjects: pd.Series, order: list[str], boot: tuple) -> tuple:

@@ -15,11 +15,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from mrtrans.checkpoint import load_checkpoint
 from mrtrans.config import EvalConfig, PrepareConfig, SynthConfig, TrainConfig, epoch_schedule, load_config
+from mrtrans.data_prep.prepare import prepare_brats
 from mrtrans.errors import MrtransError
+from mrtrans.evaluation.evaluate import evaluate_runs
 from mrtrans.experiments.grid import TrainJob, train_grid
 from mrtrans.experiments.workspace import Workspace
+from mrtrans.inference.translate import load_translator, translate_files
 from mrtrans.outputs import OutputKind
+from mrtrans.synth import write_synthetic_brats
 
 
 @dataclass(frozen=True)
@@ -59,7 +64,6 @@ def run_demo(out: Path, plan: DemoPlan = DemoPlan(), overwrite: bool = False) ->
 def demo_status(out: Path, plan: DemoPlan = DemoPlan()) -> str:
     """Where a demo in ``out`` stands, in words, for a user who interrupted it (which runs are finished, at which
     step the others' last checkpoints are)."""
-    from mrtrans.checkpoint import load_checkpoint
 
     out = Path(out)
     parts = []
@@ -76,10 +80,6 @@ def demo_status(out: Path, plan: DemoPlan = DemoPlan()) -> str:
 
 
 def _stages(ws: Workspace, plan: DemoPlan) -> Path:
-    from mrtrans.data_prep.prepare import prepare_brats
-    from mrtrans.evaluation.evaluate import evaluate_runs
-    from mrtrans.inference.translate import load_translator, translate_files
-    from mrtrans.synth import write_synthetic_brats
 
     out, stage = ws.out, ws.stage
     stage(f"1/5 synth-brats: {plan.subjects} subjects of {'x'.join(map(str, plan.shape))} -> {out / 'brats'}")

@@ -22,7 +22,9 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from mrtrans.config import TrainConfig, to_dict
+from mrtrans.config import TrainConfig, from_dict, to_dict
+from mrtrans.domain import Direction
+from mrtrans.training.loop import train
 
 
 @dataclass(frozen=True)
@@ -42,10 +44,6 @@ class TrainJob:
 def train_job(data: str, run: str, direction: str, cfg_dict: dict, threads: int, show_progress: bool = False) -> str:
     """Train one run into its scratch folder and move it into place when complete (a worker's job)."""
     import torch
-
-    from mrtrans.config import from_dict
-    from mrtrans.data_prep.slices import Direction
-    from mrtrans.training.loop import train
 
     torch.set_num_threads(threads)
     final = Path(run)

@@ -39,7 +39,8 @@ from mrtrans.config import (
     load_config,
 )
 from mrtrans.data_prep.prepare import prepare_brats
-from mrtrans.data_prep.slices import Direction, PreparedSlices
+from mrtrans.data_prep.slices import PreparedSlices
+from mrtrans.domain import Direction
 from mrtrans.errors import MrtransError
 from mrtrans.evaluation.evaluate import evaluate_runs
 from mrtrans.experiments import hallucination_report as report

@@ -25,7 +25,8 @@ import numpy as np
 import pandas as pd
 
 from mrtrans.config import TrainConfig, load_config, resolve_patch_size
-from mrtrans.data_prep.slices import Direction, PreparedSlices
+from mrtrans.data_prep.slices import PreparedSlices
+from mrtrans.domain import Direction
 from mrtrans.evaluation import audit
 from mrtrans.evaluation.graph import graph_statistics, summarize_graph
 from mrtrans.evaluation.metrics import METRICS

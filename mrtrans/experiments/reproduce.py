@@ -29,6 +29,7 @@ import pandas as pd
 from mrtrans.config import (
     EvalConfig,
     PrepareConfig,
+    SmoothFeatures,
     SynthConfig,
     TrainConfig,
     bounds,
@@ -36,12 +37,17 @@ from mrtrans.config import (
     load_config,
     to_dict,
 )
-from mrtrans.evaluation.evaluate import PAIRED_LABEL
+from mrtrans.data_prep.prepare import prepare_brats
+from mrtrans.domain import Direction, direction_label
+from mrtrans.evaluation.evaluate import PAIRED_LABEL, evaluate_runs
 from mrtrans.evaluation.metrics import METRICS, PAPER_METRICS, REGISTRY
 from mrtrans.experiments.grid import TrainJob, train_grid
 from mrtrans.experiments.workspace import Workspace, check_methods, method_label
 from mrtrans.io import atomic_path
+from mrtrans.methods import method_class
+from mrtrans.networks.vgg import TORCHVISION_FILE, vgg16_weight_candidates
 from mrtrans.outputs import OutputKind
+from mrtrans.resources import resource_dir
 
 # Rows of the paper's Table 1 and the method configs that train them.
 PAPER_NAMES = {
@@ -93,7 +99,6 @@ def row_name(label: str, group: str | None) -> str:
 def method_groups(methods: dict[str, TrainConfig]) -> dict[str, str | None]:
     """Label -> None for the paper's six, ``BEYOND`` for other unpaired methods, ``PAIRED`` for a method trained
     on paired slices (reported apart: it sees what no unpaired method may)."""
-    from mrtrans.methods import method_class
 
     return {
         label: PAIRED if method_class(c.method).paired else (None if label in PAPER_NAMES else BEYOND)
@@ -113,8 +118,6 @@ def run_name(method: str, seed: int) -> str:
 
 def vgg_missing(cfg: TrainConfig) -> str | None:
     """Why a VGG-feature run cannot start here (no weights), or None."""
-    from mrtrans.config import SmoothFeatures
-    from mrtrans.networks.vgg import TORCHVISION_FILE, vgg16_weight_candidates
 
     if cfg.loss.lambda_smooth == 0 or cfg.loss.smooth_features is not SmoothFeatures.vgg:
         return None
@@ -133,9 +136,6 @@ def reproduce_table1(out: str | Path, cfg: ReproduceConfig, root: str | Path | N
     Raises:
         MrtransError: ``out`` belongs to something else, a misspelt method, or a failing stage.
     """
-    from mrtrans.data_prep.prepare import prepare_brats
-    from mrtrans.data_prep.slices import Direction
-    from mrtrans.evaluation.evaluate import evaluate_runs
 
     root = Path(root) if root is not None else None
     Direction.parse(cfg.direction)
@@ -242,10 +242,9 @@ def _cell(row: pd.Series, metric: str) -> str:
 
 
 def markdown(table: pd.DataFrame, report: Path, cfg: ReproduceConfig, skipped: dict[str, str], image_size: int) -> str:
-    from mrtrans.resources import resource_dir
 
     directions = list(dict.fromkeys(table["direction"]))
-    arrow = {d: d.replace("2", " → ").replace("flair", "FLAIR").replace("t1", "T1") for d in directions}
+    arrow = {d: direction_label(d) for d in directions}
     # the paper's order: the lower-is-better metrics of every direction, then the higher-is-better ones
     columns = [
         (m, d)

@@ -17,6 +17,7 @@ from pathlib import Path
 from mrtrans.config import SynthConfig, resolve_config_path, to_dict
 from mrtrans.errors import MrtransError
 from mrtrans.outputs import OutputKind, claim_experiment, output_lock, start_fresh
+from mrtrans.synth import write_synthetic_brats
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +97,6 @@ class Workspace:
 
     def synthetic_root(self, synth: SynthConfig) -> Path:
         """``out/brats``, written with ``synth`` subjects unless an earlier run of the experiment made it."""
-        from mrtrans.synth import write_synthetic_brats
 
         root = self.out / "brats"
         if not root.is_dir():

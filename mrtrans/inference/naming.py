@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from mrtrans.data_prep.discovery import MSD_CHANNELS, Layout, sequence_files
-from mrtrans.data_prep.slices import Direction
+from mrtrans.domain import Direction
 from mrtrans.errors import MrtransError
 from mrtrans.io import atomic_path, nifti_suffix, sha256_file, strip_nifti_suffix
 from mrtrans.outputs import check_inputs

@@ -30,17 +30,25 @@ from monai.data import MetaTensor
 from monai.transforms import ResizeWithPadOrCrop
 from nibabel import orientations
 
-from mrtrans.checkpoint import check_model_checkpoint, load_checkpoint, resolve_checkpoint, selection_text
+from mrtrans import __version__
+from mrtrans.checkpoint import (
+    check_model_checkpoint,
+    is_translation_checkpoint,
+    load_checkpoint,
+    resolve_checkpoint,
+    selection_text,
+)
 from mrtrans.config import Precision
 from mrtrans.data_prep.conventions import WHAT_TO_DO, convention_problem, ras_spacing, spacing_differs
-from mrtrans.data_prep.slices import Direction
 from mrtrans.data_prep.transforms import BrainPercentileScale, n4_correct, resample_brain
 from mrtrans.devices import resolve_device
+from mrtrans.domain import Direction
 from mrtrans.errors import MrtransError, describe_os_error
 from mrtrans.inference.naming import (
     Job,
     check_distinct_outputs,
     read_sidecar,
+    sidecar,
     sidecar_path,
     stale_reason,
     written_by_translate_sidecar,
@@ -56,7 +64,6 @@ from mrtrans.io import (
     sha256_file,
     write_nifti,
 )
-from mrtrans.methods import is_translation_checkpoint
 from mrtrans.models import load_generator
 from mrtrans.outputs import TRANSLATION_DESCRIPTION_PREFIX, output_lock, written_by_translate
 
@@ -100,8 +107,6 @@ class Translator:
 
     def sidecar(self, source: Path, extra: dict[str, Any] | None = None) -> dict[str, Any]:
         """The JSON sidecar written beside every translation (:func:`mrtrans.inference.naming.sidecar`)."""
-        from mrtrans import __version__
-        from mrtrans.inference.naming import sidecar
 
         model = {"path": self.checkpoint_file, "sha256": self.checkpoint_sha256, "chosen": self.chosen}
         return sidecar(

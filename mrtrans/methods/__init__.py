@@ -18,15 +18,15 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from mrtrans.checkpoint import BACKWARD, FORWARD
 from mrtrans.config import Method, TrainConfig
-from mrtrans.data_prep.slices import Direction
+from mrtrans.domain import Direction
 from mrtrans.errors import MrtransError
 
 Tensors = dict[str, torch.Tensor]
 SampleRow = tuple[str, list[tuple[str, torch.Tensor]]]  # (direction name, [(column title, image), ...])
 
 # A translator's key in a checkpoint's models: the trained direction, and its reverse when the method learns it.
-FORWARD, BACKWARD = "gen_s2t", "gen_t2s"
 
 
 @dataclass(frozen=True)
@@ -205,55 +205,3 @@ def build_method(cfg: TrainConfig, data: MethodData, placement: Placement) -> Tr
     cls = method_class(cfg.method)
     cls.check_config(cfg)
     return cls(cfg, data, placement)
-
-
-def checkpoint_method(ckpt: dict[str, Any]) -> str:
-    """The method (step) a checkpoint was trained with: recorded since mrtrans 0.4, else its config's."""
-    if "method" in ckpt:
-        return str(ckpt["method"])
-    method = (ckpt.get("config") or {}).get("method", Method.cycle.value)
-    return Method(method).value
-
-
-def checkpoint_translators(ckpt: dict[str, Any]) -> dict[str, str]:
-    """Direction name -> models key of every direction a checkpoint can translate.
-
-    Checkpoints of mrtrans < 0.4 record none: they all hold both generators (``gen_s2t``, ``gen_t2s``).
-    """
-    if "translators" in ckpt:
-        return dict(ckpt["translators"])
-    trained = Direction(ckpt["direction"]["source"], ckpt["direction"]["target"])
-    return {trained.name: FORWARD, trained.reversed().name: BACKWARD}
-
-
-def unavailable_direction(ckpt: dict[str, Any], wanted: Direction, source: object) -> MrtransError:
-    """The one-line refusal of a direction the checkpoint does not translate."""
-    can = sorted(checkpoint_translators(ckpt))
-    trained = Direction(ckpt["direction"]["source"], ckpt["direction"]["target"])
-    hint = (
-        f"train a {wanted.name} model (mrtrans train {wanted.name} ...)"
-        if {wanted.source, wanted.target} == {trained.source, trained.target}
-        else "use a model of those sequences"
-    )
-    what = f"{source}: this {ckpt.get('kind', '')} model translates {' and '.join(can)}"
-    return MrtransError(f"{what}; it cannot do {wanted.name} - {hint}")
-
-
-# What checkpoints of mrtrans < 0.4 (no ``translators`` field) were called; anything else without the field is
-# another kind of file (e.g. the audit's detector).
-LEGACY_KINDS = (
-    "cyclegan",
-    "harmonicgan-histogram",
-    "harmonicgan-vgg",
-    "unit",
-    "discogan",
-    "distancegan",
-    "distancegan-cycle",
-)
-
-
-def is_translation_checkpoint(ckpt: dict[str, Any]) -> bool:
-    """Whether a loaded mrtrans checkpoint holds a translation model (of ``mrtrans train``)."""
-    if "translators" in ckpt:
-        return True
-    return ckpt.get("kind") in LEGACY_KINDS

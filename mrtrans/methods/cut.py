@@ -33,8 +33,8 @@ from mrtrans.errors import MrtransError
 from mrtrans.losses.adversarial import gan_loss
 from mrtrans.losses.patchnce import PatchProjector, patch_nce_loss, sample_locations
 from mrtrans.methods import BACKWARD, FORWARD, MethodData, Networks, Placement, Tensors, TrainingMethod
+from mrtrans.methods.steps import gradient_norms, update
 from mrtrans.models import build_discriminator, build_generator
-from mrtrans.training.step import gradient_norms, update
 
 
 def nce_layers(cfg: TrainConfig) -> tuple[list[int], list[int]]:

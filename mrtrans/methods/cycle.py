@@ -3,7 +3,7 @@
 CycleGAN (lambda_smooth 0), HarmonicGAN (Zhang et al. 2019: + the smoothness term, histogram or VGG
 features), DiscoGAN (Kim et al. 2017: its networks, MSE reconstruction) and DistanceGAN (Benaim & Wolf 2017:
 + the distance term, with or without the cycle) are settings of this step (``configs/``); the losses are in
-:mod:`mrtrans.training.step`. A run's kind names the terms it trains with (:meth:`CycleMethod.kind`).
+:mod:`mrtrans.methods.steps`. A run's kind names the terms it trains with (:meth:`CycleMethod.kind`).
 """
 
 from __future__ import annotations
@@ -15,9 +15,8 @@ import torch
 from mrtrans.config import GeneratorArchitecture, Method, SmoothFeatures, TrainConfig
 from mrtrans.losses.distance import distance_statistics
 from mrtrans.methods import MethodData, Placement, Tensors, TrainingMethod
-from mrtrans.models import build_discriminator, build_generator
-from mrtrans.training.pool import ImagePool
-from mrtrans.training.step import (
+from mrtrans.methods.pool import ImagePool
+from mrtrans.methods.steps import (
     Discriminators,
     Generators,
     distance_mode,
@@ -25,6 +24,8 @@ from mrtrans.training.step import (
     optimisation_step,
     smoothness_term,
 )
+from mrtrans.models import build_discriminator, build_generator
+from mrtrans.networks.vgg import load_vgg16_relu43
 
 
 class CycleMethod(TrainingMethod):
@@ -42,8 +43,6 @@ class CycleMethod(TrainingMethod):
         if cfg.loss.lambda_smooth > 0:
             vgg = None
             if cfg.loss.smooth_features is SmoothFeatures.vgg:
-                from mrtrans.networks.vgg import load_vgg16_relu43
-
                 vgg = place(load_vgg16_relu43(cfg.loss.vgg_weights))
             self.smoothness = smoothness_term(cfg.loss, vgg, data.value_range)
         self.distance = None

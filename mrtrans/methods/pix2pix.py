@@ -26,9 +26,9 @@ import torch
 from mrtrans.config import GeneratorArchitecture, Method, TrainConfig
 from mrtrans.losses.adversarial import gan_loss
 from mrtrans.methods import BACKWARD, FORWARD, MethodData, Networks, Placement, Tensors, TrainingMethod
+from mrtrans.methods.steps import gradient_norms, update
 from mrtrans.models import build_discriminator, build_generator
 from mrtrans.networks.unet import MIN_DOWNS
-from mrtrans.training.step import gradient_norms, update
 
 logger = logging.getLogger(__name__)
 

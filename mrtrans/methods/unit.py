@@ -1,4 +1,4 @@
-"""UNIT (Liu, Breuel, Kautz 2017): a shared-latent VAE-GAN, its own step (:mod:`mrtrans.training.step`).
+"""UNIT (Liu, Breuel, Kautz 2017): a shared-latent VAE-GAN, its own step (:mod:`mrtrans.methods.steps`).
 
 Encoders and generators are one module (:class:`mrtrans.networks.unit.UnitModel`) whose two directions are
 views on it; a checkpoint stores each direction as a stand-alone translator (``gen_s2t``, ``gen_t2s``) for
@@ -13,8 +13,8 @@ import torch
 
 from mrtrans.config import Method, TrainConfig
 from mrtrans.methods import BACKWARD, FORWARD, MethodData, Placement, Tensors, TrainingMethod
+from mrtrans.methods.steps import Discriminators, unit_optimisation_step
 from mrtrans.models import build_discriminator, build_unit
-from mrtrans.training.step import Discriminators, unit_optimisation_step
 
 
 class UnitMethod(TrainingMethod):

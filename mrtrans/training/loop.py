@@ -36,16 +36,23 @@ import torch
 import torch.distributed as dist
 
 from mrtrans.checkpoint import check_model_checkpoint, load_checkpoint, model_payload, save_checkpoint
-from mrtrans.config import TrainConfig, ValidationMetric, resolve_patch_size, save_config, to_dict
-from mrtrans.data_prep.slices import Direction, PreparedSlices, to_tensor
+from mrtrans.config import (
+    TrainConfig,
+    ValidationMetric,
+    resolve_patch_size,
+    save_config,
+    to_dict,
+    train_config_from_record,
+)
+from mrtrans.data_prep.slices import PreparedSlices, to_tensor
 from mrtrans.devices import plan_device
+from mrtrans.domain import Direction
 from mrtrans.errors import MrtransError
 from mrtrans.io import atomic_path, remove_partial_files
 from mrtrans.methods import MethodData, Placement, SampleRow, build_method, method_class
-from mrtrans.models import size_factor
 from mrtrans.outputs import MARKER, OutputKind, check_inputs, made_by, output_lock, write_marker
 from mrtrans.provenance import git_commit, versions
-from mrtrans.training.resume import resume_differences, run_config_from_tree
+from mrtrans.training.resume import resume_differences
 from mrtrans.training.validation import ValidationSet, improves, rule, validation_scores
 
 logger = logging.getLogger(__name__)
@@ -192,7 +199,7 @@ def train(
             f"{cfg.data.image_size}; prepare with --image-size {cfg.data.image_size} or set data.image_size"
         )
     cfg = method_cls.resolve(cfg, dataset.image_size)  # e.g. the U-Net's depth at this size
-    factor = size_factor(cfg.generator)
+    factor = cfg.generator.size_factor
     if dataset.image_size % factor:
         raise MrtransError(
             f"{dataset.folder}: slices are {dataset.image_size}x{dataset.image_size}, not a multiple of {factor} "
@@ -286,7 +293,7 @@ def _check_resume(
         raise MrtransError(
             f"{ckpt_path}: run is {ckpt['direction']['source']}2{ckpt['direction']['target']}, not {direction.name}"
         )
-    differences = resume_differences(run_config_from_tree(ckpt["config"]), cfg)
+    differences = resume_differences(train_config_from_record(ckpt["config"]), cfg)
     if differences:
         raise MrtransError(
             f"{ckpt_path}: --resume asks for another configuration than the run's ({'; '.join(differences)}); resume "

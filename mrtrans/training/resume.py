@@ -7,37 +7,17 @@ and how long it lasts (``RESUME_MAY_CHANGE``), nothing that defines the method.
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any
 
-from mrtrans.config import SmoothNormalization, TrainConfig, from_dict, read_yaml, set_dotted, to_dict
-
-# Keys added after a run was made, with the value such a run used. A resolved config.yaml lists every
-# key of its version, so a missing key means the run predates it (mrtrans < 0.2).
-LEGACY_TRAIN_VALUES = {"loss.smooth_normalization": SmoothNormalization.all_pairs.value}
+from mrtrans.config import TrainConfig, read_yaml, to_dict, train_config_from_record
 
 
 def load_run_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """The resolved ``config.yaml`` of an existing run, then dotted overrides.
-
-    Keys the run's mrtrans version did not have take the value that version used (``LEGACY_TRAIN_VALUES``),
-    so resuming an older run never switches its method silently.
-    """
-    return run_config_from_tree(read_yaml(Path(path)), overrides)
-
-
-def run_config_from_tree(tree: dict[str, Any], overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """:func:`load_run_config` for a config already read (e.g. the one a checkpoint carries)."""
-    tree = copy.deepcopy(tree)
-    for dotted, value in LEGACY_TRAIN_VALUES.items():
-        section, leaf = dotted.split(".")
-        if isinstance(tree.get(section), dict) and leaf not in tree[section]:
-            tree[section][leaf] = value
-    for dotted, value in (overrides or {}).items():
-        if value is not None:
-            set_dotted(tree, dotted, value)
-    return from_dict(TrainConfig, tree)
+    """The resolved ``config.yaml`` of an existing run, migrated to today's schema
+    (:func:`mrtrans.config.train_config_from_record`), then dotted overrides: resuming an older run never switches
+    its method silently."""
+    return train_config_from_record(read_yaml(Path(path)), overrides)
 
 
 # What a resumed run may change: where and how fast it runs, how often it writes, how long it lasts.

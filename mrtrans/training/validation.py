@@ -18,7 +18,9 @@ import numpy as np
 import torch
 
 from mrtrans.config import ValidationMetric
-from mrtrans.data_prep.slices import Direction, PreparedSlices, to_tensor
+from mrtrans.data_prep.slices import PreparedSlices, to_tensor
+from mrtrans.domain import Direction
+from mrtrans.evaluation.metrics import brain_metrics
 
 HIGHER_IS_BETTER = {ValidationMetric.mae: False, ValidationMetric.ssim: True}
 
@@ -50,7 +52,6 @@ def validation_scores(
     translators: dict[str, torch.nn.Module], data: ValidationSet, device: torch.device, batch_size: int = 16
 ) -> dict[str, float]:
     """``val_<metric>_<direction>`` (brain MAE and SSIM, mean over slices) per direction, and their means."""
-    from mrtrans.evaluation.metrics import brain_metrics
 
     out: dict[str, float] = {}
     for name, generator in translators.items():

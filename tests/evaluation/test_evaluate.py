@@ -10,7 +10,8 @@ from typer.testing import CliRunner
 from mrtrans.checkpoint import save_checkpoint
 from mrtrans.cli import app
 from mrtrans.config import AuditConfig, EvalConfig, Precision, SegmentationConfig
-from mrtrans.data_prep.slices import Direction, PreparedSlices
+from mrtrans.data_prep.slices import PreparedSlices
+from mrtrans.domain import Direction
 from mrtrans.errors import MrtransError
 from mrtrans.evaluation.evaluate import evaluate_runs, evaluate_volumes, score_slices
 
@@ -100,12 +101,12 @@ def test_evaluate_writes_paper_layout_tables(prepared, runs, tmp_path):
     cells = [c.strip() for c in header.strip("|").split("|")]
     assert cells == ["Method"] + [
         f"{d} {m}"
-        for d in ("Flair → T1", "T1 → Flair")
+        for d in ("FLAIR → T1", "T1 → FLAIR")
         for m in ("MAE ↓", "MSE ↓", "PSNR ↑", "SSIM ↑", "MS-SSIM ↑", "Pearson r ↑")
     ]
     assert any(line.startswith("| cyc (cyclegan) |") for line in md)
     tex = (out / "paper.tex").read_text()
-    assert r"\multicolumn{6}{c}{Flair $\rightarrow$ T1}" in tex and r"\multicolumn{6}{c}{T1 $\rightarrow$ Flair}" in tex
+    assert r"\multicolumn{6}{c}{FLAIR $\rightarrow$ T1}" in tex and r"\multicolumn{6}{c}{T1 $\rightarrow$ FLAIR}" in tex
     assert {"ms_ssim_mean", "pearson_mean", "pearson_ci_low"} <= set(summary.columns) and {"ms_ssim", "pearson"} <= set(
         paired.metric
     )

@@ -5,7 +5,8 @@ import pytest
 import torch
 from skimage.metrics import mean_squared_error, peak_signal_noise_ratio, structural_similarity
 
-from mrtrans.data_prep.slices import Direction, PreparedSlices
+from mrtrans.data_prep.slices import PreparedSlices
+from mrtrans.domain import Direction
 from mrtrans.evaluation.evaluate import score_slices
 from mrtrans.evaluation.metrics import PSNR_CAP, brain_metrics, interior, paper_metrics, ssim_map, through_plane_metrics
 

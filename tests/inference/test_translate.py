@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 from mrtrans.checkpoint import save_checkpoint
 from mrtrans.cli import app
-from mrtrans.config import Modality
+from mrtrans.domain import Modality
 from mrtrans.errors import MrtransError
 from mrtrans.inference.translate import expand_inputs, load_translator, translate_array, translate_files
 from mrtrans.synth import synth_subject

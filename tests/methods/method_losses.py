@@ -49,7 +49,7 @@ def method_losses(
     """Train ``method`` (TINY networks, seed 0, one thread) STEPS steps: its losses.csv rows and, per network of
     its last checkpoint, the float64 sum of the weights. ``overrides``: dotted config keys on top."""
     from mrtrans.config import TrainConfig, load_config
-    from mrtrans.data_prep.slices import Direction
+    from mrtrans.domain import Direction
     from mrtrans.training.loop import train
 
     tiny = {k: dict(v) for k, v in TINY.items()}

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from mrtrans.config import TrainConfig, load_config
-from mrtrans.data_prep.slices import Direction
+from mrtrans.domain import Direction
 from mrtrans.errors import MrtransError
 from mrtrans.methods.cut import encoder_features, nce_layers
 from mrtrans.models import build_generator

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from mrtrans.config import TrainConfig, load_config
-from mrtrans.data_prep.slices import Direction, PreparedSlices, to_tensor
+from mrtrans.data_prep.slices import PreparedSlices, to_tensor
+from mrtrans.domain import Direction
 from mrtrans.errors import MrtransError
 from mrtrans.networks.unet import UnetGenerator
 

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from mrtrans.checkpoint import load_checkpoint, save_checkpoint
 from mrtrans.cli import app
 from mrtrans.config import TrainConfig, load_config, resolve_patch_size
-from mrtrans.data_prep.slices import Direction
+from mrtrans.domain import Direction
 from mrtrans.errors import MrtransError
 from mrtrans.training.loop import lr_factor, train
 

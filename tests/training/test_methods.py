@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from mrtrans.config import TrainConfig, load_config
-from mrtrans.data_prep.slices import Direction
+from mrtrans.domain import Direction
 
 METHODS = {  # method config -> the loss that must fall over a few hundred steps
     "unit": "rec_s",

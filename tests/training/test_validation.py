@@ -12,7 +12,8 @@ import pytest
 
 from mrtrans.checkpoint import load_checkpoint
 from mrtrans.config import TrainConfig, load_config
-from mrtrans.data_prep.slices import Direction, PreparedSlices
+from mrtrans.data_prep.slices import PreparedSlices
+from mrtrans.domain import Direction
 from mrtrans.errors import MrtransError
 
 from helpers import TINY

@@ -8,15 +8,15 @@ import torch
 
 from mrtrans.config import LossConfig, UnitLossConfig
 from mrtrans.losses.cycle import cycle_loss
-from mrtrans.networks.unit import UnitModel
-from mrtrans.training.pool import ImagePool
-from mrtrans.training.step import (
+from mrtrans.methods.pool import ImagePool
+from mrtrans.methods.steps import (
     Discriminators,
     distance_term,
     kl_loss,
     unit_generator_losses,
     unit_optimisation_step,
 )
+from mrtrans.networks.unit import UnitModel
 
 
 def test_kl_and_reconstruction_at_known_points() -> None:
@@ -77,7 +77,7 @@ def _scalar_net(weight: float) -> torch.nn.Conv2d:
 def test_gradient_norms_match_a_hand_computation_on_a_tiny_model():
     """Generators and discriminators are 1x1 convolutions (x -> w x): every gradient has a closed form."""
     from mrtrans.config import LossConfig
-    from mrtrans.training.step import Discriminators, Generators, optimisation_step, smoothness_term
+    from mrtrans.methods.steps import Discriminators, Generators, optimisation_step, smoothness_term
 
     p, q, u, v = 0.9, 1.2, 0.7, 0.5  # G = p x, F = q y, D_Y = u y, D_X = v x
     gens = Generators(_scalar_net(p), _scalar_net(q))

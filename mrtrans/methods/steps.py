@@ -32,7 +32,7 @@ from mrtrans.losses.distance import distance_loss
 from mrtrans.losses.smoothness import cnn_patch_features, histogram_features, smoothness_loss
 
 if TYPE_CHECKING:
-    from mrtrans.training.pool import ImagePool
+    from mrtrans.methods.pool import ImagePool
 
 Tensors = dict[str, torch.Tensor]
 

@@ -1,6 +1,6 @@
 import torch
 
-from mrtrans.training.pool import ImagePool
+from mrtrans.methods.pool import ImagePool
 
 
 def test_pool_state_round_trip_gives_the_same_future():
