@@ -53,8 +53,18 @@ class Variant:
 
     @property
     def name(self) -> str:
-        parts = ["bf16" if self.amp else "fp32"] + ["channels_last"] * self.channels_last + ["compile"] * self.compile
+        parts = ["bf16" if self.amp else "fp32 (TF32 off)"]
+        parts += ["channels_last"] * self.channels_last + ["compile"] * self.compile
         return " + ".join(parts + (["dense smoothness (<= 0.4)"] if self.smoothness == "dense" else []))
+
+    @classmethod
+    def parse(cls, text: str) -> Variant:
+        """``fp32``, ``bf16``, ``bf16+compile``, ``bf16+channels_last+compile``..."""
+        words = set(text.split("+"))
+        unknown = words - {"fp32", "bf16", "compile", "channels_last"}
+        if unknown or len(words & {"fp32", "bf16"}) != 1:
+            raise SystemExit(f"--variants {text!r}: fp32 or bf16, optionally +compile and +channels_last")
+        return cls(amp="bf16" in words, channels_last="channels_last" in words, compile="compile" in words)
 
 
 def synthetic_slices(size: int, count: int = 16) -> np.ndarray:
@@ -126,6 +136,10 @@ def seconds_per_iteration(
     return median_time(step, repeats, warmup=3 if variant.compile else 2)
 
 
+def _ratio(reference: float | None, sec: float) -> str:
+    return "–" if reference is None else f"{reference / sec:.2f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
@@ -148,12 +162,19 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
     parser.add_argument("--slices", choices=["synthetic", "random"], default="synthetic")
     parser.add_argument("--smoothness", choices=["graph", "dense", "both"], default="graph")
+    parser.add_argument(
+        "--variants", nargs="*", default=None, help="fp32, bf16, bf16+compile, bf16+channels_last... (CUDA)"
+    )
     parser.add_argument("--no-append", action="store_true")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     variants = CUDA_VARIANTS if device.type == "cuda" else (Variant(),)
+    if args.variants:
+        variants = tuple(Variant.parse(v) for v in args.variants)
+    if device.type == "cuda":
+        torch.backends.cudnn.allow_tf32 = False  # "fp32" is float32: TF32 would make it another precision
     kinds = ["graph", "dense"] if args.smoothness == "both" else [args.smoothness]
     slices = synthetic_slices(args.size) if args.slices == "synthetic" else None
     with tempfile.TemporaryDirectory() as tmp:
@@ -178,11 +199,15 @@ def main() -> None:
                 variant.name,
                 f"{sec:.4f}",
                 f"{1 / sec:.2f}",
-                f"{sec / results[base, plain]:.3f}",
-                f"{results[method, dataclasses.replace(Variant(), smoothness=variant.smoothness)] / sec:.2f}",
+                "–" if (base, plain) not in results else f"{sec / results[base, plain]:.3f}",
+                _ratio(results.get((method, dataclasses.replace(Variant(), smoothness=variant.smoothness))), sec),
             ]
         )
     header = ["method", "variant", "s / iteration", "iterations / s", f"ratio to {base}", "speed-up over fp32"]
+    if device.type == "cuda":  # the goal: a paper-length run (280k steps) in 30 minutes
+        header.append("ms / step (goal 6.5)")
+        for row, sec in zip(rows, results.values()):
+            row.append(f"{1000 * sec:.1f}")
     notes = (
         f"Batch 1, {args.size}x{args.size}, {args.slices} slices, presets {args.preset or 'none'}, "
         f"{torch.get_num_threads()} thread(s), each method's networks as its config builds them (ResNet-9 + 70x70 "

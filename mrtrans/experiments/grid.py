@@ -6,6 +6,9 @@ continues from its last checkpoint in its scratch folder (``mrtrans train --resu
 uninterrupted run); one killed before its first checkpoint starts again. ``jobs`` runs at a time: in this process for
 one, in spawned processes for more.
 
+Devices: runs that ask for ``auto`` or ``cuda`` are spread over the visible GPUs in turn (job i on GPU i mod n;
+``CUDA_VISIBLE_DEVICES`` chooses which), so ``--jobs 8`` on an 8-GPU node trains eight runs at once, one per GPU.
+
 Threads: each job gets ``threads`` torch threads, by default the cores this process may use (its CPU affinity,
 not the machine's count) shared out over the jobs, at least one: on 2 cores, ``jobs 2`` gives each run one
 thread. Jobs that share cores must not oversubscribe them: on a loaded 2-core machine 40 CPU-preset steps took
@@ -22,7 +25,10 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from mrtrans.config import TrainConfig, from_dict, to_dict
+from mrtrans.devices import grid_devices
 from mrtrans.domain import Direction
 from mrtrans.training.loop import train
 
@@ -68,6 +74,14 @@ def threads_per_job(jobs: int, threads: int | None = None) -> int:
     return threads if threads else max(1, usable_cores() // max(1, jobs))
 
 
+def _on_device(cfg: TrainConfig, index: int, jobs: int) -> dict:
+    """The job's config with its GPU: runs asking for ``auto``/``cuda`` are spread round-robin over the visible GPUs
+    (:func:`mrtrans.devices.grid_devices`), so ``--jobs 8`` on an 8-GPU node uses all eight."""
+    tree = to_dict(cfg)
+    tree["run"]["device"] = grid_devices(jobs, cfg.run.device, torch.cuda.device_count())[index]
+    return tree
+
+
 def train_grid(
     grid: list[TrainJob],
     jobs: int,
@@ -90,7 +104,9 @@ def train_grid(
     for job in todo:
         job.run.parent.mkdir(parents=True, exist_ok=True)
     resumed = sum((job.scratch / "checkpoints" / "last.pt").is_file() for job in todo)
-    args = [(str(j.data), str(j.run), j.direction, to_dict(j.config), threads) for j in todo]
+    args = [
+        (str(j.data), str(j.run), j.direction, _on_device(j.config, i, len(todo)), threads) for i, j in enumerate(todo)
+    ]
     stage(
         f"train {len(todo)} of {len(grid)} runs, {jobs} at a time ({threads} threads each)"
         + (f"; {len(grid) - len(todo)} finished earlier" if len(todo) < len(grid) else "")

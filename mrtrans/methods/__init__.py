@@ -139,9 +139,18 @@ class TrainingMethod:
         self.discs = DistributedDataParallel(self.discriminators) if world > 1 else self.discriminators
 
     def compile(self) -> None:
+        """torch.compile every network in place (nn.Module.compile: state_dict keys, and so checkpoints, unchanged).
+
+        Each network of the containers, not the containers: CUT and pix2pix call their networks one by one, and a
+        compiled container whose forward is never called compiles nothing."""
         if self.placement.compile:
-            self.generators.compile()  # in place (nn.Module.compile): state_dict keys, and so checkpoints, unchanged
-            self.discriminators.compile()
+            # The gradient-norm measurements of logging steps back-propagate parts of the loss with retain_graph,
+            # which compiled backwards refuse when they donate their buffers (found by gpu_check's CPU stand-in).
+            import torch._functorch.config as functorch_config  # noqa: PLC0415  (a torch submodule, loaded on demand)
+
+            functorch_config.donated_buffer = False
+            for network in (*self.generators.children(), *self.discriminators.children()):
+                network.compile()
 
     def step(
         self, real_s: torch.Tensor, real_t: torch.Tensor, autocast: torch.autocast, measure_gradients: bool

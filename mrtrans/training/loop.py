@@ -45,7 +45,7 @@ from mrtrans.config import (
     train_config_from_record,
 )
 from mrtrans.data_prep.slices import PreparedSlices, to_tensor
-from mrtrans.devices import plan_device
+from mrtrans.devices import plan_device, precision_plan, rng_states, seed_rank, set_fp32_matmul, set_rng_states
 from mrtrans.domain import Direction
 from mrtrans.errors import MrtransError
 from mrtrans.io import atomic_path, remove_partial_files
@@ -349,6 +349,7 @@ def _train(
     memory_format = torch.channels_last if (use_cuda_tricks and cfg.run.channels_last) else torch.contiguous_format
     placement = Placement(device, memory_format, cfg.run.compile, rank, world)
     method = build_method(cfg, MethodData(source, target, tuple(dataset.normalization["range"])), placement)
+    seed_rank(cfg.run.seed, rank, world, device)  # same weights everywhere; each rank its own noise and dropout
     o = cfg.optim
 
     def factor(epoch: int) -> float:
@@ -368,7 +369,7 @@ def _train(
             opt.load_state_dict(ckpt["optimizers"][name])
             schedulers[name].load_state_dict(ckpt["schedulers"][name])
         method.load_extra_state(ckpt)
-        torch.set_rng_state(ckpt["rng"]["torch"].cpu())
+        set_rng_states(ckpt["rng"], device)
         state = dict(ckpt["state"])
 
     method.distribute()
@@ -384,7 +385,11 @@ def _train(
     total_steps = total_epochs * steps_per_epoch
     if cfg.run.max_steps is not None:
         total_steps = min(total_steps, cfg.run.max_steps)
-    autocast = torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=use_cuda_tricks and cfg.run.amp)
+    bf16, precision = precision_plan(device, cfg.run.amp)
+    set_fp32_matmul(strict=device.type == "cuda" and not bf16)
+    if rank == 0:
+        logger.info(f"computing in {precision}")
+    autocast = torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=bf16)
     kind = method.kind(cfg)
 
     log = None
@@ -437,7 +442,7 @@ def _train(
             "optimizers": {name: opt.state_dict() for name, opt in method.optimizers.items()},
             "schedulers": {name: sched.state_dict() for name, sched in schedulers.items()},
             **method.extra_state(),
-            "rng": {"torch": torch.get_rng_state()},
+            "rng": rng_states(device),
             "state": dict(state),
             "versions": versions(),
             "git_commit": git_commit(),
