@@ -37,7 +37,7 @@ from common import median_time, report  # noqa: E402
 
 from mrtrans.config import SmoothFeatures, TrainConfig, load_config, resolve_patch_size  # noqa: E402
 from mrtrans.devices import resolve_device  # noqa: E402
-from mrtrans.methods import MethodData, Placement, build_method  # noqa: E402
+from mrtrans.methods import MethodData, Placement, build_method, method_class  # noqa: E402
 from mrtrans.networks.vgg import VGG16Relu43  # noqa: E402
 
 
@@ -112,7 +112,7 @@ def seconds_per_iteration(
     fmt = torch.channels_last if (variant.channels_last and device.type == "cuda") else torch.contiguous_format
     if cfg.loss.lambda_smooth > 0 and cfg.loss.smooth_features is SmoothFeatures.vgg:
         cfg = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, vgg_weights=str(vgg_path)))
-    cfg = resolve_patch_size(cfg, size)
+    cfg = resolve_patch_size(method_class(cfg.method).resolve(cfg, size), size)  # as training resolves it
     if slices is None:
         slices = (torch.rand(16, size, size) * 2 - 1).numpy()
     # The smoothness term is bound when the method is built: "dense" builds it with 0.4's computation.

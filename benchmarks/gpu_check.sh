@@ -9,7 +9,8 @@
 # bundle on the device (threshold: max |bundle - translate| <= 1e-4); a 2-process NCCL run when 2 GPUs exist;
 # bench_train over every method (fp32, bf16; compile for the cycle methods) with ms per step beside the 6.5 ms goal.
 # Fails loudly: the first failing stage or threshold stops the script with status 1 and says which.
-# Measured length: CPU stand-in ~4 min on 2 cores (docs/benchmarks.md); on one H200 it must fit in 10 minutes.
+# Measured length: the CPU stand-in took 16 min on 2 cores busy with a benchmark (2026-12-04; every stage green after
+# the two fixes it found); on one H200 it must fit in 10 minutes (not yet run on a GPU).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${1:-$(mktemp -d -t mrtrans-gpu-check.XXXXXX)}
