@@ -10,6 +10,7 @@ and definitions are in docs/evaluation.md; ``metrics.json`` in every report repe
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -273,65 +274,87 @@ def seeds_markdown(seeds: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_tables(
-    folder: Path,
-    scored: list[tuple[str, Scored]],
-    directions: list[Direction],
-    cfg: EvalConfig,
-    figures: bool = True,
-    groups: dict[str, str] | None = None,
-    reference: str | None = None,
-    mode: str = "slices",
-    trained_on_test: dict[str, bool] | None = None,
-) -> None:
-    """Write every table (and figures) of a report into ``folder``.
+@dataclass
+class ReportTables:
+    """Every table of one report, computed (:func:`report_tables`), before any is written or rendered."""
 
-    Args:
-        groups: run label -> seed group (runs that differ only in the seed).
-        reference: run every other run is compared with (paired.csv).
-        mode: ``slices`` (prepared test slices) or ``volumes`` (evaluate-volumes); written into every table.
-        trained_on_test: run label -> whether it trained on some test patients (evaluate's
-            ``allow_training_patients``): every table gets the column ``trained_on_test_patients`` and report.md
-            a warning first.
-    """
+    per_slice: pd.DataFrame
+    per_subject: pd.DataFrame
+    summary: pd.DataFrame
+    consistency: pd.DataFrame
+    lesions: pd.DataFrame
+    tumor: pd.DataFrame  # tumor_summary.csv
+    validity: pd.DataFrame
+    paired: pd.DataFrame
+    seeds: pd.DataFrame
+
+
+def report_tables(
+    scored: list[tuple[str, Scored]], cfg: EvalConfig, groups: dict[str, str], reference: str | None, mode: str
+) -> ReportTables:
+    """The statistics of a report: per slice and subject, the summary with CIs, tumor tables, paired and seeds."""
+    per_slice = pd.concat([s.per_slice for _, s in scored if len(s.per_slice)], ignore_index=True)
+    per_slice.insert(0, "mode", mode)
+    consistency = pd.concat([s.consistency for _, s in scored], ignore_index=True)
+    per_subject = per_slice.groupby([*KEYS, "subject"], sort=False)[list(METRICS)].mean()
+    per_subject["n_slices"] = per_slice.groupby([*KEYS, "subject"], sort=False).size()
+    summary = summarize(per_slice, cfg)
+    summary.insert(0, "mode", mode)
+    lesion_tables = [s.lesions for _, s in scored if s.lesions is not None]
+    lesions = pd.concat(lesion_tables, ignore_index=True) if lesion_tables else pd.DataFrame()
+    tumor = tumor_summary(consistency, lesions, cfg)
+    return ReportTables(
+        per_slice,
+        per_subject.reset_index(),
+        summary,
+        consistency,
+        lesions,
+        tumor,
+        instrument_validity(tumor, cfg),
+        paired_table(per_slice, reference, cfg),
+        seed_table(summary, groups),
+    )
+
+
+def _write_csvs(folder: Path, t: ReportTables, trained_on_test: dict[str, bool] | None) -> None:
+    """The report's CSV files; with ``trained_on_test``, every table that has runs says which trained on test
+    patients."""
 
     def stamped(frame: pd.DataFrame) -> pd.DataFrame:
         if trained_on_test is None or "run" not in frame:
             return frame
         return frame.assign(trained_on_test_patients=frame["run"].map(trained_on_test).fillna(False).astype(bool))
 
-    per_slice = pd.concat([s.per_slice for _, s in scored if len(s.per_slice)], ignore_index=True)
-    consistency = pd.concat([s.consistency for _, s in scored], ignore_index=True)
-    per_slice.insert(0, "mode", mode)
-    stamped(per_slice).to_csv(folder / "per_slice.csv", index=False)
-    per_subject = per_slice.groupby([*KEYS, "subject"], sort=False)[list(METRICS)].mean()
-    per_subject["n_slices"] = per_slice.groupby([*KEYS, "subject"], sort=False).size()
-    stamped(per_subject.reset_index()).to_csv(folder / "per_subject.csv", index=False)
-    summary = summarize(per_slice, cfg)
-    summary.insert(0, "mode", mode)
-    stamped(summary).to_csv(folder / "summary.csv", index=False)
-    stamped(consistency).to_csv(folder / "tumor_consistency.csv", index=False)
-    lesion_tables = [s.lesions for _, s in scored if s.lesions is not None]
-    lesions = pd.concat(lesion_tables, ignore_index=True) if lesion_tables else pd.DataFrame()
-    if len(lesions):
-        stamped(lesions).to_csv(folder / "tumor_lesions.csv", index=False)
-    t_summary = tumor_summary(consistency, lesions, cfg)
-    stamped(t_summary).to_csv(folder / "tumor_summary.csv", index=False)
-    validity = instrument_validity(t_summary, cfg)
-    if len(validity):
-        validity.to_csv(folder / "tumor_validity.csv", index=False)
-    if len(lesions) or "added_lesions" in consistency:
-        stamped(tumor_per_subject(consistency, lesions)).to_csv(folder / "tumor_per_subject.csv", index=False)
-    paired = paired_table(per_slice, reference, cfg)
-    if not paired.empty:
-        stamped(paired).to_csv(folder / "paired.csv", index=False)
-    seeds = seed_table(summary, groups or {})
-    if not seeds.empty:
-        seeds.to_csv(folder / "seeds.csv", index=False)
+    tables = {
+        "per_slice.csv": t.per_slice,
+        "per_subject.csv": t.per_subject,
+        "summary.csv": t.summary,
+        "tumor_consistency.csv": t.consistency,
+        "tumor_lesions.csv": t.lesions,
+        "tumor_summary.csv": t.tumor,
+        "tumor_validity.csv": t.validity,
+        "paired.csv": t.paired,
+        "seeds.csv": t.seeds,
+    }
+    if len(t.lesions) or "added_lesions" in t.consistency:
+        tables["tumor_per_subject.csv"] = tumor_per_subject(t.consistency, t.lesions)
+    for name, frame in tables.items():
+        if len(frame) or name in (
+            "per_slice.csv",
+            "per_subject.csv",
+            "summary.csv",
+            "tumor_consistency.csv",
+            "tumor_summary.csv",
+        ):
+            stamped(frame).to_csv(folder / name, index=False)
 
-    names = [d.name for d in directions]
-    n_subjects = per_slice["subject"].nunique()
-    lead = per_slice[(per_slice["protocol"] == "brain_shared") & (per_slice["region"] == "brain")]
+
+def _report_markdown(
+    t: ReportTables, names: list[str], cfg: EvalConfig, mode: str, trained_on_test: dict[str, bool] | None
+) -> str:
+    """report.md: what separates models from doing nothing first, the paper's protocol and numbers last."""
+    n_subjects = t.per_slice["subject"].nunique()
+    lead = t.per_slice[(t.per_slice["protocol"] == "brain_shared") & (t.per_slice["region"] == "brain")]
     n_slices = lead.groupby(["run", "direction"]).size().max() if mode == "slices" else None
     level = f"{cfg.confidence:.0%}"
     md = ["# Evaluation report", ""]
@@ -355,43 +378,28 @@ def write_tables(
             f"**Only {n_subjects} test patients: intervals that resample so few patients are unreliable; "
             "prepare with more subjects (or a larger --test-fraction) before drawing conclusions.**"
         )
-    md.append(
-        markdown_table(
-            "Brain, shared normalisation (protocol brain_shared): intensity and structure",
-            names,
-            _table_rows(summary, "brain_shared", "brain", names),
-        )
-    )
-    md.append(
-        markdown_table(
-            "Tumor region (protocol brain_shared)", names, _table_rows(summary, "brain_shared", "tumor", names)
-        )
-    )
-    md.append(consistency_markdown(t_summary, lead_directions(t_summary, names), validity))
-    md.append(paired_markdown(paired))
-    md.append(seeds_markdown(seeds))
-    md.append(
-        markdown_table(
+    summary = t.summary
+
+    def table(title: str, protocol: str, region: str, note: str = "") -> str:
+        return markdown_table(title, names, _table_rows(summary, protocol, region, names), note)
+
+    md += [
+        table("Brain, shared normalisation (protocol brain_shared): intensity and structure", "brain_shared", "brain"),
+        table("Tumor region (protocol brain_shared)", "brain_shared", "tumor"),
+        consistency_markdown(t.tumor, lead_directions(t.tumor, names), t.validity),
+        paired_markdown(t.paired),
+        seeds_markdown(t.seeds),
+        table(
             "Brain, per-image rescaling (protocol brain): structure only",
-            names,
-            _table_rows(summary, "brain", "brain", names),
+            "brain",
+            "brain",
             "Each image is rescaled by its own brain percentiles, so a global intensity error is hidden.",
-        )
-    )
-    md.append(
-        markdown_table(
-            "Healthy brain (protocol brain_shared)", names, _table_rows(summary, "brain_shared", "healthy", names)
-        )
-    )
-    paper_title = "The paper's protocol (whole slice incl. background, 0-255), for comparability"
-    md.append(
-        markdown_table(
-            paper_title,
-            names,
-            _table_rows(summary, "paper", "whole", names),
-            "Background dominates whole-slice numbers: compare with the copy-source row.",
-        )
-    )
+        ),
+        table("Healthy brain (protocol brain_shared)", "brain_shared", "healthy"),
+        table(
+            PAPER_TITLE, "paper", "whole", "Background dominates whole-slice numbers: compare with the copy-source row."
+        ),
+    ]
     if set(names) <= {"flair2t1", "t12flair"}:
         md.append(
             markdown_table(
@@ -403,16 +411,44 @@ def write_tables(
             )
         )
     md.append("Definitions: docs/evaluation.md and metrics.json.\n")
-    (folder / "report.md").write_text("\n\n".join(m.strip("\n") for m in md if m.strip()) + "\n")
+    return "\n\n".join(m.strip("\n") for m in md if m.strip()) + "\n"
+
+
+PAPER_TITLE = "The paper's protocol (whole slice incl. background, 0-255), for comparability"
+
+
+def write_tables(
+    folder: Path,
+    scored: list[tuple[str, Scored]],
+    directions: list[Direction],
+    cfg: EvalConfig,
+    figures: bool = True,
+    groups: dict[str, str] | None = None,
+    reference: str | None = None,
+    mode: str = "slices",
+    trained_on_test: dict[str, bool] | None = None,
+) -> None:
+    """Write every table (and figures) of a report into ``folder``: the statistics (:func:`report_tables`), their
+    CSV files, report.md, the LaTeX tables and metrics.json.
+
+    Args:
+        groups: run label -> seed group (runs that differ only in the seed).
+        reference: run every other run is compared with (paired.csv).
+        mode: ``slices`` (prepared test slices) or ``volumes`` (evaluate-volumes); written into every table.
+        trained_on_test: run label -> whether it trained on some test patients (evaluate's
+            ``allow_training_patients``): every table gets the column ``trained_on_test_patients`` and report.md
+            a warning first.
+    """
+    t = report_tables(scored, cfg, groups or {}, reference, mode)
+    names = [d.name for d in directions]
+    _write_csvs(folder, t, trained_on_test)
+    (folder / "report.md").write_text(_report_markdown(t, names, cfg, mode, trained_on_test))
     (folder / "paper.tex").write_text(
-        latex_table(paper_title, names, _table_rows(summary, "paper", "whole", names, ci=False))
+        latex_table(PAPER_TITLE, names, _table_rows(t.summary, "paper", "whole", names, ci=False))
     )
+    brain_title = "Brain, shared normalisation (protocol brain_shared)"
     (folder / "brain.tex").write_text(
-        latex_table(
-            "Brain, shared normalisation (protocol brain_shared)",
-            names,
-            _table_rows(summary, "brain_shared", "brain", names),
-        )
+        latex_table(brain_title, names, _table_rows(t.summary, "brain_shared", "brain", names))
     )
     meta = {
         "mode": mode,
@@ -423,10 +459,10 @@ def write_tables(
         "versions": versions(),
         "git_commit": git_commit(),
         "columns": {
-            "per_slice.csv": list(per_slice.columns),
-            "summary.csv": list(summary.columns),
-            "tumor_consistency.csv": list(consistency.columns),
-            "tumor_summary.csv": list(t_summary.columns),
+            "per_slice.csv": list(t.per_slice.columns),
+            "summary.csv": list(t.summary.columns),
+            "tumor_consistency.csv": list(t.consistency.columns),
+            "tumor_summary.csv": list(t.tumor.columns),
         },
     }
     (folder / "metrics.json").write_text(json.dumps(meta, indent=2))
