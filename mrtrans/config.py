@@ -496,6 +496,9 @@ class PresenceConfig:
     min_sanity_rate: float = field(default=0.8, metadata=bounds(0.0, 1.0))
 
 
+PROTOCOLS = ("brain_shared", "brain", "paper")  # the image-metric protocols of mrtrans evaluate (docs/evaluation.md)
+
+
 @dataclass(frozen=True)
 class EvalConfig:
     """``mrtrans evaluate``: what to score and how."""
@@ -505,6 +508,9 @@ class EvalConfig:
     audit: AuditConfig = AuditConfig()
     presence: PresenceConfig = PresenceConfig()
     segmentation: SegmentationConfig = SegmentationConfig()
+    # Image-metric protocols (brain_shared, brain, paper); brain_shared is always computed. An experiment that only
+    # reads brain_shared (the hallucination benchmark's trajectory) skips the others: they are most of the time.
+    protocols: tuple[str, ...] = PROTOCOLS
     device: str = "auto"
     # Generators run in fp32 unless asked otherwise; bf16 autocast applies on CUDA only.
     precision: Precision = Precision.fp32
@@ -512,6 +518,11 @@ class EvalConfig:
     bootstrap_resamples: int = field(default=2000, metadata=bounds(100))
     bootstrap_seed: int = 0
     confidence: float = field(default=0.95, metadata=bounds(0.5, 0.999))
+
+    def __post_init__(self) -> None:
+        unknown = set(self.protocols) - set(PROTOCOLS)
+        if unknown:
+            raise MrtransError(f"config key 'protocols': {sorted(unknown)} unknown; use some of {', '.join(PROTOCOLS)}")
 
 
 C = TypeVar("C")

@@ -33,7 +33,7 @@ from mrtrans.checkpoint import (
     selected_step,
     selection_text,
 )
-from mrtrans.config import AuditConfig, EvalConfig, Precision, PrepareConfig
+from mrtrans.config import PROTOCOLS, AuditConfig, EvalConfig, Precision, PrepareConfig
 from mrtrans.data_prep.discovery import subject_of
 from mrtrans.data_prep.prepare import slice_labels
 from mrtrans.data_prep.slices import PreparedSlices, to_tensor
@@ -73,11 +73,13 @@ def score_slices(
     seg: np.ndarray,
     slices: pd.DataFrame,
     value_range: tuple[float, float],
+    protocols: tuple[str, ...] = PROTOCOLS,
 ) -> Scored:
     """Score translations ``pred`` against ``real`` (both (N, H, W) in ``value_range``).
 
     Args:
         slices: one row per slice with ``subject``, ``slice_index``, ``label`` (healthy/tumor).
+        protocols: which of :data:`PROTOCOLS` to compute (``brain_shared`` always).
     """
     if not (pred.shape == real.shape == brain.shape == seg.shape) or len(slices) != len(pred):
         raise MrtransError(
@@ -87,14 +89,15 @@ def score_slices(
     if len(pred) == 0:
         raise MrtransError("empty test set: no slices to score")
     tumor = seg > 0
-    pred255, real255 = to_paper_range(pred, *value_range), to_paper_range(real, *value_range)
+    compute = {
+        "brain_shared": lambda: brain_shared_metrics(pred, real, brain, tumor, value_range),
+        "brain": lambda: brain_metrics(pred, real, brain, tumor),
+        "paper": lambda: paper_metrics(
+            to_paper_range(pred, *value_range), to_paper_range(real, *value_range), brain, tumor
+        ),
+    }
     frames = []
-    protocols = (
-        ("brain_shared", brain_shared_metrics(pred, real, brain, tumor, value_range)),
-        ("brain", brain_metrics(pred, real, brain, tumor)),
-        ("paper", paper_metrics(pred255, real255, brain, tumor)),
-    )
-    for protocol, scores in protocols:
+    for protocol, scores in ((p, compute[p]()) for p in PROTOCOLS if p in protocols or p == "brain_shared"):
         for region, values in scores.items():
             df = slice_frame(run, method, direction, slices)
             df.insert(3, "protocol", protocol)
@@ -252,7 +255,12 @@ def evaluate_runs(
     def score(label: str, method: str, direction: Direction, pred: np.ndarray) -> None:
         src = np.asarray(arrays[direction.source], np.float32)
         real = np.asarray(arrays[direction.target], np.float32)
-        scored.append((label, score_slices(label, method, direction, src, pred, real, brain, seg, slices, value_range)))
+        scored.append(
+            (
+                label,
+                score_slices(label, method, direction, src, pred, real, brain, seg, slices, value_range, cfg.protocols),
+            )
+        )
 
     for direction in directions:  # the trivial baseline: no model at all
         score(COPY_SOURCE, COPY_SOURCE, direction, np.asarray(arrays[direction.source], np.float32))

@@ -214,11 +214,13 @@ def run_hallucination_benchmark(
         folder = report_folder(out, point, points[0])
         stage(f"evaluate {len(specs)} runs at checkpoint {point} on the shared test slices -> {folder}")
         adopt_legacy(folder, OutputKind.report)  # an unmarked report of mrtrans < 0.2: replaced like a marked one
+        # the primary checkpoint gets the full report; the trajectory's points only what its tables read
+        evaluation = cfg.evaluation if point == points[0] else replace(cfg.evaluation, protocols=("brain_shared",))
         evaluate_runs(
             [out / "runs" / s.name for s in specs],
             balanced,
             folder,
-            cfg.evaluation,
+            evaluation,
             cache_dir=out / "cache",
             overwrite=True,
             checkpoint=point,
