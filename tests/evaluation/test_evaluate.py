@@ -359,3 +359,16 @@ def test_a_run_is_not_scored_on_patients_it_trained_on_unless_asked_and_then_eve
         table = pd.read_csv(out / name)
         flags = table.groupby("run")["trained_on_test_patients"].first()
         assert flags["leaky"] and not flags["copy-source"], name
+
+
+def test_an_evaluation_can_compute_only_the_brain_shared_protocol(prepared, runs, tmp_path):
+    cfg = EvalConfig(
+        audit=AuditConfig(enabled=False),
+        segmentation=SegmentationConfig(enabled=False),
+        figure_slices=0,
+        protocols=("brain_shared",),
+    )
+    out = evaluate_runs([runs / "cyc"], prepared, tmp_path / "report", cfg)
+    assert set(pd.read_csv(out / "summary.csv")["protocol"]) == {"brain_shared"}
+    with pytest.raises(MrtransError, match="protocols"):
+        EvalConfig(protocols=("whole_slice",))
