@@ -47,6 +47,7 @@ def test_a_bids_dataset_translates_into_a_derivative_dataset_checked_field_by_fi
     assert not report.failed and len(report.written) == 2
     written = sorted(p.relative_to(deriv).as_posix() for p in deriv.rglob("*") if p.is_file())
     assert written == [
+        "README.md",  # the validator recommends one; it says what made the folder
         "dataset_description.json",
         "sub-01/anat/sub-01_desc-mrtransFlair2t1_T1w.json",
         "sub-01/anat/sub-01_desc-mrtransFlair2t1_T1w.nii.gz",
