@@ -155,8 +155,36 @@ def _pool2(x: np.ndarray) -> np.ndarray:
     return x.reshape(n, h // 2, 2, w // 2, 2).mean(axis=(2, 4))
 
 
+def ms_ssim_factors(
+    pred: np.ndarray,
+    real: np.ndarray,
+    data_range: float,
+    mask: np.ndarray | None = None,
+    first: tuple[np.ndarray, np.ndarray] | None = None,
+) -> list[np.ndarray]:
+    """MS-SSIM's factor map at each scale of :func:`ms_ssim_scales`: cs, and l * cs at the coarsest, on 2 x 2
+    average-pooled images (and mask). They do not depend on the region, so a stack computes them once for all its
+    regions; ``first``: :func:`ssim_terms` at scale 0 when the caller already has them (SSIM's own)."""
+    scales = ms_ssim_scales(pred.shape)
+    a, b = np.asarray(pred, np.float64), np.asarray(real, np.float64)
+    m = None if mask is None else np.asarray(mask, np.float64)
+    factors = []
+    for s in range(scales):
+        luminance, cs = first if (s == 0 and first is not None) else ssim_terms(a, b, data_range, m)
+        factors.append(luminance * cs if s == scales - 1 else cs)
+        if s < scales - 1:
+            a, b = _pool2(a), _pool2(b)
+            m = None if m is None else _pool2(m)
+    return factors
+
+
 def ms_ssim(
-    pred: np.ndarray, real: np.ndarray, region: np.ndarray, data_range: float, mask: np.ndarray | None = None
+    pred: np.ndarray,
+    real: np.ndarray,
+    region: np.ndarray,
+    data_range: float,
+    mask: np.ndarray | None = None,
+    factors: list[np.ndarray] | None = None,
 ) -> np.ndarray:
     """(N,) MS-SSIM per slice over ``region``: prod_s mean_region(cs_s)^w_s, with l * cs at the coarsest scale.
 
@@ -164,21 +192,16 @@ def ms_ssim(
     images; the region at scale 0 is SSIM's (pixels >= 5 px from the border), at coarser scales every pooled pixel
     the region touches (the windows reflect at the border). Scales follow :func:`ms_ssim_scales` with the first
     weights renormalised to sum 1, so one scale is SSIM itself. Negative factors are clipped at 0 (as MONAI does).
+    ``factors``: :func:`ms_ssim_factors` of the same images, when already computed.
     """
-    scales = ms_ssim_scales(pred.shape)
-    weights = np.asarray(MS_SSIM_WEIGHTS[:scales]) / sum(MS_SSIM_WEIGHTS[:scales])
-    a, b = np.asarray(pred, np.float64), np.asarray(real, np.float64)
-    m = None if mask is None else np.asarray(mask, np.float64)
-    r = region.astype(bool) & interior(a.shape)
-    out = np.ones(len(a))
-    for s, weight in enumerate(weights):
-        luminance, cs = ssim_terms(a, b, data_range, m)
-        factor = luminance * cs if s == scales - 1 else cs
+    factors = ms_ssim_factors(pred, real, data_range, mask) if factors is None else factors
+    weights = np.asarray(MS_SSIM_WEIGHTS[: len(factors)]) / sum(MS_SSIM_WEIGHTS[: len(factors)])
+    r = region.astype(bool) & interior(pred.shape)
+    out = np.ones(len(pred))
+    for s, (weight, factor) in enumerate(zip(weights, factors)):
         out = out * np.maximum(_region_mean(factor, r), 0.0) ** weight  # NaN (empty region) stays NaN
-        if s < scales - 1:
+        if s < len(factors) - 1:
             r = _pool2(region.astype(np.float64) if s == 0 else r.astype(np.float64)) > 0
-            a, b = _pool2(a), _pool2(b)
-            m = None if m is None else _pool2(m)
     return out
 
 
@@ -205,8 +228,17 @@ class SliceStack:
         return np.asarray(self.pred, np.float64) - np.asarray(self.real, np.float64)
 
     @cached_property
+    def ssim_terms(self) -> tuple[np.ndarray, np.ndarray]:
+        return ssim_terms(self.pred, self.real, self.data_range, self.ssim_mask)
+
+    @cached_property
     def ssim(self) -> np.ndarray:
-        return ssim_map(self.pred, self.real, self.data_range, self.ssim_mask)
+        luminance, contrast_structure = self.ssim_terms
+        return luminance * contrast_structure  # ssim_map's product
+
+    @cached_property
+    def ms_ssim_factors(self) -> list[np.ndarray]:  # one computation for every region
+        return ms_ssim_factors(self.pred, self.real, self.data_range, self.ssim_mask, first=self.ssim_terms)
 
     @cached_property
     def interior(self) -> np.ndarray:
@@ -276,7 +308,7 @@ REGISTRY: dict[str, Metric] = {
             "ms_ssim",
             "MS-SSIM",
             True,
-            lambda st, r: ms_ssim(st.pred, st.real, r, st.data_range, st.ssim_mask),
+            lambda st, r: ms_ssim(st.pred, st.real, r, st.data_range, factors=st.ms_ssim_factors),
             "multi-scale SSIM (Wang et al. 2003): SSIM's windows on 2x2-pooled images, as many of the 5 scales as "
             "the slice allows (64 px: 3), weights renormalised",
         ),

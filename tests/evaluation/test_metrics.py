@@ -108,6 +108,24 @@ def test_ms_ssim_is_ssim_at_one_scale_follows_monai_at_four_and_falls_with_noise
         previous = ours
 
 
+def test_a_stack_computes_ms_ssim_once_for_all_regions_with_the_same_values(monkeypatch):
+    """MS-SSIM's scale maps do not depend on the region: the stack computes SSIM's terms and MS-SSIM's coarser
+    scales once (3 ssim_terms calls at 64 px, not 1 + 3 regions x 3 scales), with the values of the standalone
+    per-region computation."""
+    from mrtrans.evaluation import metrics
+
+    pred, real, brain, tumor = _pair(seed=7, size=64)
+    calls = []
+    terms = metrics.ssim_terms
+    monkeypatch.setattr(metrics, "ssim_terms", lambda *a, **k: calls.append(1) or terms(*a, **k))
+    m = metrics.brain_metrics(pred, real, brain, tumor)
+    assert len(calls) == metrics.ms_ssim_scales(pred.shape) == 3
+    p, r = metrics.brain_normalize(pred, brain.astype(bool)), metrics.brain_normalize(real, brain.astype(bool))
+    for region, mask in {"brain": brain, "tumor": tumor & brain}.items():
+        alone = metrics.ms_ssim(p, r, mask, 1.0, brain)
+        assert np.allclose(m[region]["ms_ssim"], alone, equal_nan=True), region
+
+
 def test_pearson_is_numpy_corrcoef_on_the_region_and_ignores_a_linear_change():
     pred, real, brain, tumor = _pair(seed=6)
     m = paper_metrics(pred, real, brain, tumor)
