@@ -109,6 +109,23 @@ def test_a_rerun_reuses_finished_runs_and_foreign_folders_are_refused(bench, tmp
     assert result.exit_code == 0, result.output
     assert "train " not in result.output  # nothing retrained
     assert {p.name: p.stat().st_mtime for p in (bench / "runs").iterdir()} == before
+    assert result.output.count("is current (kept)") == 3 and "evaluate " not in result.output  # nor re-scored
+    # Scoring the kept steps for one setting only (not binding: evaluation only): that point is scored again,
+    # with its runs alone; best and last stay as they were.
+    reports = {p.name: (p / "metrics.json").stat().st_mtime_ns for p in bench.glob("report*") if p.is_dir()}
+    result = runner.invoke(
+        app,
+        ["benchmark", "hallucination", "--out", str(bench), "--config", str(HALLUCINATION_TINY)]
+        + ["--set", "trajectory_settings=[balanced]"],
+    )
+    assert result.exit_code == 0, result.output
+    assert result.output.count("is current (kept)") == 2 and "evaluate 6 runs at checkpoint step-4" in result.output
+    changed = {n for n, t in reports.items() if (bench / n / "metrics.json").stat().st_mtime_ns != t}
+    assert len(changed) == 1, changed
+    claims = pd.read_csv(bench / "claims.csv")
+    assert set(claims.loc[claims["point"] == "step-4", "setting"]) == {"balanced"}
+    assert set(claims.loc[claims["point"] == "last", "setting"]) == {"balanced", "target0", "target100"}
+    assert "kept steps: balanced runs only" in (bench / "hallucination.md").read_text()
     foreign = tmp_path / "mine"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("keep")

@@ -23,10 +23,14 @@ missing (then evaluates again). Nothing outside that folder is written.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import pandas as pd
+
+from mrtrans.checkpoint import resolve_checkpoint
 from mrtrans.config import (
     MAY_BE_EMPTY,
     AuditConfig,
@@ -37,6 +41,7 @@ from mrtrans.config import (
     bounds,
     epoch_schedule,
     load_config,
+    to_dict,
 )
 from mrtrans.data_prep.prepare import prepare_brats
 from mrtrans.data_prep.slices import PreparedSlices
@@ -49,7 +54,7 @@ from mrtrans.experiments.hallucination_report import report_folder, setting_name
 from mrtrans.experiments.workspace import NOT_BINDING, Workspace, check_methods
 from mrtrans.io import atomic_path
 from mrtrans.methods import method_class
-from mrtrans.outputs import OutputKind, adopt_legacy
+from mrtrans.outputs import OutputKind, adopt_legacy, marker_kind
 
 
 @dataclass(frozen=True)
@@ -85,6 +90,9 @@ class HallucinationConfig:
     validate_every: int | None = field(default=None, metadata=bounds(1))
     # Steps at which every run keeps a checkpoint: the trajectory (when does a method fade tumors?).
     keep_steps: tuple[int, ...] = field(default=(), metadata=MAY_BE_EMPTY)
+    # The settings whose runs are also scored at the kept steps; empty: every setting. The best and last checkpoints
+    # are scored for every run.
+    trajectory_settings: tuple[str, ...] = field(default=(), metadata=MAY_BE_EMPTY)
     # The checkpoint of the primary answer, stated before running: best (validation brain MAE) or last.
     primary: str = "best"
     evaluation: EvalConfig = EvalConfig(audit=AuditConfig(steps=400), figure_slices=0)
@@ -106,7 +114,14 @@ class HallucinationConfig:
 
 
 # What a re-run may change: besides evaluation, jobs and threads, how the detectable difference is simulated.
-HALLUCINATION_NOT_BINDING = (*NOT_BINDING, "power", "power_simulations", "power_resamples", "power_patient_logit_sd")
+HALLUCINATION_NOT_BINDING = (
+    *NOT_BINDING,
+    "power",
+    "power_simulations",
+    "power_resamples",
+    "power_patient_logit_sd",
+    "trajectory_settings",
+)
 
 
 @dataclass(frozen=True)
@@ -176,6 +191,27 @@ def evaluation_points(cfg: HallucinationConfig, has_validation: bool) -> list[st
     return [primary] + [p for p in points if p != primary]
 
 
+def point_specs(cfg: HallucinationConfig, specs: list[RunSpec], point: str) -> list[RunSpec]:
+    """The runs scored at ``point``: all at best and last, at a kept step those of ``cfg.trajectory_settings``."""
+    if not point.startswith("step-") or not cfg.trajectory_settings:
+        return specs
+    return [s for s in specs if s.setting in cfg.trajectory_settings]
+
+
+def stale_report(folder: Path, runs: list[Path], evaluation: EvalConfig, point: str) -> str | None:
+    """Why the evaluation report in ``folder`` is not what scoring ``runs`` at ``point`` would write now (None: it
+    is): missing or unfinished, another evaluation config, other runs, or a checkpoint newer than the report."""
+    meta, chosen = folder / "metrics.json", folder / "checkpoints.csv"
+    if marker_kind(folder) is not OutputKind.report or not meta.is_file() or not chosen.is_file():
+        return "no finished report"
+    if json.loads(meta.read_text()).get("config") != json.loads(json.dumps(to_dict(evaluation))):
+        return "another evaluation config"
+    if sorted(pd.read_csv(chosen)["run"]) != sorted(r.name for r in runs):
+        return "other runs"
+    newer = [r.name for r in runs if resolve_checkpoint(r, point).stat().st_mtime > meta.stat().st_mtime]
+    return f"checkpoints newer than the report ({', '.join(newer[:3])})" if newer else None
+
+
 def run_hallucination_benchmark(
     out: str | Path,
     cfg: HallucinationConfig,
@@ -212,12 +248,16 @@ def run_hallucination_benchmark(
     points = evaluation_points(cfg, PreparedSlices(balanced).has_validation)
     for point in points:
         folder = report_folder(out, point, points[0])
-        stage(f"evaluate {len(specs)} runs at checkpoint {point} on the shared test slices -> {folder}")
+        runs = [out / "runs" / s.name for s in point_specs(cfg, specs, point)]
         adopt_legacy(folder, OutputKind.report)  # an unmarked report of mrtrans < 0.2: replaced like a marked one
         # the primary checkpoint gets the full report; the trajectory's points only what its tables read
         evaluation = cfg.evaluation if point == points[0] else replace(cfg.evaluation, protocols=("brain_shared",))
+        if stale_report(folder, runs, evaluation, point) is None:
+            stage(f"checkpoint {point}: the report in {folder} is current (kept)")
+            continue
+        stage(f"evaluate {len(runs)} runs at checkpoint {point} on the shared test slices -> {folder}")
         evaluate_runs(
-            [out / "runs" / s.name for s in specs],
+            runs,
             balanced,
             folder,
             evaluation,
@@ -226,7 +266,7 @@ def run_hallucination_benchmark(
             checkpoint=point,
         )
     stage("claim tests and the smallest detectable differences")
-    tables = report.tables(out, cfg, specs, methods, points)
+    tables = report.tables(out, cfg, {p: point_specs(cfg, specs, p) for p in points}, methods)
     for name, frame in tables.items():
         with atomic_path(out / name) as tmp:
             frame.to_csv(tmp, index=False)

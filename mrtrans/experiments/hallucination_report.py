@@ -297,15 +297,17 @@ def _mark_disagreements(claims: pd.DataFrame) -> pd.DataFrame:
 
 
 def tables(
-    out: Path, cfg: HallucinationConfig, specs: list[RunSpec], methods: dict[str, str], points: list[str]
+    out: Path, cfg: HallucinationConfig, specs: dict[str, list[RunSpec]], methods: dict[str, str]
 ) -> dict[str, pd.DataFrame]:
-    """Every table of the benchmark, by file name, from the evaluation reports of ``points`` (primary first)."""
+    """Every table of the benchmark, by file name, from the evaluation reports of each point (primary first) and
+    the runs scored there (``specs``)."""
     graphs = graph_table(out / "data" / "balanced", cfg, methods)
     per_run, claims = [], []
-    for point in points:
+    points = list(specs)
+    for point, point_specs in specs.items():
         folder = report_folder(out, point, points[0])
-        per_run.append(collect(folder, specs, point))
-        claims.append(claim_table(folder, specs, cfg, methods, graphs, point, detectable=point == points[0]))
+        per_run.append(collect(folder, point_specs, point))
+        claims.append(claim_table(folder, point_specs, cfg, methods, graphs, point, detectable=point == points[0]))
     per_run = pd.concat(per_run, ignore_index=True)
     return {
         "hallucination.csv": per_run,
@@ -358,7 +360,12 @@ def _intro(cfg: HallucinationConfig, points: list[str]) -> list[str]:
         "",
         f"Checkpoints scored: {', '.join(points)}. **Primary answer: `{points[0]}`** (stated before running; best = "
         "the step with the lowest validation brain MAE, on patients held out of training and test); the others show "
-        "the trajectory.",
+        "the trajectory"
+        + (
+            f" (kept steps: {', '.join(cfg.trajectory_settings)} runs only; best and last: every run)."
+            if cfg.trajectory_settings
+            else "."
+        ),
     ]
 
 
