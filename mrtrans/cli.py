@@ -674,8 +674,9 @@ def benchmark_hallucination(
     Cohen et al. (2018): a target domain without tumors pushes a translator to remove them, one with only
     tumors to add them; balanced is the paper's own setting. Writes OUT/hallucination.md: the smoothness
     graph's statistics (can the term act at this scale?), what the audit can decide, the tumor outcomes over
-    seeds, and per setting and direction an answer - better, worse, no difference shown, not at this scale,
-    or cannot decide - from a hierarchical bootstrap over seeds, patients and lesions.
+    seeds, and per setting and direction an answer - better, worse, equivalent (within the preset's margin),
+    inconclusive (too few lesions to tell: the report gives the smallest difference it could detect), not at
+    this scale, or cannot decide - from a hierarchical bootstrap over seeds, patients and lesions.
     """
     from mrtrans.api import benchmark_hallucination as run_benchmark
 

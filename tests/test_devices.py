@@ -78,6 +78,24 @@ def test_grid_jobs_are_spread_over_the_visible_gpus():
     assert grid_devices(2, "cpu", 4) == ["cpu", "cpu"] and grid_devices(2, "cuda:1", 4) == ["cuda:1", "cuda:1"]
 
 
+def test_grid_threads_share_the_cores_and_respect_the_callers_thread_limit(monkeypatch):
+    """Jobs share the usable cores, and never get more torch threads than the calling process has (OMP_NUM_THREADS,
+    the suite's one thread per worker): two threads per job on a loaded 2-core machine were 5x slower (issue 34)."""
+    import torch
+
+    from mrtrans.experiments import grid
+
+    monkeypatch.setattr(grid, "usable_cores", lambda: 8)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(8)
+        assert [grid.threads_per_job(j) for j in (1, 2, 3, 16)] == [8, 4, 2, 1]
+        torch.set_num_threads(1)
+        assert grid.threads_per_job(1) == 1 and grid.threads_per_job(2, threads=3) == 3  # --threads wins
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_checkpoints_save_and_restore_the_cuda_generator_state(monkeypatch):
     """A resume on CUDA continues UNIT's noise and pix2pix's dropout: the device's generator state is saved and set
     back (CUDA mocked: a stand-in generator state)."""

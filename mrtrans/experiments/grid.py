@@ -10,10 +10,12 @@ Devices: runs that ask for ``auto`` or ``cuda`` are spread over the visible GPUs
 ``CUDA_VISIBLE_DEVICES`` chooses which), so ``--jobs 8`` on an 8-GPU node trains eight runs at once, one per GPU.
 
 Threads: each job gets ``threads`` torch threads, by default the cores this process may use (its CPU affinity,
-not the machine's count) shared out over the jobs, at least one: on 2 cores, ``jobs 2`` gives each run one
-thread. Jobs that share cores must not oversubscribe them: on a loaded 2-core machine 40 CPU-preset steps took
-260 s with 2 threads per job and 55 s with 1 (issue 34). Pass ``threads`` (``--threads``) to override, e.g. 1 on
-a machine busy with other work.
+not the machine's count) shared out over the jobs, at least one and never more than the calling process's own
+torch threads (``OMP_NUM_THREADS=1``, or the test suite's one thread per worker, is respected): on 2 cores,
+``jobs 2`` gives each run one thread. Jobs that share cores must not oversubscribe them: on a loaded 2-core
+machine 40 CPU-preset steps took 260 s with 2 threads per job and 55 s with 1 (issue 34); the tests' tiny
+hallucination benchmark took 284 s with 2 threads and 91 s with 1 beside another 2-job benchmark. Pass
+``threads`` (``--threads``) to override, e.g. 1 on a machine busy with other work.
 """
 
 from __future__ import annotations
@@ -70,8 +72,11 @@ def usable_cores() -> int:
 
 
 def threads_per_job(jobs: int, threads: int | None = None) -> int:
-    """``threads`` if given, else the usable cores shared out over ``jobs`` (at least 1)."""
-    return threads if threads else max(1, usable_cores() // max(1, jobs))
+    """``threads`` if given, else the usable cores shared out over ``jobs`` (at least 1), never more than this
+    process's own torch threads (``OMP_NUM_THREADS``, a scheduler's limit, or a caller's ``torch.set_num_threads``)."""
+    if threads:
+        return threads
+    return max(1, min(torch.get_num_threads(), usable_cores() // max(1, jobs)))
 
 
 def _on_device(cfg: TrainConfig, index: int, jobs: int) -> dict:
