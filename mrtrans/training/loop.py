@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import datetime
 import functools
 import json
@@ -324,6 +325,226 @@ def _check_resume(
         )
 
 
+@dataclasses.dataclass
+class _Run:
+    """What one run's steps share once its folder is claimed: the data, the method, the optimisation state, the
+    validation set and the records; its methods are the named steps of :func:`_train`."""
+
+    dataset: PreparedSlices
+    out: Path
+    ckpt_path: Path
+    direction: Direction
+    cfg: TrainConfig
+    method: Any
+    schedulers: dict[str, torch.optim.lr_scheduler.LRScheduler]
+    device: torch.device
+    rank: int
+    world: int
+    state: dict[str, int]
+    best: dict[str, Any] | None = None
+    validation: ValidationSet | None = None
+    last: Path | None = None  # the last checkpoint written
+    saved_at: float = dataclasses.field(default_factory=time.monotonic)  # when last.pt was written (monotonic)
+
+    @property
+    def kind(self) -> str:
+        return self.method.kind(self.cfg)
+
+    @property
+    def translators(self) -> dict[str, str]:
+        return self.method.translators(self.direction)
+
+    def restore(self) -> None:
+        """Continue from ``last.pt``: weights, optimisers, schedules, the method's extra state, RNGs and position,
+        after checking it is the same run (:func:`_check_resume`).
+
+        On the CPU: load_state_dict moves weights and Adam moments to the parameters' device and keeps Adam's step
+        counters on the CPU, as a fresh (non-capturable) Adam has them (no sync per parameter)."""
+        ckpt = load_checkpoint(self.ckpt_path, map_location="cpu")
+        check_model_checkpoint(ckpt, self.ckpt_path)
+        _check_resume(ckpt, self.ckpt_path, self.cfg, self.dataset, self.direction, self.world)
+        self.method.load_models(ckpt["models"])
+        for name, opt in self.method.optimizers.items():
+            opt.load_state_dict(ckpt["optimizers"][name])
+            self.schedulers[name].load_state_dict(ckpt["schedulers"][name])
+        self.method.load_extra_state(ckpt)
+        set_rng_states(ckpt["rng"], self.device)
+        self.state = dict(ckpt["state"])
+        self.best = ckpt.get("validation", {}).get("best")
+
+    def write_records(self, resume: bool, steps_per_epoch: int, total_steps: int) -> _LossLog:
+        """config.yaml, run.json (provenance; a resume appends to its list) and the loss log (rank 0)."""
+        out = self.out
+        (out / "samples").mkdir(parents=True, exist_ok=True)
+        (out / "checkpoints").mkdir(exist_ok=True)
+        save_config(self.cfg, out / "config.yaml")
+        run_json = out / "run.json"
+        info = json.loads(run_json.read_text()) if resume and run_json.exists() else {}
+        stamp = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        info.setdefault("started", stamp)
+        if resume:
+            info.setdefault("resumed", []).append({"at": stamp, "step": self.state["global_step"]})
+        metric = self.cfg.run.best_metric
+        info |= {
+            "kind": self.kind,
+            "method": self.cfg.method.value,
+            "direction": self.direction.name,
+            "translates": list(self.translators),
+            "best_checkpoint": rule(metric) if self.validation is not None else None,  # None: no validation slices
+            "data": str(Path(self.dataset.folder).resolve()),
+            "command": sys.argv,
+            "seed": self.cfg.run.seed,
+            "device": str(self.device),
+            "world_size": self.world,
+            "steps_per_epoch": steps_per_epoch,
+            "total_steps": total_steps,
+            "versions": versions(),
+            "git_commit": git_commit(),
+        }
+        with atomic_path(run_json) as tmp:
+            tmp.write_text(json.dumps(info, indent=2))
+        val_fields = [f"val_{m.value}_{d}" for m in ValidationMetric for d in self.translators] + [
+            f"val_{m.value}" for m in ValidationMetric
+        ]
+        resume_step = self.state["global_step"] if resume else None
+        return _LossLog(out / "losses.csv", resume_step, val_fields if self.validation else [])
+
+    def save(self, path: Path | None = None, selection: dict[str, Any] | None = None) -> Path:
+        """Write a checkpoint (``last.pt`` by default) that resumes exactly and translates; ``selection`` says how it
+        was chosen (the last step, the validation rule of best.pt, a kept step). Refuses non-finite weights."""
+        method, state = self.method, self.state
+        metric = self.cfg.run.best_metric
+        payload = {
+            **model_payload(
+                self.kind,
+                self.direction.source,
+                self.direction.target,
+                to_dict(self.cfg),
+                self.dataset.normalization,
+                method.models(),
+                method=self.cfg.method.value,
+                translators=self.translators,
+            ),
+            "paired_training": method.paired,  # trained on paired slices: reports show it as the upper bound
+            "optimizers": {name: opt.state_dict() for name, opt in method.optimizers.items()},
+            "schedulers": {name: sched.state_dict() for name, sched in self.schedulers.items()},
+            **method.extra_state(),
+            "rng": rng_states(self.device),
+            "state": dict(state),
+            "versions": versions(),
+            "git_commit": git_commit(),
+            "world_size": self.world,
+            "data": _data_record(self.dataset),
+            "selection": selection or {"rule": "last step", "step": state["global_step"]},
+            **({"validation": {"best": self.best, "rule": rule(metric)}} if self.validation is not None else {}),
+        }
+        if not bool(torch.stack([torch.isfinite(p).all() for p in method.generators.parameters()]).all()):  # one sync
+            raise MrtransError(
+                f"step {state['global_step']}: the generators' weights became NaN or Inf (training diverged); "
+                f"the last good checkpoint, if any, is kept at {self.ckpt_path}. Lower optim.lr or check the config"
+            )
+        return save_checkpoint(payload, path or self.ckpt_path)
+
+    def advance(self, steps_per_epoch: int) -> None:
+        """One step done: the position moves on; at an epoch's end the learning rates step."""
+        state = self.state
+        state["global_step"] += 1
+        state["step_in_epoch"] += 1
+        if state["step_in_epoch"] == steps_per_epoch:
+            state["epoch"] += 1
+            state["step_in_epoch"] = 0
+            for sched in self.schedulers.values():
+                sched.step()
+
+    def scores(self, g: dict[str, torch.Tensor], d: dict[str, torch.Tensor], validating: bool) -> dict[str, float]:
+        """The step's losses as numbers (a stop if one diverged), with the validation scores on a validating step."""
+        step = self.state["global_step"]
+        values = _finite_values({k: float(v.detach()) for k, v in {**g, **d}.items()}, step, self.ckpt_path)
+        if self.validation is not None and validating:  # rank 0 only: the other ranks have no validation set
+            nets = {name: self.method.translator(key) for name, key in self.translators.items()}
+            values |= validation_scores(nets, self.validation, self.device)
+        return values
+
+    def write_outputs(
+        self, values: dict[str, float], validating: bool, total_steps: int, fixed: tuple[torch.Tensor, torch.Tensor]
+    ) -> None:
+        """After a step: the sample grid, best.pt when validation improves, a kept step's checkpoint, last.pt when
+        due (every ``checkpoint_every`` steps, ``checkpoint_seconds``, the last step)."""
+        step, cfg, metric = self.state["global_step"], self.cfg.run, self.cfg.run.best_metric
+        if self.rank == 0 and (step % cfg.sample_every == 0 or step == total_steps):
+            generators = self.method.generators
+            with torch.no_grad():
+                generators.eval()
+                rows = self.method.sample_rows(fixed[0], fixed[1], self.direction)
+                generators.train()
+            _sample_grid(self.out / "samples" / f"step_{step:07d}.png", rows)
+        if self.validation is not None and validating and improves(values[f"val_{metric.value}"], self.best, metric):
+            self.best = {"metric": metric.value, "value": values[f"val_{metric.value}"], "step": step}
+            self.save(self.ckpt_path.with_name("best.pt"), {"rule": rule(metric), **self.best})
+            logger.info(f"step {step}: best.pt ({rule(metric)}: {self.best['value']:.4f})")
+        if self.rank == 0 and step in cfg.keep_steps:
+            self.save(self.ckpt_path.with_name(f"step_{step:07d}.pt"), {"rule": f"kept at step {step}", "step": step})
+        due = cfg.checkpoint_seconds is not None and time.monotonic() - self.saved_at >= cfg.checkpoint_seconds
+        if self.rank == 0 and (step % cfg.checkpoint_every == 0 or step == total_steps or due):
+            self.last = self.save()
+            self.saved_at = time.monotonic()
+
+
+def _batch_indices(
+    n_source: int, n_target: int, seed: int, state: dict[str, int], rank: int, world: int, batch: int, paired: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """The source and target slices of this rank's next batch (module docstring: the epoch's seeded orders)."""
+    order_s, order_t = epoch_orders(n_source, n_target, seed, state["epoch"])
+    positions = [(state["step_in_epoch"] * world + rank) * batch + k for k in range(batch)]
+    idx_s = np.sort(order_s[[p % n_source for p in positions]].numpy())
+    idx_t = idx_s if paired else np.sort(order_t[[p % n_target for p in positions]].numpy())
+    return idx_s, idx_t
+
+
+def _finite_values(values: dict[str, float], step: int, ckpt_path: Path) -> dict[str, float]:
+    """``values``, or a stop with the losses that diverged."""
+    if not all(math.isfinite(v) for v in values.values()):
+        bad = ", ".join(k for k, v in values.items() if not math.isfinite(v))
+        raise MrtransError(
+            f"step {step}: losses became NaN or Inf ({bad}); training diverged. The last good "
+            f"checkpoint, if any, is kept at {ckpt_path}. Lower optim.lr or check the config"
+        )
+    return values
+
+
+def _build(cfg: TrainConfig, data: MethodData, placement: Placement) -> tuple[Any, dict[str, Any]]:
+    """The method's networks and optimisers (the same initial weights on every rank, then each rank its own noise
+    and dropout) and their learning-rate schedules (CycleGAN's: :func:`lr_factor`, stepped at epoch ends)."""
+    torch.manual_seed(cfg.run.seed)
+    method = build_method(cfg, data, placement)
+    seed_rank(cfg.run.seed, placement.rank, placement.world, placement.device)
+    o = cfg.optim
+
+    def factor(epoch: int) -> float:
+        return lr_factor(epoch, o.epochs_constant, o.epochs_decay)
+
+    return method, {name: torch.optim.lr_scheduler.LambdaLR(opt, factor) for name, opt in method.optimizers.items()}
+
+
+def _schedule(cfg: TrainConfig, n_source: int, n_target: int, world: int) -> tuple[int, int]:
+    """(steps per epoch, total steps): an epoch visits max(N_source, N_target) positions over all processes;
+    ``run.max_steps`` caps the total."""
+    steps_per_epoch = max(1, math.ceil(max(n_source, n_target) / (cfg.data.batch_size * world)))
+    total_steps = (cfg.optim.epochs_constant + cfg.optim.epochs_decay) * steps_per_epoch
+    if cfg.run.max_steps is not None:
+        total_steps = min(total_steps, cfg.run.max_steps)
+    return steps_per_epoch, total_steps
+
+
+def _autocast(device: torch.device, amp: bool, rank: int) -> torch.autocast:
+    """The steps' autocast (bf16 on a CUDA device that has it when ``amp``, else off) and the fp32 matmul mode."""
+    bf16, precision = precision_plan(device, amp)
+    set_fp32_matmul(strict=device.type == "cuda" and not bf16)
+    if rank == 0:
+        logger.info(f"computing in {precision}")
+    return torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=bf16)
+
+
 def _train(
     dataset: PreparedSlices,
     out: Path,
@@ -340,143 +561,40 @@ def _train(
     """The body of :func:`train`, once the run folder is claimed."""
     paired = method_class(cfg.method).paired  # the same slices of both sequences, drawn together
     read = dataset.train_paired if paired else dataset.train
-    source = read(direction.source)[: cfg.data.max_train_slices]
-    target = read(direction.target)[: cfg.data.max_train_slices]
-    data = dataset.folder
+    source, target = (read(m)[: cfg.data.max_train_slices] for m in (direction.source, direction.target))
 
-    torch.manual_seed(cfg.run.seed)  # the same initial weights on every rank
-    use_cuda_tricks = device.type == "cuda"
-    memory_format = torch.channels_last if (use_cuda_tricks and cfg.run.channels_last) else torch.contiguous_format
+    memory_format = torch.channels_last if device.type == "cuda" and cfg.run.channels_last else torch.contiguous_format
     placement = Placement(device, memory_format, cfg.run.compile, rank, world)
-    method = build_method(cfg, MethodData(source, target, tuple(dataset.normalization["range"])), placement)
-    seed_rank(cfg.run.seed, rank, world, device)  # same weights everywhere; each rank its own noise and dropout
-    o = cfg.optim
-
-    def factor(epoch: int) -> float:
-        return lr_factor(epoch, o.epochs_constant, o.epochs_decay)
-
-    schedulers = {name: torch.optim.lr_scheduler.LambdaLR(opt, factor) for name, opt in method.optimizers.items()}
-    state = {"epoch": 0, "step_in_epoch": 0, "global_step": 0}
-
+    method, schedulers = _build(cfg, MethodData(source, target, tuple(dataset.normalization["range"])), placement)
+    run = _Run(dataset, out, ckpt_path, direction, cfg, method, schedulers, device, rank, world, state={})
+    run.state = {"epoch": 0, "step_in_epoch": 0, "global_step": 0}
     if resume:
-        # On the CPU: load_state_dict moves weights and Adam moments to the parameters' device and keeps
-        # Adam's step counters on the CPU, as a fresh (non-capturable) Adam has them (no sync per parameter).
-        ckpt = load_checkpoint(ckpt_path, map_location="cpu")
-        check_model_checkpoint(ckpt, ckpt_path)
-        _check_resume(ckpt, ckpt_path, cfg, dataset, direction, world)
-        method.load_models(ckpt["models"])
-        for name, opt in method.optimizers.items():
-            opt.load_state_dict(ckpt["optimizers"][name])
-            schedulers[name].load_state_dict(ckpt["schedulers"][name])
-        method.load_extra_state(ckpt)
-        set_rng_states(ckpt["rng"], device)
-        state = dict(ckpt["state"])
+        run.restore()
+    state = run.state
 
     method.distribute()
-    generators = method.generators
-    translators = method.translators(direction)
-    validation = ValidationSet.read(dataset) if rank == 0 else None  # never the test slices
-    metric = cfg.run.best_metric
-    best = ckpt.get("validation", {}).get("best") if resume else None
+    run.validation = ValidationSet.read(dataset) if rank == 0 else None  # never the test slices
 
     batch = cfg.data.batch_size
-    steps_per_epoch = max(1, math.ceil(max(len(source), len(target)) / (batch * world)))
-    total_epochs = o.epochs_constant + o.epochs_decay
-    total_steps = total_epochs * steps_per_epoch
-    if cfg.run.max_steps is not None:
-        total_steps = min(total_steps, cfg.run.max_steps)
-    bf16, precision = precision_plan(device, cfg.run.amp)
-    set_fp32_matmul(strict=device.type == "cuda" and not bf16)
-    if rank == 0:
-        logger.info(f"computing in {precision}")
-    autocast = torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=bf16)
-    kind = method.kind(cfg)
-
-    log = None
-    if rank == 0:
-        (out / "samples").mkdir(parents=True, exist_ok=True)
-        (out / "checkpoints").mkdir(exist_ok=True)
-        save_config(cfg, out / "config.yaml")
-        run_json = out / "run.json"
-        info = json.loads(run_json.read_text()) if resume and run_json.exists() else {}
-        stamp = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-        info.setdefault("started", stamp)
-        if resume:
-            info.setdefault("resumed", []).append({"at": stamp, "step": state["global_step"]})
-        info |= {
-            "kind": kind,
-            "method": cfg.method.value,
-            "direction": direction.name,
-            "translates": list(translators),
-            "best_checkpoint": rule(metric) if validation is not None else None,  # None: no validation slices
-            "data": str(Path(data).resolve()),
-            "command": sys.argv,
-            "seed": cfg.run.seed,
-            "device": str(device),
-            "world_size": world,
-            "steps_per_epoch": steps_per_epoch,
-            "total_steps": total_steps,
-            "versions": versions(),
-            "git_commit": git_commit(),
-        }
-        with atomic_path(run_json) as tmp:
-            tmp.write_text(json.dumps(info, indent=2))
-        val_fields = [f"val_{m.value}_{d}" for m in ValidationMetric for d in translators] + [
-            f"val_{m.value}" for m in ValidationMetric
-        ]
-        log = _LossLog(out / "losses.csv", state["global_step"] if resume else None, val_fields if validation else [])
-
-    def checkpoint(path: Path = ckpt_path, selection: dict[str, Any] | None = None) -> Path:
-        payload = {
-            **model_payload(
-                kind,
-                direction.source,
-                direction.target,
-                to_dict(cfg),
-                dataset.normalization,
-                method.models(),
-                method=cfg.method.value,
-                translators=translators,
-            ),
-            "paired_training": method.paired,  # trained on paired slices: reports show it as the upper bound
-            "optimizers": {name: opt.state_dict() for name, opt in method.optimizers.items()},
-            "schedulers": {name: sched.state_dict() for name, sched in schedulers.items()},
-            **method.extra_state(),
-            "rng": rng_states(device),
-            "state": dict(state),
-            "versions": versions(),
-            "git_commit": git_commit(),
-            "world_size": world,
-            "data": _data_record(dataset),
-            # how this file was chosen: the last step, or the validation rule of best.pt
-            "selection": selection or {"rule": "last step", "step": state["global_step"]},
-            **({"validation": {"best": best, "rule": rule(metric)}} if validation is not None else {}),
-        }
-        if not bool(torch.stack([torch.isfinite(p).all() for p in generators.parameters()]).all()):  # one sync
-            raise MrtransError(
-                f"step {state['global_step']}: the generators' weights became NaN or Inf (training diverged); "
-                f"the last good checkpoint, if any, is kept at {ckpt_path}. Lower optim.lr or check the config"
-            )
-        return save_checkpoint(payload, path)
+    steps_per_epoch, total_steps = _schedule(cfg, len(source), len(target), world)
+    autocast = _autocast(device, cfg.run.amp, rank)
+    log = run.write_records(resume, steps_per_epoch, total_steps) if rank == 0 else None
 
     from tqdm import tqdm
 
     bar = tqdm(
         total=total_steps,
         initial=state["global_step"],
-        desc=f"train {kind} {direction.name}",
+        desc=f"train {run.kind} {direction.name}",
         unit="step",
         disable=rank != 0 or not show_progress,
         dynamic_ncols=True,
     )
     fixed = (to_tensor(source[:1]).to(device), to_tensor(target[:1]).to(device))
-    last, saved_at = ckpt_path, time.monotonic()
+    run.last, run.saved_at = ckpt_path, time.monotonic()
     try:
         while state["global_step"] < total_steps:
-            order_s, order_t = epoch_orders(len(source), len(target), cfg.run.seed, state["epoch"])
-            positions = [(state["step_in_epoch"] * world + rank) * batch + k for k in range(batch)]
-            idx_s = np.sort(order_s[[p % len(source) for p in positions]].numpy())
-            idx_t = idx_s if paired else np.sort(order_t[[p % len(target) for p in positions]].numpy())
+            idx_s, idx_t = _batch_indices(len(source), len(target), cfg.run.seed, state, rank, world, batch, paired)
             real_s = to_tensor(source[idx_s]).to(device, memory_format=memory_format, non_blocking=True)
             real_t = to_tensor(target[idx_t]).to(device, memory_format=memory_format, non_blocking=True)
 
@@ -486,50 +604,18 @@ def _train(
             )
             logging_step = coming % cfg.run.log_every == 0 or coming == total_steps or validating
             g, d = method.step(real_s, real_t, autocast, measure_gradients=logging_step)
-            state["global_step"] += 1
-            state["step_in_epoch"] += 1
-            if state["step_in_epoch"] == steps_per_epoch:
-                state["epoch"] += 1
-                state["step_in_epoch"] = 0
-                for sched in schedulers.values():
-                    sched.step()
-            step = state["global_step"]
+            run.advance(steps_per_epoch)
             bar.update(1)
-            if on_step is not None or logging_step:
-                values = {k: float(v.detach()) for k, v in {**g, **d}.items()}
-                if not all(math.isfinite(v) for v in values.values()):
-                    bad = ", ".join(k for k, v in values.items() if not math.isfinite(v))
-                    raise MrtransError(
-                        f"step {step}: losses became NaN or Inf ({bad}); training diverged. The last good "
-                        f"checkpoint, if any, is kept at {ckpt_path}. Lower optim.lr or check the config"
-                    )
-                if validation is not None and validating:  # rank 0 only: the other ranks have no validation set
-                    nets = {name: method.translator(key) for name, key in translators.items()}
-                    values |= validation_scores(nets, validation, device)
-                if on_step is not None:
-                    on_step(step, values)
-                if rank == 0 and logging_step:
-                    lr = method.optimizers["gen"].param_groups[0]["lr"]
-                    log.write({"step": step, "epoch": state["epoch"], "lr": lr, **values})
-                    bar.set_postfix(method.progress(values))
-            if rank == 0 and (step % cfg.run.sample_every == 0 or step == total_steps):
-                with torch.no_grad():
-                    generators.eval()
-                    rows = method.sample_rows(fixed[0], fixed[1], direction)
-                    generators.train()
-                _sample_grid(out / "samples" / f"step_{step:07d}.png", rows)
-            if validation is not None and validating and improves(values[f"val_{metric.value}"], best, metric):
-                best = {"metric": metric.value, "value": values[f"val_{metric.value}"], "step": step}
-                checkpoint(ckpt_path.with_name("best.pt"), {"rule": rule(metric), **best})
-                logger.info(f"step {step}: best.pt ({rule(metric)}: {best['value']:.4f})")
-            if rank == 0 and step in cfg.run.keep_steps:
-                checkpoint(ckpt_path.with_name(f"step_{step:07d}.pt"), {"rule": f"kept at step {step}", "step": step})
-            due = cfg.run.checkpoint_seconds is not None and time.monotonic() - saved_at >= cfg.run.checkpoint_seconds
-            if rank == 0 and (step % cfg.run.checkpoint_every == 0 or step == total_steps or due):
-                last = checkpoint()
-                saved_at = time.monotonic()
+            values = run.scores(g, d, validating) if on_step is not None or logging_step else {}
+            if on_step is not None:
+                on_step(state["global_step"], values)
+            if rank == 0 and logging_step:
+                lr = method.optimizers["gen"].param_groups[0]["lr"]
+                log.write({"step": state["global_step"], "epoch": state["epoch"], "lr": lr, **values})
+                bar.set_postfix(method.progress(values))
+            run.write_outputs(values, validating, total_steps, fixed)
         if world > 1:
-            _check_replicas(generators)
+            _check_replicas(method.generators)
     finally:
         bar.close()
         if log is not None:
@@ -537,7 +623,7 @@ def _train(
         if world > 1 and dist.is_initialized():
             dist.barrier()
             dist.destroy_process_group()
-    return last
+    return run.last
 
 
 def replica_stats(model: torch.nn.Module) -> torch.Tensor:
