@@ -37,6 +37,7 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -386,6 +387,115 @@ class PrepareSummary:
     notes: list[str] = field(default_factory=list)  # e.g. which subjects were resampled
 
 
+def _usable_subjects(
+    report: DiscoveryReport, source: str, target: str
+) -> tuple[list[Subject], list[tuple[str, str]], dict[str, tuple[float, float, float]]]:
+    """The subjects with both sequences and consistent headers, the skipped ones with why, and their spacings."""
+    skipped = list(report.skipped)
+    usable = []
+    for subject in report.subjects:
+        missing = [m for m in (source, target) if m not in subject.files]
+        if missing:
+            skipped.append((subject.subject_id, f"missing modality {', '.join(missing)}"))
+        else:
+            usable.append(subject)
+    spacings = {}
+    for subject in list(usable):
+        try:
+            check_headers(subject, [source, target, SEG])
+            spacings[subject.subject_id] = subject_spacing(subject, source)
+        except MrtransError as exc:
+            skipped.append((subject.subject_id, str(exc)))
+            usable.remove(subject)
+    return usable, skipped, spacings
+
+
+def _process_all(jobs: list[tuple], workers: int, progress: Callable[[int], None] | None) -> list[SubjectResult]:
+    """:func:`process_subject` over ``jobs``, in this process (``workers`` 1) or spawned ones; ``progress(1)`` each."""
+    results: list[SubjectResult] = []
+    if workers <= 1:
+        for job in jobs:
+            results.append(process_subject(*job))
+            if progress:
+                progress(1)
+        return results
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        for result in pool.map(process_subject, *zip(*jobs)):
+            results.append(result)
+            if progress:
+                progress(1)
+    return results
+
+
+MANIFEST_COLUMNS = [
+    "subject", "split", "domain", "slice_index", "label", "tumor_pixels", "brain_pixels", "array_index", "source_files"
+]  # fmt: skip
+
+
+def _write_arrays(
+    tmp: Path, chosen: dict[str, pd.DataFrame], scratch: dict[str, str], source: str, target: str
+) -> pd.DataFrame:
+    """The chosen slices as train/, train_paired/, test/ and val/ arrays; returns the manifest (manifest.csv)."""
+    (tmp / "train").mkdir()
+    (tmp / "test").mkdir()
+    manifest = []
+    for modality in (source, target):
+        arrays = _gather(chosen[modality], [modality, SEG], scratch)
+        np.save(tmp / "train" / f"{modality}.npy", arrays[modality])
+        np.save(tmp / "train" / f"{modality}_seg.npy", arrays[SEG])
+        files = chosen[modality]["files"].map(lambda f, m=modality: f"{f[m]};{f[SEG]}")
+        manifest.append(chosen[modality].assign(split="train", domain=modality, source_files=files))
+    for name, split in ((TEST, "test"), (VAL, "val"), (PAIRED_TRAIN, "train")):
+        if name not in chosen:
+            continue
+        folder = tmp / ("train_paired" if name == PAIRED_TRAIN else split)
+        folder.mkdir(exist_ok=True)
+        for key, array in _gather(chosen[name], [source, target, SEG, "brain"], scratch).items():
+            np.save(folder / f"{key}.npy", array)
+        files = chosen[name]["files"].map(lambda f: ";".join(f[k] for k in (source, target, SEG)))
+        manifest.append(chosen[name].assign(split=split, domain="paired", source_files=files))
+    manifest_df = pd.concat(manifest)
+    manifest_df["array_index"] = manifest_df.groupby(["split", "domain"]).cumcount()
+    manifest_df[MANIFEST_COLUMNS].to_csv(tmp / "manifest.csv", index=False)
+    return manifest_df
+
+
+def _normalization_record(cfg: PrepareConfig, spacing: tuple) -> dict[str, Any]:
+    """prepare.json's ``normalization``: how the arrays' values and grid were made (read by train and translate)."""
+    b_min, b_max = intensity_bounds(cfg.intensity_range)
+    return {
+        "method": "brain percentile clip, linear scale",
+        "lower_percentile": cfg.lower_percentile,
+        "upper_percentile": cfg.upper_percentile,
+        "range": [b_min, b_max],
+        "background": b_min,
+        "image_size": cfg.image_size,
+        "spacing": list(spacing),  # mm, RAS x, y, z (z None: each subject's own)
+        "bias_field": "n4" if cfg.bias_field_correction else None,
+        "orientation": "RAS",
+        "array_order": "[slice, x, y]",
+        "dtype": "float16",
+    }
+
+
+def _choose(good: list[SubjectResult], cfg: PrepareConfig, skipped: list[tuple[str, str]], root: str | Path):
+    """Split the processed subjects by patient and draw the slices (:func:`select_slices`); (roles, chosen)."""
+    if len(good) < 3:
+        raise MrtransError(
+            f"{root}: {len(good)} usable subjects, need at least 3 (test, train half A, train half B)"
+            + (f"; {_skipped_text(skipped)}" if skipped else "")
+        )
+    roles = split_patients([r.subject_id for r in good], cfg.test_fraction, cfg.seed, cfg.validation_fraction)
+    rows = pd.DataFrame([row for r in good for row in r.rows])
+    rows["role"] = rows["subject"].map(roles)
+    try:
+        return roles, select_slices(rows, cfg)
+    except MrtransError as exc:
+        raise MrtransError(
+            f"{exc} ({len(good)} subjects used" + (f"; {_skipped_text(skipped)})" if skipped else ")")
+        ) from None
+
+
 def prepare_brats(
     root: str | Path,
     out: str | Path,
@@ -416,22 +526,7 @@ def prepare_brats(
         raise MrtransError(f"modalities must differ, got {source} twice")
     check_output(out, OutputKind.prepared, overwrite, inputs=[root])  # before any work
     report = discover_subjects(root)
-    skipped = list(report.skipped)
-    usable = []
-    for subject in report.subjects:
-        missing = [m for m in (source, target) if m not in subject.files]
-        if missing:
-            skipped.append((subject.subject_id, f"missing modality {', '.join(missing)}"))
-        else:
-            usable.append(subject)
-    spacings = {}
-    for subject in list(usable):
-        try:
-            check_headers(subject, [source, target, SEG])
-            spacings[subject.subject_id] = subject_spacing(subject, source)
-        except MrtransError as exc:
-            skipped.append((subject.subject_id, str(exc)))
-            usable.remove(subject)
+    usable, skipped, spacings = _usable_subjects(report, source, target)
     spacing, pixdims, notes = plan_spacing(spacings, cfg.spacing) if spacings else ((1.0, 1.0, 1.0), {}, [])
     if on_start:
         on_start(report, len(usable))
@@ -440,94 +535,22 @@ def prepare_brats(
     with atomic_dir(out, OutputKind.prepared, overwrite=overwrite, inputs=[root]) as tmp:
         scratch_dir = tmp / "_scratch"
         scratch_dir.mkdir()
-        results: list[SubjectResult] = []
         jobs = [(s, cfg, str(scratch_dir), pixdims.get(s.subject_id)) for s in usable]
-        if workers <= 1:
-            for job in jobs:
-                results.append(process_subject(*job))
-                if progress:
-                    progress(1)
-        else:
-            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-                for result in pool.map(process_subject, *zip(*jobs)):
-                    results.append(result)
-                    if progress:
-                        progress(1)
+        results = _process_all(jobs, workers, progress)
         skipped += [(r.subject_id, r.error) for r in results if r.error]
         good = [r for r in results if not r.error]
-        if len(good) < 3:
-            raise MrtransError(
-                f"{root}: {len(good)} usable subjects, need at least 3 (test, train half A, train half B)"
-                + (f"; {_skipped_text(skipped)}" if skipped else "")
-            )
-        roles = split_patients([r.subject_id for r in good], cfg.test_fraction, cfg.seed, cfg.validation_fraction)
-        rows = pd.DataFrame([row for r in good for row in r.rows])
-        rows["role"] = rows["subject"].map(roles)
-        try:
-            chosen = select_slices(rows, cfg)
-        except MrtransError as exc:
-            raise MrtransError(
-                f"{exc} ({len(good)} subjects used" + (f"; {_skipped_text(skipped)})" if skipped else ")")
-            ) from None
-        scratch = {r.subject_id: r.scratch for r in good}
-
-        (tmp / "train").mkdir()
-        (tmp / "test").mkdir()
-        manifest = []
-        for modality in (source, target):
-            arrays = _gather(chosen[modality], [modality, SEG], scratch)
-            np.save(tmp / "train" / f"{modality}.npy", arrays[modality])
-            np.save(tmp / "train" / f"{modality}_seg.npy", arrays[SEG])
-            files = chosen[modality]["files"].map(lambda f, m=modality: f"{f[m]};{f[SEG]}")
-            manifest.append(chosen[modality].assign(split="train", domain=modality, source_files=files))
-        for name, split in ((TEST, "test"), (VAL, "val"), (PAIRED_TRAIN, "train")):
-            if name not in chosen:
-                continue
-            folder = tmp / ("train_paired" if name == PAIRED_TRAIN else split)
-            folder.mkdir(exist_ok=True)
-            for key, array in _gather(chosen[name], [source, target, SEG, "brain"], scratch).items():
-                np.save(folder / f"{key}.npy", array)
-            files = chosen[name]["files"].map(lambda f: ";".join(f[k] for k in (source, target, SEG)))
-            manifest.append(chosen[name].assign(split=split, domain="paired", source_files=files))
-        manifest_df = pd.concat(manifest)
-        manifest_df["array_index"] = manifest_df.groupby(["split", "domain"]).cumcount()
-        columns = [
-            "subject",
-            "split",
-            "domain",
-            "slice_index",
-            "label",
-            "tumor_pixels",
-            "brain_pixels",
-            "array_index",
-            "source_files",
-        ]
-        manifest_df[columns].to_csv(tmp / "manifest.csv", index=False)
-
+        roles, chosen = _choose(good, cfg, skipped, root)
+        manifest_df = _write_arrays(tmp, chosen, {r.subject_id: r.scratch for r in good}, source, target)
         counts = {
             f"{split}_{domain}_{label}": int(n)
             for (split, domain, label), n in manifest_df.groupby(["split", "domain", "label"]).size().items()
         }
-        h = hashlib.sha256("".join(sorted(r.input_hash for r in good)).encode())
-        b_min, b_max = intensity_bounds(cfg.intensity_range)
         meta = {
             "mrtrans_version": __version__,
             "python": platform.python_version(),
             "root": str(Path(root).resolve()),
             "config": to_dict(cfg),
-            "normalization": {
-                "method": "brain percentile clip, linear scale",
-                "lower_percentile": cfg.lower_percentile,
-                "upper_percentile": cfg.upper_percentile,
-                "range": [b_min, b_max],
-                "background": b_min,
-                "image_size": cfg.image_size,
-                "spacing": list(spacing),  # mm, RAS x, y, z (z None: each subject's own)
-                "bias_field": "n4" if cfg.bias_field_correction else None,
-                "orientation": "RAS",
-                "array_order": "[slice, x, y]",
-                "dtype": "float16",
-            },
+            "normalization": _normalization_record(cfg, spacing),
             "modalities": {"source": source, "target": target},
             # seg label conventions of the used subjects (which labels are the tumor core)
             "layouts": sorted({s.layout.value for s in usable if s.subject_id in roles}),
@@ -539,11 +562,12 @@ def prepare_brats(
                 "skipped": [{"subject": s, "reason": w} for s, w in skipped],
                 "resampled": sorted(sid for sid in pixdims if sid in roles),
             },
-            "input_sha256": h.hexdigest(),
+            "input_sha256": hashlib.sha256("".join(sorted(r.input_hash for r in good)).encode()).hexdigest(),
         }
         (tmp / "prepare.json").write_text(json.dumps(meta, indent=2))
         from mrtrans.data_prep.contact_sheet import write_contact_sheet  # matplotlib: only for the sheet
 
+        b_min, b_max = meta["normalization"]["range"]
         write_contact_sheet(tmp, manifest_df, source, target, b_min, b_max)
         for path in scratch_dir.iterdir():
             path.unlink()
