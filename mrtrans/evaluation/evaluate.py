@@ -20,6 +20,7 @@ import os
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -168,6 +169,82 @@ def seed_groups(labels: list[str], checkpoints: list[dict], data: list[str | Non
     return groups
 
 
+def _scoring_checkpoint(
+    run: Path, checkpoint: str, modalities: tuple[str, str]
+) -> tuple[dict[str, Any], str, int | None]:
+    """(what scoring needs of the run's checkpoint, how it was chosen, its step); refuses other modalities.
+
+    A training checkpoint's optimisers, pools and discriminators are most of its size: only the translators'
+    weights and the records are kept."""
+    path = resolve_checkpoint(run, checkpoint)
+    ckpt = load_checkpoint(path, map_location="cpu")
+    check_model_checkpoint(ckpt, run)
+    translators = checkpoint_translators(ckpt)
+    kind = ckpt["kind"] + (f" ({PAIRED_LABEL})" if ckpt.get("paired_training") else "")
+    slim = {k: ckpt[k] for k in ("direction", "config", "normalization")} | {
+        "data": ckpt.get("data") or {},
+        "kind": kind,
+        "paired_training": bool(ckpt.get("paired_training")),
+        "translators": translators,
+        "models": {k: ckpt["models"][k] for k in translators.values()},
+    }
+    pair = {ckpt["direction"]["source"], ckpt["direction"]["target"]} if "direction" in ckpt else set()
+    if pair != set(modalities):
+        raise MrtransError(
+            f"{run}: model translates {'/'.join(sorted(pair)) or '?'}, the test set is {'/'.join(modalities)}"
+        )
+    return slim, selection_text(ckpt, path), selected_step(ckpt)
+
+
+def _refuse_training_patients(overlaps: list[list[str]], runs: list[Path], folder: Path) -> None:
+    """Stop when a run trained on test patients of ``folder`` (``overlaps``: per run, the shared patients)."""
+    for overlap, run in zip(overlaps, runs):
+        if overlap:
+            raise MrtransError(
+                f"{run}: trained on {len(overlap)} of the test patients of {folder} "
+                f"({', '.join(overlap[:5])}{', ...' if len(overlap) > 5 else ''}); evaluate on a set whose test "
+                "patients the run never saw (the set it was trained on, or one prepared with its --seed), or "
+                "pass --allow-training-patients (every table then says so)"
+            )
+
+
+def _translations(runs, labels, checkpoints, directions, arrays, cfg: EvalConfig, device):
+    """Yield (label, checkpoint, direction, translated test slices) for every direction each run translates;
+    refuses a translation with NaN or Inf (a diverged run)."""
+    from tqdm import tqdm
+
+    bf16 = cfg.precision is Precision.bf16
+    runs_bar = tqdm(list(zip(labels, checkpoints)), desc="evaluate", unit="run", disable=None)  # None: off unless a tty
+    for label, ckpt in runs_bar:
+        run = runs[labels.index(label)]
+        for direction in directions:
+            if direction.name not in ckpt["translators"]:  # a one-direction model (pix2pix, CUT): that direction only
+                logger.info(f"{label}: translates {', '.join(ckpt['translators'])} only; no {direction.name} rows")
+                continue
+            gen = load_generator(ckpt, direction, device, source=run)
+            logger.info(f"translating {len(arrays['seg'])} test slices: {label} {direction.name}")
+            source = to_tensor(arrays[direction.source])
+            pred = forward_slices(gen, source, device, cfg.batch_size, bf16=bf16)[:, 0].numpy()
+            if not np.isfinite(pred).all():
+                raise MrtransError(
+                    f"{run}: the model's {direction.name} output contains NaN or Inf; "
+                    f"its training diverged (see losses.csv) - retrain it"
+                )
+            yield label, ckpt, direction, pred
+
+
+def _run_labels(runs: list[Path], reference: str | None) -> list[str]:
+    """The runs' labels (their folder names): unique, not a baseline's name, and holding ``reference`` if given."""
+    labels = [_run_label(r) for r in runs]
+    if len(set(labels)) != len(labels) or {COPY_SOURCE, "real"} & set(labels):
+        raise MrtransError(
+            f"run names must be unique and not 'copy-source' or 'real' ({', '.join(labels)}); rename the run folders"
+        )
+    if reference is not None and reference not in labels:
+        raise MrtransError(f"--reference {reference}: not one of the runs ({', '.join(labels)})")
+    return labels
+
+
 def evaluate_runs(
     runs: list[Path],
     data_dir: Path,
@@ -203,87 +280,30 @@ def evaluate_runs(
         raise MrtransError(f"{data.folder}: empty test set; prepare with --test-slices > 0")
     value_range = tuple(data.normalization["range"])
     device = resolve_device(cfg.device)
-    labels = [_run_label(r) for r in runs]
-    if len(set(labels)) != len(labels) or {COPY_SOURCE, "real"} & set(labels):
-        raise MrtransError(
-            f"run names must be unique and not 'copy-source' or 'real' ({', '.join(labels)}); rename the run folders"
-        )
-    if reference is not None and reference not in labels:
-        raise MrtransError(f"--reference {reference}: not one of the runs ({', '.join(labels)})")
+    labels = _run_labels(runs, reference)
 
-    checkpoints, chosen, steps = [], [], []
-    for run in runs:
-        path = resolve_checkpoint(run, checkpoint)
-        ckpt = load_checkpoint(path, map_location="cpu")
-        check_model_checkpoint(ckpt, run)
-        chosen.append(selection_text(ckpt, path))
-        steps.append(selected_step(ckpt))
-        # Keep what scoring needs: a training checkpoint's optimisers, pools and discriminators are most of its size.
-        translators = checkpoint_translators(ckpt)
-        kind = ckpt["kind"] + (f" ({PAIRED_LABEL})" if ckpt.get("paired_training") else "")
-        ckpt = {k: ckpt[k] for k in ("direction", "config", "normalization")} | {
-            "data": ckpt.get("data") or {},
-            "kind": kind,
-            "paired_training": bool(ckpt.get("paired_training")),
-            "translators": translators,
-            "models": {k: ckpt["models"][k] for k in translators.values()},
-        }
-        pair = {ckpt["direction"]["source"], ckpt["direction"]["target"]} if "direction" in ckpt else set()
-        if pair != {source_mod, target_mod}:
-            raise MrtransError(
-                f"{run}: model translates {'/'.join(sorted(pair)) or '?'}, the test set is {source_mod}/{target_mod}"
-            )
-        checkpoints.append(ckpt)
+    records = [_scoring_checkpoint(r, checkpoint, (source_mod, target_mod)) for r in runs]
+    checkpoints, chosen, steps = ([r[i] for r in records] for i in range(3))
     seen = {lab: _trained_on(run, c, slices) for lab, run, c in zip(labels, runs, checkpoints)}
     if not allow_training_patients:
-        for overlap, run in zip(seen.values(), runs):
-            if overlap:
-                raise MrtransError(
-                    f"{run}: trained on {len(overlap)} of the test patients of {data.folder} "
-                    f"({', '.join(overlap[:5])}{', ...' if len(overlap) > 5 else ''}); evaluate on a set whose test "
-                    "patients the run never saw (the set it was trained on, or one prepared with its --seed), or "
-                    "pass --allow-training-patients (every table then says so)"
-                )
+        _refuse_training_patients(list(seen.values()), runs, data.folder)
     if reference is None and labels:
         unpaired = [lab for lab, c in zip(labels, checkpoints) if not c["paired_training"]] or labels
         reference = next((lab for lab, c in zip(labels, checkpoints) if c.get("kind") == "cyclegan"), unpaired[0])
 
     directions = [Direction(source_mod, target_mod), Direction(target_mod, source_mod)]
     brain, seg = np.asarray(arrays["brain"]), np.asarray(arrays["seg"])
-    scored: list[tuple[str, Scored]] = []
 
-    def score(label: str, method: str, direction: Direction, pred: np.ndarray) -> None:
-        src = np.asarray(arrays[direction.source], np.float32)
-        real = np.asarray(arrays[direction.target], np.float32)
-        scored.append(
-            (
-                label,
-                score_slices(label, method, direction, src, pred, real, brain, seg, slices, value_range, cfg.protocols),
-            )
+    def score(label: str, method: str, direction: Direction, pred: np.ndarray) -> tuple[str, Scored]:
+        src, real = (np.asarray(arrays[m], np.float32) for m in (direction.source, direction.target))
+        return label, score_slices(
+            label, method, direction, src, pred, real, brain, seg, slices, value_range, cfg.protocols
         )
 
-    for direction in directions:  # the trivial baseline: no model at all
-        score(COPY_SOURCE, COPY_SOURCE, direction, np.asarray(arrays[direction.source], np.float32))
-    from tqdm import tqdm
-
-    bf16 = cfg.precision is Precision.bf16
-    runs_bar = tqdm(list(zip(labels, checkpoints)), desc="evaluate", unit="run", disable=None)  # None: off unless a tty
-    for label, ckpt in runs_bar:
-        for direction in directions:
-            if direction.name not in ckpt["translators"]:  # a one-direction model (pix2pix, CUT): that direction only
-                logger.info(f"{label}: translates {', '.join(ckpt['translators'])} only; no {direction.name} rows")
-                continue
-            gen = load_generator(ckpt, direction, device, source=runs[labels.index(label)])
-            logger.info(f"translating {len(slices)} test slices: {label} {direction.name}")
-            pred = forward_slices(gen, to_tensor(arrays[direction.source]), device, cfg.batch_size, bf16=bf16)[
-                :, 0
-            ].numpy()
-            if not np.isfinite(pred).all():
-                raise MrtransError(
-                    f"{runs[labels.index(label)]}: the model's {direction.name} output contains NaN or Inf; "
-                    f"its training diverged (see losses.csv) - retrain it"
-                )
-            score(label, ckpt["kind"], direction, pred)
+    # the trivial baseline first: no model at all
+    scored = [score(COPY_SOURCE, COPY_SOURCE, d, np.asarray(arrays[d.source], np.float32)) for d in directions]
+    for label, ckpt, direction, pred in _translations(runs, labels, checkpoints, directions, arrays, cfg, device):
+        scored.append(score(label, ckpt["kind"], direction, pred))
 
     min_px = cfg.audit.min_lesion_pixels or max(1, int(data.meta["config"]["min_tumor_pixels"]) // 2)
     cache = cache_dir or default_cache_dir()
