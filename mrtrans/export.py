@@ -193,9 +193,6 @@ REFERENCES = [
 
 def write_bundle(folder: Path, checkpoint: Path, translator: Any) -> None:
     """A MONAI bundle of ``translator``'s direction in ``folder`` (see the module docstring)."""
-    import monai
-    import numpy as np
-
     ckpt = load_checkpoint(checkpoint)
     d = translator.direction
     key = checkpoint_translators(ckpt)[d.name]
@@ -215,6 +212,19 @@ def write_bundle(folder: Path, checkpoint: Path, translator: Any) -> None:
     save_checkpoint(payload, folder / "models" / "mrtrans.pt")
     torch.save(dict(translator.generator.state_dict()), folder / "models" / "model.pt")  # tensors only
     network_def = generator_spec(train_config_from_record(ckpt["config"]).generator)
+    metadata = _bundle_metadata(checkpoint, translator)
+    (folder / "configs" / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
+    inference = _bundle_inference(network_def, d.target)
+    (folder / "configs" / "inference.json").write_text(json.dumps(inference, indent=2) + "\n")
+    (folder / "README.md").write_text(_bundle_readme(metadata))
+
+
+def _bundle_metadata(checkpoint: Path, translator: Any) -> dict[str, Any]:
+    """configs/metadata.json of a bundle of ``translator`` (MONAI's metadata schema, and mrtrans' own record)."""
+    import monai
+    import numpy as np
+
+    d = translator.direction
     norm = translator.normalization
     lo, hi = (float(v) for v in norm["range"])
     sequence = {m: display_name(m) for m in (d.source, d.target)}
@@ -264,7 +274,12 @@ def write_bundle(folder: Path, checkpoint: Path, translator: Any) -> None:
             },
         },
     }
-    inference = {
+    return metadata
+
+
+def _bundle_inference(network_def: dict[str, Any], target: str) -> dict[str, Any]:
+    """configs/inference.json: the whole-volume pipeline (mrtrans.monai.Translate) and the bare network."""
+    return {
         "imports": ["$import mrtrans.monai"],
         "bundle_root": ".",
         "device": "$'cuda' if torch.cuda.is_available() else 'cpu'",
@@ -272,7 +287,7 @@ def write_bundle(folder: Path, checkpoint: Path, translator: Any) -> None:
         "ckpt_path": "$@bundle_root + '/models/mrtrans.pt'",
         "input_file": "",
         "output_dir": "$@bundle_root + '/eval'",
-        "output_postfix": d.target,
+        "output_postfix": target,
         "loader": {"_target_": "LoadImage", "image_only": True},
         "translate": {"_target_": "mrtrans.monai.Translate", "model": "@ckpt_path", "device": "@device"},
         "saver": {
@@ -286,9 +301,11 @@ def write_bundle(folder: Path, checkpoint: Path, translator: Any) -> None:
         },
         "run": ["$@saver(@translate(@loader(@input_file)))"],
     }
-    (folder / "configs" / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
-    (folder / "configs" / "inference.json").write_text(json.dumps(inference, indent=2) + "\n")
-    (folder / "README.md").write_text(
+
+
+def _bundle_readme(metadata: dict[str, Any]) -> str:
+    """README.md of a bundle: how to run it, and what MONAI's own tools can do with it."""
+    return (
         f"# {metadata['name']}\n\n{metadata['task']}.\n\n"
         "Install mrtrans from its repository (it is on no package index), then run the whole-volume pipeline:\n\n"
         "```bash\npip install 'git+https://github.com/mrtrans/mrtrans'   # or: pip install -e <your checkout>\n"
