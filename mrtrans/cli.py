@@ -111,6 +111,50 @@ SetOption = Annotated[
     ),
 ]
 
+# Options several commands share, declared once.
+DeviceOption = Annotated[str | None, typer.Option("--device", help="auto (CUDA if present), cpu, cuda, cuda:N.")]
+OverwriteOption = Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")]
+AllowUnstrippedOption = Annotated[
+    bool,
+    typer.Option("--allow-unstripped", help="Use volumes that fail the checks of background 0 and skull-stripping."),
+]
+
+# translate's output layouts (a BIDS derivative; a segmenter's input tree)
+BidsOutOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--bids-out",
+        help="INPUTS is a BIDS dataset: write a BIDS derivative dataset here (sub-*/[ses-*/]anat/"
+        "*_desc-mrtrans<Direction>_<suffix>.nii.gz, JSON sidecars, dataset_description.json); outside INPUTS.",
+    ),
+]
+NamingOption = Annotated[
+    str | None,
+    typer.Option(
+        "--naming",
+        help="brats or nnunet: name each synthesized sequence as that segmenter expects (<ID>_t1.nii.gz, "
+        "<case>_0001.nii.gz) in the tree --out, mirroring INPUTS; refuses a name a real sequence has.",
+    ),
+]
+
+# prepare-brats' options with a long help
+SpacingOption = Annotated[
+    str | None,
+    typer.Option(
+        "--spacing",
+        help="Resample to this voxel size in mm first: in-plane, or in-plane,through-plane "
+        "(e.g. 2 or 2,3; default: the data's own, e.g. BraTS 1 mm). 2 mm fits a brain in --image-size 128.",
+    ),
+]
+TargetTumorFractionOption = Annotated[
+    float | None,
+    typer.Option(
+        "--target-tumor-fraction",
+        help="Share of tumor slices in the target training set (default 0.5; "
+        "0 or 1 make the hallucination setting of Cohen et al. 2018). The test set stays 50/50.",
+    ),
+]
+
 
 def _sets(items: list[str] | None) -> dict[str, Any]:
     from mrtrans.config import parse_assignments
@@ -137,7 +181,7 @@ def synth_brats(
     tumor_fraction: Annotated[
         float, typer.Option("--tumor-fraction", min=0.0, max=1.0, help="Share of subjects with a tumor.")
     ] = 0.75,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
+    overwrite: OverwriteOption = False,
 ) -> None:
     """Write synthetic BraTS-like subjects (FLAIR, T1, T1ce, T2, seg) for trying the pipeline."""
     from tqdm import tqdm
@@ -175,39 +219,20 @@ def prepare_brats(
         typer.Option("--min-brain-fraction", help="Healthy slice: no tumor and at least this share of brain."),
     ] = None,
     image_size: Annotated[int | None, typer.Option("--image-size", help="In-plane size after crop/pad.")] = None,
-    spacing: Annotated[
-        str | None,
-        typer.Option(
-            "--spacing",
-            help="Resample to this voxel size in mm first: in-plane, or in-plane,through-plane "
-            "(e.g. 2 or 2,3; default: the data's own, e.g. BraTS 1 mm). 2 mm fits a brain in --image-size 128.",
-        ),
-    ] = None,
+    spacing: SpacingOption = None,
     n4: Annotated[
         bool,
         typer.Option("--n4", help="N4 bias-field correction (SimpleITK) before normalisation; translate repeats it."),
     ] = False,
-    allow_unstripped: Annotated[
-        bool,
-        typer.Option(
-            "--allow-unstripped", help="Use subjects that fail the checks of background 0 and skull-stripping."
-        ),
-    ] = False,
+    allow_unstripped: AllowUnstrippedOption = False,
     source_tumor_fraction: Annotated[
         float | None,
         typer.Option("--source-tumor-fraction", help="Share of tumor slices in the source training set (default 0.5)."),
     ] = None,
-    target_tumor_fraction: Annotated[
-        float | None,
-        typer.Option(
-            "--target-tumor-fraction",
-            help="Share of tumor slices in the target training set (default 0.5; "
-            "0 or 1 make the hallucination setting of Cohen et al. 2018). The test set stays 50/50.",
-        ),
-    ] = None,
+    target_tumor_fraction: TargetTumorFractionOption = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed of the patient split and the slice draw.")] = None,
     workers: Annotated[int, typer.Option("--workers", min=1, help="Subjects processed in parallel.")] = 1,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
+    overwrite: OverwriteOption = False,
     sets: SetOption = None,
 ) -> None:
     """Turn BraTS volumes into balanced healthy/tumor 2D slice sets, split by patient."""
@@ -245,6 +270,11 @@ def prepare_brats(
             progress=bar.update,
             on_start=on_start,
         )
+    _echo_prepared(summary)
+
+
+def _echo_prepared(summary: Any) -> None:
+    """prepare-brats' notes (resampled subjects), skipped subjects with why, and the counts it wrote."""
     for note in summary.notes:
         typer.echo(note)
     for sid, reason in summary.skipped:
@@ -283,7 +313,7 @@ def train(
     lambda_smooth: Annotated[
         float | None, typer.Option("--lambda-smooth", help="Weight of the smoothness term (0 = CycleGAN).")
     ] = None,
-    device: Annotated[str | None, typer.Option("--device", help="auto (CUDA if present), cpu, cuda, cuda:N.")] = None,
+    device: DeviceOption = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed of weights, data order and pools.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in OUT from its last checkpoint.")] = False,
     sets: SetOption = None,
@@ -339,16 +369,11 @@ def translate(
         int | None,
         typer.Option("--batch-size", min=1, help="Slices per forward pass (default: 1 on the CPU, 16 on CUDA)."),
     ] = None,
-    device: Annotated[str, typer.Option("--device", help="auto (CUDA if present), cpu, cuda, cuda:N.")] = "auto",
+    device: DeviceOption = "auto",
     precision: Annotated[
         str, typer.Option("--precision", help="fp32 (default) or bf16 (autocast on CUDA; no effect on the CPU).")
     ] = "fp32",
-    allow_unstripped: Annotated[
-        bool,
-        typer.Option(
-            "--allow-unstripped", help="Translate volumes that fail the checks of background 0 and skull-stripping."
-        ),
-    ] = False,
+    allow_unstripped: AllowUnstrippedOption = False,
     num_parts: Annotated[
         int, typer.Option("--num-parts", min=1, help="Split the sorted inputs into N disjoint parts...")
     ] = 1,
@@ -363,22 +388,8 @@ def translate(
         ),
     ] = False,
     checkpoint: CheckpointOption = "last",
-    bids_out: Annotated[
-        Path | None,
-        typer.Option(
-            "--bids-out",
-            help="INPUTS is a BIDS dataset: write a BIDS derivative dataset here (sub-*/[ses-*/]anat/"
-            "*_desc-mrtrans<Direction>_<suffix>.nii.gz, JSON sidecars, dataset_description.json); outside INPUTS.",
-        ),
-    ] = None,
-    naming: Annotated[
-        str | None,
-        typer.Option(
-            "--naming",
-            help="brats or nnunet: name each synthesized sequence as that segmenter expects (<ID>_t1.nii.gz, "
-            "<case>_0001.nii.gz) in the tree --out, mirroring INPUTS; refuses a name a real sequence has.",
-        ),
-    ] = None,
+    bids_out: BidsOutOption = None,
+    naming: NamingOption = None,
 ) -> None:
     """Translate whole volumes (NIfTI files or DICOM series folders); outputs keep the input's grid (shape, affine,
     qform/sform, header). Inputs at another voxel size than the model's are resampled to it and back."""
@@ -414,6 +425,11 @@ def translate(
             num_parts=1 if files is not None else num_parts,
             part_id=0 if files is not None else part_id,
         )
+    _echo_translated(report)
+
+
+def _echo_translated(report: Any) -> None:
+    """One line per volume translate wrote, wrote again, kept or failed; exit 2 when one failed."""
     for path in report.written:
         typer.echo(f"wrote {path}")
     for path, why in report.replaced:
@@ -478,7 +494,7 @@ def evaluate(
         ),
     ] = False,
     cache_dir: Annotated[Path | None, typer.Option("--cache-dir", help="Where trained detectors are cached.")] = None,
-    device: Annotated[str | None, typer.Option("--device", help="auto (CUDA if present), cpu, cuda, cuda:N.")] = None,
+    device: DeviceOption = None,
     precision: Annotated[
         str | None, typer.Option("--precision", help="fp32 (default) or bf16 (autocast, CUDA only) for the generators.")
     ] = None,
@@ -488,7 +504,7 @@ def evaluate(
             "--reference", help="Run (folder name) the others are compared with; default the first CycleGAN run."
         ),
     ] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
+    overwrite: OverwriteOption = False,
     checkpoint: CheckpointOption = "last",
     allow_training_patients: Annotated[
         bool,
@@ -539,7 +555,7 @@ def evaluate_volumes(
             "--rules", help="Slice rules: a prepare recipe YAML or name in data_prep/ (default: paper_protocol)."
         ),
     ] = "paper_protocol",
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
+    overwrite: OverwriteOption = False,
 ) -> None:
     """Score `mrtrans translate` outputs ([0, 1]) against reference volumes, paired by subject ID: the slices
     prepare-brats' rules keep, plus through-plane consistency and coronal/sagittal SSIM (no audit)."""
