@@ -384,6 +384,81 @@ def _presence_judge(
     return judge, inpainted
 
 
+def _reference_rows(
+    direction: Direction,
+    judge: _PresenceJudge,
+    arrays: dict,
+    slices: pd.DataFrame,
+    real: np.ndarray,
+    inpainted: np.ndarray,
+    reference: np.ndarray,
+    with_pasted: bool,
+) -> list[tuple[str, str, np.ndarray, pd.DataFrame | None]]:
+    """The ceiling and sanity pseudo-runs of one direction (:func:`_tumor_direction`): (name, what, images, lesion
+    table); the pasted-tumor rows only when ``with_pasted`` (the detector of additions is on) and there are donors."""
+    seg, brain = np.asarray(arrays["seg"]), np.asarray(arrays["brain"])
+    filled = audit.fill_healthy(real, seg, brain)
+    inpainted_what = "real target, tumors inpainted (expect ~100% erased)"
+    filled_what = "real target, tumors replaced by the healthy tissue around them (expect ~100% erased, ~0% found)"
+    rows = [
+        ("real", "real target (ceiling)", real, judge.table("real", "real target (ceiling)", judge.cnr_real)),
+        (
+            "sanity-inpainted",
+            inpainted_what,
+            inpainted,
+            judge.table("sanity-inpainted", inpainted_what, judge.cnr(inpainted), judged_at=judge.held_out),
+        ),
+        (
+            "sanity-healthy-fill",
+            filled_what,
+            filled,
+            judge.table("sanity-healthy-fill", filled_what, judge.cnr(filled)),
+        ),
+    ]
+    is_tumor = (slices["label"] == "tumor").to_numpy()
+    donors = np.flatnonzero(reference.any(axis=(1, 2)))
+    if with_pasted and len(donors) and (~is_tumor).any():
+        source = np.asarray(arrays[direction.source], np.float32)
+        for name, donor, what in (("target", real, "the target's"), ("source", source, "the source's")):
+            pasted, _ = audit.paste_tumors(real, seg, brain, ~is_tumor, donors, donor_images=donor)
+            method = f"healthy real slices, a real tumor pasted in with {what} contrast (expect ~100% added)"
+            rows.append((f"sanity-pasted-{name}", method, pasted, None))
+    return rows
+
+
+def _instrument_columns(
+    results: list[Scored],
+    direction: Direction,
+    data: PreparedSlices,
+    labels: Any,
+    judge: _PresenceJudge,
+    reference: np.ndarray,
+    any_tumor: np.ndarray,
+    cfg: EvalConfig,
+    min_px: int,
+    cache: Path,
+    device: Any,
+) -> None:
+    """Add the detector's additions (``cfg.audit.enabled``) and the segmenter's Dice, false lesions and found
+    lesions (``cfg.segmentation.enabled``) to every result of one direction."""
+    if cfg.audit.enabled:
+        net = _trained_detector(direction, data, labels, cfg.audit, cache, device)
+        for result in results:
+            detected = audit.detect(net, result.pred, cfg.audit.threshold, device, cfg.batch_size)
+            for column, values in audit.audit_lesions(detected, reference, any_tumor, min_px).items():
+                result.consistency[column] = values
+    if not cfg.segmentation.enabled:
+        return
+    settings = segmentation.segmenter_settings(cfg.segmentation)
+    net = _trained_detector(direction, data, labels, settings, cache, device, what="segmenter")
+    for result in results:
+        masks = audit.detect(net, result.pred, settings.threshold, device, cfg.batch_size)
+        found = audit.audit_lesions(masks, reference, any_tumor, min_px)
+        result.consistency["seg_dice"], result.consistency["seg_false_lesions"] = found["dice"], found["added_lesions"]
+        if result.lesions is not None:
+            result.lesions["seg_found"] = segmentation.lesions_found(masks, judge.rings, cfg.segmentation.min_overlap)
+
+
 def _tumor_direction(
     direction: Direction,
     data: PreparedSlices,
@@ -410,7 +485,7 @@ def _tumor_direction(
         labels = audit.region_labels(direction.target, cfg.audit.region.value, data.meta.get("layouts"))
     except ValueError as exc:
         raise MrtransError(f"{data.folder}: {exc}; set audit.region: whole") from None
-    seg, brain = np.asarray(arrays["seg"]), np.asarray(arrays["brain"])
+    seg = np.asarray(arrays["seg"])
     reference, any_tumor = audit.region_mask(seg, labels), seg > 0
     real = np.asarray(arrays[direction.target], np.float32)
     judge, inpainted = _presence_judge(direction, data, arrays, slices, labels, cfg, min_px)
@@ -420,32 +495,7 @@ def _tumor_direction(
         result.lesions = judge.table(
             result.consistency["run"].iloc[0], result.consistency["method"].iloc[0], judge.cnr(result.pred)
         )
-    filled = audit.fill_healthy(real, seg, brain)
-    inpainted_what = "real target, tumors inpainted (expect ~100% erased)"
-    filled_what = "real target, tumors replaced by the healthy tissue around them (expect ~100% erased, ~0% found)"
-    rows = [
-        ("real", "real target (ceiling)", real, judge.table("real", "real target (ceiling)", judge.cnr_real)),
-        (
-            "sanity-inpainted",
-            inpainted_what,
-            inpainted,
-            judge.table("sanity-inpainted", inpainted_what, judge.cnr(inpainted), judged_at=judge.held_out),
-        ),
-        (
-            "sanity-healthy-fill",
-            filled_what,
-            filled,
-            judge.table("sanity-healthy-fill", filled_what, judge.cnr(filled)),
-        ),
-    ]
-    is_tumor = (slices["label"] == "tumor").to_numpy()
-    donors = np.flatnonzero(reference.any(axis=(1, 2)))
-    if cfg.audit.enabled and len(donors) and (~is_tumor).any():
-        source = np.asarray(arrays[direction.source], np.float32)
-        for name, donor, what in (("target", real, "the target's"), ("source", source, "the source's")):
-            pasted, _ = audit.paste_tumors(real, seg, brain, ~is_tumor, donors, donor_images=donor)
-            method = f"healthy real slices, a real tumor pasted in with {what} contrast (expect ~100% added)"
-            rows.append((f"sanity-pasted-{name}", method, pasted, None))
+    rows = _reference_rows(direction, judge, arrays, slices, real, inpainted, reference, cfg.audit.enabled)
     out = []
     for name, method, images, lesion_table in rows:
         consistency = slice_frame(name, method, direction, slices)
@@ -453,26 +503,7 @@ def _tumor_direction(
         out.append((name, Scored(pd.DataFrame(columns=["run"]), consistency, real, images, real, seg, lesion_table)))
 
     everything = mine + [s for _, s in out]
-    if cfg.audit.enabled:
-        net = _trained_detector(direction, data, labels, cfg.audit, cache, device)
-        for result in everything:
-            detected = audit.detect(net, result.pred, cfg.audit.threshold, device, cfg.batch_size)
-            for column, values in audit.audit_lesions(detected, reference, any_tumor, min_px).items():
-                result.consistency[column] = values
-    if cfg.segmentation.enabled:
-        settings = segmentation.segmenter_settings(cfg.segmentation)
-        net = _trained_detector(direction, data, labels, settings, cache, device, what="segmenter")
-        for result in everything:
-            masks = audit.detect(net, result.pred, settings.threshold, device, cfg.batch_size)
-            found = audit.audit_lesions(masks, reference, any_tumor, min_px)
-            result.consistency["seg_dice"], result.consistency["seg_false_lesions"] = (
-                found["dice"],
-                found["added_lesions"],
-            )
-            if result.lesions is not None:
-                result.lesions["seg_found"] = segmentation.lesions_found(
-                    masks, judge.rings, cfg.segmentation.min_overlap
-                )
+    _instrument_columns(everything, direction, data, labels, judge, reference, any_tumor, cfg, min_px, cache, device)
     return out
 
 
@@ -563,6 +594,25 @@ def _pair_by_subject(preds: list[Path], refs: list[Path], segs: list[Path]) -> l
     return [(sid, found["pred"][sid], ref_ids[sid], found["seg"][sid]) for sid in sorted(ref_ids)]
 
 
+def _read_triple(pred_path: Path, ref_path: Path, seg_path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, Any]:
+    """(prediction, reference, seg, the reference's image) of one subject; refuses another grid than the
+    reference's or a prediction outside [0, 1]."""
+    pred, pred_img = read_volume(pred_path)
+    ref, ref_img = read_volume(ref_path)
+    seg_img = load_nifti(seg_path)  # not read_volume: a seg without tumor is all zeros, and valid
+    seg = np.asanyarray(seg_img.dataobj)
+    for path, img, arr in ((pred_path, pred_img, pred), (seg_path, seg_img, seg)):
+        if arr.shape != ref.shape or not np.allclose(img.affine, ref_img.affine, atol=1e-3):
+            raise MrtransError(f"{path}: grid {arr.shape} does not match the reference {ref_path} {ref.shape}")
+    lo, hi = float(np.min(pred)), float(np.max(pred))
+    if lo < -RANGE_TOLERANCE or hi > 1 + RANGE_TOLERANCE:
+        raise MrtransError(
+            f"{pred_path}: values span [{lo:.4g}, {hi:.4g}], not [0, 1]; score `mrtrans translate` "
+            f"outputs (they are in [0, 1]), or rescale the prediction first"
+        )
+    return pred, ref, seg, ref_img
+
+
 def evaluate_volumes(
     preds: list[Path],
     refs: list[Path],
@@ -590,19 +640,7 @@ def evaluate_volumes(
     check_output(out, OutputKind.report, overwrite, inputs=[*preds, *refs, *segs])  # before any work
     parts, planes, volumes = [], [], []
     for subject, pred_path, ref_path, seg_path in _pair_by_subject(preds, refs, segs):
-        pred, pred_img = read_volume(pred_path)
-        ref, ref_img = read_volume(ref_path)
-        seg_img = load_nifti(seg_path)  # not read_volume: a seg without tumor is all zeros, and valid
-        seg = np.asanyarray(seg_img.dataobj)
-        for path, img, arr in ((pred_path, pred_img, pred), (seg_path, seg_img, seg)):
-            if arr.shape != ref.shape or not np.allclose(img.affine, ref_img.affine, atol=1e-3):
-                raise MrtransError(f"{path}: grid {arr.shape} does not match the reference {ref_path} {ref.shape}")
-        lo, hi = float(np.min(pred)), float(np.max(pred))
-        if lo < -RANGE_TOLERANCE or hi > 1 + RANGE_TOLERANCE:
-            raise MrtransError(
-                f"{pred_path}: values span [{lo:.4g}, {hi:.4g}], not [0, 1]; score `mrtrans translate` "
-                f"outputs (they are in [0, 1]), or rescale the prediction first"
-            )
+        pred, ref, seg, ref_img = _read_triple(pred_path, ref_path, seg_path)
         pred, ref, seg = (_to_ras(a, ref_img.affine) for a in (pred, ref, seg))
         brain = ref != 0
         # The reference as prepare-brats would normalise it: whole-volume brain percentiles -> [0, 1].

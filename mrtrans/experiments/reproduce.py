@@ -242,9 +242,24 @@ def _cell(row: pd.Series, metric: str) -> str:
 
 
 def markdown(table: pd.DataFrame, report: Path, cfg: ReproduceConfig, skipped: dict[str, str], image_size: int) -> str:
-
+    """reproduce.md: our Table 1 (mean ± SD over seeds beside copy-source), the paper's, and the tumor audit."""
     directions = list(dict.fromkeys(table["direction"]))
     arrow = {d: direction_label(d) for d in directions}
+    lines = _our_table(table, cfg, skipped, image_size, directions, arrow)
+    lines += _published_table(directions, arrow)
+    lines += _tumor_table(report, table, cfg, directions, arrow)
+    return "\n".join(lines) + "\n"
+
+
+def _our_table(
+    table: pd.DataFrame,
+    cfg: ReproduceConfig,
+    skipped: dict[str, str],
+    image_size: int,
+    directions: list[str],
+    arrow: dict[str, str],
+) -> list[str]:
+    """Table 1 of our runs: the paper's metrics per direction, in the paper's order."""
     # the paper's order: the lower-is-better metrics of every direction, then the higher-is-better ones
     columns = [
         (m, d)
@@ -282,8 +297,13 @@ def markdown(table: pd.DataFrame, report: Path, cfg: ReproduceConfig, skipped: d
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     for label, why in skipped.items():
         lines += ["", f"{table.loc[table['method'] == label, 'paper_name'].iloc[0]}: {why}."]
+    return lines
+
+
+def _published_table(directions: list[str], arrow: dict[str, str]) -> list[str]:
+    """The paper's own Table 1 (evaluation/paper_table1.csv), for comparison only."""
     published = pd.read_csv(resource_dir("evaluation") / "paper_table1.csv", comment="#")
-    lines += [
+    lines = [
         "",
         "## Published (Zhang, Pfister, Li, ICLR 2019, Table 1)",
         "",
@@ -299,6 +319,15 @@ def markdown(table: pd.DataFrame, report: Path, cfg: ReproduceConfig, skipped: d
         sel = published[published["method"] == name].set_index("direction")
         cells = [f"{sel.loc[d, m]:g}" if d in sel.index else "–" for d in directions for m in PAPER_METRICS]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _tumor_table(
+    report: Path, table: pd.DataFrame, cfg: ReproduceConfig, directions: list[str], arrow: dict[str, str]
+) -> list[str]:
+    """Per method and direction, the tumor audit's keepable-lesion outcomes (mean over seeds), after what the audit
+    can decide on this data; nothing when the report has no tumor summary."""
+    lines: list[str] = []
     tumor = report / "tumor_summary.csv"
     if tumor.is_file():
         audit = pd.read_csv(tumor)
@@ -341,4 +370,4 @@ def markdown(table: pd.DataFrame, report: Path, cfg: ReproduceConfig, skipped: d
                         f"{mean(sel, 'keepable_present_opposite_rate')} | {mean(sel, 'seg_keepable_missed_rate')} | "
                         f"{mean(sel, 'healthy_with_added_rate')} |"
                     )
-    return "\n".join(lines) + "\n"
+    return lines
