@@ -18,8 +18,9 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from mrtrans import __version__
-from mrtrans.config import layer_preset_names, method_names
+from mrtrans.config import layer_preset_names, method_names, parse_assignments
 from mrtrans.errors import MrtransError, describe_os_error
+from mrtrans.logs import configure
 
 # Commands import mrtrans.api (and through it torch, MONAI) inside themselves, so that `mrtrans --help` and every
 # `--help` answer at once: the one kind of import inside functions that docs/architecture.md allows.
@@ -55,8 +56,6 @@ def main(
     if quiet and verbose:
         raise typer.BadParameter("give --quiet (-q) or --verbose (-v), not both", param_hint="-q/-v")
     _DEBUG["on"] = debug or os.environ.get("MRTRANS_DEBUG", "") not in ("", "0")
-    from mrtrans.logs import configure
-
     configure(-1 if quiet else 1 if verbose else 0)  # stage lines of long commands: INFO on stderr
 
 
@@ -157,8 +156,6 @@ TargetTumorFractionOption = Annotated[
 
 
 def _sets(items: list[str] | None) -> dict[str, Any]:
-    from mrtrans.config import parse_assignments
-
     return parse_assignments(items)
 
 
