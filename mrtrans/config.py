@@ -136,6 +136,14 @@ MAX_IMAGE_SIZE = 1024  # slices larger than this are refused by the config loade
 
 # Field metadata of a list that may be empty (other lists need at least one value: seeds, methods...).
 MAY_BE_EMPTY = {"may_be_empty": True}
+# Field metadata of a training key a resumed run may change: where and how fast it runs, how often it writes, how
+# long it lasts (mrtrans.training.resume.RESUME_MAY_CHANGE is read from it; everything else must match the run).
+RESUMABLE = {"resume_may_change": True}
+
+
+def operational(lo: float | None = None, hi: float | None = None) -> dict[str, Any]:
+    """The metadata of a bounded key a resume may change (:data:`RESUMABLE`)."""
+    return bounds(lo, hi) | RESUMABLE
 
 
 @dataclass(frozen=True)
@@ -274,8 +282,8 @@ class OptimConfig:
     lr: float = field(default=2e-4, metadata=bounds(0.0))
     beta1: float = field(default=0.5, metadata=bounds(0.0, 1.0))
     beta2: float = field(default=0.999, metadata=bounds(0.0, 1.0))
-    epochs_constant: int = field(default=100, metadata=bounds(0))
-    epochs_decay: int = field(default=100, metadata=bounds(0))
+    epochs_constant: int = field(default=100, metadata=operational(0))
+    epochs_decay: int = field(default=100, metadata=operational(0))
 
     def __post_init__(self) -> None:
         if self.epochs_constant + self.epochs_decay == 0:
@@ -301,27 +309,27 @@ class RunConfig:
     """Everything about one run that is not the model."""
 
     seed: int = 0
-    device: str = "auto"
-    amp: bool = True
+    device: str = field(default="auto", metadata=RESUMABLE)
+    amp: bool = field(default=True, metadata=RESUMABLE)
     # channels_last on CUDA: off by default, since InstanceNorm returns the standard layout and the conversions back
     # cost more copies than they save (a 2-block ResNet step: 37 copy ops instead of 28); bench_train times both.
-    channels_last: bool = False
+    channels_last: bool = field(default=False, metadata=RESUMABLE)
     # torch.compile of the networks (CUDA; opt-in: the first steps compile, later ones may run faster).
-    compile: bool = False
-    max_steps: int | None = field(default=None, metadata=bounds(1))
-    log_every: int = field(default=50, metadata=bounds(1))
-    sample_every: int = field(default=500, metadata=bounds(1))
-    checkpoint_every: int = field(default=1000, metadata=bounds(1))
+    compile: bool = field(default=False, metadata=RESUMABLE)
+    max_steps: int | None = field(default=None, metadata=operational(1))
+    log_every: int = field(default=50, metadata=operational(1))
+    sample_every: int = field(default=500, metadata=operational(1))
+    checkpoint_every: int = field(default=1000, metadata=operational(1))
     # Also write last.pt when this many seconds have passed since the last one (None: by steps only), so that an
     # interrupted run loses at most that much training on a slow machine (the demo: 60).
-    checkpoint_seconds: float | None = field(default=None, metadata=bounds(1.0))
+    checkpoint_seconds: float | None = field(default=None, metadata=operational(1.0))
     # Score the prepared set's validation slices (if any) every this many steps (None: at every checkpoint) and
     # keep checkpoints/best.pt, chosen by best_metric. The test slices are never read in training.
-    validate_every: int | None = field(default=None, metadata=bounds(1))
+    validate_every: int | None = field(default=None, metadata=operational(1))
     best_metric: ValidationMetric = ValidationMetric.mae
     # Also keep a copy of the checkpoint at these steps (checkpoints/step_<N>.pt), for a trajectory: evaluate
     # --checkpoint step-N scores the run as it was then.
-    keep_steps: tuple[int, ...] = field(default=(), metadata=MAY_BE_EMPTY)
+    keep_steps: tuple[int, ...] = field(default=(), metadata=MAY_BE_EMPTY | RESUMABLE)
 
 
 @dataclass(frozen=True)
@@ -751,6 +759,18 @@ def parse_assignments(items: Sequence[str] | None, option: str = "--set") -> dic
 def schema_keys(cls: type) -> list[str]:
     """The top-level keys of a config schema (its dataclass fields)."""
     return [f.name for f in dataclasses.fields(cls)]
+
+
+def keys_marked(cls: type, flag: str, prefix: str = "") -> tuple[str, ...]:
+    """The dotted keys of a config schema whose field metadata sets ``flag`` (e.g. ``resume_may_change``)."""
+    keys: list[str] = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            keys += keys_marked(hints[f.name], flag, f"{prefix}{f.name}.")
+        elif f.metadata.get(flag):
+            keys.append(f"{prefix}{f.name}")
+    return tuple(keys)
 
 
 def epoch_schedule(epochs: int | None) -> dict[str, int | None]:

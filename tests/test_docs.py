@@ -39,3 +39,13 @@ def test_every_test_file_the_docs_cite_exists() -> None:
     }
     missing = {path: doc for path, doc in cited.items() if not (ROOT / path).is_file()}
     assert cited and not missing, missing
+
+
+def test_the_training_docs_list_exactly_the_keys_a_resume_may_change() -> None:
+    """RESUME_MAY_CHANGE is read from the schema's field metadata; docs/training.md names the same keys."""
+    from mrtrans.training.resume import RESUME_MAY_CHANGE
+
+    text = (ROOT / "docs" / "training.md").read_text()
+    policy = text[text.index("**Resume** continues exactly") : text.index("may change: the keys marked")]
+    listed = set(re.findall(r"`((?:run|optim)\.\w+)`", policy))
+    assert listed == set(RESUME_MAY_CHANGE) and "run.device" in listed

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mrtrans.config import TrainConfig, read_yaml, to_dict, train_config_from_record
+from mrtrans.config import TrainConfig, keys_marked, read_yaml, to_dict, train_config_from_record
 
 
 def load_run_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
@@ -20,23 +20,10 @@ def load_run_config(path: str | Path, overrides: dict[str, Any] | None = None) -
     return train_config_from_record(read_yaml(Path(path)), overrides)
 
 
-# What a resumed run may change: where and how fast it runs, how often it writes, how long it lasts.
-# Everything else (method, losses, architecture, data handling, optimiser, seed) must match the run.
-RESUME_MAY_CHANGE = (
-    "run.device",
-    "run.amp",
-    "run.channels_last",
-    "run.compile",
-    "run.max_steps",
-    "run.log_every",
-    "run.sample_every",
-    "run.checkpoint_every",
-    "run.checkpoint_seconds",
-    "run.validate_every",
-    "run.keep_steps",
-    "optim.epochs_constant",
-    "optim.epochs_decay",
-)
+# What a resumed run may change: where and how fast it runs, how often it writes, how long it lasts - the keys whose
+# field metadata says so (mrtrans.config.RESUMABLE). Everything else (method, losses, architecture, data handling,
+# optimiser, seed) must match the run.
+RESUME_MAY_CHANGE = keys_marked(TrainConfig, "resume_may_change")
 
 
 def flat_dict(cfg: Any) -> dict[str, Any]:
