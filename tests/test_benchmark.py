@@ -122,6 +122,15 @@ def test_a_rerun_reuses_finished_runs_and_foreign_folders_are_refused(bench, tmp
     assert set(claims.loc[claims["point"] == "step-4", "setting"]) == {"balanced"}
     assert set(claims.loc[claims["point"] == "last", "setting"]) == {"balanced", "target0", "target100"}
     assert "kept steps: balanced runs only" in (bench / "hallucination.md").read_text()
+    # The answer sooner (not binding): best and last only, kept; the claims no longer hold the kept step.
+    result = runner.invoke(
+        app,
+        ["benchmark", "hallucination", "--out", str(bench), "--config", str(HALLUCINATION_TINY)]
+        + ["--set", "score_kept_steps=false"],
+    )
+    assert result.exit_code == 0, result.output
+    assert result.output.count("is current (kept)") == 2 and "evaluate " not in result.output
+    assert set(pd.read_csv(bench / "claims.csv")["point"]) == {"best", "last"}
     foreign = tmp_path / "mine"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("keep")

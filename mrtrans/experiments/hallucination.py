@@ -93,6 +93,9 @@ class HallucinationConfig:
     # The settings whose runs are also scored at the kept steps; empty: every setting. The best and last checkpoints
     # are scored for every run.
     trajectory_settings: tuple[str, ...] = field(default=(), metadata=MAY_BE_EMPTY)
+    # false: score best and last only, for an answer sooner; the kept checkpoints stay in the runs, and a re-run with
+    # true scores them (best's and last's reports are kept).
+    score_kept_steps: bool = True
     # The checkpoint of the primary answer, stated before running: best (validation brain MAE) or last.
     primary: str = "best"
     evaluation: EvalConfig = EvalConfig(audit=AuditConfig(steps=400), figure_slices=0)
@@ -121,6 +124,7 @@ HALLUCINATION_NOT_BINDING = (
     "power_resamples",
     "power_patient_logit_sd",
     "trajectory_settings",
+    "score_kept_steps",
 )
 
 
@@ -185,8 +189,9 @@ def _train_config(cfg: HallucinationConfig, method: str, seed: int) -> TrainConf
 
 def evaluation_points(cfg: HallucinationConfig, has_validation: bool) -> list[str]:
     """The checkpoints every run is scored at, the primary first: best (with validation patients), last, and the
-    kept steps in order."""
-    points = (["best"] if has_validation else []) + ["last"] + [f"step-{n}" for n in sorted(cfg.keep_steps)]
+    kept steps in order (unless ``score_kept_steps`` is false)."""
+    kept = sorted(cfg.keep_steps) if cfg.score_kept_steps else []
+    points = (["best"] if has_validation else []) + ["last"] + [f"step-{n}" for n in kept]
     primary = cfg.primary if cfg.primary in points else "last"
     return [primary] + [p for p in points if p != primary]
 
