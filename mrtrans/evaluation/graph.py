@@ -27,6 +27,8 @@ from mrtrans.config import LossConfig
 from mrtrans.evaluation.audit import lesions
 from mrtrans.losses.smoothness import foreground_patches, histogram_features, patch_affinity, patchify
 
+AFFINITY_CHUNK = 64  # slices whose (nodes x nodes) affinities are held at once: 268 MB at 1,024 nodes
+
 
 def node_fractions(mask: np.ndarray, patch_size: int) -> np.ndarray:
     """(N, H, W) bool -> (N, nodes) share of each patch's pixels in ``mask`` (row-major patches, as the loss)."""
@@ -59,12 +61,14 @@ def graph_statistics(
     """
     x = torch.from_numpy(np.asarray(source, np.float32)).unsqueeze(1)
     p = loss.patch_size
-    weights = patch_affinity(histogram_features(x, p, loss.histogram_bins), loss.sigma).numpy()  # (N, n, n)
+    features = histogram_features(x, p, loss.histogram_bins)  # (N, n, bins)
     nodes = foreground_patches(x, p, background, loss.brain_patch_fraction).numpy()  # (N, n)
     tumor_nodes = node_fractions(any_tumor, p) > 0.5
     per_lesion, per_slice = [], []
     for i in range(len(x)):
-        w = weights[i] * np.outer(nodes[i], nodes[i])
+        if i % AFFINITY_CHUNK == 0:  # (chunk, n, n): all N slices at once were 13 GB at 3,200 slices of 1,024 nodes
+            weights = patch_affinity(features[i : i + AFFINITY_CHUNK], loss.sigma).numpy()
+        w = weights[i % AFFINITY_CHUNK] * np.outer(nodes[i], nodes[i])
         np.fill_diagonal(w, 0.0)
         brain = nodes[i]
         labels, n = lesions(np.asarray(region[i], bool), min_pixels)
