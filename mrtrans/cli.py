@@ -654,8 +654,9 @@ def benchmark_hallucination(
         str,
         typer.Option(
             "--config",
-            help="Benchmark YAML or a name in evaluation/: hallucination_cpu (default, 35 runs: about 5 h on "
-            "2 cores; its balanced setting with 3 seeds: 1.5 h), hallucination_real (a BraTS root at 2 mm), "
+            help="Benchmark YAML or a name in evaluation/: hallucination_cpu (default, 35 runs: about 8 h on "
+            "2 cores; its balanced setting with 3 seeds, best and last scored: 1 h 50 min), "
+            "hallucination_real (a BraTS root at 2 mm), "
             "hallucination_paper (a GPU).",
         ),
     ] = "hallucination_cpu",
