@@ -100,3 +100,15 @@ def test_the_layer_rules_can_fail() -> None:
     assert cycles(
         {"mrtrans.inference.translate": {"mrtrans.evaluation.x"}, "mrtrans.evaluation.y": {"mrtrans.inference"}}
     )
+
+
+def test_no_function_in_the_package_is_longer_than_80_lines() -> None:
+    """Orchestrators are split into named steps a reader can follow (issue 36): a longer function fails here."""
+    long = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > 80:
+                    long.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno} {node.name} ({lines} lines)")
+    assert not long, long
