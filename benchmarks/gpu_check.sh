@@ -10,7 +10,8 @@
 # bench_train over every method (fp32, bf16; compile for the cycle methods) with ms per step beside the 6.5 ms goal.
 # Fails loudly: the first failing stage or threshold stops the script with status 1 and says which.
 # Measured length: the CPU stand-in took 16 min on 2 cores busy with a benchmark (2026-12-04; every stage green after
-# the two fixes it found); on one H200 it must fit in 10 minutes (not yet run on a GPU).
+# the two fixes it found) and 13 min 24 s on 2 idle cores (2026-12-07, every stage green); on one H200 it must fit in
+# 10 minutes (not yet run on a GPU).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${1:-$(mktemp -d -t mrtrans-gpu-check.XXXXXX)}
