@@ -28,7 +28,9 @@ Images are in [-1, 1] (or [0, 1]) with background at the low end; arrays are ind
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import itertools
 import json
 import multiprocessing
 import platform
@@ -413,14 +415,13 @@ def _usable_subjects(
 def _process_all(jobs: list[tuple], workers: int, progress: Callable[[int], None] | None) -> list[SubjectResult]:
     """:func:`process_subject` over ``jobs``, in this process (``workers`` 1) or spawned ones; ``progress(1)`` each."""
     results: list[SubjectResult] = []
-    if workers <= 1:
-        for job in jobs:
-            results.append(process_subject(*job))
-            if progress:
-                progress(1)
-        return results
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        for result in pool.map(process_subject, *zip(*jobs)):
+    with contextlib.ExitStack() as stack:
+        if workers <= 1 or not jobs:  # no job: no pool to start
+            done = itertools.starmap(process_subject, jobs)
+        else:
+            pool = stack.enter_context(ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")))
+            done = pool.map(process_subject, *zip(*jobs))
+        for result in done:
             results.append(result)
             if progress:
                 progress(1)

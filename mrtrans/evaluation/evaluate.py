@@ -214,17 +214,16 @@ def _translations(runs, labels, checkpoints, directions, arrays, cfg: EvalConfig
     from tqdm import tqdm
 
     bf16 = cfg.precision is Precision.bf16
-    runs_bar = tqdm(list(zip(labels, checkpoints)), desc="evaluate", unit="run", disable=None)  # None: off unless a tty
-    for label, ckpt in runs_bar:
-        run = runs[labels.index(label)]
+    inputs = {d.name: to_tensor(arrays[d.source]) for d in directions}  # once, not per run
+    runs_bar = tqdm(list(zip(runs, labels, checkpoints)), desc="evaluate", unit="run", disable=None)  # off unless a tty
+    for run, label, ckpt in runs_bar:
         for direction in directions:
             if direction.name not in ckpt["translators"]:  # a one-direction model (pix2pix, CUT): that direction only
                 logger.info(f"{label}: translates {', '.join(ckpt['translators'])} only; no {direction.name} rows")
                 continue
             gen = load_generator(ckpt, direction, device, source=run)
             logger.info(f"translating {len(arrays['seg'])} test slices: {label} {direction.name}")
-            source = to_tensor(arrays[direction.source])
-            pred = forward_slices(gen, source, device, cfg.batch_size, bf16=bf16)[:, 0].numpy()
+            pred = forward_slices(gen, inputs[direction.name], device, cfg.batch_size, bf16=bf16)[:, 0].numpy()
             if not np.isfinite(pred).all():
                 raise MrtransError(
                     f"{run}: the model's {direction.name} output contains NaN or Inf; "
@@ -293,15 +292,16 @@ def evaluate_runs(
 
     directions = [Direction(source_mod, target_mod), Direction(target_mod, source_mod)]
     brain, seg = np.asarray(arrays["brain"]), np.asarray(arrays["seg"])
+    images = {m: np.asarray(arrays[m], np.float32) for m in (source_mod, target_mod)}  # once, not per run
 
     def score(label: str, method: str, direction: Direction, pred: np.ndarray) -> tuple[str, Scored]:
-        src, real = (np.asarray(arrays[m], np.float32) for m in (direction.source, direction.target))
+        src, real = images[direction.source], images[direction.target]
         return label, score_slices(
             label, method, direction, src, pred, real, brain, seg, slices, value_range, cfg.protocols
         )
 
     # the trivial baseline first: no model at all
-    scored = [score(COPY_SOURCE, COPY_SOURCE, d, np.asarray(arrays[d.source], np.float32)) for d in directions]
+    scored = [score(COPY_SOURCE, COPY_SOURCE, d, images[d.source]) for d in directions]
     for label, ckpt, direction, pred in _translations(runs, labels, checkpoints, directions, arrays, cfg, device):
         scored.append(score(label, ckpt["kind"], direction, pred))
 

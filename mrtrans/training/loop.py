@@ -340,17 +340,22 @@ class _Run:
     device: torch.device
     rank: int
     world: int
-    state: dict[str, int]
+    state: dict[str, int] = dataclasses.field(
+        default_factory=lambda: {"epoch": 0, "step_in_epoch": 0, "global_step": 0}
+    )
     best: dict[str, Any] | None = None
     validation: ValidationSet | None = None
-    last: Path | None = None  # the last checkpoint written
+    last: Path | None = None  # the last checkpoint written (before any: where last.pt goes)
     saved_at: float = dataclasses.field(default_factory=time.monotonic)  # when last.pt was written (monotonic)
 
-    @property
+    def __post_init__(self) -> None:
+        self.last = self.last or self.ckpt_path
+
+    @functools.cached_property
     def kind(self) -> str:
         return self.method.kind(self.cfg)
 
-    @property
+    @functools.cached_property
     def translators(self) -> dict[str, str]:
         return self.method.translators(self.direction)
 
@@ -566,8 +571,7 @@ def _train(
     memory_format = torch.channels_last if device.type == "cuda" and cfg.run.channels_last else torch.contiguous_format
     placement = Placement(device, memory_format, cfg.run.compile, rank, world)
     method, schedulers = _build(cfg, MethodData(source, target, tuple(dataset.normalization["range"])), placement)
-    run = _Run(dataset, out, ckpt_path, direction, cfg, method, schedulers, device, rank, world, state={})
-    run.state = {"epoch": 0, "step_in_epoch": 0, "global_step": 0}
+    run = _Run(dataset, out, ckpt_path, direction, cfg, method, schedulers, device, rank, world)
     if resume:
         run.restore()
     state = run.state
@@ -591,7 +595,7 @@ def _train(
         dynamic_ncols=True,
     )
     fixed = (to_tensor(source[:1]).to(device), to_tensor(target[:1]).to(device))
-    run.last, run.saved_at = ckpt_path, time.monotonic()
+    run.saved_at = time.monotonic()
     try:
         while state["global_step"] < total_steps:
             idx_s, idx_t = _batch_indices(len(source), len(target), cfg.run.seed, state, rank, world, batch, paired)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mrtrans.config import TrainConfig, keys_marked, read_yaml, to_dict, train_config_from_record
+from mrtrans.config import RESUMABLE, TrainConfig, keys_marked, read_yaml, to_dict, train_config_from_record
 
 
 def load_run_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
@@ -23,7 +23,7 @@ def load_run_config(path: str | Path, overrides: dict[str, Any] | None = None) -
 # What a resumed run may change: where and how fast it runs, how often it writes, how long it lasts - the keys whose
 # field metadata says so (mrtrans.config.RESUMABLE). Everything else (method, losses, architecture, data handling,
 # optimiser, seed) must match the run.
-RESUME_MAY_CHANGE = keys_marked(TrainConfig, "resume_may_change")
+RESUME_MAY_CHANGE = keys_marked(TrainConfig, *RESUMABLE)
 
 
 def flat_dict(cfg: Any) -> dict[str, Any]:

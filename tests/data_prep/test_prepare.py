@@ -313,3 +313,16 @@ def test_sigkill_leftovers_are_removed_by_the_next_run(synth_root, tmp_path):
     assert len(leftovers) == 1 and (tmp_path / ".out.lock").exists()  # what a killed run leaves
     prepare_brats(synth_root, tmp_path / "out", PrepareConfig(**SMALL_PREPARE))  # the dead process's lock is taken over
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_no_usable_subject_is_one_line_with_workers_too(synth_root, tmp_path):
+    """No subject has the target sequence: the refusal is one line and nothing is left behind, in this process and
+    with workers."""
+    root = tmp_path / "no_t1"
+    shutil.copytree(synth_root, root)
+    for path in root.rglob("*_t1.nii.gz"):
+        path.unlink()
+    for workers in (1, 2):
+        with pytest.raises(MrtransError, match="0 usable subjects"):
+            prepare_brats(root, tmp_path / f"out{workers}", PrepareConfig(**SMALL_PREPARE), workers=workers)
+        assert not (tmp_path / f"out{workers}").exists()
