@@ -15,6 +15,7 @@ Default input: the first FLAIR of ../shared/data/brats_sample (real BraTS 2018),
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import tempfile
 from pathlib import Path
@@ -69,7 +70,8 @@ def main() -> None:
         )
         for name in networks:
             translator = load_translator(args.model if name.startswith("trained") else ckpt, device="cpu", batch_size=8)
-            translator.normalization.setdefault("spacing", [1.0, 1.0, 1.0])
+            if translator.normalization.spacing is None:  # a model of mrtrans < 0.2: BraTS' 1 mm
+                translator.normalization = dataclasses.replace(translator.normalization, spacing=(1.0, 1.0, 1.0))
             if name == "identity":
                 translator.generator = torch.nn.Identity()
             reference = translate_array(data, affine, translator)

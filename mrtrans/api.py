@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from mrtrans.config import TranslateConfig, TranslatorConfig, takes
 from mrtrans.inference.translate import TranslateReport, Translator, load_translator
 
 # Each function imports the modules of its command inside itself, so that the first use of one name of
@@ -171,16 +172,14 @@ def _listed(spec: ConfigSpec | None) -> list[str | Path | dict[str, Any]]:
     return [spec] if isinstance(spec, (str, Path, dict)) else list(spec)
 
 
+@takes(TranslatorConfig)
 def translate(
     image: Any,
     model: str | Path | Translator,
     *,
     affine: Any = None,
     mask: Any = None,
-    direction: str | None = None,
-    device: str = "auto",
-    allow_unstripped: bool = False,
-    checkpoint: str = "last",
+    config: TranslatorConfig = TranslatorConfig(),
 ) -> Any:
     """Translate one volume in memory; the result has the input's kind and grid.
 
@@ -190,34 +189,23 @@ def translate(
             or (1, X, Y, Z).
         model: a run folder, a checkpoint, or a :class:`Translator` from :func:`load_translator`
             (load once when translating many volumes).
-        checkpoint: a run folder's ``last`` (default) or ``best`` checkpoint (best.pt: chosen on validation).
+        mask: a brain mask on the image's grid (default: its non-zero voxels).
 
     Returns:
         Normalised target-sequence intensities in [0, 1], zero outside the brain. Use
         :func:`translate_files` to write files.
     """
-    translator = load_translator(model, direction, device, allow_unstripped=allow_unstripped, checkpoint=checkpoint)
-    return translator(image, affine=affine, mask=mask)
+    return load_translator(model, config=config)(image, affine=affine, mask=mask)
 
 
+@takes(TranslateConfig)
 def translate_files(
     inputs: str | Path | Sequence[str | Path],
     out: str | Path | None,
     model: str | Path | Translator,
     *,
-    direction: str | None = None,
-    mask: str | Path | None = None,
-    batch_size: int | None = None,
-    device: str = "auto",
-    precision: str = "fp32",
-    allow_unstripped: bool = False,
-    num_parts: int = 1,
-    part_id: int = 0,
-    overwrite: bool = False,
+    config: TranslateConfig = TranslateConfig(),
     progress: Callable[[int], None] | None = None,
-    checkpoint: str = "last",
-    bids_out: str | Path | None = None,
-    naming: str | None = None,
 ) -> TranslateReport:
     """``mrtrans translate``: NIfTI files in, NIfTI files out on each input's exact grid, each with a JSON sidecar.
 
@@ -225,16 +213,8 @@ def translate_files(
         inputs: a file, a folder of NIfTI files, a glob pattern, or a list of files; with ``bids_out`` a BIDS
             dataset's root; with ``naming`` the segmenter's input tree.
         out: an output ``.nii.gz`` for one input, else a folder (names follow the inputs); None with ``bids_out``.
-        batch_size: slices per forward pass; default by device (1 on the CPU, 16 on CUDA).
-        allow_unstripped: translate volumes that fail the checks of background 0 and skull-stripping.
-        num_parts, part_id: translate only part ``part_id`` (0-based) of ``num_parts`` disjoint parts of the
-            sorted inputs (:func:`cohort_part`), e.g. one per SLURM array task or GPU.
-        overwrite: redo outputs an earlier translate wrote (kept otherwise); other files are never replaced.
-        checkpoint: a run folder's ``last`` (default) or ``best`` checkpoint (best.pt: chosen on validation).
-        bids_out: write a BIDS derivative dataset there (``desc-mrtrans<Direction>`` images, sidecars,
-            dataset_description.json) from the source images of the BIDS dataset ``inputs``.
-        naming: ``brats`` or ``nnunet``: name each translation as that segmenter expects, in the tree ``out``
-            mirroring ``inputs`` (mrtrans.inference.naming).
+        model: a run folder, a checkpoint, or a :class:`Translator` (then the model's keys below are its own).
+        progress: called with 1 after each volume.
 
     Returns:
         The report: ``written``, ``kept`` and ``failed`` (path, reason) volumes.
@@ -244,26 +224,27 @@ def translate_files(
     from mrtrans.inference import naming as layouts
     from mrtrans.inference.translate import check_mask, cohort_part, expand_inputs, file_jobs, translate_jobs
 
+    bids_out, naming, mask = config.bids_out, config.naming, config.mask
     if bids_out is not None and (out is not None or naming is not None):
         raise MrtransError("--bids-out writes its own tree: give it without --out and --naming")
     if bids_out is None and out is None:
         raise MrtransError("give --out (or --bids-out for a BIDS dataset)")
-    translator = load_translator(model, direction, device, batch_size, precision, allow_unstripped, checkpoint)
+    translator = load_translator(model, config=config)
     wanted = translator.direction
     if bids_out is not None:
-        jobs = layouts.bids_jobs(Path(inputs), Path(bids_out), wanted)
+        jobs = layouts.bids_jobs(Path(inputs), bids_out, wanted)
     elif naming is not None:
         jobs = layouts.segmenter_jobs(Path(inputs), Path(out), wanted, naming)
     else:
         files = expand_inputs(inputs) if isinstance(inputs, (str, Path)) else sorted(Path(p) for p in inputs)
         jobs = file_jobs(files, Path(out))
     layouts.check_distinct_outputs(jobs)  # on the whole cohort, before DERIV gets its description
-    chosen = set(cohort_part([j.source for j in jobs], num_parts, part_id))
+    chosen = set(cohort_part([j.source for j in jobs], config.num_parts, config.part_id))
     jobs = [j for j in jobs if j.source in chosen]
-    check_mask(None if mask is None else Path(mask), jobs)  # before DERIV gets its description
+    check_mask(mask, jobs)  # before DERIV gets its description
     if bids_out is not None and jobs:
-        layouts.write_dataset_description(Path(bids_out), Path(inputs), __version__)
-    return translate_jobs(jobs, translator, None if mask is None else Path(mask), overwrite, progress)
+        layouts.write_dataset_description(bids_out, Path(inputs), __version__)
+    return translate_jobs(jobs, translator, mask, config.overwrite, progress)
 
 
 def evaluate(

@@ -18,7 +18,8 @@ from typing import Any
 
 import torch
 
-from mrtrans.config import train_config_from_record
+from mrtrans.config import Method, train_config_from_record
+from mrtrans.data_prep.normalization import Normalization
 from mrtrans.domain import Direction
 from mrtrans.errors import MrtransError
 from mrtrans.io import atomic_path
@@ -32,7 +33,7 @@ def model_payload(
     source: str,
     target: str,
     config: dict[str, Any],
-    normalization: dict[str, Any],
+    normalization: Normalization | dict[str, Any],
     models: dict[str, Any],
     method: str | None = None,
     translators: dict[str, str] | None = None,
@@ -43,7 +44,7 @@ def model_payload(
         kind: the run's name (``cyclegan``, ``harmonicgan-histogram``... : ``TrainingMethod.kind``).
         source, target: the trained direction's modalities.
         config: the resolved TrainConfig as a dict (``config.to_dict``).
-        normalization: prepare-brats' normalisation (percentiles, range, image_size).
+        normalization: prepare-brats' normalisation, typed or as its record (checked; written as the record).
         models: state dicts, at least those ``translators`` names.
         method: the training step (``mrtrans.methods``); default the config's.
         translators: direction name -> key in ``models`` of every direction the model translates; default
@@ -57,7 +58,9 @@ def model_payload(
         "direction": {"source": source, "target": target},
         "translators": dict(translators),
         "config": config,
-        "normalization": normalization,
+        "normalization": (
+            normalization if isinstance(normalization, Normalization) else Normalization.from_record(normalization)
+        ).to_record(),
         "models": models,
     }
 
@@ -85,11 +88,13 @@ def check_model_checkpoint(ckpt: dict[str, Any], path: str | Path) -> None:
     for key in ("kind", "direction", "config", "normalization", "models"):
         if key not in ckpt:
             raise bad(f"no '{key}' field")
-    direction, norm, models = ckpt["direction"], ckpt["normalization"], ckpt["models"]
+    direction, models = ckpt["direction"], ckpt["models"]
     if not isinstance(direction, dict) or not all(isinstance(direction.get(k), str) for k in ("source", "target")):
         raise bad(f"'direction' is {direction!r}, expected source and target modality names")
     if not isinstance(models, dict):
         raise bad("'models' is not a mapping of network names to weights")
+    if "translators" not in ckpt:
+        raise bad("no 'translators' field")
     try:
         translators = checkpoint_translators(ckpt)
     except (TypeError, ValueError) as exc:
@@ -101,13 +106,12 @@ def check_model_checkpoint(ckpt: dict[str, Any], path: str | Path) -> None:
     except MrtransError as exc:
         raise bad(f"its config is invalid ({exc})") from None
     try:
-        size, (lo, hi) = int(norm["image_size"]), (float(v) for v in norm["range"])
-        float(norm["lower_percentile"]), float(norm["upper_percentile"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise bad(f"'normalization' is incomplete ({type(exc).__name__}: {exc})") from None
+        norm = Normalization.from_record(ckpt["normalization"], str(path))
+    except MrtransError as exc:
+        raise bad(str(exc).removeprefix(f"{path}: ")) from None
     factor = cfg.generator.size_factor
-    if size < 16 or size % factor or not lo < hi:
-        raise bad(f"image_size {size} (must be >= 16 and a multiple of {factor}) or range [{lo}, {hi}] is invalid")
+    if norm.image_size % factor:
+        raise bad(f"image_size {norm.image_size} (must be >= 16 and a multiple of {factor}) is invalid")
 
 
 CHOICES = ("last", "best")  # a run folder's checkpoints/last.pt and checkpoints/best.pt; also step-N (kept steps)
@@ -189,7 +193,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", 
         raise MrtransError(f"{path}: not an mrtrans checkpoint (no '{FORMAT}' format field)")
     if payload.get("format_version", 0) > FORMAT_VERSION:
         raise MrtransError(f"{path}: written by a newer mrtrans (format {payload['format_version']}); upgrade mrtrans")
-    return payload
+    return migrate_checkpoint(payload)
 
 
 # Network keys of the two directions in a checkpoint's ``models`` (a one-direction model has one of them).
@@ -197,14 +201,8 @@ FORWARD, BACKWARD = "gen_s2t", "gen_t2s"
 
 
 def checkpoint_translators(ckpt: dict[str, Any]) -> dict[str, str]:
-    """Direction name -> models key of every direction a checkpoint can translate.
-
-    Checkpoints of mrtrans < 0.4 record none: they all hold both generators (``gen_s2t``, ``gen_t2s``).
-    """
-    if "translators" in ckpt:
-        return dict(ckpt["translators"])
-    trained = Direction(ckpt["direction"]["source"], ckpt["direction"]["target"])
-    return {trained.name: FORWARD, trained.reversed().name: BACKWARD}
+    """Direction name -> models key of every direction a checkpoint can translate."""
+    return dict(ckpt["translators"])
 
 
 def unavailable_direction(ckpt: dict[str, Any], wanted: Direction, source: object) -> MrtransError:
@@ -233,8 +231,22 @@ LEGACY_KINDS = (
 )
 
 
+def migrate_checkpoint(payload: dict[str, Any]) -> dict[str, Any]:
+    """A loaded checkpoint in today's format: the one place checkpoints of earlier versions are brought up to date,
+    so the rest of the code reads only the current fields (the config and the normalisation record have their own
+    readers: :func:`mrtrans.config.train_config_from_record`, :meth:`Normalization.from_record`).
+
+    mrtrans < 0.4 wrote no ``translators`` (every model then held both generators, ``gen_s2t`` and ``gen_t2s``)
+    and no ``method`` (the config's, whose ``harmonicgan`` is today's ``cycle``).
+    """
+    if "translators" not in payload and payload.get("kind") in LEGACY_KINDS and "direction" in payload:
+        trained = Direction(payload["direction"]["source"], payload["direction"]["target"])
+        payload["translators"] = {trained.name: FORWARD, trained.reversed().name: BACKWARD}
+    if "translators" in payload and "method" not in payload and isinstance(payload.get("config"), dict):
+        payload["method"] = Method(payload["config"].get("method", "cycle")).value
+    return payload
+
+
 def is_translation_checkpoint(ckpt: dict[str, Any]) -> bool:
     """Whether a loaded mrtrans checkpoint holds a translation model (of ``mrtrans train``)."""
-    if "translators" in ckpt:
-        return True
-    return ckpt.get("kind") in LEGACY_KINDS
+    return "translators" in ckpt

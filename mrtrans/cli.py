@@ -9,8 +9,11 @@ inside commands so that ``--help`` is instant.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import inspect
 import os
+import typing
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -18,7 +21,15 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from mrtrans import __version__
-from mrtrans.config import layer_preset_names, method_names, parse_assignments
+from mrtrans.config import (
+    TranslateConfig,
+    TranslatorConfig,
+    flag_name,
+    from_dict,
+    layer_preset_names,
+    method_names,
+    parse_assignments,
+)
 from mrtrans.errors import MrtransError, describe_os_error
 from mrtrans.logs import configure
 
@@ -86,20 +97,56 @@ def command(name: str | None = None, group: typer.Typer = app) -> Callable[[F], 
     return decorate
 
 
+def flags(schema: type) -> Callable[[F], F]:
+    """The command's flags generated from the keys of a config schema (``mrtrans.config``): each key's flag, help text,
+    default and bounds come from its field, so a key added to the schema is a flag with no change here.
+
+    The command is written with one parameter ``config`` of type ``schema``; it receives the flags as that object,
+    checked as a config file's keys are.
+    """
+    hints = typing.get_type_hints(schema)
+
+    def option(f: dataclasses.Field[Any]) -> inspect.Parameter:
+        tp = hints[f.name]
+        default = f.default
+        if typing.get_origin(tp) is tuple:  # a list on the command line: comma-separated, as --set reads it
+            tp, default = str, ",".join(map(str, default))
+        bounded = {k: f.metadata[k] for k in ("min", "max") if f.metadata.get(k) is not None}
+        info = typer.Option(flag_name(f), help=f.metadata.get("help", ""), **bounded)
+        keyword = inspect.Parameter.KEYWORD_ONLY
+        return inspect.Parameter(f.name, keyword, default=default, annotation=Annotated[tp, info])
+
+    def decorate(fn: F) -> F:
+        sig = inspect.signature(fn, eval_str=True)
+        own = [p for p in sig.parameters.values() if p.name != "config"]
+        published = sig.replace(parameters=[*own, *(option(f) for f in dataclasses.fields(schema))])
+
+        @functools.wraps(fn)
+        def wrapper(**kwargs: Any) -> Any:
+            keys = {f.name: kwargs.pop(f.name) for f in dataclasses.fields(schema)}
+            return fn(**kwargs, config=from_dict(schema, keys))
+
+        wrapper.__signature__ = published  # type: ignore[attr-defined]
+        wrapper.__annotations__ = {p.name: p.annotation for p in published.parameters.values()}
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
 # `--set section.key=value`, repeatable, on every command that reads a config: any key of its schema without a flag
 # of its own (the config reference: docs/training.md, docs/evaluation.md); checked by the config loader.
 # The method configs (and layer presets such as cpu_small) `--config`/`--method` take by name, for --help.
 METHOD_PRESETS = ", ".join(method_names())
 LAYER_PRESETS = ", ".join(layer_preset_names())
 
-CheckpointOption = Annotated[
-    str,
-    typer.Option(
-        "--checkpoint",
-        help="A run folder's last (default) or best checkpoint (best.pt: chosen on the validation slices; "
-        "prepare with --set validation_fraction=0.1), or step-N, a step the run kept (run.keep_steps).",
-    ),
-]
+
+def key_flag(schema: type, key: str) -> Any:
+    """The typer option of one schema key (its flag and help text), for a command that takes the key by hand."""
+    f = {f.name: f for f in dataclasses.fields(schema)}[key]
+    return typer.Option(flag_name(f), help=f.metadata.get("help", ""))
+
+
+CheckpointOption = Annotated[str, key_flag(TranslatorConfig, "checkpoint")]
 
 SetOption = Annotated[
     list[str] | None,
@@ -111,29 +158,11 @@ SetOption = Annotated[
 ]
 
 # Options several commands share, declared once.
-DeviceOption = Annotated[str | None, typer.Option("--device", help="auto (CUDA if present), cpu, cuda, cuda:N.")]
+DeviceOption = Annotated[str | None, key_flag(TranslatorConfig, "device")]
 OverwriteOption = Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")]
 AllowUnstrippedOption = Annotated[
     bool,
     typer.Option("--allow-unstripped", help="Use volumes that fail the checks of background 0 and skull-stripping."),
-]
-
-# translate's output layouts (a BIDS derivative; a segmenter's input tree)
-BidsOutOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--bids-out",
-        help="INPUTS is a BIDS dataset: write a BIDS derivative dataset here (sub-*/[ses-*/]anat/"
-        "*_desc-mrtrans<Direction>_<suffix>.nii.gz, JSON sidecars, dataset_description.json); outside INPUTS.",
-    ),
-]
-NamingOption = Annotated[
-    str | None,
-    typer.Option(
-        "--naming",
-        help="brats or nnunet: name each synthesized sequence as that segmenter expects (<ID>_t1.nii.gz, "
-        "<case>_0001.nii.gz) in the tree --out, mirroring INPUTS; refuses a name a real sequence has.",
-    ),
 ]
 
 # prepare-brats' options with a long help
@@ -343,6 +372,7 @@ def train(
 
 
 @command("translate")
+@flags(TranslateConfig)
 def translate(
     inputs: Annotated[
         str,
@@ -356,37 +386,7 @@ def translate(
         Path | None,
         typer.Option("--out", help="Output .nii.gz for one input, else a folder (names follow the inputs)."),
     ] = None,
-    direction: Annotated[
-        str | None, typer.Option("--direction", help="flair2t1 or t12flair; default: the model's own direction.")
-    ] = None,
-    mask: Annotated[
-        Path | None, typer.Option("--mask", help="Brain mask on the input's grid (default: non-zero voxels).")
-    ] = None,
-    batch_size: Annotated[
-        int | None,
-        typer.Option("--batch-size", min=1, help="Slices per forward pass (default: 1 on the CPU, 16 on CUDA)."),
-    ] = None,
-    device: DeviceOption = "auto",
-    precision: Annotated[
-        str, typer.Option("--precision", help="fp32 (default) or bf16 (autocast on CUDA; no effect on the CPU).")
-    ] = "fp32",
-    allow_unstripped: AllowUnstrippedOption = False,
-    num_parts: Annotated[
-        int, typer.Option("--num-parts", min=1, help="Split the sorted inputs into N disjoint parts...")
-    ] = 1,
-    part_id: Annotated[
-        int, typer.Option("--part-id", min=0, help="...and translate part K (0-based), e.g. $SLURM_ARRAY_TASK_ID.")
-    ] = 0,
-    overwrite: Annotated[
-        bool,
-        typer.Option(
-            "--overwrite",
-            help="Redo outputs an earlier translate wrote (kept otherwise); other files are never replaced.",
-        ),
-    ] = False,
-    checkpoint: CheckpointOption = "last",
-    bids_out: BidsOutOption = None,
-    naming: NamingOption = None,
+    config: TranslateConfig = TranslateConfig(),
 ) -> None:
     """Translate whole volumes (NIfTI files or DICOM series folders); outputs keep the input's grid (shape, affine,
     qform/sform, header). Inputs at another voxel size than the model's are resampled to it and back."""
@@ -396,32 +396,16 @@ def translate(
     from mrtrans.inference.translate import cohort_part, expand_inputs
 
     files = None
-    if bids_out is None and naming is None:  # plain files: known up front, for the progress bar
+    if config.bids_out is None and config.naming is None:  # plain files: known up front, for the progress bar
         found = expand_inputs(inputs)
-        files = cohort_part(found, num_parts, part_id)
+        files = cohort_part(found, config.num_parts, config.part_id)
         if not files:
-            typer.echo(f"part {part_id} of {num_parts}: nothing to do ({len(found)} inputs in all)")
+            typer.echo(f"part {config.part_id} of {config.num_parts}: nothing to do ({len(found)} inputs in all)")
             return
+        config = dataclasses.replace(config, num_parts=1, part_id=0)  # the part is chosen here
     total = None if files is None else len(files)
     with tqdm(total=total, desc="translate", unit="volume", disable=total == 1) as bar:
-        report = translate_files(
-            inputs if files is None else files,
-            out,
-            model,
-            direction=direction,
-            mask=mask,
-            batch_size=batch_size,
-            device=device,
-            precision=precision,
-            allow_unstripped=allow_unstripped,
-            overwrite=overwrite,
-            progress=bar.update,
-            checkpoint=checkpoint,
-            bids_out=bids_out,
-            naming=naming,
-            num_parts=1 if files is not None else num_parts,
-            part_id=0 if files is not None else part_id,
-        )
+        report = translate_files(inputs if files is None else files, out, model, config=config, progress=bar.update)
     _echo_translated(report)
 
 

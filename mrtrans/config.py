@@ -11,10 +11,13 @@ import contextlib
 import copy
 import dataclasses
 import enum
+import functools
+import inspect
 import math
+import os
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -504,6 +507,88 @@ class PresenceConfig:
     min_sanity_rate: float = field(default=0.8, metadata=bounds(0.0, 1.0))
 
 
+class OutputNaming(str, enum.Enum):
+    """``translate --naming``: the file names a segmenter expects for a synthesized sequence
+    (mrtrans.inference.naming)."""
+
+    brats = "brats"  # <ID>_t1.nii.gz beside the subject's real sequences
+    nnunet = "nnunet"  # <case>_0001.nii.gz, the channel of the dataset.json
+
+
+def described(text: str, *, flag: str | None = None) -> dict[str, Any]:
+    """Field metadata of a key that is also a command-line flag and an API keyword argument: its help text, and its
+    flag when that is not the key's name with dashes (``batch_size`` -> ``--batch-size``)."""
+    return {"help": text} | ({"flag": flag} if flag else {})
+
+
+def flag_name(f: dataclasses.Field[Any]) -> str:
+    """The command-line flag of a schema field: ``--batch-size`` for ``batch_size`` unless its metadata names one."""
+    return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+
+
+@dataclass(frozen=True)
+class TranslatorConfig:
+    """How a translation model is loaded and run: ``mrtrans translate``, :func:`mrtrans.translate`,
+    :func:`mrtrans.load_translator` and the MONAI transforms take these keys, declared here once."""
+
+    direction: str | None = field(
+        default=None, metadata=described("flair2t1 or t12flair; default: the model's own direction.")
+    )
+    device: str = field(default="auto", metadata=described("auto (CUDA if present), cpu, cuda, cuda:N."))
+    batch_size: int | None = field(
+        default=None, metadata=described("Slices per forward pass (default: 1 on the CPU, 16 on CUDA).") | bounds(1)
+    )
+    precision: Precision = field(
+        default=Precision.fp32,
+        metadata=described("fp32 (default) or bf16 (bf16 autocast on CUDA; no effect on the CPU)."),
+    )
+    allow_unstripped: bool = field(
+        default=False,
+        metadata=described("Translate volumes that fail the checks of background 0 and skull-stripping."),
+    )
+    checkpoint: str = field(
+        default="last",
+        metadata=described(
+            "A run folder's last (default) or best checkpoint (best.pt: chosen on the validation slices; prepare "
+            "with --set validation_fraction=0.1), or step-N, a step the run kept (run.keep_steps)."
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class TranslateConfig(TranslatorConfig):
+    """``mrtrans translate`` (and :func:`mrtrans.translate_files`): the model's keys and where the outputs go."""
+
+    mask: Path | None = field(
+        default=None, metadata=described("Brain mask on the input's grid (default: non-zero voxels).")
+    )
+    num_parts: int = field(
+        default=1, metadata=described("Split the sorted inputs into N disjoint parts...") | bounds(1)
+    )
+    part_id: int = field(
+        default=0,
+        metadata=described("...and translate part K (0-based), e.g. $SLURM_ARRAY_TASK_ID.") | bounds(0),
+    )
+    overwrite: bool = field(
+        default=False,
+        metadata=described("Redo outputs an earlier translate wrote (kept otherwise); other files are never replaced."),
+    )
+    bids_out: Path | None = field(
+        default=None,
+        metadata=described(
+            "INPUTS is a BIDS dataset: write a BIDS derivative dataset here (sub-*/[ses-*/]anat/"
+            "*_desc-mrtrans<Direction>_<suffix>.nii.gz, JSON sidecars, dataset_description.json); outside INPUTS."
+        ),
+    )
+    naming: OutputNaming | None = field(
+        default=None,
+        metadata=described(
+            "brats or nnunet: name each synthesized sequence as that segmenter expects (<ID>_t1.nii.gz, "
+            "<case>_0001.nii.gz) in the tree --out, mirroring INPUTS; refuses a name a real sequence has."
+        ),
+    )
+
+
 PROTOCOLS = ("brain_shared", "brain", "paper")  # the image-metric protocols of mrtrans evaluate (docs/evaluation.md)
 
 
@@ -585,6 +670,9 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     elif tp is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
+    elif tp is Path:
+        if isinstance(value, (str, os.PathLike)):
+            return Path(value)
     raise MrtransError(f"config key '{key}': expected {_type_name(tp)}, got {value!r}")
 
 
@@ -625,13 +713,9 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     """Plain dict of a config (enums as their values, tuples as lists), for YAML and checkpoints."""
 
     def plain(v: Any) -> Any:
-        if isinstance(v, enum.Enum):
-            return v.value
-        if isinstance(v, (list, tuple)):
-            return [plain(x) for x in v]
         if isinstance(v, dict):
             return {k: plain(x) for k, x in v.items()}
-        return v
+        return to_dict_value(v)
 
     return plain(dataclasses.asdict(cfg))
 
@@ -771,6 +855,86 @@ def keys_marked(cls: type, flag: str, prefix: str = "") -> tuple[str, ...]:
         elif f.metadata.get(flag):
             keys.append(f"{prefix}{f.name}")
     return tuple(keys)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def takes(schema: type) -> Callable[[F], F]:
+    """Give a function the keys of ``schema`` as its keyword arguments: declared once, in the schema.
+
+    The function is written with one parameter ``config`` (of type ``schema``, with a default) where the keys go;
+    its published signature lists instead each key of ``schema`` with the schema's default (positional or
+    keyword-only, as ``config`` is), and ``config=`` last for a whole schema object. A call's keys are checked as a
+    config file's are (:func:`from_dict`: type, range, choices) and the function receives the schema object. Its
+    docstring gains the keys' help texts.
+
+    Raises (at call time):
+        MrtransError: a key's value is invalid, or both ``config=`` and keys are given.
+    """
+    hints = typing.get_type_hints(schema)
+    fields = dataclasses.fields(schema)
+
+    def decorate(fn: F) -> F:
+        sig = inspect.signature(fn)
+        params = list(sig.parameters.values())
+        names = [p.name for p in params]
+        at = names.index("config")
+        kind = params[at].kind
+        keys = [inspect.Parameter(f.name, kind, default=f.default, annotation=hints[f.name]) for f in fields]
+        whole = inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=schema | None)
+        rest = params[at + 1 :]
+        published = sig.replace(parameters=[*params[:at], *keys, *rest, whole])
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            given = dict(published.bind(*args, **kwargs).arguments)
+            options = {f.name: given.pop(f.name) for f in fields if f.name in given}
+            config = given.pop("config", None)
+            if config is not None and options:
+                raise MrtransError(f"{fn.__name__}: give config= or the keys {', '.join(options)}, not both")
+            if config is None:
+                config = from_dict(schema, options)
+            elif not isinstance(config, schema):
+                raise MrtransError(f"{fn.__name__}: config= must be a {schema.__name__}, got {type(config).__name__}")
+            return fn(**given, config=config)
+
+        wrapper.__signature__ = published  # type: ignore[attr-defined]
+        wrapper.__annotations__ = {p.name: p.annotation for p in published.parameters.values()}
+        wrapper.__doc__ = (fn.__doc__ or "").rstrip() + "\n\n" + keys_doc(schema)
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+def keys_doc(schema: type) -> str:
+    """The docstring section listing a schema's keys and their help texts (:func:`takes`)."""
+    lines = [f"    Keys of :class:`mrtrans.config.{schema.__name__}` (keyword arguments, or ``config=``):"]
+    for f in dataclasses.fields(schema):
+        default = to_dict_value(f.default)
+        lines.append(f"        {f.name} (default {default!r}): {f.metadata.get('help', '')}")
+    return "\n".join(lines) + "\n"
+
+
+def to_dict_value(value: Any) -> Any:
+    """One value as a config file writes it (enums as their values, paths and tuples plainly)."""
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return [to_dict_value(v) for v in value]
+    return value
+
+
+def options_table(schema: type) -> str:
+    """The Markdown table of a schema's flags (docs/translate.md holds it; tests/test_docs.py keeps it equal)."""
+    rows = ["| option | key | default | meaning |", "|---|---|---|---|"]
+    for f in dataclasses.fields(schema):
+        default = to_dict_value(f.default)
+        shown = "none" if default is None else f"`{str(default).lower() if isinstance(default, bool) else default}`"
+        rows.append(f"| `{flag_name(f)}` | `{f.name}` | {shown} | {f.metadata.get('help', '')} |")
+    return "\n".join(rows) + "\n"
 
 
 def epoch_schedule(epochs: int | None) -> dict[str, int | None]:

@@ -1,5 +1,6 @@
-"""The words every layer shares: MRI sequences, translation directions, their display names, and the tumor label
-conventions of the BraTS releases. The bottom layer of mrtrans: it imports nothing of the package but its error
+"""The words every layer shares: MRI sequences, translation directions, their display names, and the sequences on
+which a tumor's core is what shows (the label conventions of each input layout are entries of
+``mrtrans.data_prep.discovery.LAYOUTS``). The bottom layer of mrtrans: it imports nothing of the package but its error
 type, and everything else may import it.
 """
 
@@ -67,6 +68,4 @@ def direction_label(name: str) -> str:
     return Direction.parse(name).label
 
 
-# Tumor-core labels (no edema) per seg convention; the whole tumor is every label > 0.
-CORE_LABELS = {"brats2018-2021": (1, 4), "brats2023+": (1, 3), "msd-task01": (2, 3)}
 CORE_SEQUENCES = ("t1", "t1ce")  # sequences on which edema is barely visible

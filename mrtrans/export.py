@@ -64,10 +64,10 @@ OPSET = 17
 
 def preprocessing_record(translator: Any, fmt: ExportFormat, checkpoint: Path) -> dict[str, Any]:
     """What a pipeline must do around the exported network to reproduce ``mrtrans translate``."""
-    norm = dict(translator.normalization)
-    lo, hi = translator.bounds
-    size = int(norm["image_size"])
-    spacing = translator.spacing
+    norm = translator.normalization
+    lo, hi = norm.range
+    size = norm.image_size
+    spacing = norm.in_plane_spacing
     steps = [
         "reorient the volume to RAS (a permutation/flip of voxel axes; nibabel as_closest_canonical); axial slices "
         "are array[:, :, k], each (x, y) with x the right-left axis",
@@ -80,13 +80,13 @@ def preprocessing_record(translator: Any, fmt: ExportFormat, checkpoint: Path) -
         if spacing
         else "in-plane spacing: not recorded by this model (mrtrans < 0.2); use the training data's (BraTS: 1 mm)",
     ]
-    if norm.get("bias_field") == "n4":
+    if norm.bias_field == "n4":
         steps.append(
             "N4 bias-field correction inside the brain mask (SimpleITK N4BiasFieldCorrectionImageFilter, "
             "fitted on the volume shrunk by 4, 50 iterations x 4 levels)"
         )
     steps += [
-        f"inside the brain: clip to the brain's {norm['lower_percentile']}th and {norm['upper_percentile']}th "
+        f"inside the brain: clip to the brain's {norm.lower_percentile}th and {norm.upper_percentile}th "
         "percentiles "
         f"and scale linearly to [{lo:g}, {hi:g}]; outside the brain: {lo:g}",
         f"centre pad/crop each axial slice to {size} x {size} (pad value {lo:g}; the brain must fit)",
@@ -103,7 +103,7 @@ def preprocessing_record(translator: Any, fmt: ExportFormat, checkpoint: Path) -
         "output": {"name": "translation", "shape": ["N", 1, size, size], "dtype": "float32", "range": [lo, hi]},
         "spacing_mm": None if spacing is None else list(spacing),
         "field_size": size,
-        "normalization": norm,
+        "normalization": norm.to_record(),
         "steps": steps,
         "checkpoint": {"path": str(checkpoint), "sha256": sha256_file(checkpoint)},
         "mrtrans_version": __version__,
@@ -151,7 +151,7 @@ def export_model(
         with atomic_dir(out, OutputKind.export, overwrite=overwrite, inputs=[checkpoint]) as tmp:
             write_bundle(tmp, checkpoint, translator)
         return Path(out)
-    size = int(translator.normalization["image_size"])
+    size = translator.normalization.image_size
     example = torch.zeros(1, 1, size, size)
     generator = translator.generator.eval()
     with atomic_dir(out, OutputKind.export, overwrite=overwrite, inputs=[checkpoint]) as tmp:
@@ -201,9 +201,9 @@ def write_bundle(folder: Path, checkpoint: Path, translator: Any) -> None:
         d.source,
         d.target,
         ckpt["config"],
-        ckpt["normalization"],
+        translator.normalization,
         {"gen_s2t": ckpt["models"][key]},
-        method=ckpt.get("method"),
+        method=ckpt["method"],
         translators={d.name: "gen_s2t"},
     )
     payload |= {"selection": ckpt.get("selection"), "state": ckpt.get("state"), "exported_from": str(checkpoint)}
@@ -226,10 +226,10 @@ def _bundle_metadata(checkpoint: Path, translator: Any) -> dict[str, Any]:
 
     d = translator.direction
     norm = translator.normalization
-    lo, hi = (float(v) for v in norm["range"])
+    lo, hi = norm.range
     sequence = {m: display_name(m) for m in (d.source, d.target)}
-    size = int(norm["image_size"])
-    spacing = norm.get("spacing")
+    size = norm.image_size
+    spacing = None if norm.spacing is None else list(norm.spacing)
     metadata = {
         "schema": MONAI_META_SCHEMA,
         "version": "0.1.0",
@@ -263,12 +263,12 @@ def _bundle_metadata(checkpoint: Path, translator: Any) -> dict[str, Any]:
             "direction": d.name,
             "model_kind": translator.kind,
             "checkpoint_chosen": translator.chosen,
-            "spacing_mm": norm.get("spacing"),
-            "image_size": int(norm["image_size"]),
+            "spacing_mm": spacing,
+            "image_size": size,
             "intensity": {
-                "method": norm.get("method"),
-                "lower_percentile": norm.get("lower_percentile"),
-                "upper_percentile": norm.get("upper_percentile"),
+                "method": norm.method,
+                "lower_percentile": norm.lower_percentile,
+                "upper_percentile": norm.upper_percentile,
                 "model_range": [lo, hi],
                 "output": "normalised target intensities in [0, 1], 0 outside the brain",
             },

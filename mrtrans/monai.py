@@ -29,6 +29,7 @@ from monai.data import MetaTensor, NibabelWriter
 from monai.transforms import MapTransform, Transform
 from monai.utils import TransformBackends, get_equivalent_dtype
 
+from mrtrans.config import TranslatorConfig, takes
 from mrtrans.errors import MrtransError
 from mrtrans.inference.translate import Translator, load_translator
 
@@ -40,28 +41,15 @@ class Translate(Transform):
 
     Args:
         model: run folder, checkpoint, or a loaded :class:`mrtrans.Translator` (shared between transforms).
-        direction: e.g. ``"flair2t1"``; default the model's own direction.
-        device: ``auto`` (CUDA if present), ``cpu``, ``cuda``, ``cuda:N``.
-        batch_size: axial slices per forward pass; default by device (1 on the CPU, 16 on CUDA).
-        precision: ``fp32`` or ``bf16`` (CUDA only).
-        allow_unstripped: translate volumes that fail the checks of background 0 and skull-stripping.
-        checkpoint: a run folder's ``last`` (default), ``best`` or ``step-N`` checkpoint, as ``mrtrans translate``
-            ``--checkpoint`` chooses it.
+        direction, device, batch_size, precision, allow_unstripped, checkpoint: the keys of
+            :class:`mrtrans.config.TranslatorConfig`, as ``mrtrans translate`` takes them (listed below).
     """
 
     backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
 
-    def __init__(
-        self,
-        model: str | Path | Translator,
-        direction: str | None = None,
-        device: str = "auto",
-        batch_size: int | None = None,
-        precision: str = "fp32",
-        allow_unstripped: bool = False,
-        checkpoint: str = "last",
-    ) -> None:
-        self.translator = load_translator(model, direction, device, batch_size, precision, allow_unstripped, checkpoint)
+    @takes(TranslatorConfig)
+    def __init__(self, model: str | Path | Translator, config: TranslatorConfig = TranslatorConfig()) -> None:
+        self.translator = load_translator(model, config=config)
 
     def __call__(self, img: Any, affine: Any = None, mask: Any = None) -> Any:
         """The translation of ``img``; a plain tensor or array needs ``affine`` (a MetaTensor has its own)."""
@@ -76,7 +64,8 @@ class Translated(MapTransform):
 
     Args:
         keys: source key(s), e.g. ``"flair"``.
-        model, direction, device, batch_size, precision, allow_unstripped, checkpoint: as :class:`Translate`.
+        model, and the keys of :class:`mrtrans.config.TranslatorConfig` (direction, device, batch_size, precision,
+            allow_unstripped, checkpoint): as :class:`Translate`.
         output_key: where each translation goes, one per key; default ``"<key>_<target>"`` (e.g. ``flair_t1``).
         mask_key: key of a brain mask on the source's grid; default the source's non-zero voxels.
         only_if_missing: leave a present ``output_key`` alone (translate only for subjects without it).
@@ -86,24 +75,20 @@ class Translated(MapTransform):
 
     backend = Translate.backend
 
+    @takes(TranslatorConfig)
     def __init__(
         self,
         keys: KeysCollection,
         model: str | Path | Translator,
         output_key: str | Sequence[str] | None = None,
-        direction: str | None = None,
-        device: str = "auto",
-        batch_size: int | None = None,
-        precision: str = "fp32",
-        allow_unstripped: bool = False,
+        config: TranslatorConfig = TranslatorConfig(),
         mask_key: str | None = None,
         only_if_missing: bool = False,
         meta_key_postfix: str = "meta_dict",
         allow_missing_keys: bool = False,
-        checkpoint: str = "last",
     ) -> None:
         super().__init__(keys, allow_missing_keys)
-        self.translate = Translate(model, direction, device, batch_size, precision, allow_unstripped, checkpoint)
+        self.translate = Translate(model, config=config)
         target = self.translate.translator.direction.target
         if output_key is None:
             self.output_keys = [f"{key}_{target}" for key in self.keys]

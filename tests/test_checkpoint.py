@@ -35,3 +35,23 @@ def test_checkpoint_round_trip_and_foreign_files(tmp_path):
         load_checkpoint(tmp_path / "junk.pt")
     with pytest.raises(MrtransError, match="no checkpoints/last.pt"):
         load_checkpoint(tmp_path)
+
+
+def test_a_checkpoint_of_mrtrans_before_0_4_is_migrated_when_read(tmp_path):
+    """No ``translators`` and no ``method`` (a config that says ``harmonicgan``): read as today's format, in one
+    function (migrate_checkpoint), so translate finds both generators."""
+    from mrtrans.checkpoint import is_translation_checkpoint
+    from mrtrans.inference.translate import load_translator
+
+    from helpers import make_checkpoint
+
+    path = make_checkpoint(tmp_path / "new.pt")
+    old = torch.load(path, weights_only=True)
+    del old["translators"], old["method"]
+    old["config"]["method"] = "harmonicgan"
+    torch.save(old, tmp_path / "old.pt")
+    ckpt = load_checkpoint(tmp_path / "old.pt")
+    assert ckpt["translators"] == {"flair2t1": "gen_s2t", "t12flair": "gen_t2s"} and ckpt["method"] == "cycle"
+    assert load_translator(tmp_path / "old.pt", "t12flair", device="cpu").direction.name == "t12flair"
+    save_checkpoint({"kind": "detector", "models": {}}, tmp_path / "detector.pt")  # not a translation model
+    assert not is_translation_checkpoint(load_checkpoint(tmp_path / "detector.pt"))

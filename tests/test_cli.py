@@ -372,3 +372,35 @@ def test_hostile_input_gives_one_line_and_loses_nothing(case, tmp_path, synth_ro
     assert len(errors) == 1 and "Traceback" not in result.output, result.output
     assert message in result.stderr, result.stderr
     assert intact()
+
+
+def test_flags_are_generated_from_the_schema_so_a_new_key_needs_no_cli_change():
+    import dataclasses
+
+    import typer
+
+    from mrtrans.cli import flags
+    from mrtrans.config import GanMode, bounds, described
+
+    @dataclasses.dataclass(frozen=True)
+    class Toy:
+        size: int = dataclasses.field(default=2, metadata=described("The size.") | bounds(1))
+        mode: GanMode = dataclasses.field(default=GanMode.lsgan, metadata=described("The GAN.", flag="--gan"))
+        shape: tuple[int, int] = (3, 4)
+        loud: bool = dataclasses.field(default=False, metadata=described("Say more."))
+
+    seen = []
+    toy = typer.Typer()
+
+    @toy.command()
+    @flags(Toy)
+    def run(name: str, config: Toy = Toy()) -> None:
+        seen.append((name, config))
+
+    result = runner.invoke(toy, ["x", "--size", "5", "--gan", "vanilla", "--shape", "6,7", "--loud"])
+    assert result.exit_code == 0, result.output
+    assert seen[-1] == ("x", Toy(5, GanMode.vanilla, (6, 7), True))
+    assert runner.invoke(toy, ["x"]).exit_code == 0 and seen[-1] == ("x", Toy())
+    refused = runner.invoke(toy, ["x", "--size", "0"])
+    assert refused.exit_code == 2 and "--size" in refused.output  # the bound, checked by the flag itself
+    assert "The GAN." in runner.invoke(toy, ["--help"]).output

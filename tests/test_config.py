@@ -1,3 +1,6 @@
+import dataclasses
+import inspect
+
 import pytest
 import yaml
 
@@ -6,9 +9,15 @@ from mrtrans.config import (
     PrepareConfig,
     SmoothFeatures,
     TrainConfig,
+    TranslateConfig,
+    TranslatorConfig,
+    bounds,
+    described,
     load_config,
+    options_table,
     resolve_config_path,
     save_config,
+    takes,
     to_dict,
 )
 from mrtrans.errors import MrtransError
@@ -101,3 +110,54 @@ def test_a_run_config_from_before_the_brain_normalisation_resumes_with_all_pairs
     save_config(TrainConfig(), path)  # a current run keeps its own choice
     assert load_run_config(path, {"run.max_steps": 3}).loss.smooth_normalization is SmoothNormalization.brain_pairs
     assert load_run_config(path, {"run.max_steps": 3}).run.max_steps == 3
+
+
+# --- one declaration per option: the schema's keys become keyword arguments (takes) -------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class _Toy:
+    name: str = dataclasses.field(default="a", metadata=described("The name."))
+    size: int | None = dataclasses.field(default=None, metadata=described("The size.") | bounds(1))
+    mode: GanMode = dataclasses.field(default=GanMode.lsgan, metadata=described("The GAN.", flag="--gan"))
+
+
+def test_takes_publishes_the_schema_keys_and_checks_them_as_a_config_file_does():
+    @takes(_Toy)
+    def run(first, config=_Toy(), *, extra=0):
+        """Run."""
+        return first, config, extra
+
+    assert list(inspect.signature(run).parameters) == ["first", "name", "size", "mode", "extra", "config"]
+    assert run(1, "b", 3, extra=2) == (1, _Toy("b", 3), 2)  # positional in the schema's order, as config is
+    assert run(1, mode="vanilla")[1].mode is GanMode.vanilla  # a choice by its value
+    assert run(1, config=_Toy(size=4))[1].size == 4
+    assert "size (default None): The size." in run.__doc__
+    with pytest.raises(MrtransError, match="'size': 0 is below the minimum 1"):
+        run(1, size=0)
+    with pytest.raises(MrtransError, match="'mode': 'x' is not one of: lsgan, vanilla"):
+        run(1, mode="x")
+    with pytest.raises(MrtransError, match="give config= or the keys size, not both"):
+        run(1, size=2, config=_Toy())
+    with pytest.raises(TypeError):
+        run(1, colour="red")  # not a key of the schema
+
+
+def test_options_table_lists_each_key_with_its_flag_default_and_help():
+    rows = options_table(_Toy).splitlines()
+    assert rows[2:] == [
+        "| `--name` | `name` | `a` | The name. |",
+        "| `--size` | `size` | none | The size. |",
+        "| `--gan` | `mode` | `lsgan` | The GAN. |",
+    ]
+
+
+def test_the_translate_keys_are_one_schema_for_the_cli_the_api_and_the_monai_transforms():
+    import mrtrans
+    from mrtrans.monai import Translate, Translated
+
+    model_keys = [f.name for f in dataclasses.fields(TranslatorConfig)]
+    for fn in (mrtrans.load_translator, mrtrans.translate, Translate, Translated):
+        assert set(model_keys) <= set(inspect.signature(fn).parameters), fn
+    every = {f.name for f in dataclasses.fields(TranslateConfig)}
+    assert every <= set(inspect.signature(mrtrans.translate_files).parameters)

@@ -49,3 +49,13 @@ def test_the_training_docs_list_exactly_the_keys_a_resume_may_change() -> None:
     policy = text[text.index("**Resume** continues exactly") : text.index("may change: the keys marked")]
     listed = set(re.findall(r"`((?:run|optim)\.\w+)`", policy))
     assert listed == set(RESUME_MAY_CHANGE) and "run.device" in listed
+
+
+def test_the_translate_docs_hold_the_table_generated_from_the_schema() -> None:
+    """docs/translate.md's table of translate's keys is options_table(TranslateConfig): one declaration, the field."""
+    from mrtrans.config import TranslateConfig, options_table
+
+    text = (ROOT / "docs" / "translate.md").read_text()
+    start = text.index("<!-- generated from mrtrans.config.TranslateConfig")
+    block = text[text.index("\n", start) + 1 : text.index("<!-- end of the generated table -->")]
+    assert block == options_table(TranslateConfig)

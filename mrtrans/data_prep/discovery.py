@@ -16,44 +16,68 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mrtrans.domain import Modality
 from mrtrans.errors import MrtransError
 from mrtrans.io import nifti_suffix, strip_nifti_suffix
 
 SEG = "seg"
 
-# File-name suffix (after the subject ID and its separator) -> modality or "seg".
-ALIASES: dict[str, str] = {
-    "flair": Modality.flair.value,
-    "t1": Modality.t1.value,
-    "t1ce": Modality.t1ce.value,
-    "t2": Modality.t2.value,
-    "seg": SEG,
-    # BraTS 2023+
-    "t2f": Modality.flair.value,
-    "t1n": Modality.t1.value,
-    "t1c": Modality.t1ce.value,
-    "t2w": Modality.t2.value,
-}
-
-# Channel order of the MSD Task01_BrainTumour 4D images (dataset.json "modality").
-MSD_CHANNELS: dict[str, int] = {
-    Modality.flair.value: 0,
-    Modality.t1.value: 1,
-    Modality.t1ce.value: 2,
-    Modality.t2.value: 3,
-}
-
 
 class Layout(str, enum.Enum):
+    """The input layouts prepare-brats, translate --naming and the audit know; each has one entry in LAYOUTS."""
+
     brats2020 = "brats2018-2021"
     brats2023 = "brats2023+"
     msd = "msd-task01"
 
 
-# The label values a seg of each layout may hold (0 background): BraTS 2018-21 1 necrosis/non-enhancing,
-# 2 edema, 4 enhancing; BraTS 2023+ 1, 2, 3; MSD Task01 1 edema, 2 non-enhancing, 3 enhancing.
-SEG_LABELS = {Layout.brats2020: (0, 1, 2, 4), Layout.brats2023: (0, 1, 2, 3), Layout.msd: (0, 1, 2, 3)}
+@dataclass(frozen=True)
+class LayoutSpec:
+    """How one input layout names its files and what its seg labels mean.
+
+    ``names``: modality value (or ``seg``) -> the file-name suffix after ``<ID><separator>`` (a folder per subject;
+    ``_`` and ``-`` are both read, ``separator`` is the one written); ``channels``: modality -> channel of a 4D image
+    (a layout of 4D images has no ``names``); ``seg_labels``: the values a seg may hold (0 background);
+    ``core_labels``: the tumor core without edema (the whole tumor is every label > 0).
+    """
+
+    seg_labels: tuple[int, ...]
+    core_labels: tuple[int, ...]
+    names: dict[str, str] = field(default_factory=dict)
+    separator: str = "_"
+    channels: dict[str, int] = field(default_factory=dict)
+
+
+# The registry: a new naming scheme is one entry here (and a member of Layout), read by discovery, prepare-brats'
+# seg check, the audit's tumor regions and translate --naming.
+LAYOUTS: dict[Layout, LayoutSpec] = {
+    # BraTS 2018-2021: 1 necrosis/non-enhancing, 2 edema, 4 enhancing.
+    Layout.brats2020: LayoutSpec(
+        (0, 1, 2, 4), (1, 4), names={"flair": "flair", "t1": "t1", "t1ce": "t1ce", "t2": "t2", SEG: "seg"}
+    ),
+    # BraTS 2023+: 1 necrosis, 2 edema, 3 enhancing.
+    Layout.brats2023: LayoutSpec(
+        (0, 1, 2, 3), (1, 3), names={"flair": "t2f", "t1": "t1n", "t1ce": "t1c", "t2": "t2w", SEG: "seg"}, separator="-"
+    ),
+    # Medical Segmentation Decathlon Task01_BrainTumour: 4D images (dataset.json "modality": FLAIR, T1w, t1gd, T2w),
+    # 1 edema, 2 non-enhancing, 3 enhancing.
+    Layout.msd: LayoutSpec((0, 1, 2, 3), (2, 3), channels={"flair": 0, "t1": 1, "t1ce": 2, "t2": 3}),
+}
+
+# File-name suffix (after the subject ID and its separator) -> modality or "seg", over every folder layout.
+ALIASES: dict[str, str] = {suffix: key for spec in LAYOUTS.values() for key, suffix in spec.names.items()}
+MSD_CHANNELS = LAYOUTS[Layout.msd].channels
+
+
+def layout_of(suffixes: list[str]) -> Layout:
+    """The folder layout of a subject's file-name suffixes: the last layout that alone names one of them (BraTS
+    2023+'s ``t1n``...), else the first (suffixes every layout shares, such as ``seg``)."""
+    folders = [layout for layout, spec in LAYOUTS.items() if spec.names]
+
+    def owners(suffix: str) -> list[Layout]:
+        return [layout for layout in folders if suffix in LAYOUTS[layout].names.values()]
+
+    alone = [owners(s)[0] for s in suffixes if len(owners(s)) == 1]
+    return max(alone, key=folders.index) if alone else folders[0]
 
 
 @dataclass(frozen=True)
@@ -152,7 +176,7 @@ def _discover_msd(images_dir: Path, report: DiscoveryReport) -> None:
 def _discover_folder(folder: Path, report: DiscoveryReport) -> None:
     sid = folder.name
     files: dict[str, Path] = {}
-    layout = Layout.brats2020
+    suffixes: list[str] = []
     for path in sorted(folder.iterdir()):
         if not path.is_file() or nifti_suffix(path) is None or path.name.startswith("."):
             continue
@@ -160,8 +184,7 @@ def _discover_folder(folder: Path, report: DiscoveryReport) -> None:
         if suffix is None or suffix not in ALIASES:
             continue
         key = ALIASES[suffix]
-        if suffix in ("t2f", "t1n", "t1c", "t2w"):
-            layout = Layout.brats2023
+        suffixes.append(suffix)
         if key in files:
             report.skipped.append((sid, f"two files for {key}: {files[key].name} and {path.name}; keep one"))
             return
@@ -171,7 +194,7 @@ def _discover_folder(folder: Path, report: DiscoveryReport) -> None:
     if SEG not in files:
         report.skipped.append((sid, "no segmentation file (<ID>_seg.nii.gz or <ID>-seg.nii.gz)"))
         return
-    report.subjects.append(Subject(sid, layout, files))
+    report.subjects.append(Subject(sid, layout_of(suffixes), files))
 
 
 def sequence_files(root: str | Path, modality: str) -> list[tuple[str, Layout, Path]]:
@@ -182,8 +205,7 @@ def sequence_files(root: str | Path, modality: str) -> list[tuple[str, Layout, P
         for path in files:
             suffix = _split_name(strip_nifti_suffix(path), folder.name)
             if suffix is not None and ALIASES.get(suffix) == modality:
-                layout = Layout.brats2023 if suffix in ("t2f", "t1n", "t1c", "t2w") else Layout.brats2020
-                found.append((folder.name, layout, path))
+                found.append((folder.name, layout_of([suffix]), path))
     return found
 
 

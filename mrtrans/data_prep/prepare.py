@@ -47,7 +47,8 @@ import pandas as pd
 from mrtrans import __version__
 from mrtrans.config import IntensityRange, PrepareConfig, to_dict
 from mrtrans.data_prep.conventions import ras_spacing, spacing_differs
-from mrtrans.data_prep.discovery import SEG, SEG_LABELS, DiscoveryReport, Layout, Subject, discover_subjects
+from mrtrans.data_prep.discovery import LAYOUTS, SEG, DiscoveryReport, Layout, Subject, discover_subjects
+from mrtrans.data_prep.normalization import Normalization
 from mrtrans.data_prep.transforms import BRAIN, subject_data, subject_pipeline
 from mrtrans.errors import MrtransError
 from mrtrans.io import MAX_VOXELS
@@ -124,7 +125,7 @@ def seg_label_error(seg: np.ndarray, subject: Subject) -> str | None:
     wrong labels - every pixel tumor, or tumor slices filed as healthy - so it is refused instead.
     """
     values = np.unique(np.asarray(seg))
-    allowed = SEG_LABELS[subject.layout]
+    allowed = LAYOUTS[subject.layout].seg_labels
     if not np.all(np.isfinite(values)) or not np.all(values == np.round(values)):
         bad = values[~np.isfinite(values) | (values != np.round(values))]
         return (
@@ -463,20 +464,14 @@ def _write_arrays(
 
 def _normalization_record(cfg: PrepareConfig, spacing: tuple) -> dict[str, Any]:
     """prepare.json's ``normalization``: how the arrays' values and grid were made (read by train and translate)."""
-    b_min, b_max = intensity_bounds(cfg.intensity_range)
-    return {
-        "method": "brain percentile clip, linear scale",
-        "lower_percentile": cfg.lower_percentile,
-        "upper_percentile": cfg.upper_percentile,
-        "range": [b_min, b_max],
-        "background": b_min,
-        "image_size": cfg.image_size,
-        "spacing": list(spacing),  # mm, RAS x, y, z (z None: each subject's own)
-        "bias_field": "n4" if cfg.bias_field_correction else None,
-        "orientation": "RAS",
-        "array_order": "[slice, x, y]",
-        "dtype": "float16",
-    }
+    return Normalization(
+        lower_percentile=cfg.lower_percentile,
+        upper_percentile=cfg.upper_percentile,
+        range=intensity_bounds(cfg.intensity_range),
+        image_size=cfg.image_size,
+        spacing=tuple(spacing),  # mm, RAS x, y, z (z None: each subject's own)
+        bias_field="n4" if cfg.bias_field_correction else None,
+    ).to_record()
 
 
 def _choose(good: list[SubjectResult], cfg: PrepareConfig, skipped: list[tuple[str, str]], root: str | Path):
@@ -568,7 +563,7 @@ def prepare_brats(
         (tmp / "prepare.json").write_text(json.dumps(meta, indent=2))
         from mrtrans.data_prep.contact_sheet import write_contact_sheet  # matplotlib: only for the sheet
 
-        b_min, b_max = meta["normalization"]["range"]
+        b_min, b_max = intensity_bounds(cfg.intensity_range)
         write_contact_sheet(tmp, manifest_df, source, target, b_min, b_max)
         for path in scratch_dir.iterdir():
             path.unlink()

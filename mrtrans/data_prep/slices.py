@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from mrtrans.data_prep.normalization import Normalization
 from mrtrans.domain import Direction
 from mrtrans.errors import MrtransError
 
@@ -38,18 +39,17 @@ class PreparedSlices:
         try:
             self.meta: dict[str, Any] = json.loads(meta_path.read_text())
             self.modalities = (str(self.meta["modalities"]["source"]), str(self.meta["modalities"]["target"]))
-            self.normalization: dict[str, Any] = self.meta["normalization"]
-            self.image_size = int(self.normalization["image_size"])
-            lo, hi = (float(v) for v in self.normalization["range"])
+            record = self.meta["normalization"]
         except (ValueError, KeyError, TypeError) as exc:
             raise MrtransError(
                 f"{meta_path}: broken ({type(exc).__name__}: {exc}); this file is written by prepare-brats, prepare "
                 "the dataset again"
             ) from None
-        if self.image_size < 16 or not lo < hi:
-            raise MrtransError(
-                f"{meta_path}: image_size {self.image_size} or range [{lo}, {hi}] is invalid; prepare the dataset again"
-            )
+        try:
+            self.normalization = Normalization.from_record(record, str(meta_path))
+        except MrtransError as exc:
+            raise MrtransError(f"{exc}; prepare the dataset again") from None
+        self.image_size = self.normalization.image_size
 
     def _load(self, relative: str) -> np.ndarray:
         path = self.folder / relative

@@ -38,8 +38,9 @@ from scipy import ndimage
 
 from mrtrans.checkpoint import load_checkpoint, save_checkpoint
 from mrtrans.config import AuditConfig, to_dict
+from mrtrans.data_prep.discovery import LAYOUTS, Layout
 from mrtrans.data_prep.slices import to_tensor
-from mrtrans.domain import CORE_LABELS, CORE_SEQUENCES
+from mrtrans.domain import CORE_SEQUENCES
 
 
 def build_detector(cfg: AuditConfig) -> BasicUNet:
@@ -74,7 +75,7 @@ def region_labels(modality: str, region: str, layouts: list[str] | None) -> tupl
         return None
     if not layouts:
         return (1, 3, 4)  # 2018-21 have no label 3, 2023+ no label 4: the core of either
-    cores = {CORE_LABELS[layout] for layout in layouts}
+    cores = {LAYOUTS[Layout(layout)].core_labels for layout in layouts}
     if len(cores) > 1:
         raise ValueError(f"subjects of several seg conventions ({', '.join(layouts)}): the tumor core is ambiguous")
     return cores.pop()

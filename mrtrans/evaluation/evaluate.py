@@ -277,7 +277,7 @@ def evaluate_runs(
     slices = manifest[manifest["split"] == "test"].sort_values("array_index").reset_index(drop=True)
     if len(slices) == 0 or len(arrays["seg"]) == 0:
         raise MrtransError(f"{data.folder}: empty test set; prepare with --test-slices > 0")
-    value_range = tuple(data.normalization["range"])
+    value_range = data.normalization.range
     device = resolve_device(cfg.device)
     labels = _run_labels(runs, reference)
 

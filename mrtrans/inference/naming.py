@@ -22,7 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mrtrans.data_prep.discovery import MSD_CHANNELS, Layout, sequence_files
+from mrtrans.config import OutputNaming
+from mrtrans.data_prep.discovery import LAYOUTS, MSD_CHANNELS, sequence_files
+from mrtrans.data_prep.normalization import Normalization
 from mrtrans.domain import Direction
 from mrtrans.errors import MrtransError
 from mrtrans.io import atomic_path, nifti_suffix, sha256_file, strip_nifti_suffix
@@ -51,7 +53,6 @@ KEPT_ENTITIES = (
     "part",
     "chunk",
 )
-NAMINGS = ("brats", "nnunet")
 
 
 @dataclass(frozen=True)
@@ -178,7 +179,7 @@ def write_dataset_description(deriv: Path, root: Path, version: str) -> Path:
     return path
 
 
-def segmenter_jobs(inputs: Path, out: Path, direction: Direction, naming: str) -> list[Job]:
+def segmenter_jobs(inputs: Path, out: Path, direction: Direction, naming: OutputNaming) -> list[Job]:
     """Each source volume under ``inputs`` and the name its translation gets in the tree ``out``.
 
     ``brats``: a BraTS root (2018-21 or 2023+ names, folder per subject) -> ``OUT/<ID>/<ID>_<target>.nii.gz``
@@ -186,18 +187,17 @@ def segmenter_jobs(inputs: Path, out: Path, direction: Direction, naming: str) -
     MSD Task01 / nnU-Net BraTS: 0000 FLAIR, 0001 T1, 0002 T1ce, 0003 T2) -> ``OUT/<case>_<target channel>``.
 
     Raises:
-        MrtransError: an unknown naming, OUT inside the inputs, no source volume found, or a name that
+        MrtransError: OUT inside the inputs, no source volume found, or a name that
             collides with a real sequence in the input tree.
     """
-    if naming not in NAMINGS:
-        raise MrtransError(f"--naming {naming!r}: use one of {', '.join(NAMINGS)}")
     inputs, out = Path(inputs), Path(out)
     if not inputs.is_dir():
         raise MrtransError(f"{inputs}: --naming needs the input tree (a folder), not a file")
     check_inputs(out, [inputs])
-    jobs = _brats_jobs(inputs, out, direction) if naming == "brats" else _nnunet_jobs(inputs, out, direction)
+    naming = OutputNaming(naming)
+    jobs = (_brats_jobs if naming is OutputNaming.brats else _nnunet_jobs)(inputs, out, direction)
     if not jobs:
-        raise MrtransError(f"{inputs}: no {direction.source} volume found for --naming {naming}")
+        raise MrtransError(f"{inputs}: no {direction.source} volume found for --naming {naming.value}")
     for job in jobs:  # the output tree mirrors the input's: a name that exists there, in any NIfTI form, is real
         mirrored = inputs / job.output.relative_to(out)
         stem = strip_nifti_suffix(mirrored.name)
@@ -212,13 +212,11 @@ def segmenter_jobs(inputs: Path, out: Path, direction: Direction, naming: str) -
     return jobs
 
 
-BRATS2023_ALIAS = {"flair": "t2f", "t1": "t1n", "t1ce": "t1c", "t2": "t2w"}
-
-
 def _brats_jobs(inputs: Path, out: Path, direction: Direction) -> list[Job]:
     jobs = []
     for subject_id, layout, src in sequence_files(inputs, direction.source):
-        sep, alias = ("-", BRATS2023_ALIAS[direction.target]) if layout is Layout.brats2023 else ("_", direction.target)
+        spec = LAYOUTS[layout]  # the target's name in the subject's own naming scheme
+        sep, alias = spec.separator, spec.names[direction.target]
         relative = src.parent.relative_to(inputs)
         jobs.append(Job(src, out / relative / f"{subject_id}{sep}{alias}{nifti_suffix(src)}", {}))
     return jobs
@@ -307,11 +305,20 @@ def stale_reason(record: dict[str, Any] | None, wanted: dict[str, Any]) -> str |
         return "source changed" + since
     if record.get("ModelCheckpointSHA256") != wanted["ModelCheckpointSHA256"]:
         return f"other model file ({record.get('ModelCheckpoint')}, now {wanted['ModelCheckpoint']})"
-    if json.dumps(record.get("Preprocessing"), sort_keys=True) != json.dumps(wanted["Preprocessing"], sort_keys=True):
+    if not _same_preprocessing(record.get("Preprocessing"), wanted["Preprocessing"]):
         return "other preprocessing"
     volatile = {"GeneratedOn", "MrtransVersion", "ModelCheckpoint", "ModelCheckpointChosen", "Description"}
     other = sorted(k for k in set(record) | set(wanted) if k not in volatile and record.get(k) != wanted.get(k))
     return f"other sidecar fields ({', '.join(other)})" if other else None
+
+
+def _same_preprocessing(recorded: Any, wanted: dict[str, Any]) -> bool:
+    """Whether two sidecars' ``Preprocessing`` records are the same normalisation (as typed records, so a record
+    of an earlier version that spells the same recipe differently counts as the same)."""
+    try:
+        return Normalization.from_record(recorded) == Normalization.from_record(wanted)
+    except MrtransError:
+        return False
 
 
 def read_sidecar(path: Path) -> dict[str, Any] | None:

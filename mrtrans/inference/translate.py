@@ -38,8 +38,9 @@ from mrtrans.checkpoint import (
     resolve_checkpoint,
     selection_text,
 )
-from mrtrans.config import Precision
+from mrtrans.config import Precision, TranslatorConfig, takes
 from mrtrans.data_prep.conventions import WHAT_TO_DO, convention_problem, ras_spacing, spacing_differs
+from mrtrans.data_prep.normalization import Normalization
 from mrtrans.data_prep.transforms import BrainPercentileScale, n4_correct, resample_brain
 from mrtrans.devices import resolve_device
 from mrtrans.domain import Direction
@@ -77,7 +78,7 @@ class Translator:
     generator: torch.nn.Module
     direction: Direction
     kind: str
-    normalization: dict[str, Any]
+    normalization: Normalization
     device: torch.device
     batch_size: int = 16
     precision: Precision = Precision.fp32  # bf16 autocast applies on CUDA only
@@ -91,14 +92,12 @@ class Translator:
 
     @property
     def bounds(self) -> tuple[float, float]:
-        lo, hi = self.normalization["range"]
-        return float(lo), float(hi)
+        return self.normalization.range
 
     @property
     def spacing(self) -> tuple[float, float] | None:
         """In-plane voxel size (mm, RAS x and y) the model was trained at; None for models of mrtrans < 0.2."""
-        spacing = self.normalization.get("spacing")
-        return None if spacing is None else (float(spacing[0]), float(spacing[1]))
+        return self.normalization.in_plane_spacing
 
     def description(self, source_name: str) -> str:
         """The NIfTI ``descrip``: it is synthetic, which model made it, from what (cut to the field's 80 bytes)."""
@@ -115,7 +114,7 @@ class Translator:
             self.direction,
             self.kind,
             model,
-            self.normalization,
+            self.normalization.to_record(),
             __version__,
             skull_stripped=self.check_conventions,  # False: --allow-unstripped, the source may hold a head
         )
@@ -223,15 +222,8 @@ def _as_numpy(value: Any) -> np.ndarray:
     return np.asarray(value)
 
 
-def load_translator(
-    model: str | Path | Translator,
-    direction: str | None = None,
-    device: str = "auto",
-    batch_size: int | None = None,
-    precision: str | Precision = Precision.fp32,
-    allow_unstripped: bool = False,
-    checkpoint: str = "last",
-) -> Translator:
+@takes(TranslatorConfig)
+def load_translator(model: str | Path | Translator, config: TranslatorConfig = TranslatorConfig()) -> Translator:
     """Load a run folder or checkpoint and pick the generator for ``direction``; a :class:`Translator` is used
     as it is (the one rule for every function that takes either).
 
@@ -240,7 +232,8 @@ def load_translator(
     ``bf16`` runs the generator under bf16 autocast on CUDA (no effect on the CPU); fp32 by default.
     ``batch_size`` (axial slices per forward pass) defaults by device (:func:`default_batch_size`).
     ``allow_unstripped`` translates volumes that fail the input-convention checks (background 0,
-    skull-stripped) anyway. ``checkpoint`` picks a run folder's ``last`` or ``best`` (validation) checkpoint.
+    skull-stripped) anyway. ``checkpoint`` picks a run folder's ``last``, ``best`` (validation) or ``step-N``
+    checkpoint.
 
     Raises:
         MrtransError: not a translation checkpoint, or a direction the model does not translate.
@@ -248,7 +241,7 @@ def load_translator(
     if isinstance(model, Translator):
         return model
 
-    path = resolve_checkpoint(model, checkpoint)
+    path = resolve_checkpoint(model, config.checkpoint)
     ckpt = load_checkpoint(path)
     if not is_translation_checkpoint(ckpt):
         raise MrtransError(
@@ -256,27 +249,21 @@ def load_translator(
         )
     check_model_checkpoint(ckpt, model)
     trained = Direction(ckpt["direction"]["source"], ckpt["direction"]["target"])
-    wanted = Direction.parse(direction) if direction else trained
-    dev = resolve_device(device)
+    wanted = Direction.parse(config.direction) if config.direction else trained
+    dev = resolve_device(config.device)
     generator = load_generator(ckpt, wanted, dev, source=model)
-    try:
-        precision = Precision(precision)
-    except ValueError:
-        raise MrtransError(f"--precision {precision!r}: use fp32 or bf16") from None
-    batch_size = default_batch_size(dev) if batch_size is None else batch_size
-    if batch_size < 1:
-        raise MrtransError(f"--batch-size {batch_size}: must be at least 1")
+    batch_size = default_batch_size(dev) if config.batch_size is None else config.batch_size
     chosen = selection_text(ckpt, path)
     logger.info(f"model {model}: {chosen}, {wanted.name}")
     return Translator(
         generator,
         wanted,
         ckpt["kind"],
-        ckpt["normalization"],
+        Normalization.from_record(ckpt["normalization"], str(path)),
         dev,
         batch_size,
-        precision,
-        not allow_unstripped,
+        config.precision,
+        not config.allow_unstripped,
         chosen,
         str(Path(path).resolve()),
     )
@@ -358,7 +345,7 @@ def translate_array(
             raise MrtransError(f"no brain left after resampling to the model's {model_spacing} mm spacing")
     else:
         work_vol, work_mask = vol, mask
-    if translator.normalization.get("bias_field") == "n4":  # as prepare-brats --n4 did for the training data
+    if translator.normalization.bias_field == "n4":  # as prepare-brats --n4 did for the training data
         at = (*model_spacing, ras_spacing(affine, data.shape)[2]) if resample else ras_spacing(affine, data.shape)
         work_vol = n4_correct(work_vol, work_mask.astype(np.uint8), at)
     out = _translate_ras(work_vol, work_mask, translator, have if resample else None)
@@ -378,10 +365,10 @@ def _translate_ras(
     """(X, Y, Z) RAS volume at the model's spacing -> its translation in [0, 1], zero outside ``mask``."""
     norm = translator.normalization
     b_min, b_max = translator.bounds
-    scaled = BrainPercentileScale(norm["lower_percentile"], norm["upper_percentile"], b_min, b_max)(
+    scaled = BrainPercentileScale(norm.lower_percentile, norm.upper_percentile, b_min, b_max)(
         torch.from_numpy(vol[None]), torch.from_numpy(mask[None])
     )
-    size = int(norm["image_size"])
+    size = norm.image_size
     fit = ResizeWithPadOrCrop(spatial_size=(size, size, -1), mode="constant", value=b_min)
     fitted = fit(MetaTensor(scaled))  # (1, S, S, Z), records the pad/crop for the inverse
     mask_fit = ResizeWithPadOrCrop(spatial_size=(size, size, -1), mode="constant", value=0)(

@@ -45,6 +45,7 @@ from mrtrans.config import (
     to_dict,
     train_config_from_record,
 )
+from mrtrans.data_prep.normalization import Normalization
 from mrtrans.data_prep.slices import PreparedSlices, to_tensor
 from mrtrans.devices import plan_device, precision_plan, rng_states, seed_rank, set_fp32_matmul, set_rng_states
 from mrtrans.domain import Direction
@@ -302,9 +303,10 @@ def _check_resume(
         )
     saved = ckpt.get("data")
     if saved is None:  # checkpoints of mrtrans < 0.2 record only the normalisation
-        if int(ckpt["normalization"]["image_size"]) != dataset.image_size:
+        trained_size = Normalization.from_record(ckpt["normalization"], str(ckpt_path)).image_size
+        if trained_size != dataset.image_size:
             raise MrtransError(
-                f"{ckpt_path}: the run was trained on {ckpt['normalization']['image_size']}-pixel slices, "
+                f"{ckpt_path}: the run was trained on {trained_size}-pixel slices, "
                 f"{dataset.folder} has {dataset.image_size}; resume with the run's own --data"
             )
         return
@@ -570,7 +572,7 @@ def _train(
 
     memory_format = torch.channels_last if device.type == "cuda" and cfg.run.channels_last else torch.contiguous_format
     placement = Placement(device, memory_format, cfg.run.compile, rank, world)
-    method, schedulers = _build(cfg, MethodData(source, target, tuple(dataset.normalization["range"])), placement)
+    method, schedulers = _build(cfg, MethodData(source, target, dataset.normalization.range), placement)
     run = _Run(dataset, out, ckpt_path, direction, cfg, method, schedulers, device, rank, world)
     if resume:
         run.restore()

@@ -87,3 +87,18 @@ def test_an_unreadable_subject_folder_is_reported_not_dropped(synth_root, tmp_pa
     report = discover_subjects(root)
     assert victim.name not in [s.subject_id for s in report.subjects]
     assert (str(victim), "cannot read this folder (Permission denied); fix its permissions") in report.skipped
+
+
+def test_every_layout_is_one_registry_entry_naming_every_sequence():
+    """A layout names each sequence (a folder layout by file suffix, a 4D one by channel) and its core labels lie
+    among its seg labels; a subject's layout follows from the suffixes only one layout uses."""
+    from mrtrans.data_prep.discovery import LAYOUTS, SEG, layout_of
+    from mrtrans.domain import Modality
+
+    assert set(LAYOUTS) == set(Layout)
+    for layout, spec in LAYOUTS.items():
+        named = set(spec.names) - {SEG} if spec.names else set(spec.channels)
+        assert named == {m.value for m in Modality}, layout
+        assert set(spec.core_labels) < set(spec.seg_labels) and spec.seg_labels[0] == 0
+    assert layout_of(["t2f", "seg"]) is Layout.brats2023 and layout_of(["flair", "seg"]) is Layout.brats2020
+    assert layout_of(["seg"]) is Layout.brats2020  # only a suffix every layout shares: the first layout

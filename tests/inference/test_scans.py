@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -100,7 +101,7 @@ def test_translate_repeats_the_recorded_n4(translator, synth_root: Path, monkeyp
     data, affine, _ = volume_of(synth_root)
     translate_array(data, affine, translator)
     assert not calls
-    monkeypatch.setitem(translator.normalization, "bias_field", "n4")
+    monkeypatch.setattr(translator, "normalization", dataclasses.replace(translator.normalization, bias_field="n4"))
     translate_array(data, affine, translator)
     assert calls == [(1.0, 1.0, 1.0)]
 
