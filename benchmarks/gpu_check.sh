@@ -44,7 +44,7 @@ else
     skip "gpu tests" "DEVICE=$DEVICE"
 fi
 
-stage "synth-brats" $PY -m mrtrans synth-brats "$WORK/brats" --subjects 24 --shape 64,64,48 --tumor-fraction 0.9
+stage "synth-brats" $PY -m mrtrans synth-brats --out "$WORK/brats" --subjects 24 --shape 64,64,48 --tumor-fraction 0.9
 stage "prepare-brats (validation, paired)" $PY -m mrtrans prepare-brats "$WORK/brats" --out "$WORK/prepared" \
     --train-slices 60 --test-slices 20 --image-size 64 --min-tumor-pixels 10 --min-brain-fraction 0.15 \
     --set validation_fraction=0.15 --set validation_slices=10 --set paired_train_slices=40 --workers 4

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from mrtrans.config import TranslateConfig, TranslatorConfig, takes
+from mrtrans.config import SynthConfig, TranslateConfig, TranslatorConfig, takes
 from mrtrans.inference.translate import TranslateReport, Translator, load_translator
 
 # Each function imports the modules of its command inside itself, so that the first use of one name of
@@ -45,26 +45,27 @@ def _with(named: dict[str, Any], overrides: Overrides) -> dict[str, Any]:
     return {**dict(overrides or {}), **{k: v for k, v in named.items() if v is not None}}
 
 
+@takes(SynthConfig)
 def synth_brats(
     out: str | Path,
-    subjects: int = 4,
-    seed: int = 0,
-    shape: tuple[int, int, int] = (240, 240, 155),
-    tumor_fraction: float = 0.75,
+    *,
+    config: SynthConfig = SynthConfig(),
     overwrite: bool = False,
     progress: Callable[[int], None] | None = None,
 ) -> list[str]:
     """Write synthetic BraTS-like subjects (FLAIR, T1, T1ce, T2, seg; BraTS 2020 layout) to ``out``.
 
+    Args:
+        out: the folder to create.
+        overwrite: replace ``out`` if an earlier synth-brats wrote it.
+        progress: called with 1 after each subject.
+
     Returns:
         The subject IDs written.
     """
-    from mrtrans.config import SynthConfig, load_config
     from mrtrans.synth import write_synthetic_brats
 
-    overrides = {"subjects": subjects, "seed": seed, "shape": tuple(shape), "tumor_fraction": tumor_fraction}
-    cfg = load_config(SynthConfig, overrides=overrides)
-    return write_synthetic_brats(out, cfg, overwrite=overwrite, progress=progress)
+    return write_synthetic_brats(out, config, overwrite=overwrite, progress=progress)
 
 
 def prepare_brats(

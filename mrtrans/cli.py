@@ -22,6 +22,7 @@ import typer
 
 from mrtrans import __version__
 from mrtrans.config import (
+    SynthConfig,
     TranslateConfig,
     TranslatorConfig,
     flag_name,
@@ -109,9 +110,9 @@ def flags(schema: type) -> Callable[[F], F]:
     def option(f: dataclasses.Field[Any]) -> inspect.Parameter:
         tp = hints[f.name]
         default = f.default
-        if typing.get_origin(tp) is tuple:  # a list on the command line: comma-separated, as --set reads it
-            tp, default = str, ",".join(map(str, default))
         bounded = {k: f.metadata[k] for k in ("min", "max") if f.metadata.get(k) is not None}
+        if typing.get_origin(tp) is tuple:  # a list on the command line: comma-separated, as --set reads it; the
+            tp, default, bounded = str, ",".join(map(str, default)), {}  # loader checks each value's bounds
         info = typer.Option(flag_name(f), help=f.metadata.get("help", ""), **bounded)
         keyword = inspect.Parameter.KEYWORD_ONLY
         return inspect.Parameter(f.name, keyword, default=default, annotation=Annotated[tp, info])
@@ -124,7 +125,14 @@ def flags(schema: type) -> Callable[[F], F]:
         @functools.wraps(fn)
         def wrapper(**kwargs: Any) -> Any:
             keys = {f.name: kwargs.pop(f.name) for f in dataclasses.fields(schema)}
-            return fn(**kwargs, config=from_dict(schema, keys))
+            try:
+                config = from_dict(schema, keys)
+            except MrtransError as exc:  # the loader names the key; on the command line, name its flag
+                text = str(exc)
+                for f in dataclasses.fields(schema):
+                    text = text.replace(f"config key '{f.name}'", flag_name(f))
+                raise MrtransError(text) from None
+            return fn(**kwargs, config=config)
 
         wrapper.__signature__ = published  # type: ignore[attr-defined]
         wrapper.__annotations__ = {p.name: p.annotation for p in published.parameters.values()}
@@ -188,35 +196,22 @@ def _sets(items: list[str] | None) -> dict[str, Any]:
     return parse_assignments(items)
 
 
-def _parse_shape(text: str) -> tuple[int, int, int]:
-    try:
-        shape = tuple(int(v) for v in text.split(","))
-    except ValueError:
-        shape = ()
-    if len(shape) != 3 or min(shape) < 16:
-        raise MrtransError(f"--shape {text!r}: expected three integers >= 16 separated by commas, e.g. 240,240,155")
-    return shape  # type: ignore[return-value]
-
-
 @command("synth-brats")
+@flags(SynthConfig)
 def synth_brats(
-    out: Annotated[Path, typer.Argument(help="Folder to create; one subfolder per subject (BraTS 2020 layout).")],
-    subjects: Annotated[int, typer.Option("--subjects", min=1, help="Number of subjects.")] = 4,
-    seed: Annotated[int, typer.Option("--seed", help="Random seed; same seed, same files.")] = 0,
-    shape: Annotated[str, typer.Option("--shape", help="Volume shape X,Y,Z in 1 mm voxels.")] = "240,240,155",
-    tumor_fraction: Annotated[
-        float, typer.Option("--tumor-fraction", min=0.0, max=1.0, help="Share of subjects with a tumor.")
-    ] = 0.75,
+    out: Annotated[
+        Path, typer.Option("--out", help="Folder to create; one subfolder per subject (BraTS 2020 layout).")
+    ],
     overwrite: OverwriteOption = False,
+    config: SynthConfig = SynthConfig(),
 ) -> None:
     """Write synthetic BraTS-like subjects (FLAIR, T1, T1ce, T2, seg) for trying the pipeline."""
     from tqdm import tqdm
 
     from mrtrans.api import synth_brats as run_synth
 
-    dims = _parse_shape(shape)
-    with tqdm(total=subjects, desc="synth-brats", unit="subject") as bar:
-        ids = run_synth(out, subjects, seed, dims, tumor_fraction, overwrite=overwrite, progress=bar.update)
+    with tqdm(total=config.subjects, desc="synth-brats", unit="subject") as bar:
+        ids = run_synth(out, config=config, overwrite=overwrite, progress=bar.update)
     typer.echo(f"wrote {len(ids)} subjects to {out}")
 
 

@@ -135,6 +135,17 @@ def bounds(lo: float | None = None, hi: float | None = None) -> dict[str, Any]:
     return {"min": lo, "max": hi}
 
 
+def described(text: str, *, flag: str | None = None) -> dict[str, Any]:
+    """Field metadata of a key that is also a command-line flag and an API keyword argument: its help text, and its
+    flag when that is not the key's name with dashes (``batch_size`` -> ``--batch-size``)."""
+    return {"help": text} | ({"flag": flag} if flag else {})
+
+
+def flag_name(f: dataclasses.Field[Any]) -> str:
+    """The command-line flag of a schema field: ``--batch-size`` for ``batch_size`` unless its metadata names one."""
+    return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+
+
 MAX_IMAGE_SIZE = 1024  # slices larger than this are refused by the config loader (prepare, train)
 
 # Field metadata of a list that may be empty (other lists need at least one value: seeds, methods...).
@@ -429,12 +440,22 @@ class PrepareConfig:
 class SynthConfig:
     """``mrtrans synth-brats``: synthetic BraTS-like subjects."""
 
-    subjects: int = field(default=4, metadata=bounds(1))
-    shape: tuple[int, int, int] = (240, 240, 155)
-    tumor_fraction: float = field(default=0.75, metadata=bounds(0.0, 1.0))
-    seed: int = 0
-    # Factor on the tumor radius (1: cores of 10-16 mm); larger tumors span more smoothness-graph nodes.
-    tumor_scale: float = field(default=1.0, metadata=bounds(0.1, 4.0))
+    subjects: int = field(default=4, metadata=described("Number of subjects.") | bounds(1))
+    # each size at least 16 (the bounds apply to every value of a list)
+    shape: tuple[int, int, int] = field(
+        default=(240, 240, 155), metadata=described("Volume shape X,Y,Z in 1 mm voxels.") | bounds(16)
+    )
+    tumor_fraction: float = field(
+        default=0.75, metadata=described("Share of subjects with a tumor.") | bounds(0.0, 1.0)
+    )
+    seed: int = field(default=0, metadata=described("Random seed; same seed, same files."))
+    tumor_scale: float = field(
+        default=1.0,
+        metadata=described(
+            "Factor on the tumor radius (1: cores of 10-16 mm); larger tumors span more smoothness-graph nodes."
+        )
+        | bounds(0.1, 4.0),
+    )
 
 
 @dataclass(frozen=True)
@@ -513,17 +534,6 @@ class OutputNaming(str, enum.Enum):
 
     brats = "brats"  # <ID>_t1.nii.gz beside the subject's real sequences
     nnunet = "nnunet"  # <case>_0001.nii.gz, the channel of the dataset.json
-
-
-def described(text: str, *, flag: str | None = None) -> dict[str, Any]:
-    """Field metadata of a key that is also a command-line flag and an API keyword argument: its help text, and its
-    flag when that is not the key's name with dashes (``batch_size`` -> ``--batch-size``)."""
-    return {"help": text} | ({"flag": flag} if flag else {})
-
-
-def flag_name(f: dataclasses.Field[Any]) -> str:
-    """The command-line flag of a schema field: ``--batch-size`` for ``batch_size`` unless its metadata names one."""
-    return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
 
 
 @dataclass(frozen=True)
@@ -701,10 +711,11 @@ def from_dict(cls: type[C], data: dict[str, Any] | None, prefix: str = "") -> C:
             continue
         value = _coerce(value, tp, key)
         lo, hi = fields[name].metadata.get("min"), fields[name].metadata.get("max")
-        if value is not None and lo is not None and value < lo:
-            raise MrtransError(f"config key '{key}': {value!r} is below the minimum {lo}")
-        if value is not None and hi is not None and value > hi:
-            raise MrtransError(f"config key '{key}': {value!r} is above the maximum {hi}")
+        for one in value if isinstance(value, tuple) else () if value is None else (value,):  # a list: each value
+            if lo is not None and one < lo:
+                raise MrtransError(f"config key '{key}': {one!r} is below the minimum {lo}")
+            if hi is not None and one > hi:
+                raise MrtransError(f"config key '{key}': {one!r} is above the maximum {hi}")
         kwargs[name] = value
     return cls(**kwargs)
 

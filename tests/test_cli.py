@@ -37,15 +37,15 @@ def test_every_command_has_help():
 
 
 def test_known_error_is_one_line_without_traceback(tmp_path):
-    result = runner.invoke(app, ["synth-brats", str(tmp_path / "x"), "--shape", "1,2"])
+    result = runner.invoke(app, ["synth-brats", "--out", str(tmp_path / "x"), "--shape", "1,2"])
     assert result.exit_code == 2
     lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert lines == ["error: --shape '1,2': expected three integers >= 16 separated by commas, e.g. 240,240,155"]
+    assert lines == ["error: --shape: expected a list of 3 values, got ['1', '2']"]
     assert "Traceback" not in result.output
 
 
 def test_conflicting_repeated_or_absurd_options_are_refused_in_one_line(tmp_path):
-    both = runner.invoke(app, ["-q", "-v", "synth-brats", str(tmp_path / "x")])
+    both = runner.invoke(app, ["-q", "-v", "synth-brats", "--out", str(tmp_path / "x")])
     assert both.exit_code == 2 and "not both" in both.output and not (tmp_path / "x").exists()
     huge = runner.invoke(app, ["prepare-brats", str(tmp_path), "--out", str(tmp_path / "p"), "--image-size", "60000"])
     assert huge.exit_code == 2 and "image_size': 60000 is above the maximum 1024" in huge.stderr
@@ -66,7 +66,7 @@ def test_export_names_the_files_it_wrote(tmp_path):
 
 
 def test_debug_shows_the_traceback(tmp_path):
-    result = runner.invoke(app, ["--debug", "synth-brats", str(tmp_path / "x"), "--shape", "1,2"])
+    result = runner.invoke(app, ["--debug", "synth-brats", "--out", str(tmp_path / "x"), "--shape", "1,2"])
     assert result.exit_code != 0
     assert result.exception is not None and "--shape" in str(result.exception)
 
@@ -103,7 +103,7 @@ def test_the_api_refuses_an_option_the_recipe_lacks(synth_root, tmp_path):
 
 def test_synth_brats_writes_and_refuses_to_overwrite(tmp_path):
     out = tmp_path / "data"
-    args = ["synth-brats", str(out), "--subjects", "1", "--shape", "32,32,16"]
+    args = ["synth-brats", "--out", str(out), "--subjects", "1", "--shape", "32,32,16"]
     assert runner.invoke(app, args).exit_code == 0
     assert len(list(out.glob("*/*.nii.gz"))) == 5
     again = runner.invoke(app, args)
@@ -234,7 +234,7 @@ def _prepare_twice(t, fx):
 
 def _output_under_a_file(t, fx):
     (t / "afile").write_text("x")
-    args = ["synth-brats", str(t / "afile" / "sub"), "--subjects", "1", "--shape", "32,32,16"]
+    args = ["synth-brats", "--out", str(t / "afile" / "sub"), "--subjects", "1", "--shape", "32,32,16"]
     return args, "a part of its path is a file", lambda: (t / "afile").read_text() == "x"
 
 
