@@ -382,7 +382,7 @@ def benchmark_hallucination(
     epochs: int | None = None,
     jobs: int | None = None,
     threads: int | None = None,
-    presets: Sequence[str] = (),
+    train_presets: Sequence[str] = (),
     overrides: Overrides = None,
 ) -> Path:
     """``mrtrans benchmark hallucination``: do translators erase or add tumors (balanced and skewed settings)?
@@ -393,7 +393,7 @@ def benchmark_hallucination(
         config: a benchmark YAML or a name in ``evaluation/`` (``hallucination_cpu``, ``_real``, ``_paper``).
         methods: method configs (the first is the reference); seeds: seeds 0..N-1.
         jobs, threads: training runs at a time, torch threads per run (default: the usable cores over the jobs).
-        presets: training configs layered on every method, after the benchmark's own.
+        train_presets: training configs layered on every method, after the benchmark's own (``train_presets``).
 
     Returns:
         The path of ``hallucination.md``.
@@ -411,19 +411,20 @@ def benchmark_hallucination(
         "threads": threads,
     }
     cfg = load_config(HallucinationConfig, config, _with(named, overrides), folder="evaluation")
-    if presets:
-        cfg = dataclasses.replace(cfg, train_presets=(*cfg.train_presets, *presets))
+    if train_presets:
+        cfg = dataclasses.replace(cfg, train_presets=(*cfg.train_presets, *train_presets))
     return run_hallucination_benchmark(out, cfg, root=None if root is None else Path(root))
 
 
 def export_model(
-    model: str | Path, out: str | Path, fmt: str = "onnx", direction: str | None = None, overwrite: bool = False
+    model: str | Path, out: str | Path, format: str = "onnx", direction: str | None = None, overwrite: bool = False
 ) -> Path:
-    """``mrtrans export``: one direction's generator as ONNX or TorchScript, with preprocessing.json.
+    """``mrtrans export``: one direction's generator as ONNX or TorchScript (with preprocessing.json), or a MONAI
+    bundle; ``format`` is ``--format``: ``onnx``, ``torchscript`` or ``monai-bundle``.
 
     Returns:
         The folder written.
     """
     from mrtrans.export import export_model as run_export
 
-    return run_export(model, out, fmt, direction, overwrite=overwrite)
+    return run_export(model, out, format, direction, overwrite=overwrite)

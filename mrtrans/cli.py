@@ -22,6 +22,8 @@ import typer
 
 from mrtrans import __version__
 from mrtrans.config import (
+    ExportFormat,
+    Precision,
     SynthConfig,
     TranslateConfig,
     TranslatorConfig,
@@ -241,9 +243,12 @@ def prepare_brats(
     ] = None,
     image_size: Annotated[int | None, typer.Option("--image-size", help="In-plane size after crop/pad.")] = None,
     spacing: SpacingOption = None,
-    n4: Annotated[
+    bias_field_correction: Annotated[
         bool,
-        typer.Option("--n4", help="N4 bias-field correction (SimpleITK) before normalisation; translate repeats it."),
+        typer.Option(
+            "--bias-field-correction",
+            help="N4 bias-field correction (SimpleITK) before normalisation; translate repeats it.",
+        ),
     ] = False,
     allow_unstripped: AllowUnstrippedOption = False,
     source_tumor_fraction: Annotated[
@@ -280,7 +285,7 @@ def prepare_brats(
             min_brain_fraction=min_brain_fraction,
             image_size=image_size,
             spacing=spacing,
-            bias_field_correction=n4 or None,
+            bias_field_correction=bias_field_correction or None,
             allow_unstripped=allow_unstripped or None,
             source_tumor_fraction=source_tumor_fraction,
             target_tumor_fraction=target_tumor_fraction,
@@ -424,24 +429,22 @@ def _echo_translated(report: Any) -> None:
 def export(
     model: Annotated[Path, typer.Argument(help="Run folder of `mrtrans train`, or a checkpoint file.")],
     out: Annotated[Path, typer.Option("--out", help="Folder to create: the network file and preprocessing.json.")],
-    fmt: Annotated[
-        str,
+    format: Annotated[
+        ExportFormat,
         typer.Option(
             "--format",
             help="onnx (needs: pip install 'mrtrans\\[export]'), torchscript, or monai-bundle (a MONAI bundle: "
             "python -m monai.bundle run).",
         ),
-    ] = "onnx",
-    direction: Annotated[
-        str | None, typer.Option("--direction", help="flair2t1 or t12flair; default: the model's own direction.")
-    ] = None,
+    ] = ExportFormat.onnx,
+    direction: Annotated[str | None, key_flag(TranslatorConfig, "direction")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if an earlier export wrote it.")] = False,
 ) -> None:
     """Write one direction's generator as ONNX or TorchScript, with its preprocessing (spacing, field size,
     intensity recipe) in preprocessing.json, to run it without mrtrans."""
     from mrtrans.api import export_model
 
-    folder = export_model(model, out, fmt, direction, overwrite=overwrite)
+    folder = export_model(model, out, format, direction, overwrite=overwrite)
     written = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() and p.name[0] != ".")
     typer.echo(f"wrote {folder} ({', '.join(written)})")
 
@@ -472,7 +475,8 @@ def evaluate(
     cache_dir: Annotated[Path | None, typer.Option("--cache-dir", help="Where trained detectors are cached.")] = None,
     device: DeviceOption = None,
     precision: Annotated[
-        str | None, typer.Option("--precision", help="fp32 (default) or bf16 (autocast, CUDA only) for the generators.")
+        Precision | None,
+        typer.Option("--precision", help="fp32 (default) or bf16 (autocast, CUDA only) for the generators."),
     ] = None,
     reference: Annotated[
         str | None,
@@ -657,9 +661,11 @@ def benchmark_hallucination(
             "1 on a machine busy with other work).",
         ),
     ] = None,
-    preset: Annotated[
+    train_preset: Annotated[
         list[str] | None,
-        typer.Option("--preset", help=f"Training config layered on every method ({LAYER_PRESETS}, or a YAML); repeat."),
+        typer.Option(
+            "--train-preset", help=f"Training config layered on every method ({LAYER_PRESETS}, or a YAML); repeat."
+        ),
     ] = None,
     sets: SetOption = None,
 ) -> None:
@@ -683,7 +689,7 @@ def benchmark_hallucination(
         epochs=epochs,
         jobs=jobs,
         threads=threads,
-        presets=preset or (),
+        train_presets=train_preset or (),
         overrides=_sets(sets),
     )
     typer.echo(f"table: {table}")

@@ -124,6 +124,14 @@ class ValidationMetric(str, enum.Enum):
     ssim = "ssim"
 
 
+class ExportFormat(str, enum.Enum):
+    """``mrtrans export --format``: a network file with its preprocessing.json, or a MONAI bundle."""
+
+    onnx = "onnx"
+    torchscript = "torchscript"
+    monai_bundle = "monai-bundle"
+
+
 class IntensityRange(str, enum.Enum):
     """Range that prepare-brats scales brain intensities to; background is the low end."""
 

@@ -23,7 +23,6 @@ gives, bit for bit; ``network_def`` alone is the bare 2D network for MONAI's too
 
 from __future__ import annotations
 
-import enum
 import json
 from pathlib import Path
 from typing import Any
@@ -38,7 +37,7 @@ from mrtrans.checkpoint import (
     resolve_checkpoint,
     save_checkpoint,
 )
-from mrtrans.config import train_config_from_record
+from mrtrans.config import ExportFormat, train_config_from_record
 from mrtrans.domain import display_name
 from mrtrans.errors import MrtransError
 from mrtrans.inference.translate import load_translator
@@ -50,12 +49,6 @@ from mrtrans.outputs import OutputKind, atomic_dir
 MONAI_META_SCHEMA = (
     "https://github.com/Project-MONAI/MONAI-extra-test-data/releases/download/0.8.1/meta_schema_20240725.json"
 )
-
-
-class ExportFormat(str, enum.Enum):
-    onnx = "onnx"
-    torchscript = "torchscript"
-    monai_bundle = "monai-bundle"
 
 
 FILES = {ExportFormat.onnx: "generator.onnx", ExportFormat.torchscript: "generator.torchscript.pt"}

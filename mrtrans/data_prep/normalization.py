@@ -28,7 +28,7 @@ class Normalization:
     image_size: int
     # mm, RAS x, y, z (z None: each subject's own); None: not recorded (models of mrtrans < 0.2)
     spacing: tuple[float | None, ...] | None = None
-    bias_field: str | None = None  # "n4": prepare-brats --n4 corrected the images first
+    bias_field: str | None = None  # "n4": prepare-brats --bias-field-correction corrected the images first
     method: str = METHOD
 
     @property

@@ -345,7 +345,7 @@ def translate_array(
             raise MrtransError(f"no brain left after resampling to the model's {model_spacing} mm spacing")
     else:
         work_vol, work_mask = vol, mask
-    if translator.normalization.bias_field == "n4":  # as prepare-brats --n4 did for the training data
+    if translator.normalization.bias_field == "n4":  # as prepare-brats did for the training data
         at = (*model_spacing, ras_spacing(affine, data.shape)[2]) if resample else ras_spacing(affine, data.shape)
         work_vol = n4_correct(work_vol, work_mask.astype(np.uint8), at)
     out = _translate_ras(work_vol, work_mask, translator, have if resample else None)
