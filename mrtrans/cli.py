@@ -13,6 +13,7 @@ import dataclasses
 import functools
 import inspect
 import os
+import types
 import typing
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +25,7 @@ from mrtrans import __version__
 from mrtrans.config import (
     ExportFormat,
     Precision,
+    PrepareConfig,
     SynthConfig,
     TranslateConfig,
     TranslatorConfig,
@@ -49,6 +51,7 @@ app = typer.Typer(
 
 _DEBUG = {"on": False}
 F = TypeVar("F", bound=Callable[..., Any])
+UNIONS = (typing.Union, types.UnionType)
 
 
 def _version(value: bool) -> None:
@@ -100,33 +103,46 @@ def command(name: str | None = None, group: typer.Typer = app) -> Callable[[F], 
     return decorate
 
 
-def flags(schema: type) -> Callable[[F], F]:
+def flags(schema: type, layered: bool = False) -> Callable[[F], F]:
     """The command's flags generated from the keys of a config schema (``mrtrans.config``): each key's flag, help text,
     default and bounds come from its field, so a key added to the schema is a flag with no change here.
 
     The command is written with one parameter ``config`` of type ``schema``; it receives the flags as that object,
-    checked as a config file's keys are.
+    checked as a config file's keys are. ``layered``: the command reads config files too (prepare-brats' recipes),
+    so a flag not given must leave the files' value alone: the command is written with a parameter ``options``
+    instead and receives the flags that were given, as a dict of keys the config loader checks.
     """
     hints = typing.get_type_hints(schema)
 
     def option(f: dataclasses.Field[Any]) -> inspect.Parameter:
-        tp = hints[f.name]
-        default = f.default
+        tp, default = hints[f.name], f.default
+        optional = [a for a in typing.get_args(tp) if a is not type(None)] if typing.get_origin(tp) in UNIONS else []
+        inner = optional[0] if optional else tp
         bounded = {k: f.metadata[k] for k in ("min", "max") if f.metadata.get(k) is not None}
-        if typing.get_origin(tp) is tuple:  # a list on the command line: comma-separated, as --set reads it; the
-            tp, default, bounded = str, ",".join(map(str, default)), {}  # loader checks each value's bounds
-        info = typer.Option(flag_name(f), help=f.metadata.get("help", ""), **bounded)
+        if typing.get_origin(inner) is tuple:  # a list on the command line: comma-separated, as --set reads it; the
+            inner, bounded = str, {}  # loader checks each value's bounds
+            default = None if default is None else ",".join(str(getattr(v, "value", v)) for v in default)
+        if layered:  # not given: None, the files' value stays; the loader checks the bounds and names the key
+            shown = "none" if default is None else str(getattr(default, "value", default)).lower()
+            info = typer.Option(flag_name(f), help=f.metadata.get("help", ""), show_default=shown)
+            tp, default = inner | None, None
+        else:
+            info = typer.Option(flag_name(f), help=f.metadata.get("help", ""), **bounded)
+            tp = inner | None if optional else inner
         keyword = inspect.Parameter.KEYWORD_ONLY
         return inspect.Parameter(f.name, keyword, default=default, annotation=Annotated[tp, info])
 
     def decorate(fn: F) -> F:
         sig = inspect.signature(fn, eval_str=True)
-        own = [p for p in sig.parameters.values() if p.name != "config"]
+        into = "options" if layered else "config"
+        own = [p for p in sig.parameters.values() if p.name != into]
         published = sig.replace(parameters=[*own, *(option(f) for f in dataclasses.fields(schema))])
 
         @functools.wraps(fn)
         def wrapper(**kwargs: Any) -> Any:
             keys = {f.name: kwargs.pop(f.name) for f in dataclasses.fields(schema)}
+            if layered:
+                return fn(**kwargs, options={k: v for k, v in keys.items() if v is not None})
             try:
                 config = from_dict(schema, keys)
             except MrtransError as exc:  # the loader names the key; on the command line, name its flag
@@ -170,28 +186,6 @@ SetOption = Annotated[
 # Options several commands share, declared once.
 DeviceOption = Annotated[str | None, key_flag(TranslatorConfig, "device")]
 OverwriteOption = Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")]
-AllowUnstrippedOption = Annotated[
-    bool,
-    typer.Option("--allow-unstripped", help="Use volumes that fail the checks of background 0 and skull-stripping."),
-]
-
-# prepare-brats' options with a long help
-SpacingOption = Annotated[
-    str | None,
-    typer.Option(
-        "--spacing",
-        help="Resample to this voxel size in mm first: in-plane, or in-plane,through-plane "
-        "(e.g. 2 or 2,3; default: the data's own, e.g. BraTS 1 mm). 2 mm fits a brain in --image-size 128.",
-    ),
-]
-TargetTumorFractionOption = Annotated[
-    float | None,
-    typer.Option(
-        "--target-tumor-fraction",
-        help="Share of tumor slices in the target training set (default 0.5; "
-        "0 or 1 make the hallucination setting of Cohen et al. 2018). The test set stays 50/50.",
-    ),
-]
 
 
 def _sets(items: list[str] | None) -> dict[str, Any]:
@@ -218,50 +212,20 @@ def synth_brats(
 
 
 @command("prepare-brats")
+@flags(PrepareConfig, layered=True)
 def prepare_brats(
     root: Annotated[Path, typer.Argument(help="Dataset root: BraTS 2018-2021, BraTS 2023+ or MSD Task01 layout.")],
     out: Annotated[Path, typer.Option("--out", help="Output folder for the prepared slice set.")],
     config: Annotated[
         str, typer.Option("--config", help="Recipe YAML or a name in data_prep/ (default: the paper's protocol).")
     ] = "paper_protocol",
-    modalities: Annotated[
-        str | None, typer.Option("--modalities", help="Source,target modalities, e.g. flair,t1.")
-    ] = None,
-    train_slices: Annotated[
-        int | None, typer.Option("--train-slices", help="Training slices per domain (half tumor).")
-    ] = None,
-    test_slices: Annotated[int | None, typer.Option("--test-slices", help="Paired test slices (half tumor).")] = None,
-    test_fraction: Annotated[
-        float | None, typer.Option("--test-fraction", help="Share of patients held out for test.")
-    ] = None,
-    min_tumor_pixels: Annotated[
-        int | None, typer.Option("--min-tumor-pixels", help="Tumor slice: at least this many seg>0 pixels.")
-    ] = None,
-    min_brain_fraction: Annotated[
-        float | None,
-        typer.Option("--min-brain-fraction", help="Healthy slice: no tumor and at least this share of brain."),
-    ] = None,
-    image_size: Annotated[int | None, typer.Option("--image-size", help="In-plane size after crop/pad.")] = None,
-    spacing: SpacingOption = None,
-    bias_field_correction: Annotated[
-        bool,
-        typer.Option(
-            "--bias-field-correction",
-            help="N4 bias-field correction (SimpleITK) before normalisation; translate repeats it.",
-        ),
-    ] = False,
-    allow_unstripped: AllowUnstrippedOption = False,
-    source_tumor_fraction: Annotated[
-        float | None,
-        typer.Option("--source-tumor-fraction", help="Share of tumor slices in the source training set (default 0.5)."),
-    ] = None,
-    target_tumor_fraction: TargetTumorFractionOption = None,
-    seed: Annotated[int | None, typer.Option("--seed", help="Seed of the patient split and the slice draw.")] = None,
     workers: Annotated[int, typer.Option("--workers", min=1, help="Subjects processed in parallel.")] = 1,
     overwrite: OverwriteOption = False,
     sets: SetOption = None,
+    options: dict[str, Any] | None = None,
 ) -> None:
-    """Turn BraTS volumes into balanced healthy/tumor 2D slice sets, split by patient."""
+    """Turn BraTS volumes into balanced healthy/tumor 2D slice sets, split by patient. Every key of the recipe
+    (mrtrans.config.PrepareConfig) is a flag; a flag given wins over the recipe and --set."""
     from tqdm import tqdm
 
     from mrtrans.api import prepare_brats as run_prepare
@@ -277,24 +241,12 @@ def prepare_brats(
             root,
             out,
             config,
-            modalities=modalities,
-            train_slices=train_slices,
-            test_slices=test_slices,
-            test_fraction=test_fraction,
-            min_tumor_pixels=min_tumor_pixels,
-            min_brain_fraction=min_brain_fraction,
-            image_size=image_size,
-            spacing=spacing,
-            bias_field_correction=bias_field_correction or None,
-            allow_unstripped=allow_unstripped or None,
-            source_tumor_fraction=source_tumor_fraction,
-            target_tumor_fraction=target_tumor_fraction,
-            seed=seed,
             workers=workers,
             overwrite=overwrite,
             overrides=_sets(sets),
             progress=bar.update,
             on_start=on_start,
+            **(options or {}),
         )
     _echo_prepared(summary)
 

@@ -394,36 +394,84 @@ class PrepareConfig:
     (Cohen et al. 2018: a target domain without tumors teaches a translator to remove them).
     """
 
-    modalities: tuple[Modality, Modality] = (Modality.flair, Modality.t1)
-    train_slices: int = field(default=1400, metadata=bounds(2))
-    source_tumor_fraction: float = field(default=0.5, metadata=bounds(0.0, 1.0))
-    target_tumor_fraction: float = field(default=0.5, metadata=bounds(0.0, 1.0))
-    test_slices: int = field(default=300, metadata=bounds(2))
-    test_fraction: float = field(default=0.2, metadata=bounds(0.0, 1.0))
-    # Validation patients, held out of training and test (0: none): paired slices that training scores every
-    # run.validate_every steps to keep best.pt. Taken from the training patients after the test split.
-    validation_fraction: float = field(default=0.0, metadata=bounds(0.0, 0.9))
-    validation_slices: int = field(default=60, metadata=bounds(2))
-    # Paired training slices (both sequences of the same slices) from the training patients, for paired methods
-    # (pix2pix, the upper bound); 0: none. The unpaired sets are unchanged by it.
-    paired_train_slices: int = field(default=0, metadata=bounds(0))
-    min_tumor_pixels: int = field(default=100, metadata=bounds(1))
-    min_brain_fraction: float = field(default=0.2, metadata=bounds(0.0, 1.0))
-    # In-plane size after crop/pad, at most 1024 (4x a BraTS slice; a slice set of 60000 px would not fit in memory).
-    image_size: int = field(default=256, metadata=bounds(16, MAX_IMAGE_SIZE))
-    intensity_range: IntensityRange = IntensityRange.minus_one_one
-    lower_percentile: float = field(default=0.5, metadata=bounds(0.0, 100.0))
-    upper_percentile: float = field(default=99.5, metadata=bounds(0.0, 100.0))
-    # Voxel size (mm) to resample to before slicing: [in-plane] or [in-plane, through-plane]; None: the
-    # data's own when all subjects share it, else the most common one (others resampled, and said so).
-    spacing: tuple[float, ...] | None = None
-    # N4 bias-field correction (SimpleITK) of each image inside its brain mask, before normalisation.
-    bias_field_correction: bool = False
-    # Skip a subject when one sequence lacks more than this share of another's brain (cut field of view).
-    max_extent_mismatch: float = field(default=0.1, metadata=bounds(0.0, 1.0))
-    # Use subjects that fail the checks of background 0 and skull-stripping (mrtrans.data_prep.conventions).
-    allow_unstripped: bool = False
-    seed: int = 0
+    modalities: tuple[Modality, Modality] = field(
+        default=(Modality.flair, Modality.t1), metadata=described("Source,target modalities, e.g. flair,t1.")
+    )
+    train_slices: int = field(default=1400, metadata=described("Training slices per domain (half tumor).") | bounds(2))
+    source_tumor_fraction: float = field(
+        default=0.5, metadata=described("Share of tumor slices in the source training set.") | bounds(0.0, 1.0)
+    )
+    target_tumor_fraction: float = field(
+        default=0.5,
+        metadata=described(
+            "Share of tumor slices in the target training set (0 or 1 make the hallucination setting of Cohen et al. "
+            "2018). The test set stays 50/50."
+        )
+        | bounds(0.0, 1.0),
+    )
+    test_slices: int = field(default=300, metadata=described("Paired test slices (half tumor).") | bounds(2))
+    test_fraction: float = field(
+        default=0.2, metadata=described("Share of patients held out for test.") | bounds(0.0, 1.0)
+    )
+    validation_fraction: float = field(
+        default=0.0,
+        metadata=described(
+            "Share of the training patients held out for validation (0: none): paired slices training scores every "
+            "run.validate_every steps to keep best.pt."
+        )
+        | bounds(0.0, 0.9),
+    )
+    validation_slices: int = field(default=60, metadata=described("Paired validation slices (half tumor).") | bounds(2))
+    paired_train_slices: int = field(
+        default=0,
+        metadata=described(
+            "Paired training slices of the training patients, for paired methods (pix2pix, the upper bound); 0: none."
+        )
+        | bounds(0),
+    )
+    min_tumor_pixels: int = field(
+        default=100, metadata=described("Tumor slice: at least this many seg>0 pixels.") | bounds(1)
+    )
+    min_brain_fraction: float = field(
+        default=0.2,
+        metadata=described("Healthy slice: no tumor and at least this share of brain.") | bounds(0.0, 1.0),
+    )
+    # At most 1024 (4x a BraTS slice; a slice set of 60000 px would not fit in memory).
+    image_size: int = field(
+        default=256, metadata=described("In-plane size after crop/pad.") | bounds(16, MAX_IMAGE_SIZE)
+    )
+    intensity_range: IntensityRange = field(
+        default=IntensityRange.minus_one_one,
+        metadata=described("Range of the brain's intensities (background at its low end)."),
+    )
+    lower_percentile: float = field(
+        default=0.5, metadata=described("Brain percentile clipped to the range's low end.") | bounds(0.0, 100.0)
+    )
+    upper_percentile: float = field(
+        default=99.5, metadata=described("Brain percentile clipped to the range's high end.") | bounds(0.0, 100.0)
+    )
+    spacing: tuple[float, ...] | None = field(
+        default=None,
+        metadata=described(
+            "Resample to this voxel size in mm first: in-plane, or in-plane,through-plane (e.g. 2 or 2,3; default: "
+            "the data's own when all subjects share it, else the most common one). 2 mm fits a brain in "
+            "--image-size 128."
+        ),
+    )
+    bias_field_correction: bool = field(
+        default=False,
+        metadata=described("N4 bias-field correction (SimpleITK) before normalisation; translate repeats it."),
+    )
+    max_extent_mismatch: float = field(
+        default=0.1,
+        metadata=described("Skip a subject when one sequence lacks more than this share of another's brain.")
+        | bounds(0.0, 1.0),
+    )
+    allow_unstripped: bool = field(
+        default=False,
+        metadata=described("Use volumes that fail the checks of background 0 and skull-stripping."),
+    )
+    seed: int = field(default=0, metadata=described("Seed of the patient split and the slice draw."))
 
     def __post_init__(self) -> None:
         if self.spacing is not None and (len(self.spacing) not in (1, 2) or min(self.spacing) <= 0):
@@ -951,6 +999,8 @@ def options_table(schema: type) -> str:
     rows = ["| option | key | default | meaning |", "|---|---|---|---|"]
     for f in dataclasses.fields(schema):
         default = to_dict_value(f.default)
+        if isinstance(default, list):  # as the command line takes it
+            default = ",".join(map(str, default))
         shown = "none" if default is None else f"`{str(default).lower() if isinstance(default, bool) else default}`"
         rows.append(f"| `{flag_name(f)}` | `{f.name}` | {shown} | {f.metadata.get('help', '')} |")
     return "\n".join(rows) + "\n"

@@ -404,3 +404,34 @@ def test_flags_are_generated_from_the_schema_so_a_new_key_needs_no_cli_change():
     refused = runner.invoke(toy, ["x", "--size", "0"])
     assert refused.exit_code == 2 and "--size" in refused.output  # the bound, checked by the flag itself
     assert "The GAN." in runner.invoke(toy, ["--help"]).output
+
+
+def test_layered_flags_pass_only_what_was_given_so_a_recipe_keeps_its_values():
+    import dataclasses
+    import inspect
+
+    import typer
+
+    import mrtrans.cli
+    from mrtrans.cli import flags
+    from mrtrans.config import PrepareConfig, described
+
+    @dataclasses.dataclass(frozen=True)
+    class Toy:
+        size: int = dataclasses.field(default=2, metadata=described("The size."))
+        spacing: tuple[float, ...] | None = None
+        loud: bool = False
+
+    seen = []
+    toy = typer.Typer()
+
+    @toy.command()
+    @flags(Toy, layered=True)
+    def run(options: dict | None = None) -> None:
+        seen.append(options)
+
+    assert runner.invoke(toy, []).exit_code == 0 and seen[-1] == {}
+    assert runner.invoke(toy, ["--spacing", "2,3", "--loud"]).exit_code == 0
+    assert seen[-1] == {"spacing": "2,3", "loud": True}  # the loader reads the text as --set would
+    published = set(inspect.signature(mrtrans.cli.prepare_brats).parameters)
+    assert {f.name for f in dataclasses.fields(PrepareConfig)} <= published  # every recipe key is a flag

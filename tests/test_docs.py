@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 import mrtrans
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,11 +53,13 @@ def test_the_training_docs_list_exactly_the_keys_a_resume_may_change() -> None:
     assert listed == set(RESUME_MAY_CHANGE) and "run.device" in listed
 
 
-def test_the_translate_docs_hold_the_table_generated_from_the_schema() -> None:
-    """docs/translate.md's table of translate's keys is options_table(TranslateConfig): one declaration, the field."""
-    from mrtrans.config import TranslateConfig, options_table
+@pytest.mark.parametrize(("doc", "schema"), [("translate.md", "TranslateConfig"), ("data.md", "PrepareConfig")])
+def test_the_docs_hold_the_table_generated_from_the_schema(doc: str, schema: str) -> None:
+    """docs' tables of a command's keys are options_table(schema): one declaration, the field."""
+    import mrtrans.config
+    from mrtrans.config import options_table
 
-    text = (ROOT / "docs" / "translate.md").read_text()
-    start = text.index("<!-- generated from mrtrans.config.TranslateConfig")
-    block = text[text.index("\n", start) + 1 : text.index("<!-- end of the generated table -->")]
-    assert block == options_table(TranslateConfig)
+    text = (ROOT / "docs" / doc).read_text()
+    start = text.index(f"<!-- generated from mrtrans.config.{schema}")
+    block = text[text.index("\n", start) + 1 : text.index("<!-- end of the generated table -->", start)]
+    assert block == options_table(getattr(mrtrans.config, schema))
