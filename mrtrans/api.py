@@ -9,16 +9,41 @@ Every function raises :class:`mrtrans.MrtransError` for a bad input, with the fi
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from mrtrans.config import SynthConfig, TranslateConfig, TranslatorConfig, takes
-from mrtrans.inference.translate import TranslateReport, Translator, load_translator
+from mrtrans import __version__
+from mrtrans.config import (
+    EvalConfig,
+    PrepareConfig,
+    SynthConfig,
+    TrainConfig,
+    TranslateConfig,
+    TranslatorConfig,
+    epoch_schedule,
+    load_config,
+    schema_keys,
+    takes,
+)
+from mrtrans.domain import Direction
+from mrtrans.errors import MrtransError
+from mrtrans.inference import naming as layouts
+from mrtrans.inference.translate import (
+    TranslateReport,
+    Translator,
+    check_mask,
+    cohort_part,
+    expand_inputs,
+    file_jobs,
+    load_translator,
+    translate_jobs,
+)
 
-# Each function imports the modules of its command inside itself, so that the first use of one name of
-# ``mrtrans`` (which loads this module) does not load every engine: the one kind of import inside functions that
-# docs/architecture.md allows.
+# Each function imports the engine of its command (training, evaluation, the experiments, export) inside itself, so
+# that the first use of one name of ``mrtrans`` (which loads this module) does not load every engine: the one kind of
+# import inside functions that docs/architecture.md allows.
 
 __all__ = [
     "synth_brats",
@@ -97,9 +122,7 @@ def prepare_brats(
     Raises:
         MrtransError: an option that is not a key of the recipe, or a bad value (named).
     """
-    from mrtrans.config import PrepareConfig, load_config, schema_keys
     from mrtrans.data_prep.prepare import prepare_brats as run_prepare
-    from mrtrans.errors import MrtransError
 
     unknown = sorted(set(options) - set(schema_keys(PrepareConfig)))
     if unknown:
@@ -144,8 +167,6 @@ def train(
     Returns:
         The last checkpoint's path (``out/checkpoints/last.pt``).
     """
-    from mrtrans.config import TrainConfig, epoch_schedule, load_config
-    from mrtrans.domain import Direction
     from mrtrans.training.loop import train as run_train
     from mrtrans.training.resume import load_run_config
 
@@ -220,10 +241,6 @@ def translate_files(
     Returns:
         The report: ``written``, ``kept`` and ``failed`` (path, reason) volumes.
     """
-    from mrtrans import __version__
-    from mrtrans.errors import MrtransError
-    from mrtrans.inference import naming as layouts
-    from mrtrans.inference.translate import check_mask, cohort_part, expand_inputs, file_jobs, translate_jobs
 
     bids_out, naming, mask = config.bids_out, config.naming, config.mask
     if bids_out is not None and (out is not None or naming is not None):
@@ -282,7 +299,6 @@ def evaluate(
     Returns:
         The report folder (``summary.csv``, ``per_slice.csv``, ``report.md``, figures/...).
     """
-    from mrtrans.config import EvalConfig, load_config
     from mrtrans.evaluation.evaluate import evaluate_runs
 
     runs = [Path(runs)] if isinstance(runs, (str, Path)) else [Path(r) for r in runs]
@@ -323,8 +339,6 @@ def evaluate_volumes(
     Returns:
         The report folder.
     """
-    from mrtrans.config import PrepareConfig, load_config
-    from mrtrans.domain import Direction
     from mrtrans.evaluation.evaluate import evaluate_volumes as run_volumes
 
     prep = load_config(PrepareConfig, rules, folder="data_prep")
@@ -357,8 +371,6 @@ def reproduce_table1(
     Returns:
         The path of ``table1.md`` (``table1.csv`` and ``report/`` beside it).
     """
-    from mrtrans.config import load_config
-    from mrtrans.errors import MrtransError
     from mrtrans.experiments.reproduce import ReproduceConfig
     from mrtrans.experiments.reproduce import reproduce_table1 as run_reproduce
 
@@ -366,7 +378,6 @@ def reproduce_table1(
         raise MrtransError(f"--scale {scale!r}: use paper or cpu")
     named = {"seeds": None if seeds is None else list(range(seeds)), "jobs": jobs, "threads": threads}
     cfg = load_config(ReproduceConfig, config or f"reproduce_{scale}", _with(named, overrides), folder="evaluation")
-    import dataclasses
 
     extra = tuple(m for m in methods if m not in cfg.methods)
     return run_reproduce(out, dataclasses.replace(cfg, methods=cfg.methods + extra), root=root)
@@ -398,9 +409,7 @@ def benchmark_hallucination(
     Returns:
         The path of ``hallucination.md``.
     """
-    import dataclasses
 
-    from mrtrans.config import load_config
     from mrtrans.experiments.hallucination import HallucinationConfig, run_hallucination_benchmark
 
     named = {

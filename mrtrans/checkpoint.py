@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import pickle
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from mrtrans.config import Method, train_config_from_record
+from mrtrans.config import Method, TrainConfig, train_config_from_record
 from mrtrans.data_prep.normalization import Normalization
 from mrtrans.domain import Direction
 from mrtrans.errors import MrtransError
@@ -73,8 +74,24 @@ def save_checkpoint(payload: dict[str, Any], path: str | Path) -> Path:
     return Path(path)
 
 
-def check_model_checkpoint(ckpt: dict[str, Any], path: str | Path) -> None:
-    """Check the fields that rebuilding and using a translation model needs (see :func:`model_payload`).
+@dataclass(frozen=True)
+class ModelRecord:
+    """What a translation model's checkpoint says of the model, typed and checked (:func:`model_record`); its weights
+    stay in the checkpoint's ``models``."""
+
+    kind: str  # the run's name: cyclegan, harmonicgan-histogram... (TrainingMethod.kind)
+    method: str  # the training step (mrtrans.methods)
+    direction: Direction  # the trained direction
+    translators: dict[str, str]  # direction name -> key in ``models`` of every direction it translates
+    config: TrainConfig
+    normalization: Normalization
+    paired_training: bool = False  # trained on paired slices: reports show it as the upper bound
+    data: dict[str, Any] = field(default_factory=dict)  # the training data's record (train_subjects...)
+
+
+def model_record(ckpt: dict[str, Any], path: str | Path) -> ModelRecord:
+    """The typed record of a translation model's checkpoint, every field that rebuilding and using the model needs
+    checked (see :func:`model_payload`).
 
     Raises:
         MrtransError: a field missing or unusable (a hand-made or damaged checkpoint), naming it.
@@ -112,6 +129,16 @@ def check_model_checkpoint(ckpt: dict[str, Any], path: str | Path) -> None:
     factor = cfg.generator.size_factor
     if norm.image_size % factor:
         raise bad(f"image_size {norm.image_size} (must be >= 16 and a multiple of {factor}) is invalid")
+    return ModelRecord(
+        kind=str(ckpt["kind"]),
+        method=str(ckpt.get("method", cfg.method.value)),
+        direction=Direction(direction["source"], direction["target"]),
+        translators=translators,
+        config=cfg,
+        normalization=norm,
+        paired_training=bool(ckpt.get("paired_training")),
+        data=dict(ckpt.get("data") or {}),
+    )
 
 
 CHOICES = ("last", "best")  # a run folder's checkpoints/last.pt and checkpoints/best.pt; also step-N (kept steps)

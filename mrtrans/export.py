@@ -31,13 +31,13 @@ import torch
 
 from mrtrans import __version__
 from mrtrans.checkpoint import (
-    checkpoint_translators,
     load_checkpoint,
     model_payload,
+    model_record,
     resolve_checkpoint,
     save_checkpoint,
 )
-from mrtrans.config import ExportFormat, train_config_from_record
+from mrtrans.config import ExportFormat, to_dict
 from mrtrans.domain import display_name
 from mrtrans.errors import MrtransError
 from mrtrans.inference.translate import load_translator
@@ -187,16 +187,16 @@ REFERENCES = [
 def write_bundle(folder: Path, checkpoint: Path, translator: Any) -> None:
     """A MONAI bundle of ``translator``'s direction in ``folder`` (see the module docstring)."""
     ckpt = load_checkpoint(checkpoint)
+    record = model_record(ckpt, checkpoint)
     d = translator.direction
-    key = checkpoint_translators(ckpt)[d.name]
     payload = model_payload(
-        ckpt["kind"],
+        record.kind,
         d.source,
         d.target,
-        ckpt["config"],
-        translator.normalization,
-        {"gen_s2t": ckpt["models"][key]},
-        method=ckpt["method"],
+        to_dict(record.config),
+        record.normalization,
+        {"gen_s2t": ckpt["models"][record.translators[d.name]]},
+        method=record.method,
         translators={d.name: "gen_s2t"},
     )
     payload |= {"selection": ckpt.get("selection"), "state": ckpt.get("state"), "exported_from": str(checkpoint)}
@@ -204,7 +204,7 @@ def write_bundle(folder: Path, checkpoint: Path, translator: Any) -> None:
     (folder / "configs").mkdir()
     save_checkpoint(payload, folder / "models" / "mrtrans.pt")
     torch.save(dict(translator.generator.state_dict()), folder / "models" / "model.pt")  # tensors only
-    network_def = generator_spec(train_config_from_record(ckpt["config"]).generator)
+    network_def = generator_spec(record.config.generator)
     metadata = _bundle_metadata(checkpoint, translator)
     (folder / "configs" / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
     inference = _bundle_inference(network_def, d.target)

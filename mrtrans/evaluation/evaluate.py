@@ -27,9 +27,8 @@ import pandas as pd
 from nibabel import orientations
 
 from mrtrans.checkpoint import (
-    check_model_checkpoint,
-    checkpoint_translators,
     load_checkpoint,
+    model_record,
     resolve_checkpoint,
     selected_step,
     selection_text,
@@ -178,21 +177,17 @@ def _scoring_checkpoint(
     weights and the records are kept."""
     path = resolve_checkpoint(run, checkpoint)
     ckpt = load_checkpoint(path, map_location="cpu")
-    check_model_checkpoint(ckpt, run)
-    translators = checkpoint_translators(ckpt)
-    kind = ckpt["kind"] + (f" ({PAIRED_LABEL})" if ckpt.get("paired_training") else "")
+    record = model_record(ckpt, run)
     slim = {k: ckpt[k] for k in ("direction", "config", "normalization")} | {
-        "data": ckpt.get("data") or {},
-        "kind": kind,
-        "paired_training": bool(ckpt.get("paired_training")),
-        "translators": translators,
-        "models": {k: ckpt["models"][k] for k in translators.values()},
+        "data": record.data,
+        "kind": record.kind + (f" ({PAIRED_LABEL})" if record.paired_training else ""),
+        "paired_training": record.paired_training,
+        "translators": record.translators,
+        "models": {k: ckpt["models"][k] for k in record.translators.values()},
     }
-    pair = {ckpt["direction"]["source"], ckpt["direction"]["target"]} if "direction" in ckpt else set()
+    pair = {record.direction.source, record.direction.target}
     if pair != set(modalities):
-        raise MrtransError(
-            f"{run}: model translates {'/'.join(sorted(pair)) or '?'}, the test set is {'/'.join(modalities)}"
-        )
+        raise MrtransError(f"{run}: model translates {'/'.join(sorted(pair))}, the test set is {'/'.join(modalities)}")
     return slim, selection_text(ckpt, path), selected_step(ckpt)
 
 

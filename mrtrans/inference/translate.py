@@ -32,9 +32,9 @@ from nibabel import orientations
 
 from mrtrans import __version__
 from mrtrans.checkpoint import (
-    check_model_checkpoint,
     is_translation_checkpoint,
     load_checkpoint,
+    model_record,
     resolve_checkpoint,
     selection_text,
 )
@@ -247,9 +247,8 @@ def load_translator(model: str | Path | Translator, config: TranslatorConfig = T
         raise MrtransError(
             f"{model}: not a translation model checkpoint (kind {ckpt.get('kind')!r}); pass a run of `mrtrans train`"
         )
-    check_model_checkpoint(ckpt, model)
-    trained = Direction(ckpt["direction"]["source"], ckpt["direction"]["target"])
-    wanted = Direction.parse(config.direction) if config.direction else trained
+    record = model_record(ckpt, model)
+    wanted = Direction.parse(config.direction) if config.direction else record.direction
     dev = resolve_device(config.device)
     generator = load_generator(ckpt, wanted, dev, source=model)
     batch_size = default_batch_size(dev) if config.batch_size is None else config.batch_size
@@ -258,8 +257,8 @@ def load_translator(model: str | Path | Translator, config: TranslatorConfig = T
     return Translator(
         generator,
         wanted,
-        ckpt["kind"],
-        Normalization.from_record(ckpt["normalization"], str(path)),
+        record.kind,
+        record.normalization,
         dev,
         batch_size,
         config.precision,

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from mrtrans.checkpoint import check_model_checkpoint, load_checkpoint, model_payload, save_checkpoint
+from mrtrans.checkpoint import load_checkpoint, model_payload, model_record, save_checkpoint
 from mrtrans.config import (
     TrainConfig,
     ValidationMetric,
@@ -368,7 +368,7 @@ class _Run:
         On the CPU: load_state_dict moves weights and Adam moments to the parameters' device and keeps Adam's step
         counters on the CPU, as a fresh (non-capturable) Adam has them (no sync per parameter)."""
         ckpt = load_checkpoint(self.ckpt_path, map_location="cpu")
-        check_model_checkpoint(ckpt, self.ckpt_path)
+        model_record(ckpt, self.ckpt_path)  # a usable model checkpoint (else one line naming the field)
         _check_resume(ckpt, self.ckpt_path, self.cfg, self.dataset, self.direction, self.world)
         self.method.load_models(ckpt["models"])
         for name, opt in self.method.optimizers.items():
