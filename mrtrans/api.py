@@ -26,6 +26,7 @@ from mrtrans.config import (
     load_config,
     schema_keys,
     takes,
+    takes_flagged,
 )
 from mrtrans.domain import Direction
 from mrtrans.errors import MrtransError
@@ -138,6 +139,7 @@ def prepare_brats(
     return run_prepare(root, out, cfg, workers=workers, overwrite=overwrite, progress=progress, on_start=on_start)
 
 
+@takes_flagged(TrainConfig)
 def train(
     direction: str,
     data: str | Path,
@@ -146,15 +148,10 @@ def train(
     preset: ConfigSpec | None = None,
     *,
     epochs: int | None = None,
-    max_steps: int | None = None,
-    batch_size: int | None = None,
-    lr: float | None = None,
-    lambda_smooth: float | None = None,
-    device: str | None = None,
-    seed: int | None = None,
     resume: bool = False,
     overrides: Overrides = None,
     show_progress: bool = True,
+    named: dict[str, Any] | None = None,
 ) -> Path:
     """``mrtrans train``: train HarmonicGAN (default) or CycleGAN on a prepared slice set.
 
@@ -162,7 +159,10 @@ def train(
         direction: ``"flair2t1"`` (any ``<source>2<target>`` of the prepared pair).
         config: method config(s): ``harmonicgan_hist`` (default), ``cyclegan``, ``harmonicgan_vgg``, a YAML
             path or a dict; ``preset`` layers more on top (e.g. ``cpu_small``).
+        epochs: total epochs, half at constant lr, half in linear decay (``optim.epochs_constant`` and
+            ``optim.epochs_decay``).
         resume: continue the run in ``out``; without ``config`` it keeps the run's own resolved config.
+        overrides: any key, dotted (``{"loss.sigma": 1.0}``); the keyword arguments below win over it.
 
     Returns:
         The last checkpoint's path (``out/checkpoints/last.pt``).
@@ -171,16 +171,7 @@ def train(
     from mrtrans.training.resume import load_run_config
 
     out = Path(out)
-    named = {
-        **epoch_schedule(epochs),
-        "run.max_steps": max_steps,
-        "data.batch_size": batch_size,
-        "optim.lr": lr,
-        "loss.lambda_smooth": lambda_smooth,
-        "run.device": device,
-        "run.seed": seed,
-    }
-    overrides = _with(named, overrides)
+    overrides = _with({**epoch_schedule(epochs), **(named or {})}, overrides)
     if resume and not config and (out / "config.yaml").is_file():
         cfg = load_run_config(out / "config.yaml", overrides)  # a resumed run keeps its own resolved config
     else:

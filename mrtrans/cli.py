@@ -27,13 +27,17 @@ from mrtrans.config import (
     Precision,
     PrepareConfig,
     SynthConfig,
+    TrainConfig,
     TranslateConfig,
     TranslatorConfig,
+    argument_name,
     flag_name,
+    flagged,
     from_dict,
     layer_preset_names,
     method_names,
     parse_assignments,
+    set_dotted,
 )
 from mrtrans.errors import MrtransError, describe_os_error
 from mrtrans.logs import configure
@@ -104,18 +108,19 @@ def command(name: str | None = None, group: typer.Typer = app) -> Callable[[F], 
 
 
 def flags(schema: type, layered: bool = False) -> Callable[[F], F]:
-    """The command's flags generated from the keys of a config schema (``mrtrans.config``): each key's flag, help text,
-    default and bounds come from its field, so a key added to the schema is a flag with no change here.
+    """The command's flags generated from the keys of a config schema (``mrtrans.config``) that carry a help text
+    (:func:`mrtrans.config.flagged`): each key's flag, help text, default and bounds come from its field, so a key
+    given a help text in the schema is a flag with no change here.
 
     The command is written with one parameter ``config`` of type ``schema``; it receives the flags as that object,
-    checked as a config file's keys are. ``layered``: the command reads config files too (prepare-brats' recipes),
-    so a flag not given must leave the files' value alone: the command is written with a parameter ``options``
-    instead and receives the flags that were given, as a dict of keys the config loader checks.
+    checked as a config file's keys are. ``layered``: the command reads config files too (prepare-brats' recipes,
+    train's method configs), so a flag not given must leave the files' value alone: the command is written with a
+    parameter ``options`` instead and receives the flags that were given, ``{dotted key: value}``, for the loader.
     """
-    hints = typing.get_type_hints(schema)
+    keys = flagged(schema)
 
-    def option(f: dataclasses.Field[Any]) -> inspect.Parameter:
-        tp, default = hints[f.name], f.default
+    def option(f: dataclasses.Field[Any], tp: Any) -> inspect.Parameter:
+        default = f.default
         optional = [a for a in typing.get_args(tp) if a is not type(None)] if typing.get_origin(tp) in UNIONS else []
         inner = optional[0] if optional else tp
         bounded = {k: f.metadata[k] for k in ("min", "max") if f.metadata.get(k) is not None}
@@ -130,25 +135,28 @@ def flags(schema: type, layered: bool = False) -> Callable[[F], F]:
             info = typer.Option(flag_name(f), help=f.metadata.get("help", ""), **bounded)
             tp = inner | None if optional else inner
         keyword = inspect.Parameter.KEYWORD_ONLY
-        return inspect.Parameter(f.name, keyword, default=default, annotation=Annotated[tp, info])
+        return inspect.Parameter(argument_name(f), keyword, default=default, annotation=Annotated[tp, info])
 
     def decorate(fn: F) -> F:
         sig = inspect.signature(fn, eval_str=True)
         into = "options" if layered else "config"
         own = [p for p in sig.parameters.values() if p.name != into]
-        published = sig.replace(parameters=[*own, *(option(f) for f in dataclasses.fields(schema))])
+        published = sig.replace(parameters=[*own, *(option(f, tp) for _, f, tp in keys)])
 
         @functools.wraps(fn)
         def wrapper(**kwargs: Any) -> Any:
-            keys = {f.name: kwargs.pop(f.name) for f in dataclasses.fields(schema)}
+            given = {key: kwargs.pop(argument_name(f)) for key, f, _ in keys}
             if layered:
-                return fn(**kwargs, options={k: v for k, v in keys.items() if v is not None})
+                return fn(**kwargs, options={k: v for k, v in given.items() if v is not None})
+            tree: dict[str, Any] = {}
+            for key, value in given.items():
+                set_dotted(tree, key, value)
             try:
-                config = from_dict(schema, keys)
+                config = from_dict(schema, tree)
             except MrtransError as exc:  # the loader names the key; on the command line, name its flag
                 text = str(exc)
-                for f in dataclasses.fields(schema):
-                    text = text.replace(f"config key '{f.name}'", flag_name(f))
+                for key, f, _ in keys:
+                    text = text.replace(f"config key '{key}'", flag_name(f))
                 raise MrtransError(text) from None
             return fn(**kwargs, config=config)
 
@@ -243,10 +251,9 @@ def prepare_brats(
             config,
             workers=workers,
             overwrite=overwrite,
-            overrides=_sets(sets),
+            overrides={**_sets(sets), **(options or {})},  # a flag given wins over --set
             progress=bar.update,
             on_start=on_start,
-            **(options or {}),
         )
     _echo_prepared(summary)
 
@@ -262,6 +269,7 @@ def _echo_prepared(summary: Any) -> None:
 
 
 @command("train")
+@flags(TrainConfig, layered=True)
 def train(
     direction: Annotated[
         str, typer.Argument(help="flair2t1 or t12flair (any <source>2<target> of the prepared pair).")
@@ -285,16 +293,9 @@ def train(
         int | None,
         typer.Option("--epochs", min=1, help="Total epochs, split half constant lr, half linear decay (paper: 200)."),
     ] = None,
-    max_steps: Annotated[int | None, typer.Option("--max-steps", min=1, help="Stop after this many steps.")] = None,
-    batch_size: Annotated[int | None, typer.Option("--batch-size", min=1, help="Slices per step and process.")] = None,
-    lr: Annotated[float | None, typer.Option("--lr", help="Adam learning rate (paper: 2e-4).")] = None,
-    lambda_smooth: Annotated[
-        float | None, typer.Option("--lambda-smooth", help="Weight of the smoothness term (0 = CycleGAN).")
-    ] = None,
-    device: DeviceOption = None,
-    seed: Annotated[int | None, typer.Option("--seed", help="Seed of weights, data order and pools.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in OUT from its last checkpoint.")] = False,
     sets: SetOption = None,
+    options: dict[str, Any] | None = None,
 ) -> None:
     """Train a translation method on a prepared slice set: HarmonicGAN by default, or any --config of configs/ (the
     paper's CycleGAN, DiscoGAN, DistanceGAN, UNIT; CUT, FastCUT; pix2pix, the paired upper bound: docs/methods.md).
@@ -310,14 +311,8 @@ def train(
         config,
         preset,
         epochs=epochs,
-        max_steps=max_steps,
-        batch_size=batch_size,
-        lr=lr,
-        lambda_smooth=lambda_smooth,
-        device=device,
-        seed=seed,
         resume=resume,
-        overrides=_sets(sets),
+        overrides={**_sets(sets), **(options or {})},  # a flag given wins over --set
     )
     if os.environ.get("RANK", "0") == "0":  # under torchrun, one line rather than one per process
         typer.echo(f"checkpoint: {checkpoint}")

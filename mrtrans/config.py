@@ -168,6 +168,24 @@ def operational(lo: float | None = None, hi: float | None = None) -> dict[str, A
     return bounds(lo, hi) | RESUMABLE
 
 
+def flagged(schema: type, prefix: str = "") -> list[tuple[str, dataclasses.Field[Any], Any]]:
+    """(dotted key, field, annotation) of every key of ``schema`` that is a command-line flag: the keys whose
+    metadata has a help text (:func:`described`), nested sections included (``run.max_steps`` of TrainConfig)."""
+    hints = typing.get_type_hints(schema)
+    out: list[tuple[str, dataclasses.Field[Any], Any]] = []
+    for f in dataclasses.fields(schema):
+        if dataclasses.is_dataclass(hints[f.name]):
+            out += flagged(hints[f.name], f"{prefix}{f.name}.")
+        elif "help" in f.metadata:
+            out.append((f"{prefix}{f.name}", f, hints[f.name]))
+    return out
+
+
+def argument_name(f: dataclasses.Field[Any]) -> str:
+    """The keyword argument of a flagged key: its flag without dashes (``--max-steps`` -> ``max_steps``)."""
+    return flag_name(f).removeprefix("--").replace("-", "_")
+
+
 @dataclass(frozen=True)
 class GeneratorConfig:
     """ResNet generator of Johnson et al. (2016) as used by CycleGAN."""
@@ -213,7 +231,9 @@ class LossConfig:
     lambda_cycle: float = field(default=10.0, metadata=bounds(0.0))
     lambda_identity: float = field(default=0.0, metadata=bounds(0.0))
     # 5 with brain_pairs: from an earlier validation sweep whose rule is retired; not confirmed (docs/training.md).
-    lambda_smooth: float = field(default=5.0, metadata=bounds(0.0))
+    lambda_smooth: float = field(
+        default=5.0, metadata=described("Weight of the smoothness term (0 = CycleGAN).") | bounds(0.0)
+    )
     smooth_features: SmoothFeatures = SmoothFeatures.histogram
     smooth_normalization: SmoothNormalization = SmoothNormalization.brain_pairs
     # A patch is a node of the brain graph when more than this share of its source pixels is brain.
@@ -301,7 +321,7 @@ class Pix2PixLossConfig:
 class OptimConfig:
     """Adam and the CycleGAN schedule: constant, then linear decay to zero."""
 
-    lr: float = field(default=2e-4, metadata=bounds(0.0))
+    lr: float = field(default=2e-4, metadata=described("Adam learning rate (paper: 2e-4).") | bounds(0.0))
     beta1: float = field(default=0.5, metadata=bounds(0.0, 1.0))
     beta2: float = field(default=0.999, metadata=bounds(0.0, 1.0))
     epochs_constant: int = field(default=100, metadata=operational(0))
@@ -321,7 +341,7 @@ class DataConfig:
 
     # None: train at the size the slices were prepared at (prepare-brats' default is the paper's 256).
     image_size: int | None = field(default=None, metadata=bounds(16, MAX_IMAGE_SIZE))
-    batch_size: int = field(default=1, metadata=bounds(1))
+    batch_size: int = field(default=1, metadata=described("Slices per step and process.") | bounds(1))
     pool_size: int = field(default=50, metadata=bounds(0))
     max_train_slices: int | None = field(default=None, metadata=bounds(1))
 
@@ -330,15 +350,15 @@ class DataConfig:
 class RunConfig:
     """Everything about one run that is not the model."""
 
-    seed: int = 0
-    device: str = field(default="auto", metadata=RESUMABLE)
+    seed: int = field(default=0, metadata=described("Seed of weights, data order and pools."))
+    device: str = field(default="auto", metadata=described("auto (CUDA if present), cpu, cuda, cuda:N.") | RESUMABLE)
     amp: bool = field(default=True, metadata=RESUMABLE)
     # channels_last on CUDA: off by default, since InstanceNorm returns the standard layout and the conversions back
     # cost more copies than they save (a 2-block ResNet step: 37 copy ops instead of 28); bench_train times both.
     channels_last: bool = field(default=False, metadata=RESUMABLE)
     # torch.compile of the networks (CUDA; opt-in: the first steps compile, later ones may run faster).
     compile: bool = field(default=False, metadata=RESUMABLE)
-    max_steps: int | None = field(default=None, metadata=operational(1))
+    max_steps: int | None = field(default=None, metadata=described("Stop after this many steps.") | operational(1))
     log_every: int = field(default=50, metadata=operational(1))
     sample_every: int = field(default=500, metadata=operational(1))
     checkpoint_every: int = field(default=1000, metadata=operational(1))
@@ -995,15 +1015,47 @@ def to_dict_value(value: Any) -> Any:
 
 
 def options_table(schema: type) -> str:
-    """The Markdown table of a schema's flags (docs/translate.md holds it; tests/test_docs.py keeps it equal)."""
+    """The Markdown table of a schema's flags (docs/translate.md, data.md and training.md hold theirs;
+    tests/test_docs.py keeps them equal)."""
     rows = ["| option | key | default | meaning |", "|---|---|---|---|"]
-    for f in dataclasses.fields(schema):
+    for key, f, _ in flagged(schema):
         default = to_dict_value(f.default)
         if isinstance(default, list):  # as the command line takes it
             default = ",".join(map(str, default))
         shown = "none" if default is None else f"`{str(default).lower() if isinstance(default, bool) else default}`"
-        rows.append(f"| `{flag_name(f)}` | `{f.name}` | {shown} | {f.metadata.get('help', '')} |")
+        rows.append(f"| `{flag_name(f)}` | `{key}` | {shown} | {f.metadata.get('help', '')} |")
     return "\n".join(rows) + "\n"
+
+
+def takes_flagged(schema: type) -> Callable[[F], F]:
+    """Give a function the flagged keys of ``schema`` (:func:`flagged`) as keyword-only arguments defaulting to None
+    (None: leave the config files' value); it is written with a parameter ``named`` and receives the ones given as
+    ``{dotted key: value}``, for :func:`load_config`'s overrides, which checks them."""
+    keys = flagged(schema)
+
+    def decorate(fn: F) -> F:
+        sig = inspect.signature(fn)
+        own = [p for p in sig.parameters.values() if p.name != "named"]
+        extra = [
+            inspect.Parameter(argument_name(f), inspect.Parameter.KEYWORD_ONLY, default=None, annotation=tp | None)
+            for _, f, tp in keys
+        ]
+        published = sig.replace(parameters=[*own, *extra])
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            given = dict(published.bind(*args, **kwargs).arguments)
+            named = {key: given.pop(argument_name(f)) for key, f, _ in keys if argument_name(f) in given}
+            return fn(**given, named={k: v for k, v in named.items() if v is not None})
+
+        wrapper.__signature__ = published  # type: ignore[attr-defined]
+        head = f"Keys of :class:`mrtrans.config.{schema.__name__}` as keyword arguments (None: the files' value):"
+        lines = [f"    {head}"]
+        lines += [f"        {argument_name(f)} ({key}): {f.metadata['help']}" for key, f, _ in keys]
+        wrapper.__doc__ = (fn.__doc__ or "").rstrip() + "\n\n" + "\n".join(lines) + "\n"
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
 
 
 def epoch_schedule(epochs: int | None) -> dict[str, int | None]:

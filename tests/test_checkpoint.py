@@ -58,19 +58,20 @@ def test_a_checkpoint_of_mrtrans_before_0_4_is_migrated_when_read(tmp_path):
 
 
 def test_model_record_is_the_checkpoint_s_typed_and_checked_description(tmp_path):
-    from helpers import make_checkpoint
-
     from mrtrans.checkpoint import ModelRecord, model_record
     from mrtrans.config import TrainConfig
     from mrtrans.data_prep.normalization import Normalization
     from mrtrans.domain import Direction
+
+    from helpers import make_checkpoint
 
     path = make_checkpoint(tmp_path / "m.pt", image_size=64)
     ckpt = load_checkpoint(path)
     record = model_record(ckpt, path)
     assert isinstance(record, ModelRecord) and record.direction == Direction("flair", "t1")
     assert isinstance(record.config, TrainConfig) and isinstance(record.normalization, Normalization)
-    assert record.translators == {"flair2t1": "gen_s2t", "t12flair": "gen_t2s"} and record.normalization.image_size == 64
+    assert record.translators == {"flair2t1": "gen_s2t", "t12flair": "gen_t2s"}
+    assert record.normalization.image_size == 64
     del ckpt["models"]["gen_t2s"]
     with pytest.raises(MrtransError, match="m.pt: 'models' lacks the translators it lists"):
         model_record(ckpt, path)

@@ -386,8 +386,9 @@ def test_flags_are_generated_from_the_schema_so_a_new_key_needs_no_cli_change():
     class Toy:
         size: int = dataclasses.field(default=2, metadata=described("The size.") | bounds(1))
         mode: GanMode = dataclasses.field(default=GanMode.lsgan, metadata=described("The GAN.", flag="--gan"))
-        shape: tuple[int, int] = (3, 4)
+        shape: tuple[int, int] = dataclasses.field(default=(3, 4), metadata=described("The shape."))
         loud: bool = dataclasses.field(default=False, metadata=described("Say more."))
+        quiet: int = 0  # no help text: not a flag
 
     seen = []
     toy = typer.Typer()
@@ -400,6 +401,7 @@ def test_flags_are_generated_from_the_schema_so_a_new_key_needs_no_cli_change():
     result = runner.invoke(toy, ["x", "--size", "5", "--gan", "vanilla", "--shape", "6,7", "--loud"])
     assert result.exit_code == 0, result.output
     assert seen[-1] == ("x", Toy(5, GanMode.vanilla, (6, 7), True))
+    assert runner.invoke(toy, ["x", "--quiet", "1"]).exit_code == 2
     assert runner.invoke(toy, ["x"]).exit_code == 0 and seen[-1] == ("x", Toy())
     refused = runner.invoke(toy, ["x", "--size", "0"])
     assert refused.exit_code == 2 and "--size" in refused.output  # the bound, checked by the flag itself
@@ -419,8 +421,8 @@ def test_layered_flags_pass_only_what_was_given_so_a_recipe_keeps_its_values():
     @dataclasses.dataclass(frozen=True)
     class Toy:
         size: int = dataclasses.field(default=2, metadata=described("The size."))
-        spacing: tuple[float, ...] | None = None
-        loud: bool = False
+        spacing: tuple[float, ...] | None = dataclasses.field(default=None, metadata=described("Voxels."))
+        loud: bool = dataclasses.field(default=False, metadata=described("Say more."))
 
     seen = []
     toy = typer.Typer()

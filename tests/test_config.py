@@ -18,6 +18,7 @@ from mrtrans.config import (
     resolve_config_path,
     save_config,
     takes,
+    takes_flagged,
     to_dict,
 )
 from mrtrans.errors import MrtransError
@@ -161,3 +162,29 @@ def test_the_translate_keys_are_one_schema_for_the_cli_the_api_and_the_monai_tra
         assert set(model_keys) <= set(inspect.signature(fn).parameters), fn
     every = {f.name for f in dataclasses.fields(TranslateConfig)}
     assert every <= set(inspect.signature(mrtrans.translate_files).parameters)
+
+
+def test_takes_flagged_gives_the_flagged_nested_keys_as_keyword_arguments_that_default_to_the_files():
+    @dataclasses.dataclass(frozen=True)
+    class Inner:
+        steps: int | None = dataclasses.field(default=None, metadata=described("Steps.", flag="--max-steps"))
+        quiet: int = 3  # no help text: not a flag
+
+    @dataclasses.dataclass(frozen=True)
+    class Outer:
+        run: Inner = Inner()
+        lr: float = dataclasses.field(default=1.0, metadata=described("Rate."))
+
+    @takes_flagged(Outer)
+    def run(a, *, named=None):
+        return a, named
+
+    assert list(inspect.signature(run).parameters) == ["a", "max_steps", "lr"]
+    assert run(1) == (1, {}) and run(1, max_steps=5, lr=None) == (1, {"run.steps": 5})
+    assert "max_steps (run.steps): Steps." in run.__doc__
+    assert options_table(Outer).splitlines()[2] == "| `--max-steps` | `run.steps` | none | Steps. |"
+    import mrtrans
+
+    assert {"max_steps", "batch_size", "lr", "lambda_smooth", "device", "seed"} <= set(
+        inspect.signature(mrtrans.train).parameters
+    )

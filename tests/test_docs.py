@@ -53,7 +53,10 @@ def test_the_training_docs_list_exactly_the_keys_a_resume_may_change() -> None:
     assert listed == set(RESUME_MAY_CHANGE) and "run.device" in listed
 
 
-@pytest.mark.parametrize(("doc", "schema"), [("translate.md", "TranslateConfig"), ("data.md", "PrepareConfig")])
+@pytest.mark.parametrize(
+    ("doc", "schema"),
+    [("translate.md", "TranslateConfig"), ("data.md", "PrepareConfig"), ("training.md", "TrainConfig")],
+)
 def test_the_docs_hold_the_table_generated_from_the_schema(doc: str, schema: str) -> None:
     """docs' tables of a command's keys are options_table(schema): one declaration, the field."""
     import mrtrans.config
