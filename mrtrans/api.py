@@ -256,6 +256,7 @@ def translate_files(
     return translate_jobs(jobs, translator, mask, config.overwrite, progress)
 
 
+@takes_flagged(EvalConfig)
 def evaluate(
     runs: str | Path | Sequence[str | Path],
     data: str | Path,
@@ -265,13 +266,12 @@ def evaluate(
     audit: bool = True,
     audit_steps: int | None = None,
     cache_dir: str | Path | None = None,
-    device: str | None = None,
-    precision: str | None = None,
     reference: str | None = None,
     overwrite: bool = False,
     overrides: Overrides = None,
     checkpoint: str = "last",
     allow_training_patients: bool = False,
+    named: dict[str, Any] | None = None,
 ) -> Path:
     """``mrtrans evaluate``: score runs on the prepared paired test slices, beside the copy-source baseline.
 
@@ -298,8 +298,7 @@ def evaluate(
         "segmentation.steps": audit_steps,
         "audit.enabled": None if audit else False,
         "segmentation.enabled": None if audit else False,
-        "device": device,
-        "precision": precision,
+        **(named or {}),
     }
     cfg = load_config(EvalConfig, config, _with(named, overrides), folder="evaluation")
     return evaluate_runs(

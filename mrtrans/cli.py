@@ -23,8 +23,8 @@ import typer
 
 from mrtrans import __version__
 from mrtrans.config import (
+    EvalConfig,
     ExportFormat,
-    Precision,
     PrepareConfig,
     SynthConfig,
     TrainConfig,
@@ -192,7 +192,6 @@ SetOption = Annotated[
 ]
 
 # Options several commands share, declared once.
-DeviceOption = Annotated[str | None, key_flag(TranslatorConfig, "device")]
 OverwriteOption = Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")]
 
 
@@ -397,6 +396,7 @@ def export(
 
 
 @command("evaluate")
+@flags(EvalConfig, layered=True)
 def evaluate(
     data: Annotated[Path, typer.Option("--data", help="Folder written by prepare-brats (its paired test slices).")],
     out: Annotated[
@@ -420,11 +420,6 @@ def evaluate(
         ),
     ] = False,
     cache_dir: Annotated[Path | None, typer.Option("--cache-dir", help="Where trained detectors are cached.")] = None,
-    device: DeviceOption = None,
-    precision: Annotated[
-        Precision | None,
-        typer.Option("--precision", help="fp32 (default) or bf16 (autocast, CUDA only) for the generators."),
-    ] = None,
     reference: Annotated[
         str | None,
         typer.Option(
@@ -441,6 +436,7 @@ def evaluate(
         ),
     ] = False,
     sets: SetOption = None,
+    options: dict[str, Any] | None = None,
 ) -> None:
     """Score runs on the paired test slices beside the copy-source baseline: MAE/MSE/PSNR/SSIM with patient-bootstrap
     CIs (brain_shared, brain and paper protocols), paired comparisons, seeds, per-lesion tumor presence (keepable
@@ -455,11 +451,9 @@ def evaluate(
         audit=not no_audit,
         audit_steps=audit_steps,
         cache_dir=cache_dir,
-        device=device,
-        precision=precision,
         reference=reference,
         overwrite=overwrite,
-        overrides=_sets(sets),
+        overrides={**_sets(sets), **(options or {})},  # a flag given wins over --set
         checkpoint=checkpoint,
         allow_training_patients=allow_training_patients,
     )

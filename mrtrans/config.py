@@ -690,9 +690,11 @@ class EvalConfig:
     # Image-metric protocols (brain_shared, brain, paper); brain_shared is always computed. An experiment that only
     # reads brain_shared (the hallucination benchmark's trajectory) skips the others: they are most of the time.
     protocols: tuple[str, ...] = PROTOCOLS
-    device: str = "auto"
-    # Generators run in fp32 unless asked otherwise; bf16 autocast applies on CUDA only.
-    precision: Precision = Precision.fp32
+    device: str = field(default="auto", metadata=described("auto (CUDA if present), cpu, cuda, cuda:N."))
+    precision: Precision = field(
+        default=Precision.fp32,
+        metadata=described("fp32 (default) or bf16 (autocast, CUDA only) for the generators."),
+    )
     # Confidence intervals: percentile bootstrap over patients (mrtrans.evaluation.statistics).
     bootstrap_resamples: int = field(default=2000, metadata=bounds(100))
     bootstrap_seed: int = 0
