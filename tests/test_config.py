@@ -188,3 +188,13 @@ def test_takes_flagged_gives_the_flagged_nested_keys_as_keyword_arguments_that_d
     assert {"max_steps", "batch_size", "lr", "lambda_smooth", "device", "seed"} <= set(
         inspect.signature(mrtrans.train).parameters
     )
+
+
+@pytest.mark.parametrize("name", ["TrainConfig", "PrepareConfig", "EvalConfig", "TranslateConfig", "SynthConfig"])
+def test_every_command_s_flags_are_distinct(name):
+    """Two keys of one command with the same flag would be one option that sets either: refused here."""
+    import mrtrans.config
+    from mrtrans.config import argument_name, flagged
+
+    names = [argument_name(f) for _, f, _ in flagged(getattr(mrtrans.config, name))]
+    assert names and len(names) == len(set(names))
