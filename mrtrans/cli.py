@@ -31,12 +31,14 @@ from mrtrans.config import (
     TranslateConfig,
     TranslatorConfig,
     argument_name,
+    command_line_text,
     flag_name,
     flagged,
     from_dict,
     layer_preset_names,
     method_names,
     parse_assignments,
+    publish,
     set_dotted,
 )
 from mrtrans.errors import MrtransError, describe_os_error
@@ -125,11 +127,10 @@ def flags(schema: type, layered: bool = False) -> Callable[[F], F]:
         inner = optional[0] if optional else tp
         bounded = {k: f.metadata[k] for k in ("min", "max") if f.metadata.get(k) is not None}
         if typing.get_origin(inner) is tuple:  # a list on the command line: comma-separated, as --set reads it; the
-            inner, bounded = str, {}  # loader checks each value's bounds
-            default = None if default is None else ",".join(str(getattr(v, "value", v)) for v in default)
+            inner, bounded, default = str, {}, command_line_text(default)  # loader checks each value's bounds
         if layered:  # not given: None, the files' value stays; the loader checks the bounds and names the key
-            shown = "none" if default is None else str(getattr(default, "value", default)).lower()
-            info = typer.Option(flag_name(f), help=f.metadata.get("help", ""), show_default=shown)
+            shown = command_line_text(default)
+            info = typer.Option(flag_name(f), help=f.metadata.get("help", ""), show_default=shown or "none")
             tp, default = inner | None, None
         else:
             info = typer.Option(flag_name(f), help=f.metadata.get("help", ""), **bounded)
@@ -160,9 +161,7 @@ def flags(schema: type, layered: bool = False) -> Callable[[F], F]:
                 raise MrtransError(text) from None
             return fn(**kwargs, config=config)
 
-        wrapper.__signature__ = published  # type: ignore[attr-defined]
-        wrapper.__annotations__ = {p.name: p.annotation for p in published.parameters.values()}
-        return wrapper  # type: ignore[return-value]
+        return publish(wrapper, published)  # type: ignore[no-any-return]
 
     return decorate
 

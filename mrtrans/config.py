@@ -988,10 +988,7 @@ def takes(schema: type) -> Callable[[F], F]:
                 raise MrtransError(f"{fn.__name__}: config= must be a {schema.__name__}, got {type(config).__name__}")
             return fn(**given, config=config)
 
-        wrapper.__signature__ = published  # type: ignore[attr-defined]
-        wrapper.__annotations__ = {p.name: p.annotation for p in published.parameters.values()}
-        wrapper.__doc__ = (fn.__doc__ or "").rstrip() + "\n\n" + keys_doc(schema)
-        return wrapper  # type: ignore[return-value]
+        return publish(wrapper, published, (fn.__doc__ or "").rstrip() + "\n\n" + keys_doc(schema))
 
     return decorate
 
@@ -1016,15 +1013,34 @@ def to_dict_value(value: Any) -> Any:
     return value
 
 
+def command_line_text(value: Any) -> str | None:
+    """A value as the command line writes it: enums by their value, lists comma-separated, booleans lower-case
+    (None stays None)."""
+    value = to_dict_value(value)
+    if value is None:
+        return None
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def publish(wrapper: Any, signature: inspect.Signature, doc: str | None = None) -> Any:
+    """Give a generated wrapper the signature its callers (and typer, through the annotations) see, and its
+    docstring."""
+    wrapper.__signature__ = signature
+    wrapper.__annotations__ = {p.name: p.annotation for p in signature.parameters.values()}
+    if doc is not None:
+        wrapper.__doc__ = doc
+    return wrapper
+
+
 def options_table(schema: type) -> str:
     """The Markdown table of a schema's flags (docs/translate.md, data.md and training.md hold theirs;
     tests/test_docs.py keeps them equal)."""
     rows = ["| option | key | default | meaning |", "|---|---|---|---|"]
     for key, f, _ in flagged(schema):
-        default = to_dict_value(f.default)
-        if isinstance(default, list):  # as the command line takes it
-            default = ",".join(map(str, default))
-        shown = "none" if default is None else f"`{str(default).lower() if isinstance(default, bool) else default}`"
+        text = command_line_text(f.default)
+        shown = "none" if text is None else f"`{text}`"
         rows.append(f"| `{flag_name(f)}` | `{key}` | {shown} | {f.metadata.get('help', '')} |")
     return "\n".join(rows) + "\n"
 
@@ -1050,12 +1066,10 @@ def takes_flagged(schema: type) -> Callable[[F], F]:
             named = {key: given.pop(argument_name(f)) for key, f, _ in keys if argument_name(f) in given}
             return fn(**given, named={k: v for k, v in named.items() if v is not None})
 
-        wrapper.__signature__ = published  # type: ignore[attr-defined]
         head = f"Keys of :class:`mrtrans.config.{schema.__name__}` as keyword arguments (None: the files' value):"
         lines = [f"    {head}"]
         lines += [f"        {argument_name(f)} ({key}): {f.metadata['help']}" for key, f, _ in keys]
-        wrapper.__doc__ = (fn.__doc__ or "").rstrip() + "\n\n" + "\n".join(lines) + "\n"
-        return wrapper  # type: ignore[return-value]
+        return publish(wrapper, published, (fn.__doc__ or "").rstrip() + "\n\n" + "\n".join(lines) + "\n")
 
     return decorate
 

@@ -36,16 +36,14 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from mrtrans.checkpoint import load_checkpoint, model_payload, model_record, save_checkpoint
+from mrtrans.checkpoint import ModelRecord, load_checkpoint, model_payload, model_record, save_checkpoint
 from mrtrans.config import (
     TrainConfig,
     ValidationMetric,
     resolve_patch_size,
     save_config,
     to_dict,
-    train_config_from_record,
 )
-from mrtrans.data_prep.normalization import Normalization
 from mrtrans.data_prep.slices import PreparedSlices, to_tensor
 from mrtrans.devices import plan_device, precision_plan, rng_states, seed_rank, set_fp32_matmul, set_rng_states
 from mrtrans.domain import Direction
@@ -282,28 +280,33 @@ def _claim_run_folder(out: Path, ckpt_path: Path, resume: bool) -> bool:
 
 
 def _check_resume(
-    ckpt: dict[str, Any], ckpt_path: Path, cfg: TrainConfig, dataset: PreparedSlices, direction: Direction, world: int
+    ckpt: dict[str, Any],
+    record: ModelRecord,
+    ckpt_path: Path,
+    cfg: TrainConfig,
+    dataset: PreparedSlices,
+    direction: Direction,
+    world: int,
 ) -> None:
-    """Refuse to continue a run with another method, architecture, data, direction or number of processes."""
+    """Refuse to continue a run with another method, architecture, data, direction or number of processes
+    (``record``: the checkpoint's :func:`model_record`)."""
     saved_world = int(ckpt.get("world_size", 1))
     if saved_world != world:  # steps per epoch and the data each process sees depend on it
         raise MrtransError(
             f"{ckpt_path}: the run was trained by {saved_world} process(es), this resume has {world}; resume "
             f"with the same number (torchrun --nproc_per_node={saved_world}, or no torchrun for 1)"
         )
-    if ckpt["direction"] != {"source": direction.source, "target": direction.target}:
-        raise MrtransError(
-            f"{ckpt_path}: run is {ckpt['direction']['source']}2{ckpt['direction']['target']}, not {direction.name}"
-        )
-    differences = resume_differences(train_config_from_record(ckpt["config"]), cfg)
+    if record.direction != direction:
+        raise MrtransError(f"{ckpt_path}: run is {record.direction.name}, not {direction.name}")
+    differences = resume_differences(record.config, cfg)
     if differences:
         raise MrtransError(
             f"{ckpt_path}: --resume asks for another configuration than the run's ({'; '.join(differences)}); resume "
             f"without --config/--preset to keep the run's own, or train the new configuration into another --out"
         )
-    saved = ckpt.get("data")
-    if saved is None:  # checkpoints of mrtrans < 0.2 record only the normalisation
-        trained_size = Normalization.from_record(ckpt["normalization"], str(ckpt_path)).image_size
+    saved = record.data
+    if not saved:  # checkpoints of mrtrans < 0.2 record only the normalisation
+        trained_size = record.normalization.image_size
         if trained_size != dataset.image_size:
             raise MrtransError(
                 f"{ckpt_path}: the run was trained on {trained_size}-pixel slices, "
@@ -368,8 +371,8 @@ class _Run:
         On the CPU: load_state_dict moves weights and Adam moments to the parameters' device and keeps Adam's step
         counters on the CPU, as a fresh (non-capturable) Adam has them (no sync per parameter)."""
         ckpt = load_checkpoint(self.ckpt_path, map_location="cpu")
-        model_record(ckpt, self.ckpt_path)  # a usable model checkpoint (else one line naming the field)
-        _check_resume(ckpt, self.ckpt_path, self.cfg, self.dataset, self.direction, self.world)
+        record = model_record(ckpt, self.ckpt_path)  # a usable model checkpoint (else one line naming the field)
+        _check_resume(ckpt, record, self.ckpt_path, self.cfg, self.dataset, self.direction, self.world)
         self.method.load_models(ckpt["models"])
         for name, opt in self.method.optimizers.items():
             opt.load_state_dict(ckpt["optimizers"][name])
